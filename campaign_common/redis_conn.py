@@ -1,0 +1,35 @@
+"""Connections to the state Redis and the lock masters: timeouts, retries, version check."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from campaign_common.server_version import check_server_version
+
+
+def make_client(url: str, timeout_s: float, *, retries: int = 3) -> Redis:
+    """A bytes-mode client whose every command has a deadline and bounded retries."""
+    client: Redis = Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+    return client
+
+
+async def connect_checked(url: str, timeout_s: float) -> Redis:
+    """Connect, refuse servers older than the minimum, return the client."""
+    client = make_client(url, timeout_s)
+    try:
+        check_server_version(await client.info("server"))
+    except BaseException:
+        await client.aclose()
+        raise
+    return client

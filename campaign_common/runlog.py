@@ -1,0 +1,313 @@
+"""The run log: every Redis key and script about runs that crosses a process boundary.
+
+The scheduler appends run requests here and reads the run projection; the scraper consumes
+the runs stream, appends lifecycle events and writes results. This module is the one owner
+of those key names and scripts. Every key carries the ``{runs}`` hash tag, so each script
+touches a single Redis Cluster slot.
+
+Keys
+    {runs}:requests              stream of RunRequested envelopes (consumer group ``scrapers``)
+    {runs}:events                stream of run lifecycle envelopes (RunStarted, RunSucceeded...)
+    {runs}:dedupe:<run_id>       emission dedupe marker, TTL > any catch-up window
+    {runs}:run:<run_id>          hash: the run projection (TTL `run_ttl_ms`)
+    {runs}:idx:all|schedule:<id>|campaign:<id>
+                                 sorted sets (score 0) of ``<scheduled_for_ms:013d>|<run_id>``,
+                                 so a reverse lexicographic range is "newest first"
+    {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from campaign_common.envelope import Envelope, wrap
+from campaigns.v1 import events_pb2, run_pb2
+
+RUNS_STREAM = "{runs}:requests"
+RUN_EVENTS_STREAM = "{runs}:events"
+SCRAPER_GROUP = "scrapers"
+_INDEX_ALL = "{runs}:idx:all"
+
+
+def _run_key(run_id: str) -> str:
+    return f"{{runs}}:run:{run_id}"
+
+
+def _dedupe_key(run_id: str) -> str:
+    return f"{{runs}}:dedupe:{run_id}"
+
+
+def _schedule_index(schedule_id: str) -> str:
+    return f"{{runs}}:idx:schedule:{schedule_id}"
+
+
+def _campaign_index(campaign_id: str) -> str:
+    return f"{{runs}}:idx:campaign:{campaign_id}"
+
+
+def _results_key(campaign_id: str) -> str:
+    return f"{{runs}}:results:{campaign_id}"
+
+
+class RunState(StrEnum):
+    REQUESTED = "REQUESTED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+
+
+class _Rank(IntEnum):
+    """Within one attempt a projection never moves back to a lower rank."""
+
+    REQUESTED = 0
+    RUNNING = 1
+    FINISHED = 2
+
+
+_RANKS = {RunState.REQUESTED: _Rank.REQUESTED, RunState.RUNNING: _Rank.RUNNING}
+
+# KEYS[1] dedupe key, KEYS[2] runs stream, KEYS[3] run hash,
+# KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign
+# ARGV[1] dedupe ttl ms (0: no dedupe, the run id is unique by construction),
+# ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff member (members below
+# it are pruned), ARGV[5] number of envelope field/value pairs n, ARGV[6 .. 5+2n] envelope
+# pairs, the rest: run hash field/value pairs.
+# Returns the stream id, or false when the dedupe key already existed.
+_EMIT_RUN = """
+if ARGV[1] ~= '0' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
+end
+local n = tonumber(ARGV[5])
+local envelope = {}
+for i = 6, 5 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
+local hash = {}
+for i = 6 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+redis.call('HSET', KEYS[3], unpack(hash))
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+for k = 4, 6 do
+  redis.call('ZADD', KEYS[k], 0, ARGV[2])
+  redis.call('ZREMRANGEBYLEX', KEYS[k], '-', '(' .. ARGV[4])
+end
+return id
+"""
+
+# KEYS[1] run events stream, KEYS[2] run hash
+# ARGV[1] attempt, ARGV[2] rank, ARGV[3] run hash ttl ms, ARGV[4] number of envelope pairs n,
+# ARGV[5 .. 4+2n] envelope pairs, the rest: run hash field/value pairs.
+# Appends the event always; updates the projection only if (attempt, rank) does not go back.
+_APPEND_RUN_EVENT = """
+local n = tonumber(ARGV[4])
+local envelope = {}
+for i = 5, 4 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
+local cur = redis.call('HMGET', KEYS[2], 'attempt', 'rank')
+local attempt, rank = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cur_attempt, cur_rank = tonumber(cur[1]) or 0, tonumber(cur[2]) or -1
+if attempt > cur_attempt or (attempt == cur_attempt and rank >= cur_rank) then
+  local hash = {'attempt', ARGV[1], 'rank', ARGV[2]}
+  for i = 5 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[2], unpack(hash))
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return id
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The run projection as stored; times in epoch ms, 0 when not reached yet."""
+
+    run_id: str
+    schedule_id: str
+    campaign_id: str
+    state: RunState
+    attempt: int
+    scheduled_for_ms: int
+    trigger: str
+    started_at_ms: int = 0
+    finished_at_ms: int = 0
+    error: str = ""
+
+
+class InvalidPageToken(ValueError):
+    """A page token that this service did not issue."""
+
+
+def _encode_token(member: bytes) -> str:
+    return base64.urlsafe_b64encode(member).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> bytes:
+    try:
+        member = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned") from exc
+    if b"|" not in member:
+        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned")
+    return member
+
+
+def _index_member(scheduled_for_ms: int, run_id: str) -> str:
+    return f"{scheduled_for_ms:013d}|{run_id}"
+
+
+def _flatten(mapping: dict[str, Any]) -> list[Any]:
+    flat: list[Any] = []
+    for key, value in mapping.items():
+        flat += [key, value]
+    return flat
+
+
+class RunLog:
+    """Async access to the run keys of the state Redis (client must use bytes responses)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        dedupe_ttl_ms: int = 24 * 3600 * 1000,
+        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+        results_cap: int = 1000,
+    ) -> None:
+        self._redis = redis
+        self._dedupe_ttl_ms = dedupe_ttl_ms
+        self._run_ttl_ms = run_ttl_ms
+        self._results_cap = results_cap
+        self._emit = redis.register_script(_EMIT_RUN)
+        self._append = redis.register_script(_APPEND_RUN_EVENT)
+
+    async def request_run(self, request: events_pb2.RunRequested, *, dedupe: bool) -> bool:
+        """Append a RunRequested and its REQUESTED projection; False if already emitted.
+
+        With ``dedupe`` the append happens at most once per run id across every process
+        within the dedupe TTL: the SET NX and the XADD are one script, so a crash between
+        them is impossible.
+        """
+        scheduled_ms = request.scheduled_for.ToMilliseconds()
+        envelope = wrap(request)
+        hash_fields = {
+            "run_id": request.run_id,
+            "schedule_id": request.schedule_id,
+            "campaign_id": request.campaign_id,
+            "state": RunState.REQUESTED.value,
+            "attempt": request.attempt,
+            "rank": int(_Rank.REQUESTED),
+            "scheduled_for_ms": scheduled_ms,
+            "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
+        }
+        cutoff = _index_member(max(0, envelope.occurred_at_ms - self._run_ttl_ms), "")
+        keys = [
+            _dedupe_key(request.run_id),
+            RUNS_STREAM,
+            _run_key(request.run_id),
+            _INDEX_ALL,
+            _schedule_index(request.schedule_id),
+            _campaign_index(request.campaign_id),
+        ]
+        args = [
+            self._dedupe_ttl_ms if dedupe else 0,
+            _index_member(scheduled_ms, request.run_id),
+            self._run_ttl_ms,
+            cutoff,
+            len(envelope.to_fields()),
+            *envelope.flat_fields(),
+            *_flatten(hash_fields),
+        ]
+        return await self._emit(keys=keys, args=args) is not None
+
+    async def append_event(
+        self,
+        event: events_pb2.RunStarted
+        | events_pb2.RunSucceeded
+        | events_pb2.RunFailed
+        | events_pb2.RunSkipped,
+        *,
+        state: RunState,
+        changes: dict[str, str | int] | None = None,
+    ) -> bytes:
+        """Append a lifecycle event and apply it to the run projection; returns the entry id."""
+        envelope: Envelope = wrap(event)
+        fields: dict[str, str | int] = {"state": state.value, **(changes or {})}
+        args = [
+            event.attempt,
+            int(_RANKS.get(state, _Rank.FINISHED)),
+            self._run_ttl_ms,
+            len(envelope.to_fields()),
+            *envelope.flat_fields(),
+            *_flatten(fields),
+        ]
+        entry_id: bytes = await self._append(
+            keys=[RUN_EVENTS_STREAM, _run_key(event.run_id)], args=args
+        )
+        return entry_id
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(_run_key(run_id)))
+        return _record(raw) if raw else None
+
+    async def list_runs(
+        self, *, schedule_id: str = "", campaign_id: str = "", page_size: int, page_token: str = ""
+    ) -> tuple[list[RunRecord], str]:
+        """Runs newest first (by nominal time), filtered by schedule or campaign, paged."""
+        if schedule_id:
+            index = _schedule_index(schedule_id)
+        elif campaign_id:
+            index = _campaign_index(campaign_id)
+        else:
+            index = _INDEX_ALL
+        start = b"(" + _decode_token(page_token) if page_token else b"+"
+        members = cast(
+            list[bytes],
+            await self._redis.zrange(
+                index, start, b"-", desc=True, bylex=True, offset=0, num=page_size + 1
+            ),
+        )
+        page = members[:page_size]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in page:
+                pipe.hgetall(_run_key(member.split(b"|", 1)[1].decode()))
+            raws = await pipe.execute()
+        runs = [_record(raw) for raw in raws if raw]
+        if campaign_id and schedule_id:
+            runs = [run for run in runs if run.campaign_id == campaign_id]
+        token = _encode_token(page[-1]) if len(members) > page_size else ""
+        return runs, token
+
+    async def add_results(self, campaign_id: str, results: list[run_pb2.ScrapeResult]) -> None:
+        if not results:
+            return
+        key = _results_key(campaign_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, *[result.SerializeToString() for result in results])
+            pipe.ltrim(key, 0, self._results_cap - 1)
+            await pipe.execute()
+
+    async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:
+        raw = cast(list[bytes], await self._redis.lrange(_results_key(campaign_id), 0, limit - 1))
+        return [run_pb2.ScrapeResult.FromString(item) for item in raw]
+
+
+def _record(raw: dict[bytes, bytes]) -> RunRecord:
+    text = {key.decode(): value.decode() for key, value in raw.items()}
+    return RunRecord(
+        run_id=text.get("run_id", ""),
+        schedule_id=text.get("schedule_id", ""),
+        campaign_id=text.get("campaign_id", ""),
+        state=RunState(text.get("state", RunState.REQUESTED.value)),
+        attempt=int(text.get("attempt", "1")),
+        scheduled_for_ms=int(text.get("scheduled_for_ms", "0")),
+        trigger=text.get("trigger", "SCHEDULED"),
+        started_at_ms=int(text.get("started_at_ms", "0")),
+        finished_at_ms=int(text.get("finished_at_ms", "0")),
+        error=text.get("error", ""),
+    )

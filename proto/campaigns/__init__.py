@@ -1,0 +1,1 @@
+"""Generated protobuf packages for the campaigns contract (see proto/campaigns/v1/*.proto)."""

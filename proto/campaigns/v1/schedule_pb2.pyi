@@ -1,0 +1,75 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ScheduleState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULE_STATE_UNSPECIFIED: _ClassVar[ScheduleState]
+    SCHEDULE_STATE_ACTIVE: _ClassVar[ScheduleState]
+    SCHEDULE_STATE_PAUSED: _ClassVar[ScheduleState]
+    SCHEDULE_STATE_COMPLETED: _ClassVar[ScheduleState]
+SCHEDULE_STATE_UNSPECIFIED: ScheduleState
+SCHEDULE_STATE_ACTIVE: ScheduleState
+SCHEDULE_STATE_PAUSED: ScheduleState
+SCHEDULE_STATE_COMPLETED: ScheduleState
+
+class ScheduleSpec(_message.Message):
+    __slots__ = ("cron", "interval_seconds", "run_at", "timezone")
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    cron: str
+    interval_seconds: int
+    run_at: _timestamp_pb2.Timestamp
+    timezone: str
+    def __init__(self, cron: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ...) -> None: ...
+
+class ScrapeSpec(_message.Message):
+    __slots__ = ("urls", "selectors")
+    class SelectorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    SELECTORS_FIELD_NUMBER: _ClassVar[int]
+    urls: _containers.RepeatedScalarFieldContainer[str]
+    selectors: _containers.ScalarMap[str, str]
+    def __init__(self, urls: _Optional[_Iterable[str]] = ..., selectors: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times")
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SCRAPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_NOTE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIRE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    schedule_id: str
+    campaign_id: str
+    name: str
+    spec: ScheduleSpec
+    scrape: ScrapeSpec
+    version: int
+    state: ScheduleState
+    paused_note: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    next_fire_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[ScrapeSpec, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., paused_note: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,77 @@
+"""RunLog against a real state Redis: dedupe, projection ordering, paging, results."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from campaign_common.runlog import RUNS_STREAM, InvalidPageToken, RunLog, RunState
+from campaign_common.timeutil import ms_to_timestamp, now_ms
+from campaigns.v1 import events_pb2, run_pb2
+
+
+def _request(run_id: str, scheduled_ms: int, schedule_id: str = "s1") -> events_pb2.RunRequested:
+    return events_pb2.RunRequested(
+        run_id=run_id,
+        schedule_id=schedule_id,
+        campaign_id="c1",
+        scheduled_for=ms_to_timestamp(scheduled_ms),
+        attempt=1,
+        trigger=run_pb2.RUN_TRIGGER_SCHEDULED,
+    )
+
+
+async def test_runlog_request_run_emits_once_per_run_id(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    assert await log.request_run(_request("s1:1000", 1000), dedupe=True)
+    assert not await log.request_run(_request("s1:1000", 1000), dedupe=True)
+    assert await state_redis.xlen(RUNS_STREAM) == 1
+    run = await log.get_run("s1:1000")
+    assert run is not None and run.state is RunState.REQUESTED and run.scheduled_for_ms == 1000
+
+
+async def test_runlog_projection_never_goes_back_within_an_attempt(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    await log.request_run(_request("r", 5), dedupe=False)
+    done = events_pb2.RunSucceeded(run_id="r", attempt=1)
+    await log.append_event(done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 9})
+    late_start = events_pb2.RunStarted(run_id="r", attempt=1)
+    await log.append_event(late_start, state=RunState.RUNNING, changes={"started_at_ms": 7})
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.SUCCEEDED and run.finished_at_ms == 9
+    retry = events_pb2.RunStarted(run_id="r", attempt=2)
+    await log.append_event(retry, state=RunState.RUNNING)
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.RUNNING and run.attempt == 2
+
+
+async def test_runlog_list_runs_pages_newest_first(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    base = now_ms()
+    for ms in range(1, 8):
+        await log.request_run(_request(f"s1:{ms}", base + ms), dedupe=True)
+    await log.request_run(_request("other:1", base + 100, schedule_id="other"), dedupe=True)
+    seen: list[str] = []
+    token = ""
+    while True:
+        runs, token = await log.list_runs(schedule_id="s1", page_size=3, page_token=token)
+        seen += [run.run_id for run in runs]
+        if not token:
+            break
+    assert seen == [f"s1:{ms}" for ms in range(7, 0, -1)]
+    everything, _ = await log.list_runs(page_size=100)
+    assert everything[0].run_id == "other:1"
+    ancient = _request("s1:old", 1000)  # older than the retention: pruned from the index
+    await log.request_run(ancient, dedupe=True)
+    everything, _ = await log.list_runs(page_size=100)
+    assert "s1:old" not in [run.run_id for run in everything]
+    with pytest.raises(InvalidPageToken):
+        await log.list_runs(page_size=1, page_token="!!not-a-token")
+
+
+async def test_runlog_results_newest_first_and_capped(state_redis: Redis) -> None:
+    log = RunLog(state_redis, results_cap=3)
+    for i in range(5):
+        await log.add_results("c1", [run_pb2.ScrapeResult(run_id=f"r{i}", url="http://x")])
+    results = await log.list_results("c1", limit=10)
+    assert [r.run_id for r in results] == ["r4", "r3", "r2"]

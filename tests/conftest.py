@@ -1,0 +1,52 @@
+"""Fixtures shared by every test: real Valkey/Redis servers on free loopback ports.
+
+One state server and three lock masters per test session; every test starts from an empty
+keyspace (FLUSHALL before the test), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from campaign_common.embedded import EmbeddedStack
+from campaign_common.redis_conn import make_client
+
+
+@pytest.fixture(scope="session")
+def redis_stack() -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(lock_masters=3).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def state_url(redis_stack: EmbeddedStack) -> Iterator[str]:
+    """URL of an empty state Redis (the session server, flushed before each test)."""
+    for server in (redis_stack.state, *redis_stack.locks):
+        if server.pid is None:  # a test killed it; bring it back for the next one
+            server.start()
+        client = redis.Redis.from_url(server.url)
+        client.flushall()
+        client.close()
+    yield redis_stack.state.url
+
+
+@pytest.fixture
+def lock_urls(redis_stack: EmbeddedStack, state_url: str) -> list[str]:
+    """URLs of the three (flushed) lock masters."""
+    return redis_stack.lock_urls
+
+
+@pytest.fixture
+async def state_redis(state_url: str) -> AsyncIterator[Redis]:
+    client = make_client(state_url, timeout_s=5.0)
+    try:
+        yield client
+    finally:
+        await client.aclose()
