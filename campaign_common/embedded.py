@@ -93,8 +93,12 @@ class EmbeddedRedis:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self) -> EmbeddedRedis:
-        if self._proc is not None and self._proc.poll() is None:
+        if self.running:
             return self
         binary = self.binary or find_server_binary()
         for _ in range(5):

@@ -29,7 +29,7 @@ def redis_stack() -> Iterator[EmbeddedStack]:
 def state_url(redis_stack: EmbeddedStack) -> Iterator[str]:
     """URL of an empty state Redis (the session server, flushed before each test)."""
     for server in (redis_stack.state, *redis_stack.locks):
-        if server.pid is None:  # a test killed it; bring it back for the next one
+        if not server.running:  # a test killed it; bring it back for the next one
             server.start()
         client = redis.Redis.from_url(server.url)
         client.flushall()
