@@ -50,3 +50,25 @@ async def state_redis(state_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def scheduler_server(state_url: str) -> AsyncIterator[object]:
+    """An in-process scheduler (real grpc.aio server on a free port) on the flushed state Redis."""
+    from scheduler_svc.config import SchedulerSettings
+    from scheduler_svc.server import SchedulerServer
+
+    server = SchedulerServer(
+        SchedulerSettings(state_redis_url=state_url, host="127.0.0.1", port=0, log_block_ms=200)
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def scheduler_target(scheduler_server: object) -> str:
+    """``host:port`` of the running in-process scheduler."""
+    return f"127.0.0.1:{scheduler_server.port}"  # type: ignore[attr-defined]

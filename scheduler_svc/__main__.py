@@ -1,0 +1,21 @@
+"""`python -m scheduler_svc`: run the scheduler with settings from SCHEDULER_* variables."""
+
+from __future__ import annotations
+
+import asyncio
+
+from campaign_common.logs import setup_logging
+from campaign_common.telemetry import setup_tracing
+from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.server import serve
+
+
+def main() -> None:
+    settings = SchedulerSettings()
+    setup_logging("scheduler", settings.log_level, settings.log_json)
+    setup_tracing("scheduler")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

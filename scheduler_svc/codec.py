@@ -1,0 +1,139 @@
+"""Conversions between the domain records and their protobuf forms (API and event bodies)."""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from campaign_common.runlog import RunRecord
+from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
+from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
+from scheduler_svc.model import NewSchedule, Schedule, ScheduleState, Scrape, Timing
+
+_STATE_TO_PROTO = {
+    ScheduleState.ACTIVE: schedule_pb2.SCHEDULE_STATE_ACTIVE,
+    ScheduleState.PAUSED: schedule_pb2.SCHEDULE_STATE_PAUSED,
+    ScheduleState.COMPLETED: schedule_pb2.SCHEDULE_STATE_COMPLETED,
+}
+_STATE_FROM_PROTO = {value: key for key, value in _STATE_TO_PROTO.items()}
+
+
+def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
+    kind = spec.WhichOneof("kind")
+    timezone = spec.timezone or "UTC"
+    if kind == "cron":
+        return Timing(cron=spec.cron.strip(), timezone=timezone)
+    if kind == "interval_seconds":
+        return Timing(interval_s=spec.interval_seconds, timezone=timezone)
+    if kind == "run_at":
+        return Timing(run_at_ms=timestamp_to_ms(spec.run_at), timezone=timezone)
+    return None
+
+
+def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
+    spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone)
+    if timing.cron:
+        spec.cron = timing.cron
+    elif timing.interval_s:
+        spec.interval_seconds = timing.interval_s
+    else:
+        spec.run_at.CopyFrom(ms_to_timestamp(timing.run_at_ms))
+    return spec
+
+
+def scrape_from_proto(scrape: schedule_pb2.ScrapeSpec) -> Scrape:
+    return Scrape(urls=tuple(scrape.urls), selectors=tuple(sorted(scrape.selectors.items())))
+
+
+def scrape_to_proto(scrape: Scrape) -> schedule_pb2.ScrapeSpec:
+    return schedule_pb2.ScrapeSpec(urls=list(scrape.urls), selectors=dict(scrape.selectors))
+
+
+def new_schedule_from_proto(
+    campaign_id: str, name: str, spec: schedule_pb2.ScheduleSpec | None, scrape: Scrape
+) -> NewSchedule:
+    timing = timing_from_proto(spec) if spec is not None else None
+    return NewSchedule(campaign_id=campaign_id, name=name, timing=timing, scrape=scrape)
+
+
+def schedule_to_proto(
+    schedule: Schedule, next_fires_ms: list[int] | None = None
+) -> schedule_pb2.Schedule:
+    message = schedule_pb2.Schedule(
+        schedule_id=schedule.schedule_id,
+        campaign_id=schedule.campaign_id,
+        name=schedule.name,
+        spec=timing_to_proto(schedule.timing),
+        scrape=scrape_to_proto(schedule.scrape),
+        version=schedule.version,
+        state=_STATE_TO_PROTO[schedule.state],
+        paused_note=schedule.paused_note,
+        created_at=ms_to_timestamp(schedule.created_at_ms),
+        updated_at=ms_to_timestamp(schedule.updated_at_ms),
+        next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
+    )
+    return message
+
+
+def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
+    timing = timing_from_proto(message.spec) or Timing(interval_s=0)
+    return Schedule(
+        schedule_id=message.schedule_id,
+        campaign_id=message.campaign_id,
+        name=message.name,
+        timing=timing,
+        scrape=scrape_from_proto(message.scrape),
+        version=message.version,
+        state=_STATE_FROM_PROTO.get(message.state, ScheduleState.ACTIVE),
+        paused_note=message.paused_note,
+        created_at_ms=timestamp_to_ms(message.created_at),
+        updated_at_ms=timestamp_to_ms(message.updated_at),
+    )
+
+
+_EVENT_TYPES = {
+    "created": events_pb2.ScheduleCreated,
+    "updated": events_pb2.ScheduleUpdated,
+    "resumed": events_pb2.ScheduleResumed,
+    "deleted": events_pb2.ScheduleDeleted,
+}
+
+
+def schedule_event(kind: str, schedule: Schedule, note: str = "") -> Message:
+    """The log event for a change: created, updated, paused, resumed or deleted."""
+    body = schedule_to_proto(schedule)
+    if kind == "paused":
+        return events_pb2.SchedulePaused(schedule=body, note=note)
+    event: Message = _EVENT_TYPES[kind](schedule=body)
+    return event
+
+
+def schedule_from_event(event: Message) -> tuple[Schedule, bool] | None:
+    """(schedule after the event, deleted?) for schedule events; None for other messages."""
+    if not isinstance(
+        event,
+        events_pb2.ScheduleCreated
+        | events_pb2.ScheduleUpdated
+        | events_pb2.SchedulePaused
+        | events_pb2.ScheduleResumed
+        | events_pb2.ScheduleDeleted,
+    ):
+        return None
+    return schedule_from_proto(event.schedule), isinstance(event, events_pb2.ScheduleDeleted)
+
+
+def run_to_proto(record: RunRecord) -> run_pb2.Run:
+    run = run_pb2.Run(
+        run_id=record.run_id,
+        schedule_id=record.schedule_id,
+        campaign_id=record.campaign_id,
+        state=f"RUN_STATE_{record.state.value}",
+        attempt=record.attempt,
+        scheduled_for=ms_to_timestamp(record.scheduled_for_ms),
+        error=record.error,
+        trigger=f"RUN_TRIGGER_{record.trigger}",
+    )
+    if record.started_at_ms:
+        run.started_at.CopyFrom(ms_to_timestamp(record.started_at_ms))
+    if record.finished_at_ms:
+        run.finished_at.CopyFrom(ms_to_timestamp(record.finished_at_ms))
+    return run

@@ -1,0 +1,162 @@
+"""Schedule commands: validate, append an event with the expected version, read your write.
+
+A command never changes state directly: it appends to the log and waits until this replica's
+registry has applied its entry, so the answer reflects exactly what every replica will see.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Callable
+
+from google.protobuf.message import Message
+
+from campaign_common.timeutil import now_ms
+from scheduler_svc.codec import schedule_event
+from scheduler_svc.errors import InvalidArgument, NotFound, Unavailable, VersionConflict
+from scheduler_svc.model import NewSchedule, Schedule, ScheduleState
+from scheduler_svc.registry import Registry, StreamId
+from scheduler_svc.store import ScheduleStore
+from scheduler_svc.validation import FieldViolation, check_new_schedule
+
+_CONFLICT_RETRIES = 3
+
+
+def new_schedule_id(at_ms: int) -> str:
+    """Time-ordered: sorting ids sorts schedules by creation."""
+    return f"{at_ms:012x}{secrets.token_hex(4)}"
+
+
+def new_campaign_id() -> str:
+    return f"campaign-{secrets.token_hex(5)}"
+
+
+class Commands:
+    def __init__(
+        self,
+        store: ScheduleStore,
+        registry: Registry,
+        *,
+        apply_timeout_s: float,
+        past_grace_ms: int,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._apply_timeout_s = apply_timeout_s
+        self._past_grace_ms = past_grace_ms
+
+    def get(self, schedule_id: str) -> Schedule:
+        schedule = self._registry.get(schedule_id)
+        if schedule is None:
+            raise NotFound(f"schedule {schedule_id!r} not found; list schedules to see the ids")
+        return schedule
+
+    def page(self, page_size: int, page_token: str) -> tuple[list[Schedule], str]:
+        after = _decode_token(page_token) if page_token else ""
+        remaining = [s for s in self._registry.all() if s.schedule_id > after]
+        page = remaining[:page_size]
+        more = len(remaining) > page_size
+        return page, _encode_token(page[-1].schedule_id) if more else ""
+
+    async def create(self, command: NewSchedule) -> Schedule:
+        at = now_ms()
+        violations = check_new_schedule(command, at, self._past_grace_ms)
+        if violations:
+            raise InvalidArgument(violations)
+        assert command.timing is not None  # checked by validation
+        schedule = Schedule(
+            schedule_id=new_schedule_id(at),
+            campaign_id=command.campaign_id or new_campaign_id(),
+            name=command.name.strip(),
+            timing=command.timing,
+            scrape=command.scrape,
+            version=1,
+            state=ScheduleState.ACTIVE,
+            created_at_ms=at,
+            updated_at_ms=at,
+        )
+        entry = await self._store.append(
+            schedule.schedule_id, 0, schedule_event("created", schedule)
+        )
+        await self._wait(entry)
+        return self.get(schedule.schedule_id)
+
+    async def pause(self, schedule_id: str, note: str) -> Schedule:
+        def change(current: Schedule) -> Message | None:
+            if current.state is ScheduleState.PAUSED and current.paused_note == note:
+                return None
+            paused = current.evolve(now_ms(), state=ScheduleState.PAUSED, paused_note=note)
+            return schedule_event("paused", paused, note)
+
+        return await self._mutate(schedule_id, change)
+
+    async def resume(self, schedule_id: str) -> Schedule:
+        def change(current: Schedule) -> Message | None:
+            if current.state is not ScheduleState.PAUSED:
+                return None
+            resumed = current.evolve(now_ms(), state=ScheduleState.ACTIVE, paused_note="")
+            return schedule_event("resumed", resumed)
+
+        return await self._mutate(schedule_id, change)
+
+    async def complete(self, schedule: Schedule) -> None:
+        """Mark a schedule with no fires left COMPLETED (a lost race with a replica is fine)."""
+        done = schedule.evolve(now_ms(), state=ScheduleState.COMPLETED)
+        try:
+            entry = await self._store.append(
+                schedule.schedule_id, schedule.version, schedule_event("updated", done)
+            )
+        except VersionConflict:
+            return
+        await self._wait(entry)
+
+    async def delete(self, schedule_id: str) -> None:
+        def change(current: Schedule) -> Message:
+            return schedule_event("deleted", current.evolve(now_ms()))
+
+        await self._mutate(schedule_id, change)
+
+    async def _mutate(
+        self, schedule_id: str, change: Callable[[Schedule], Message | None]
+    ) -> Schedule:
+        for _ in range(_CONFLICT_RETRIES):
+            current = self.get(schedule_id)
+            event = change(current)
+            if event is None:
+                return current
+            try:
+                entry = await self._store.append(schedule_id, current.version, event)
+            except VersionConflict:
+                await self._catch_up()  # another replica changed it: re-read and re-decide
+                continue
+            await self._wait(entry)
+            return self._registry.get(schedule_id) or current
+        raise VersionConflict(f"schedule {schedule_id} keeps changing concurrently; retry later")
+
+    async def _catch_up(self) -> None:
+        latest = await self._store.latest_id()
+        if latest is not None:
+            await self._wait(latest)
+
+    async def _wait(self, entry: StreamId) -> None:
+        try:
+            await self._registry.wait_applied(entry, self._apply_timeout_s)
+        except TimeoutError as exc:
+            raise Unavailable(
+                "the change was recorded but this replica has not applied it yet; read it again"
+            ) from exc
+
+
+def _encode_token(schedule_id: str) -> str:
+    return base64.urlsafe_b64encode(schedule_id.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgument(
+            [FieldViolation("page_token", "not a token from this API; pass next_page_token")]
+        ) from exc

@@ -1,0 +1,23 @@
+"""Scheduler settings (env prefix ``SCHEDULER_``)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from campaign_common.settings import ServiceSettings
+
+
+class SchedulerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SCHEDULER_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # Fires missed while no scheduler ran are emitted on start-up if this recent.
+    catch_up_window_s: float = 60.0
+    next_fire_preview: int = 5
+    # How long a command waits for its own event to come back through the log.
+    apply_timeout_s: float = 5.0
+    log_block_ms: int = 1000
+    log_batch: int = 500
+    shutdown_grace_s: float = 5.0
+    run_dedupe_ttl_s: int = 24 * 3600

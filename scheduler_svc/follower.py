@@ -1,0 +1,59 @@
+"""Replays the schedule event log into the registry at start-up, then tails it for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from campaign_common.envelope import decode_body
+from scheduler_svc.codec import schedule_from_event
+from scheduler_svc.registry import Registry
+from scheduler_svc.store import Entry, ScheduleStore
+
+log = logging.getLogger(__name__)
+
+
+class LogFollower:
+    def __init__(self, store: ScheduleStore, registry: Registry, *, block_ms: int, batch: int):
+        self._store = store
+        self._registry = registry
+        self._block_ms = block_ms
+        self._batch = batch
+
+    async def replay(self) -> int:
+        """Apply the whole log as it is now; returns the number of entries read."""
+        total = 0
+        while entries := await self._store.read_after(self._registry.applied, self._batch):
+            for entry in entries:
+                await self._apply(entry)
+            total += len(entries)
+        return total
+
+    async def run(self) -> None:
+        """Tail the log until cancelled; Redis outages are logged and retried with backoff."""
+        delay_s = 0.1
+        while True:
+            try:
+                entries = await self._store.tail(
+                    self._registry.applied, self._block_ms, self._batch
+                )
+            except RedisError as exc:
+                log.warning("schedule log unreachable (%s); retrying in %.1fs", exc, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            delay_s = 0.1
+            for entry in entries:
+                await self._apply(entry)
+
+    async def _apply(self, entry: Entry) -> None:
+        entry_id, envelope = entry
+        body = decode_body(envelope)
+        decoded = schedule_from_event(body) if body is not None else None
+        if decoded is None:
+            await self._registry.apply(entry_id, None, False)
+            return
+        schedule, deleted = decoded
+        await self._registry.apply(entry_id, schedule, deleted)

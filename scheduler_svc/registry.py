@@ -1,0 +1,64 @@
+"""The schedule projection: current schedules rebuilt from the event log, and who waits on it.
+
+Every replica applies the same log in the same order, so every replica converges on the same
+state. Commands wait (`wait_applied`) until the entry they appended has been applied here, so a
+caller reads its own writes from the replica it talked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from scheduler_svc.model import Schedule
+
+StreamId = tuple[int, int]
+
+
+def parse_stream_id(entry_id: bytes | str) -> StreamId:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._schedules: dict[str, Schedule] = {}
+        self._applied: StreamId = (0, 0)
+        self._changed = asyncio.Condition()
+        self._listeners: list[Callable[[Schedule, bool], None]] = []
+
+    @property
+    def applied(self) -> StreamId:
+        return self._applied
+
+    def on_change(self, listener: Callable[[Schedule, bool], None]) -> None:
+        """``listener(schedule, deleted)`` runs after every applied change."""
+        self._listeners.append(listener)
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        return self._schedules.get(schedule_id)
+
+    def all(self) -> list[Schedule]:
+        """Every schedule, ordered by id (ids sort by creation time)."""
+        return [self._schedules[key] for key in sorted(self._schedules)]
+
+    async def apply(self, entry_id: StreamId, schedule: Schedule | None, deleted: bool) -> None:
+        """Apply one log entry (``schedule`` None for entries this version skips)."""
+        if schedule is not None:
+            current = self._schedules.get(schedule.schedule_id)
+            if current is None or schedule.version > current.version:
+                if deleted:
+                    self._schedules.pop(schedule.schedule_id, None)
+                else:
+                    self._schedules[schedule.schedule_id] = schedule
+                for listener in self._listeners:
+                    listener(schedule, deleted)
+        async with self._changed:
+            self._applied = max(self._applied, entry_id)
+            self._changed.notify_all()
+
+    async def wait_applied(self, entry_id: StreamId, timeout_s: float) -> None:
+        """Return once ``entry_id`` is applied; TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: self._applied >= entry_id)

@@ -1,0 +1,124 @@
+"""Wiring of the scheduler process: Redis, log replay, timer, gRPC server, health, signals.
+
+Start-up order: connect (version check) -> replay the log into the registry -> arm every
+active schedule with catch-up -> follow the log -> serve gRPC -> health SERVING.
+Shutdown (SIGTERM/SIGINT): health NOT_SERVING -> stop gRPC within the grace period (in-flight
+calls finish) -> stop the timer and the log follower -> close Redis. Every step is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+
+from campaign_common.redis_conn import connect_checked
+from campaign_common.runlog import RunLog
+from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
+from scheduler_svc.commands import Commands
+from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.firing import Firing
+from scheduler_svc.follower import LogFollower
+from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.registry import Registry
+from scheduler_svc.servicer import SchedulerServicer
+from scheduler_svc.store import ScheduleStore
+from scheduler_svc.timer import Timer
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+class SchedulerServer:
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._redis: Redis | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._timer: Timer | None = None
+        self._background: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._redis = await connect_checked(
+            s.state_redis_url, s.redis_timeout_s + s.log_block_ms / 1000
+        )
+        store = ScheduleStore(self._redis)
+        runs = RunLog(self._redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        registry = Registry()
+        window_ms = int(s.catch_up_window_s * 1000)
+        commands = Commands(
+            store, registry, apply_timeout_s=s.apply_timeout_s, past_grace_ms=window_ms
+        )
+        firing = Firing(runs, retry_window_ms=window_ms)
+        follower = LogFollower(store, registry, block_ms=s.log_block_ms, batch=s.log_batch)
+        replayed = await follower.replay()
+        self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
+        timer.start()
+        for schedule in registry.all():
+            timer.sync(schedule, False, catch_up=True)
+        registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
+        self._background = asyncio.create_task(follower.run(), name="schedule-log-follower")
+        await self._serve_grpc(SchedulerServicer(commands, firing, runs, s.next_fire_preview))
+        log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
+
+    async def _serve_grpc(self, servicer: SchedulerServicer) -> None:
+        server = grpc.aio.server()
+        scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer, server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        await server.start()
+        self._grpc = server
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        await self._health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            await self._grpc.stop(self.settings.shutdown_grace_s)
+        if self._timer is not None:
+            self._timer.shutdown()
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        if self._redis is not None:
+            await self._redis.aclose()
+        log.info("scheduler stopped")
+
+
+def _on_fire(firing: Firing, commands: Commands, registry: Registry):  # type: ignore[no-untyped-def]
+    async def on_fire(schedule: Schedule, fire_ms: int) -> None:
+        await firing.fire(schedule, fire_ms)
+        if schedule.timing.run_at_ms:  # a one-shot is done once it fired
+            current = registry.get(schedule.schedule_id)
+            if current is not None and current.state is ScheduleState.ACTIVE:
+                await commands.complete(current)
+
+    return on_fire
+
+
+async def serve(settings: SchedulerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = SchedulerServer(settings)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

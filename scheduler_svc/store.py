@@ -1,0 +1,75 @@
+"""All Redis access of the scheduler: the schedule event log and its optimistic append.
+
+Keys (hash tag ``{sched}``; run keys belong to `campaign_common.runlog`):
+    {sched}:log        stream of schedule event envelopes (the event log, never trimmed)
+    {sched}:versions   hash schedule_id -> current version (the optimistic-concurrency check)
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from google.protobuf.message import Message
+from redis.asyncio import Redis
+
+from campaign_common.envelope import Envelope, wrap
+from scheduler_svc.errors import VersionConflict
+from scheduler_svc.registry import StreamId, parse_stream_id
+
+SCHEDULE_LOG = "{sched}:log"
+_VERSIONS = "{sched}:versions"
+
+# KEYS[1] versions hash, KEYS[2] schedule log stream
+# ARGV[1] schedule id, ARGV[2] expected current version (0: must not exist yet),
+# ARGV[3 ..] envelope field/value pairs.
+# Returns {1, entry id} when appended, {0, current version} on a version mismatch. The check
+# and the append are one script, so two writers can never both append version v+1.
+_APPEND = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if current ~= tonumber(ARGV[2]) then return {0, tostring(current)} end
+local envelope = {}
+for i = 3, #ARGV do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
+redis.call('HSET', KEYS[1], ARGV[1], current + 1)
+return {1, id}
+"""
+
+Entry = tuple[StreamId, Envelope]
+
+
+class ScheduleStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._append = redis.register_script(_APPEND)
+
+    async def append(self, schedule_id: str, expected_version: int, event: Message) -> StreamId:
+        """Append ``event`` if the schedule is at ``expected_version``; its log entry id."""
+        args = [schedule_id, expected_version, *wrap(event).flat_fields()]
+        ok, value = await self._append(keys=[_VERSIONS, SCHEDULE_LOG], args=args)
+        if not ok:
+            raise VersionConflict(
+                f"schedule {schedule_id} is at version {int(value)}, not {expected_version}: "
+                "read it again and retry"
+            )
+        return parse_stream_id(cast(bytes, value))
+
+    async def read_after(self, after: StreamId, count: int) -> list[Entry]:
+        """Up to ``count`` entries strictly after ``after``, oldest first (replay)."""
+        start = f"({after[0]}-{after[1]}"
+        raw: Any = await self._redis.xrange(SCHEDULE_LOG, min=start, max="+", count=count)
+        return [_entry(entry_id, fields) for entry_id, fields in raw]
+
+    async def latest_id(self) -> StreamId | None:
+        newest: Any = await self._redis.xrevrange(SCHEDULE_LOG, count=1)
+        return parse_stream_id(newest[0][0]) if newest else None
+
+    async def tail(self, after: StreamId, block_ms: int, count: int) -> list[Entry]:
+        """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
+        reply: Any = await self._redis.xread(
+            {SCHEDULE_LOG: f"{after[0]}-{after[1]}"}, count=count, block=block_ms
+        )
+        return [_entry(entry_id, fields) for _, entries in reply for entry_id, fields in entries]
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    return parse_stream_id(entry_id), Envelope.from_fields(fields)

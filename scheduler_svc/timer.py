@@ -1,0 +1,98 @@
+"""The timer: APScheduler 3 wakes the service at each schedule's next fire time.
+
+APScheduler is a projection here, never a source of truth: it holds one one-shot job per
+active schedule (id = schedule id) for the next nominal fire time, computed by `triggers`.
+When the job runs, `on_fire` emits the run and the timer arms the following fire.
+
+Timeline that keeps this correct:
+1. `sync(schedule)` runs whenever the registry applies a change; it replaces the job, so a
+   paused, deleted or re-timed schedule never keeps a stale job.
+2. A job that was already running when its schedule changed still emits its fire (the fire
+   time came before the change); afterwards it re-arms only if the armed entry is still the
+   one it started from (`_armed[sid] is entry`), so it never resurrects a stale schedule.
+3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
+   after a restart's catch-up, still yields exactly one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from campaign_common.timeutil import ms_to_datetime, now_ms
+from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.triggers import build_trigger, next_fire_ms
+
+log = logging.getLogger(__name__)
+
+FireHandler = Callable[[Schedule, int], Awaitable[None]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Armed:
+    schedule: Schedule
+    trigger: BaseTrigger
+
+
+class Timer:
+    def __init__(self, on_fire: FireHandler, catch_up_window_ms: int) -> None:
+        self._on_fire = on_fire
+        self._window_ms = catch_up_window_ms
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._armed: dict[str, _Armed] = {}
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._armed.clear()
+
+    def next_fire(self, schedule_id: str) -> int | None:
+        job = self._scheduler.get_job(schedule_id)
+        return int(job.args[1]) if job is not None else None
+
+    def sync(self, schedule: Schedule, deleted: bool, *, catch_up: bool = False) -> None:
+        """Arm (or disarm) ``schedule``; with ``catch_up`` missed fires inside the window fire."""
+        self._disarm(schedule.schedule_id)
+        if deleted or schedule.state is not ScheduleState.ACTIVE:
+            return
+        entry = _Armed(schedule, build_trigger(schedule.timing, schedule.created_at_ms))
+        now = now_ms()
+        after = now - self._window_ms if catch_up else now
+        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after))
+
+    def _disarm(self, schedule_id: str) -> None:
+        if self._armed.pop(schedule_id, None) is not None and self._scheduler.get_job(schedule_id):
+            self._scheduler.remove_job(schedule_id)
+
+    def _arm(self, entry: _Armed, fire_ms: int | None) -> None:
+        schedule_id = entry.schedule.schedule_id
+        if fire_ms is None:
+            self._armed.pop(schedule_id, None)
+            return
+        self._armed[schedule_id] = entry
+        self._scheduler.add_job(
+            self._fire,
+            trigger=DateTrigger(run_date=ms_to_datetime(fire_ms)),
+            args=[entry, fire_ms],
+            id=schedule_id,
+            replace_existing=True,
+            misfire_grace_time=None,  # a late wake-up still fires; catch-up rules decide
+        )
+
+    async def _fire(self, entry: _Armed, fire_ms: int) -> None:
+        try:
+            await self._on_fire(entry.schedule, fire_ms)
+        except Exception:
+            log.exception("fire of %s at %d failed", entry.schedule.schedule_id, fire_ms)
+        if self._armed.get(entry.schedule.schedule_id) is not entry:
+            return  # the schedule changed meanwhile; sync() armed the new version
+        after = max(fire_ms + 1, now_ms() - self._window_ms)
+        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms))

@@ -1,0 +1,131 @@
+"""Validation of commands: every problem becomes a field violation naming the proto field path.
+
+All violations of a request are collected, not just the first, so a caller fixes them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+from scheduler_svc.cron import CronSyntaxError, parse_cron
+from scheduler_svc.model import NewSchedule, Scrape, Timing
+
+CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+MAX_NAME = 200
+MAX_URLS = 100
+MAX_URL_LENGTH = 2048
+MAX_SELECTORS = 50
+MAX_INTERVAL_S = 366 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+def _check_campaign(campaign_id: str) -> list[FieldViolation]:
+    if campaign_id and not CAMPAIGN_ID.fullmatch(campaign_id):
+        return [
+            FieldViolation(
+                "campaign_id",
+                "must match [a-z0-9][a-z0-9-]{0,62} (lower-case letters, digits, dashes; "
+                "up to 63 characters); leave it empty to have one generated",
+            )
+        ]
+    return []
+
+
+def _check_name(name: str) -> list[FieldViolation]:
+    if not name.strip() or len(name) > MAX_NAME:
+        return [FieldViolation("name", f"is required and must be 1-{MAX_NAME} characters")]
+    return []
+
+
+def check_timezone(name: str) -> list[FieldViolation]:
+    try:
+        ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return [
+            FieldViolation(
+                "schedule.timezone", f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)"
+            )
+        ]
+    return []
+
+
+def _check_timing(timing: Timing | None, now_ms: int, grace_ms: int) -> list[FieldViolation]:
+    if timing is None:
+        return [FieldViolation("schedule", "set exactly one of cron, interval_seconds or run_at")]
+    violations = check_timezone(timing.timezone)
+    if timing.cron:
+        try:
+            parse_cron(timing.cron, ZoneInfo("UTC"))
+        except CronSyntaxError as exc:
+            violations.append(FieldViolation("schedule.cron", f"invalid cron expression: {exc}"))
+    elif timing.interval_s or not timing.run_at_ms:
+        if not 1 <= timing.interval_s <= MAX_INTERVAL_S:
+            violations.append(
+                FieldViolation(
+                    "schedule.interval_seconds", f"must be between 1 and {MAX_INTERVAL_S}"
+                )
+            )
+    elif timing.run_at_ms < now_ms - grace_ms:
+        violations.append(FieldViolation("schedule.run_at", "is in the past"))
+    return violations
+
+
+def _check_url(index: int, url: str) -> list[FieldViolation]:
+    parts = urlsplit(url)
+    if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname:
+        return [
+            FieldViolation(
+                f"scrape.urls[{index}]",
+                f"must be an absolute http(s) URL of at most {MAX_URL_LENGTH} characters",
+            )
+        ]
+    return []
+
+
+def _check_selector(name: str, selector: str) -> list[FieldViolation]:
+    if not FIELD_NAME.fullmatch(name):
+        return [
+            FieldViolation(
+                f"scrape.selectors.{name}",
+                "field names are letters, digits, '_' or '-' (1-64, not starting with a digit)",
+            )
+        ]
+    try:
+        LexborHTMLParser("<html></html>").css_first(selector)
+    except SelectolaxError:
+        return [FieldViolation(f"scrape.selectors.{name}", f"invalid CSS selector {selector!r}")]
+    return []
+
+
+def _check_scrape(scrape: Scrape) -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    if not 1 <= len(scrape.urls) <= MAX_URLS:
+        violations.append(FieldViolation("scrape.urls", f"give 1-{MAX_URLS} URLs"))
+    for index, url in enumerate(scrape.urls):
+        violations += _check_url(index, url)
+    if len(scrape.selectors) > MAX_SELECTORS:
+        violations.append(FieldViolation("scrape.selectors", f"at most {MAX_SELECTORS} selectors"))
+    for name, selector in scrape.selectors:
+        violations += _check_selector(name, selector)
+    return violations
+
+
+def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list[FieldViolation]:
+    """Every violation of a create command (empty when valid)."""
+    return [
+        *_check_campaign(command.campaign_id),
+        *_check_name(command.name),
+        *_check_timing(command.timing, now_ms, grace_ms),
+        *_check_scrape(command.scrape),
+    ]

@@ -1,0 +1,167 @@
+"""SchedulerService over a real grpc.aio server and a real state Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from redis.asyncio import Redis
+
+from campaign_common.runlog import RUNS_STREAM
+from campaign_common.timeutil import now_ms
+from campaigns.v1 import scheduler_service_pb2 as api
+from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
+from campaigns.v1 import schedule_pb2
+from tests.support import eventually
+
+
+@pytest.fixture
+async def stub(scheduler_target: str) -> AsyncIterator[api_grpc.SchedulerServiceStub]:
+    async with grpc.aio.insecure_channel(scheduler_target) as channel:
+        yield api_grpc.SchedulerServiceStub(channel)
+
+
+def _add(interval_s: int = 3600, **spec: object) -> api.AddScheduledCampaignRequest:
+    schedule = schedule_pb2.ScheduleSpec(**spec) if spec else schedule_pb2.ScheduleSpec(
+        interval_seconds=interval_s
+    )
+    return api.AddScheduledCampaignRequest(
+        name="Spring leads",
+        campaign_id="spring-leads",
+        schedule=schedule,
+        scrape=schedule_pb2.ScrapeSpec(urls=["http://127.0.0.1:1/"], selectors={"t": "h1"}),
+    )
+
+
+def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            bad = error_details_pb2.BadRequest()
+            status.details[0].Unpack(bad)
+            return {v.field: v.description for v in bad.field_violations}
+    return {}
+
+
+async def test_service_create_get_list_pause_resume_delete(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    assert created.version == 1 and created.state == schedule_pb2.SCHEDULE_STATE_ACTIVE
+    assert len(created.next_fire_times) == 5
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert got.spec.interval_seconds == 3600 and got.scrape.selectors["t"] == "h1"
+    paused = await stub.PauseSchedule(
+        api.PauseScheduleRequest(schedule_id=created.schedule_id, note="holiday")
+    )
+    assert paused.state == schedule_pb2.SCHEDULE_STATE_PAUSED and paused.version == 2
+    assert paused.paused_note == "holiday" and not paused.next_fire_times
+    resumed = await stub.ResumeSchedule(api.ResumeScheduleRequest(schedule_id=created.schedule_id))
+    assert resumed.state == schedule_pb2.SCHEDULE_STATE_ACTIVE and resumed.version == 3
+    await stub.DeleteSchedule(api.DeleteScheduleRequest(schedule_id=created.schedule_id))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_service_list_schedules_pages_in_creation_order(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    ids = [(await stub.AddScheduledCampaign(_add(), timeout=5)).schedule_id for _ in range(5)]
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await stub.ListSchedules(api.ListSchedulesRequest(page_size=2, page_token=token))
+        seen += [s.schedule_id for s in page.schedules]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ids
+
+
+async def test_service_invalid_input_names_every_bad_field(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    request = _add(cron="0 25 * * *", timezone="Mars/Olympus")
+    request.campaign_id = "Bad_Id"
+    request.scrape.urls.append("ftp://example.com/")
+    request.scrape.selectors["price"] = "div >"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(_violations(info.value)) == {
+        "campaign_id",
+        "schedule.cron",
+        "schedule.timezone",
+        "scrape.urls[1]",
+        "scrape.selectors.price",
+    }
+    no_timing = _add()
+    no_timing.ClearField("schedule")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(no_timing)
+    assert "schedule" in _violations(info.value)
+
+
+async def test_service_unknown_ids_are_not_found(stub: api_grpc.SchedulerServiceStub) -> None:
+    calls = [
+        stub.GetSchedule(api.GetScheduleRequest(schedule_id="nope")),
+        stub.PauseSchedule(api.PauseScheduleRequest(schedule_id="nope")),
+        stub.TriggerCampaign(api.TriggerCampaignRequest(schedule_id="nope")),
+        stub.GetRun(api.GetRunRequest(run_id="nope:1")),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_service_interval_fires_emit_deterministic_run_ids(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    created = await stub.AddScheduledCampaign(_add(interval_s=1), timeout=5)
+
+    async def two_runs() -> list[str] | None:
+        runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
+        return [r.run_id for r in runs.runs] if len(runs.runs) >= 2 else None
+
+    run_ids = await eventually(two_runs, timeout_s=10, what="two fires")
+    created_ms = created.created_at.ToMilliseconds()
+    for run_id in run_ids:
+        schedule_id, fire_ms = run_id.split(":")
+        assert schedule_id == created.schedule_id
+        assert (int(fire_ms) - created_ms) % 1000 == 0  # on the interval grid from creation
+        assert int(fire_ms) <= now_ms()
+    assert run_ids == sorted(run_ids, reverse=True)  # newest first
+    assert await state_redis.xlen(RUNS_STREAM) >= 2
+
+
+async def test_service_manual_trigger_gets_a_unique_run(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    request = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
+    first = (await stub.TriggerCampaign(request)).run_id
+    second = (await stub.TriggerCampaign(request)).run_id
+    assert first != second and first.startswith(created.schedule_id + ":manual-")
+    run = await stub.GetRun(api.GetRunRequest(run_id=first))
+    assert run.trigger == 2 and run.state == 1  # MANUAL, REQUESTED
+
+
+async def test_service_one_shot_fires_once_then_completes(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    request = _add()
+    request.schedule.Clear()
+    request.schedule.run_at.FromMilliseconds(now_ms() + 300)
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+
+    async def completed() -> bool:
+        got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+        return got.state == schedule_pb2.SCHEDULE_STATE_COMPLETED
+
+    await eventually(completed, timeout_s=10, what="one-shot COMPLETED")
+    runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
+    assert len(runs.runs) == 1
