@@ -46,3 +46,5 @@ def setup_logging(service: str, level: str = "INFO", json_lines: bool = True) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # APScheduler logs every job at INFO; the scheduler logs the fires that matter itself.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))

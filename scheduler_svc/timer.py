@@ -1,7 +1,7 @@
 """The timer: APScheduler 3 wakes the service at each schedule's next fire time.
 
 APScheduler is a projection here, never a source of truth: it holds one one-shot job per
-active schedule (id = schedule id) for the next nominal fire time, computed by `triggers`.
+active schedule (id = ``<schedule id>@<fire ms>``) for the next nominal fire time, computed by `triggers`.
 When the job runs, `on_fire` emits the run and the timer arms the following fire.
 
 Timeline that keeps this correct:
@@ -9,7 +9,7 @@ Timeline that keeps this correct:
    paused, deleted or re-timed schedule never keeps a stale job.
 2. A job that was already running when its schedule changed still emits its fire (the fire
    time came before the change); afterwards it re-arms only if the armed entry is still the
-   one it started from (`_armed[sid] is entry`), so it never resurrects a stale schedule.
+   one it started from (`_armed[sid][0] is entry`), so it never resurrects a stale schedule.
 3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
    after a restart's catch-up, still yields exactly one run.
 """
@@ -39,12 +39,17 @@ class _Armed:
     trigger: BaseTrigger
 
 
+def _job_id(schedule_id: str, fire_ms: int) -> str:
+    """One job per fire: a re-armed job never collides with the one still running."""
+    return f"{schedule_id}@{fire_ms}"
+
+
 class Timer:
     def __init__(self, on_fire: FireHandler, catch_up_window_ms: int) -> None:
         self._on_fire = on_fire
         self._window_ms = catch_up_window_ms
         self._scheduler = AsyncIOScheduler(timezone="UTC")
-        self._armed: dict[str, _Armed] = {}
+        self._armed: dict[str, tuple[_Armed, str]] = {}  # schedule id -> (entry, job id)
 
     def start(self) -> None:
         self._scheduler.start()
@@ -55,8 +60,8 @@ class Timer:
         self._armed.clear()
 
     def next_fire(self, schedule_id: str) -> int | None:
-        job = self._scheduler.get_job(schedule_id)
-        return int(job.args[1]) if job is not None else None
+        armed = self._armed.get(schedule_id)
+        return int(armed[1].rsplit("@", 1)[1]) if armed else None
 
     def sync(self, schedule: Schedule, deleted: bool, *, catch_up: bool = False) -> None:
         """Arm (or disarm) ``schedule``; with ``catch_up`` missed fires inside the window fire."""
@@ -65,24 +70,28 @@ class Timer:
             return
         entry = _Armed(schedule, build_trigger(schedule.timing, schedule.created_at_ms))
         now = now_ms()
-        after = now - self._window_ms if catch_up else now
+        # Catch-up never reaches back before the schedule's last change: fires before a
+        # creation or a resume were never due.
+        after = max(now - self._window_ms, schedule.updated_at_ms) if catch_up else now
         self._arm(entry, next_fire_ms(entry.trigger, after_ms=after))
 
     def _disarm(self, schedule_id: str) -> None:
-        if self._armed.pop(schedule_id, None) is not None and self._scheduler.get_job(schedule_id):
-            self._scheduler.remove_job(schedule_id)
+        armed = self._armed.pop(schedule_id, None)
+        if armed is not None and self._scheduler.get_job(armed[1]) is not None:
+            self._scheduler.remove_job(armed[1])
 
     def _arm(self, entry: _Armed, fire_ms: int | None) -> None:
         schedule_id = entry.schedule.schedule_id
         if fire_ms is None:
             self._armed.pop(schedule_id, None)
             return
-        self._armed[schedule_id] = entry
+        job_id = _job_id(schedule_id, fire_ms)
+        self._armed[schedule_id] = (entry, job_id)
         self._scheduler.add_job(
             self._fire,
             trigger=DateTrigger(run_date=ms_to_datetime(fire_ms)),
             args=[entry, fire_ms],
-            id=schedule_id,
+            id=job_id,
             replace_existing=True,
             misfire_grace_time=None,  # a late wake-up still fires; catch-up rules decide
         )
@@ -92,7 +101,8 @@ class Timer:
             await self._on_fire(entry.schedule, fire_ms)
         except Exception:
             log.exception("fire of %s at %d failed", entry.schedule.schedule_id, fire_ms)
-        if self._armed.get(entry.schedule.schedule_id) is not entry:
+        armed = self._armed.get(entry.schedule.schedule_id)
+        if armed is None or armed[0] is not entry:
             return  # the schedule changed meanwhile; sync() armed the new version
         after = max(fire_ms + 1, now_ms() - self._window_ms)
         self._arm(entry, next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms))

@@ -18,14 +18,13 @@ from scheduler_svc.model import Schedule, Timing
 
 
 def build_trigger(timing: Timing, anchor_ms: int) -> BaseTrigger:
-    """Trigger for ``timing``; intervals count from ``anchor_ms`` (the schedule's creation)."""
+    """Trigger for ``timing``; interval fires are ``anchor_ms + k * interval`` for k >= 1."""
     tz = ZoneInfo(timing.timezone or "UTC")
     if timing.cron:
         return parse_cron(timing.cron, tz)
     if timing.interval_s:
-        return IntervalTrigger(
-            seconds=timing.interval_s, start_date=ms_to_datetime(anchor_ms), timezone=tz
-        )
+        first = ms_to_datetime(anchor_ms + timing.interval_s * 1000)
+        return IntervalTrigger(seconds=timing.interval_s, start_date=first, timezone=tz)
     return DateTrigger(run_date=ms_to_datetime(timing.run_at_ms), timezone=tz)
 
 
