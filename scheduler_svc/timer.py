@@ -1,7 +1,8 @@
 """The timer: APScheduler 3 wakes the service at each schedule's next fire time.
 
 APScheduler is a projection here, never a source of truth: it holds one one-shot job per
-active schedule (id = ``<schedule id>@<fire ms>``) for the next nominal fire time, computed by `triggers`.
+active schedule (id ``<schedule id>@<fire ms>``) for the next nominal fire time, computed by
+`triggers`.
 When the job runs, `on_fire` emits the run and the timer arms the following fire.
 
 Timeline that keeps this correct:

@@ -42,7 +42,10 @@ class ServiceProcess:
     def __init__(self, module: str, env: dict[str, str]) -> None:
         self.module = module
         self.env = {**os.environ, **env}
-        self._log = tempfile.NamedTemporaryFile(prefix=f"{module}-", suffix=".log", delete=False)
+        fd, path = tempfile.mkstemp(prefix=f"{module}-", suffix=".log")
+        os.close(fd)
+        self._log_path = Path(path)
+        self._log = self._log_path.open("wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
@@ -80,12 +83,12 @@ class ServiceProcess:
         return self.proc.returncode
 
     def logs(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+        return self._log_path.read_text(errors="replace")
 
     def close(self) -> None:
         self.kill()
         self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        self._log_path.unlink(missing_ok=True)
 
 
 async def grpc_serving(target: str) -> bool:

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from campaign_common.runlog import RUNS_STREAM
 from campaign_common.timeutil import now_ms
+from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from campaigns.v1 import schedule_pb2
 from tests.support import eventually
 
 
@@ -24,8 +24,10 @@ async def stub(scheduler_target: str) -> AsyncIterator[api_grpc.SchedulerService
 
 
 def _add(interval_s: int = 3600, **spec: object) -> api.AddScheduledCampaignRequest:
-    schedule = schedule_pb2.ScheduleSpec(**spec) if spec else schedule_pb2.ScheduleSpec(
-        interval_seconds=interval_s
+    schedule = (
+        schedule_pb2.ScheduleSpec(**spec)
+        if spec
+        else schedule_pb2.ScheduleSpec(interval_seconds=interval_s)
     )
     return api.AddScheduledCampaignRequest(
         name="Spring leads",
