@@ -66,7 +66,7 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM it when the parent dies (Linux)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
@@ -136,7 +136,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # single-threaded at this point
+            preexec_fn=die_with_parent,  # single-threaded at this point
         )
         if self._wait_ready(port):
             return True

@@ -48,9 +48,9 @@ class ServiceProcess:
         self._log = self._log_path.open("wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ServiceProcess:
+    def start(self, *args: str) -> ServiceProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            [sys.executable, "-m", self.module, *args],
             env=self.env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -70,11 +70,11 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def terminate(self, timeout_s: float = 15.0) -> int:
-        """SIGTERM and wait; returns the exit code (killed after ``timeout_s``)."""
+    def terminate(self, timeout_s: float = 15.0, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` (SIGTERM) and wait; returns the exit code (killed after ``timeout_s``)."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -121,3 +121,68 @@ async def start_scheduler_process(state_url: str, **extra: str) -> tuple[Service
 
     await eventually(ready, timeout_s=30, what="scheduler SERVING")
     return process, target
+
+
+class PageServer:
+    """A real HTTP server on 127.0.0.1 serving fixed pages: path -> (status, body)."""
+
+    def __init__(self, pages: dict[str, tuple[int, str]]) -> None:
+        import http.server
+        import threading
+
+        routes = pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, body = routes.get(self.path, (404, "not found"))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def __enter__(self) -> PageServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, grandchildren ...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
