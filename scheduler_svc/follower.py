@@ -50,7 +50,7 @@ class LogFollower:
 
     async def _apply(self, entry: Entry) -> None:
         entry_id, envelope = entry
-        body = decode_body(envelope)
+        body = decode_body(envelope) if envelope is not None else None
         decoded = schedule_from_event(body) if body is not None else None
         if decoded is None:
             await self._registry.apply(entry_id, None, False)

@@ -7,12 +7,13 @@ Keys (hash tag ``{sched}``; run keys belong to `campaign_common.runlog`):
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from google.protobuf.message import Message
 from redis.asyncio import Redis
 
-from campaign_common.envelope import Envelope, wrap
+from campaign_common.envelope import Envelope, EnvelopeError, wrap
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.registry import StreamId, parse_stream_id
 
@@ -34,7 +35,8 @@ redis.call('HSET', KEYS[1], ARGV[1], current + 1)
 return {1, id}
 """
 
-Entry = tuple[StreamId, Envelope]
+log = logging.getLogger(__name__)
+Entry = tuple[StreamId, Envelope | None]
 
 
 class ScheduleStore:
@@ -72,4 +74,9 @@ class ScheduleStore:
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
-    return parse_stream_id(entry_id), Envelope.from_fields(fields)
+    """A log entry; a malformed one is kept as (id, None) so readers step over it."""
+    try:
+        return parse_stream_id(entry_id), Envelope.from_fields(fields)
+    except EnvelopeError as exc:
+        log.warning("skipping malformed schedule log entry %r: %s", entry_id, exc)
+        return parse_stream_id(entry_id), None

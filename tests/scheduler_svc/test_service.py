@@ -167,3 +167,17 @@ async def test_service_one_shot_fires_once_then_completes(
     await eventually(completed, timeout_s=10, what="one-shot COMPLETED")
     runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
     assert len(runs.runs) == 1
+
+
+async def test_service_steps_over_unknown_and_malformed_log_entries(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    from campaign_common.envelope import Envelope
+    from scheduler_svc.store import SCHEDULE_LOG
+
+    await state_redis.xadd(SCHEDULE_LOG, {"garbage": "1"})
+    future = Envelope(type="ScheduleRenamedV9", body=b"\x01", occurred_at_ms=now_ms())
+    await state_redis.xadd(SCHEDULE_LOG, future.to_fields())  # type: ignore[arg-type]
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert got.version == 1
