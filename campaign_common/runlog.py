@@ -27,6 +27,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, wrap
+from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
 RUNS_STREAM = "{runs}:requests"
@@ -75,7 +76,7 @@ class _Rank(IntEnum):
 
 _RANKS = {RunState.REQUESTED: _Rank.REQUESTED, RunState.RUNNING: _Rank.RUNNING}
 
-# KEYS[1] dedupe key, KEYS[2] runs stream, KEYS[3] run hash,
+# KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
 # KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign
 # ARGV[1] dedupe ttl ms (0: no dedupe, the run id is unique by construction),
 # ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff member (members below
@@ -193,30 +194,66 @@ class RunLog:
         within the dedupe TTL: the SET NX and the XADD are one script, so a crash between
         them is impossible.
         """
-        scheduled_ms = request.scheduled_for.ToMilliseconds()
-        envelope = wrap(request)
-        hash_fields = {
-            "run_id": request.run_id,
-            "schedule_id": request.schedule_id,
-            "campaign_id": request.campaign_id,
+        fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
             "attempt": request.attempt,
             "rank": int(_Rank.REQUESTED),
-            "scheduled_for_ms": scheduled_ms,
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
+        }
+        return await self._create_run(RUNS_STREAM, wrap(request), request, fields, dedupe=dedupe)
+
+    async def record_missed(self, run: events_pb2.RunRequested, reason: str) -> bool:
+        """Record a fire that will not run as a SKIPPED run (once per run id), not as a request.
+
+        The run id is deduplicated exactly like an emission, so a fire is either requested
+        or recorded as missed, never both, whichever replica gets there first.
+        """
+        at_ms = now_ms()
+        skipped = events_pb2.RunSkipped(
+            run_id=run.run_id,
+            attempt=run.attempt,
+            reason=reason,
+            finished_at=ms_to_timestamp(at_ms),
+        )
+        fields: dict[str, str | int] = {
+            "state": RunState.SKIPPED.value,
+            "attempt": run.attempt,
+            "rank": int(_Rank.FINISHED),
+            "trigger": "SCHEDULED",
+            "error": reason,
+            "finished_at_ms": at_ms,
+        }
+        return await self._create_run(RUN_EVENTS_STREAM, wrap(skipped), run, fields, dedupe=True)
+
+    async def _create_run(
+        self,
+        stream: str,
+        envelope: Envelope,
+        run: events_pb2.RunRequested,
+        fields: dict[str, str | int],
+        *,
+        dedupe: bool,
+    ) -> bool:
+        scheduled_ms = run.scheduled_for.ToMilliseconds()
+        hash_fields = {
+            "run_id": run.run_id,
+            "schedule_id": run.schedule_id,
+            "campaign_id": run.campaign_id,
+            "scheduled_for_ms": scheduled_ms,
+            **fields,
         }
         cutoff = _index_member(max(0, envelope.occurred_at_ms - self._run_ttl_ms), "")
         keys = [
-            _dedupe_key(request.run_id),
-            RUNS_STREAM,
-            _run_key(request.run_id),
+            _dedupe_key(run.run_id),
+            stream,
+            _run_key(run.run_id),
             _INDEX_ALL,
-            _schedule_index(request.schedule_id),
-            _campaign_index(request.campaign_id),
+            _schedule_index(run.schedule_id),
+            _campaign_index(run.campaign_id),
         ]
         args = [
             self._dedupe_ttl_ms if dedupe else 0,
-            _index_member(scheduled_ms, request.run_id),
+            _index_member(scheduled_ms, run.run_id),
             self._run_ttl_ms,
             cutoff,
             len(envelope.to_fields()),
@@ -224,6 +261,20 @@ class RunLog:
             *_flatten(hash_fields),
         ]
         return await self._emit(keys=keys, args=args) is not None
+
+    async def last_scheduled_fire_ms(self, schedule_id: str) -> int | None:
+        """Nominal time of the newest scheduled (not manual) run of a schedule, if any."""
+        members = cast(
+            list[bytes],
+            await self._redis.zrange(
+                _schedule_index(schedule_id), b"+", b"-", desc=True, bylex=True, offset=0, num=50
+            ),
+        )
+        for member in members:
+            ms, _, run_id = member.decode().partition("|")
+            if ":manual-" not in run_id:
+                return int(ms)
+        return None
 
     async def append_event(
         self,

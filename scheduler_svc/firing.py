@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 
 from redis.exceptions import RedisError
 
@@ -12,9 +13,15 @@ from campaign_common.runlog import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc.codec import scrape_to_proto
-from scheduler_svc.model import Schedule
+from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.triggers import build_trigger, next_fire_ms
 
 log = logging.getLogger(__name__)
+MISSED_REASON = "missed (scheduler down)"
+# At most this many missed fires per schedule are recorded one by one (the newest ones);
+# the total is logged. Bounds start-up work after a long outage of a fast schedule.
+MAX_MISSED_RECORDS = 100
+_MAX_MISSED_SCAN = 100_000
 
 
 def scheduled_run_id(schedule_id: str, fire_ms: int) -> str:
@@ -79,3 +86,41 @@ class Firing:
         request = run_request(schedule, run_id, at_ms, run_pb2.RUN_TRIGGER_MANUAL)
         await self._runs.request_run(request, dedupe=False)
         return run_id
+
+    async def record_missed(self, schedule: Schedule, until_ms: int) -> int:
+        """Record fires due before ``until_ms`` that nobody emitted as SKIPPED runs.
+
+        Looks from the newest scheduled run (or the schedule's last change, if later) up to
+        ``until_ms`` (the start of the catch-up window: fires after it are emitted instead).
+        Returns how many were recorded by this call.
+        """
+        if schedule.state is not ScheduleState.ACTIVE:
+            return 0
+        last = await self._runs.last_scheduled_fire_ms(schedule.schedule_id)
+        since = max(last or 0, schedule.updated_at_ms)
+        missed = _fires_between(schedule, since, until_ms)
+        recorded = 0
+        for fire_ms in missed:
+            run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
+            request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
+            recorded += await self._runs.record_missed(request, MISSED_REASON)
+        if recorded:
+            log.warning(
+                "recorded missed fires as skipped",
+                extra={"schedule_id": schedule.schedule_id, "recorded": recorded},
+            )
+        return recorded
+
+
+def _fires_between(schedule: Schedule, since_ms: int, until_ms: int) -> deque[int]:
+    """The newest MAX_MISSED_RECORDS fire times in (since_ms, until_ms)."""
+    trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+    fires: deque[int] = deque(maxlen=MAX_MISSED_RECORDS)
+    previous = since_ms
+    for _ in range(_MAX_MISSED_SCAN):
+        fire = next_fire_ms(trigger, after_ms=previous + 1)
+        if fire is None or fire >= until_ms:
+            break
+        fires.append(fire)
+        previous = fire
+    return fires

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from campaign_common.redis_conn import connect_checked
 from campaign_common.runlog import RunLog
+from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from scheduler_svc.commands import Commands
 from scheduler_svc.config import SchedulerSettings
@@ -62,8 +63,10 @@ class SchedulerServer:
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
         timer.start()
+        missed_until = now_ms() - window_ms
         for schedule in registry.all():
-            timer.sync(schedule, False, catch_up=True)
+            await firing.record_missed(schedule, missed_until)
+            timer.sync(schedule, False, catch_up_from_ms=missed_until)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         self._background = asyncio.create_task(follower.run(), name="schedule-log-follower")
         await self._serve_grpc(SchedulerServicer(commands, firing, runs, s.next_fire_preview))

@@ -64,16 +64,23 @@ class Timer:
         armed = self._armed.get(schedule_id)
         return int(armed[1].rsplit("@", 1)[1]) if armed else None
 
-    def sync(self, schedule: Schedule, deleted: bool, *, catch_up: bool = False) -> None:
-        """Arm (or disarm) ``schedule``; with ``catch_up`` missed fires inside the window fire."""
+    def sync(
+        self, schedule: Schedule, deleted: bool, *, catch_up_from_ms: int | None = None
+    ) -> None:
+        """Arm (or disarm) ``schedule`` for its next fire from now.
+
+        With ``catch_up_from_ms`` (start-up) fires since then are due at once; catch-up never
+        reaches back before the schedule's last change (fires before a creation or a resume
+        were never due).
+        """
         self._disarm(schedule.schedule_id)
         if deleted or schedule.state is not ScheduleState.ACTIVE:
             return
         entry = _Armed(schedule, build_trigger(schedule.timing, schedule.created_at_ms))
-        now = now_ms()
-        # Catch-up never reaches back before the schedule's last change: fires before a
-        # creation or a resume were never due.
-        after = max(now - self._window_ms, schedule.updated_at_ms) if catch_up else now
+        if catch_up_from_ms is None:
+            after = now_ms()
+        else:
+            after = max(catch_up_from_ms, schedule.updated_at_ms)
         self._arm(entry, next_fire_ms(entry.trigger, after_ms=after))
 
     def _disarm(self, schedule_id: str) -> None:

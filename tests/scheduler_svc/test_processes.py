@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUNS_STREAM
+from campaign_common.runlog import RUNS_STREAM, RunLog, RunState
+from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -20,11 +21,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def spawn(state_url: str) -> AsyncIterator[Callable[[], object]]:
+async def spawn(state_url: str) -> AsyncIterator[Callable[..., object]]:
     started: list[ServiceProcess] = []
 
-    async def spawn_one() -> tuple[ServiceProcess, str]:
-        process, target = await start_scheduler_process(state_url)
+    async def spawn_one(**env: str) -> tuple[ServiceProcess, str]:
+        process, target = await start_scheduler_process(state_url, **env)
         started.append(process)
         return process, target
 
@@ -58,7 +59,7 @@ def _assert_gapless(run_ids: list[str], schedule_id: str, interval_ms: int) -> l
 
 
 async def test_scheduler_killed_and_restarted_keeps_schedules_and_fires_each_once(
-    spawn: Callable[[], object], state_redis: Redis
+    spawn: Callable[..., object], state_redis: Redis
 ) -> None:
     first, target = await spawn()  # type: ignore[misc]
     async with grpc.aio.insecure_channel(target) as channel:
@@ -90,7 +91,7 @@ async def test_scheduler_killed_and_restarted_keeps_schedules_and_fires_each_onc
 
 
 async def test_two_schedulers_emit_every_fire_exactly_once(
-    spawn: Callable[[], object], state_redis: Redis
+    spawn: Callable[..., object], state_redis: Redis
 ) -> None:
     (_, target_a), (_, target_b) = await spawn(), await spawn()  # type: ignore[misc]
     async with (
@@ -121,3 +122,43 @@ async def test_two_schedulers_emit_every_fire_exactly_once(
     assert not duplicates, f"emitted more than once: {duplicates}"
     for schedule in schedules:
         _assert_gapless(ids, schedule.schedule_id, 1000)
+
+
+async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
+    spawn: Callable[..., object], state_redis: Redis
+) -> None:
+    first, target = await spawn(SCHEDULER_CATCH_UP_WINDOW_S="2")  # type: ignore[misc]
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = api_grpc.SchedulerServiceStub(channel)
+        created = await stub.AddScheduledCampaign(_add(1, "down for a while"), timeout=5)
+
+    async def emitted() -> bool:
+        return bool(await _emitted_run_ids(state_redis))
+
+    await eventually(emitted, timeout_s=10, what="a first fire")
+    first.kill()
+    down_since = now_ms()
+
+    async def outage_long_enough() -> bool:  # fires pile up while no scheduler runs
+        return now_ms() > down_since + 5000
+
+    await eventually(outage_long_enough, timeout_s=10, what="a 5 s outage")
+    restart_ms = now_ms()
+    await spawn(SCHEDULER_CATCH_UP_WINDOW_S="2")
+    runs = RunLog(state_redis)
+
+    async def settled() -> list[str] | None:
+        listed, _ = await runs.list_runs(schedule_id=created.schedule_id, page_size=500)
+        newest = max((int(r.run_id.split(":")[1]) for r in listed), default=0)
+        return [r.run_id for r in listed] if newest > restart_ms + 1000 else None
+
+    await eventually(settled, timeout_s=15, what="fires after the restart")
+    listed, _ = await runs.list_runs(schedule_id=created.schedule_id, page_size=500)
+    skipped = [r for r in listed if r.state is RunState.SKIPPED]
+    assert skipped, "fires older than the window were not recorded"
+    assert all(r.error == "missed (scheduler down)" for r in skipped)
+    assert all(r.scheduled_for_ms < restart_ms - 2000 for r in skipped)
+    ids = await _emitted_run_ids(state_redis)
+    assert not set(ids) & {r.run_id for r in skipped}, "a fire was both skipped and emitted"
+    assert not [r for r, n in Counter(ids).items() if n > 1]
+    _assert_gapless([r.run_id for r in listed], created.schedule_id, 1000)
