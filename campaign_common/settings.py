@@ -18,3 +18,5 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     # Every network wait has a deadline; this is the default for single Redis commands.
     redis_timeout_s: float = 5.0
+    # OTLP/gRPC collector (Jaeger: http://127.0.0.1:4317); empty: spans are not exported.
+    otlp_endpoint: str = ""

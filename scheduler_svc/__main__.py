@@ -13,7 +13,7 @@ from scheduler_svc.server import serve
 def main() -> None:
     settings = SchedulerSettings()
     setup_logging("scheduler", settings.log_level, settings.log_json)
-    setup_tracing("scheduler")
+    setup_tracing("scheduler", settings.otlp_endpoint)
     asyncio.run(serve(settings))
 
 

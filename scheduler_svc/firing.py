@@ -7,9 +7,11 @@ import logging
 import secrets
 from collections import deque
 
+from opentelemetry.context import Context
 from redis.exceptions import RedisError
 
 from campaign_common.runlog import RunLog
+from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc.codec import scrape_to_proto
@@ -17,6 +19,7 @@ from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.triggers import build_trigger, next_fire_ms
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 MISSED_REASON = "missed (scheduler down)"
 # At most this many missed fires per schedule are recorded one by one (the newest ones);
 # the total is logged. Bounds start-up work after a long outage of a fast schedule.
@@ -59,12 +62,17 @@ class Firing:
         While the state Redis is unreachable the emission is retried with backoff until the
         fire leaves the catch-up window (a restart's catch-up covers the same window).
         """
-        request = run_request(
-            schedule,
-            scheduled_run_id(schedule.schedule_id, fire_ms),
-            fire_ms,
-            run_pb2.RUN_TRIGGER_SCHEDULED,
-        )
+        run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
+        # Each fire starts a new trace: the scraper continues it from the envelope.
+        with _tracer.start_as_current_span(
+            "fire",
+            context=Context(),
+            attributes={"run.id": run_id, "schedule.id": schedule.schedule_id},
+        ):
+            request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
+            return await self._emit_with_retry(request, fire_ms)
+
+    async def _emit_with_retry(self, request: events_pb2.RunRequested, fire_ms: int) -> bool:
         delay_s = 0.1
         while True:
             try:

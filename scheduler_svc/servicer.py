@@ -11,9 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import RedisError
 
 from campaign_common.runlog import InvalidPageToken, RunLog
+from campaign_common.telemetry import context_from_metadata, tracer
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -32,6 +35,7 @@ from scheduler_svc.triggers import upcoming_fires
 from scheduler_svc.validation import FieldViolation
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 Response = TypeVar("Response")
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Response]]
 
@@ -44,20 +48,31 @@ def _rpc(method: Handler[Response]) -> Handler[Response]:
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Response:
-        try:
-            return await method(self, request, context)
-        except SchedulerError as exc:
-            error: SchedulerError = exc
-        except InvalidPageToken as exc:
-            error = InvalidArgument([FieldViolation("page_token", str(exc))])
-        except RedisError as exc:
-            log.warning("state Redis error in %s: %s", method.__name__, exc)
-            error = Unavailable("state store unreachable; retry with backoff")
-        status = to_grpc_status(error)
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        raise AssertionError("unreachable: abort raises")
+        parent = context_from_metadata(context.invocation_metadata())
+        with _tracer.start_as_current_span(
+            f"SchedulerService/{method.__name__}", context=parent, kind=SpanKind.SERVER
+        ):
+            return await _handle(method, self, request, context)
 
     return wrapper
+
+
+async def _handle(
+    method: Handler[Response], self: Any, request: Any, context: grpc.aio.ServicerContext
+) -> Response:
+    try:
+        return await method(self, request, context)
+    except SchedulerError as exc:
+        error: SchedulerError = exc
+    except InvalidPageToken as exc:
+        error = InvalidArgument([FieldViolation("page_token", str(exc))])
+    except RedisError as exc:
+        log.warning("state Redis error in %s: %s", method.__name__, exc)
+        error = Unavailable("state store unreachable; retry with backoff")
+    trace.get_current_span().set_status(StatusCode.ERROR, str(error))
+    status = to_grpc_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: abort raises")
 
 
 def _page_size(requested: int, default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:

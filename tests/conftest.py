@@ -14,6 +14,13 @@ from redis.asyncio import Redis
 
 from campaign_common.embedded import EmbeddedStack
 from campaign_common.redis_conn import make_client
+from campaign_common.telemetry import setup_tracing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracing() -> None:
+    """A real tracer provider (no exporter), as every service process installs one."""
+    setup_tracing("tests")
 
 
 @pytest.fixture(scope="session")

@@ -181,3 +181,34 @@ async def test_service_steps_over_unknown_and_malformed_log_entries(
     created = await stub.AddScheduledCampaign(_add(), timeout=5)
     got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
     assert got.version == 1
+
+
+async def _first_run_envelope(state_redis: Redis) -> object:
+    from campaign_common.envelope import Envelope
+
+    async def first() -> object:
+        entries = await state_redis.xrange(RUNS_STREAM, count=1)
+        return Envelope.from_fields(entries[0][1]) if entries else None
+
+    return await eventually(first, timeout_s=10, what="a run request")
+
+
+async def test_service_trigger_continues_the_callers_trace(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+    request = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
+    await stub.TriggerCampaign(request, metadata=metadata)
+    envelope = await _first_run_envelope(state_redis)
+    assert envelope.traceparent.split("-")[1] == trace_id  # type: ignore[attr-defined]
+
+
+async def test_service_each_fire_starts_a_trace(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    await stub.AddScheduledCampaign(_add(interval_s=1), timeout=5)
+    envelope = await _first_run_envelope(state_redis)
+    version, trace_id, span_id, _flags = envelope.traceparent.split("-")  # type: ignore[attr-defined]
+    assert version == "00" and int(trace_id, 16) != 0 and int(span_id, 16) != 0
