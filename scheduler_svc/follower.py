@@ -39,14 +39,17 @@ class LogFollower:
                 entries = await self._store.tail(
                     self._registry.applied, self._block_ms, self._batch
                 )
+                for entry in entries:
+                    await self._apply(entry)
             except RedisError as exc:
                 log.warning("schedule log unreachable (%s); retrying in %.1fs", exc, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+            except Exception:
+                log.exception("tailing the schedule log failed; retrying in %.1fs", delay_s)
+            else:
+                delay_s = 0.1
                 continue
-            delay_s = 0.1
-            for entry in entries:
-                await self._apply(entry)
+            await asyncio.sleep(delay_s)  # backoff while the log is unreachable
+            delay_s = min(delay_s * 2, 5.0)
 
     async def _apply(self, entry: Entry) -> None:
         entry_id, envelope = entry

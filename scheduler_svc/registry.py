@@ -8,11 +8,13 @@ caller reads its own writes from the replica it talked to.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from scheduler_svc.model import Schedule
 
 StreamId = tuple[int, int]
+log = logging.getLogger(__name__)
 
 
 def parse_stream_id(entry_id: bytes | str) -> StreamId:
@@ -52,11 +54,17 @@ class Registry:
                     self._schedules.pop(schedule.schedule_id, None)
                 else:
                     self._schedules[schedule.schedule_id] = schedule
-                for listener in self._listeners:
-                    listener(schedule, deleted)
+                self._notify(schedule, deleted)
         async with self._changed:
             self._applied = max(self._applied, entry_id)
             self._changed.notify_all()
+
+    def _notify(self, schedule: Schedule, deleted: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(schedule, deleted)
+            except Exception:  # one bad schedule must not stop the log for all others
+                log.exception("applying %s to a listener failed", schedule.schedule_id)
 
     async def wait_applied(self, entry_id: StreamId, timeout_s: float) -> None:
         """Return once ``entry_id`` is applied; TimeoutError after ``timeout_s``."""
