@@ -14,6 +14,7 @@ Keys
                                  sorted sets (score 0) of ``<scheduled_for_ms:013d>|<run_id>``,
                                  so a reverse lexicographic range is "newest first"
     {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
+    {runs}:emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _campaign_index(campaign_id: str) -> str:
     return f"{{runs}}:idx:campaign:{campaign_id}"
 
 
+def _emitted_key(schedule_id: str) -> str:
+    return f"{{runs}}:emitted:{schedule_id}"
+
+
 def _results_key(campaign_id: str) -> str:
     return f"{{runs}}:results:{campaign_id}"
 
@@ -77,22 +82,28 @@ class _Rank(IntEnum):
 _RANKS = {RunState.REQUESTED: _Rank.REQUESTED, RunState.RUNNING: _Rank.RUNNING}
 
 # KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
-# KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign
+# KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign,
+# KEYS[7] counter of the schedule's scheduled runs
 # ARGV[1] dedupe ttl ms (0: no dedupe, the run id is unique by construction),
 # ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff member (members below
-# it are pruned), ARGV[5] number of envelope field/value pairs n, ARGV[6 .. 5+2n] envelope
-# pairs, the rest: run hash field/value pairs.
-# Returns the stream id, or false when the dedupe key already existed.
+# it are pruned), ARGV[5] cap on the counter (0: no cap, and the counter is not touched),
+# ARGV[6] number of envelope field/value pairs n, ARGV[7 .. 6+2n] envelope pairs, the rest:
+# run hash field/value pairs.
+# Returns the stream id; false when the dedupe key already existed; 0 when the cap is reached.
 _EMIT_RUN = """
 if ARGV[1] ~= '0' then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 end
-local n = tonumber(ARGV[5])
+local cap = tonumber(ARGV[5])
+if cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then return 0 end
+if ARGV[1] ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+if cap > 0 then redis.call('INCR', KEYS[7]) end
+local n = tonumber(ARGV[6])
 local envelope = {}
-for i = 6, 5 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = 7, 6 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
 local hash = {}
-for i = 6 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+for i = 7 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
 redis.call('HSET', KEYS[3], unpack(hash))
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 for k = 4, 6 do
@@ -187,12 +198,15 @@ class RunLog:
         self._emit = redis.register_script(_EMIT_RUN)
         self._append = redis.register_script(_APPEND_RUN_EVENT)
 
-    async def request_run(self, request: events_pb2.RunRequested, *, dedupe: bool) -> bool:
-        """Append a RunRequested and its REQUESTED projection; False if already emitted.
+    async def request_run(
+        self, request: events_pb2.RunRequested, *, dedupe: bool, max_total: int = 0
+    ) -> bool:
+        """Append a RunRequested and its REQUESTED projection; False if not appended.
 
         With ``dedupe`` the append happens at most once per run id across every process
-        within the dedupe TTL: the SET NX and the XADD are one script, so a crash between
-        them is impossible.
+        within the dedupe TTL; with ``max_total`` at most that many runs of the schedule are
+        ever appended this way. The checks and the XADD are one script, so a crash between
+        them is impossible and two replicas can never both pass them.
         """
         fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
@@ -200,7 +214,9 @@ class RunLog:
             "rank": int(_Rank.REQUESTED),
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
         }
-        return await self._create_run(RUNS_STREAM, wrap(request), request, fields, dedupe=dedupe)
+        return await self._create_run(
+            RUNS_STREAM, wrap(request), request, fields, dedupe=dedupe, cap=max_total
+        )
 
     async def record_missed(self, run: events_pb2.RunRequested, reason: str) -> bool:
         """Record a fire that will not run as a SKIPPED run (once per run id), not as a request.
@@ -233,6 +249,7 @@ class RunLog:
         fields: dict[str, str | int],
         *,
         dedupe: bool,
+        cap: int = 0,
     ) -> bool:
         scheduled_ms = run.scheduled_for.ToMilliseconds()
         hash_fields = {
@@ -250,17 +267,23 @@ class RunLog:
             _INDEX_ALL,
             _schedule_index(run.schedule_id),
             _campaign_index(run.campaign_id),
+            _emitted_key(run.schedule_id),
         ]
         args = [
             self._dedupe_ttl_ms if dedupe else 0,
             _index_member(scheduled_ms, run.run_id),
             self._run_ttl_ms,
             cutoff,
+            cap,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *_flatten(hash_fields),
         ]
-        return await self._emit(keys=keys, args=args) is not None
+        return bool(await self._emit(keys=keys, args=args))
+
+    async def emitted_count(self, schedule_id: str) -> int:
+        """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
+        return int(await self._redis.get(_emitted_key(schedule_id)) or 0)
 
     async def last_scheduled_fire_ms(self, schedule_id: str) -> int | None:
         """Nominal time of the newest scheduled (not manual) run of a schedule, if any."""

@@ -7,7 +7,16 @@ from google.protobuf.message import Message
 from campaign_common.runlog import RunRecord
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
-from scheduler_svc.model import NewSchedule, Schedule, ScheduleState, Scrape, Timing
+from campaigns.v1.scheduler_service_pb2 import AddScheduledCampaignRequest
+from scheduler_svc.model import (
+    Limits,
+    NewSchedule,
+    Overlap,
+    Schedule,
+    ScheduleState,
+    Scrape,
+    Timing,
+)
 
 _STATE_TO_PROTO = {
     ScheduleState.ACTIVE: schedule_pb2.SCHEDULE_STATE_ACTIVE,
@@ -15,6 +24,44 @@ _STATE_TO_PROTO = {
     ScheduleState.COMPLETED: schedule_pb2.SCHEDULE_STATE_COMPLETED,
 }
 _STATE_FROM_PROTO = {value: key for key, value in _STATE_TO_PROTO.items()}
+
+
+_OVERLAP_TO_PROTO = {
+    Overlap.SKIP: schedule_pb2.OVERLAP_POLICY_SKIP,
+    Overlap.BUFFER_ONE: schedule_pb2.OVERLAP_POLICY_BUFFER_ONE,
+    Overlap.ALLOW_ALL: schedule_pb2.OVERLAP_POLICY_ALLOW_ALL,
+}
+_OVERLAP_FROM_PROTO = {value: key for key, value in _OVERLAP_TO_PROTO.items()}
+
+
+def limits_from_proto(limits: schedule_pb2.RunLimits) -> Limits:
+    return Limits(
+        overlap=_OVERLAP_FROM_PROTO.get(limits.overlap, Overlap.SKIP),
+        max_runs_per_window=limits.max_runs_per_window,
+        window_s=limits.window_seconds,
+        max_total_runs=limits.max_total_runs,
+        start_deadline_s=limits.start_deadline_seconds,
+        run_timeout_s=limits.run_timeout_seconds,
+        max_pages=limits.max_pages,
+        max_bytes=limits.max_bytes,
+        per_host_concurrency=limits.per_host_concurrency,
+        per_host_delay_ms=limits.per_host_delay_ms,
+    )
+
+
+def limits_to_proto(limits: Limits) -> schedule_pb2.RunLimits:
+    return schedule_pb2.RunLimits(
+        overlap=_OVERLAP_TO_PROTO[limits.overlap],
+        max_runs_per_window=limits.max_runs_per_window,
+        window_seconds=limits.window_s,
+        max_total_runs=limits.max_total_runs,
+        start_deadline_seconds=limits.start_deadline_s,
+        run_timeout_seconds=limits.run_timeout_s,
+        max_pages=limits.max_pages,
+        max_bytes=limits.max_bytes,
+        per_host_concurrency=limits.per_host_concurrency,
+        per_host_delay_ms=limits.per_host_delay_ms,
+    )
 
 
 def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
@@ -49,10 +96,16 @@ def scrape_to_proto(scrape: Scrape) -> schedule_pb2.ScrapeSpec:
 
 
 def new_schedule_from_proto(
-    campaign_id: str, name: str, spec: schedule_pb2.ScheduleSpec | None, scrape: Scrape
+    request: AddScheduledCampaignRequest,
 ) -> NewSchedule:
-    timing = timing_from_proto(spec) if spec is not None else None
-    return NewSchedule(campaign_id=campaign_id, name=name, timing=timing, scrape=scrape)
+    spec = request.schedule if request.HasField("schedule") else None
+    return NewSchedule(
+        campaign_id=request.campaign_id,
+        name=request.name,
+        timing=timing_from_proto(spec) if spec is not None else None,
+        scrape=scrape_from_proto(request.scrape),
+        limits=limits_from_proto(request.limits),
+    )
 
 
 def schedule_to_proto(
@@ -70,6 +123,7 @@ def schedule_to_proto(
         created_at=ms_to_timestamp(schedule.created_at_ms),
         updated_at=ms_to_timestamp(schedule.updated_at_ms),
         next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
+        limits=limits_to_proto(schedule.limits),
     )
     return message
 
@@ -87,6 +141,7 @@ def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
         paused_note=message.paused_note,
         created_at_ms=timestamp_to_ms(message.created_at),
         updated_at_ms=timestamp_to_ms(message.updated_at),
+        limits=limits_from_proto(message.limits),
     )
 
 

@@ -72,6 +72,7 @@ class Commands:
             name=command.name.strip(),
             timing=command.timing,
             scrape=command.scrape,
+            limits=command.limits,
             version=1,
             state=ScheduleState.ACTIVE,
             created_at_ms=at,

@@ -14,7 +14,7 @@ from campaign_common.runlog import RunLog
 from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
-from scheduler_svc.codec import scrape_to_proto
+from scheduler_svc.codec import limits_to_proto, scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.triggers import build_trigger, next_fire_ms
 
@@ -48,6 +48,7 @@ def run_request(
         trigger=trigger,  # type: ignore[arg-type]
         scrape=scrape_to_proto(schedule.scrape),
         requested_at=ms_to_timestamp(now_ms()),
+        limits=limits_to_proto(schedule.limits),
     )
 
 
@@ -70,13 +71,17 @@ class Firing:
             attributes={"run.id": run_id, "schedule.id": schedule.schedule_id},
         ):
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            return await self._emit_with_retry(request, fire_ms)
+            return await self._emit_with_retry(schedule, request, fire_ms)
 
-    async def _emit_with_retry(self, request: events_pb2.RunRequested, fire_ms: int) -> bool:
+    async def _emit_with_retry(
+        self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
+    ) -> bool:
         delay_s = 0.1
         while True:
             try:
-                emitted = await self._runs.request_run(request, dedupe=True)
+                emitted = await self._runs.request_run(
+                    request, dedupe=True, max_total=schedule.limits.max_total_runs
+                )
             except RedisError as exc:
                 if now_ms() > fire_ms + self._retry_window_ms:
                     raise
@@ -87,6 +92,13 @@ class Firing:
             if emitted:
                 log.info("fired", extra={"run_id": request.run_id, "lag_ms": now_ms() - fire_ms})
             return emitted
+
+    async def exhausted(self, schedule: Schedule) -> bool:
+        """True when the schedule has no scheduled runs left (one-shot fired, cap reached)."""
+        if schedule.timing.run_at_ms:
+            return True
+        cap = schedule.limits.max_total_runs
+        return cap > 0 and await self._runs.emitted_count(schedule.schedule_id) >= cap
 
     async def trigger(self, schedule: Schedule) -> str:
         at_ms = now_ms()

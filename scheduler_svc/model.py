@@ -12,6 +12,28 @@ class ScheduleState(StrEnum):
     COMPLETED = "COMPLETED"
 
 
+class Overlap(StrEnum):
+    SKIP = "SKIP"
+    BUFFER_ONE = "BUFFER_ONE"
+    ALLOW_ALL = "ALLOW_ALL"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Execution limits of a schedule's runs; 0 means no limit (or the scraper's default)."""
+
+    overlap: Overlap = Overlap.SKIP
+    max_runs_per_window: int = 0
+    window_s: int = 0
+    max_total_runs: int = 0
+    start_deadline_s: int = 0
+    run_timeout_s: int = 0
+    max_pages: int = 0
+    max_bytes: int = 0
+    per_host_concurrency: int = 0
+    per_host_delay_ms: int = 0
+
+
 @dataclass(frozen=True)
 class Timing:
     """When a schedule fires: exactly one of cron, interval_s, run_at_ms is set."""
@@ -40,6 +62,7 @@ class Schedule:
     created_at_ms: int
     updated_at_ms: int
     paused_note: str = ""
+    limits: Limits = Limits()
 
     def evolve(self, now_ms: int, **changes: object) -> Schedule:
         """The next version of this schedule with ``changes`` applied."""
@@ -54,3 +77,4 @@ class NewSchedule:
     name: str
     timing: Timing | None
     scrape: Scrape
+    limits: Limits = Limits()

@@ -63,10 +63,7 @@ class SchedulerServer:
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
         timer.start()
-        missed_until = now_ms() - window_ms
-        for schedule in registry.all():
-            await firing.record_missed(schedule, missed_until)
-            timer.sync(schedule, False, catch_up_from_ms=missed_until)
+        await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         self._background = asyncio.create_task(follower.run(), name="schedule-log-follower")
         await self._serve_grpc(SchedulerServicer(commands, firing, runs, s.next_fire_preview))
@@ -102,10 +99,23 @@ class SchedulerServer:
         log.info("scheduler stopped")
 
 
+async def _arm_all(
+    registry: Registry, timer: Timer, firing: Firing, commands: Commands, missed_until: int
+) -> None:
+    """Start-up: record fires missed beyond the catch-up window, then arm every schedule."""
+    for schedule in registry.all():
+        capped = schedule.state is ScheduleState.ACTIVE and schedule.limits.max_total_runs > 0
+        if capped and await firing.exhausted(schedule):  # crashed between last fire and COMPLETED
+            await commands.complete(schedule)
+            continue
+        await firing.record_missed(schedule, missed_until)
+        timer.sync(schedule, False, catch_up_from_ms=missed_until)
+
+
 def _on_fire(firing: Firing, commands: Commands, registry: Registry):  # type: ignore[no-untyped-def]
     async def on_fire(schedule: Schedule, fire_ms: int) -> None:
         await firing.fire(schedule, fire_ms)
-        if schedule.timing.run_at_ms:  # a one-shot is done once it fired
+        if await firing.exhausted(schedule):
             current = registry.get(schedule.schedule_id)
             if current is not None and current.state is ScheduleState.ACTIVE:
                 await commands.complete(current)

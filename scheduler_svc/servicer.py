@@ -96,10 +96,7 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
 
     @_rpc
     async def AddScheduledCampaign(self, request: Any, context: Any) -> Any:
-        spec = request.schedule if request.HasField("schedule") else None
-        command = codec.new_schedule_from_proto(
-            request.campaign_id, request.name, spec, codec.scrape_from_proto(request.scrape)
-        )
+        command = codec.new_schedule_from_proto(request)
         return self._out(await self._commands.create(command))
 
     @_rpc

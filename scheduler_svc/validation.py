@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from scheduler_svc.cron import CronSyntaxError, parse_cron
-from scheduler_svc.model import NewSchedule, Scrape, Timing
+from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing
 
 CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
@@ -121,6 +121,36 @@ def _check_scrape(scrape: Scrape) -> list[FieldViolation]:
     return violations
 
 
+# proto field name -> (domain attribute, maximum); every limit is >= 0 and 0 means none.
+_LIMIT_FIELDS = {
+    "max_runs_per_window": ("max_runs_per_window", 1_000_000),
+    "window_seconds": ("window_s", 366 * 24 * 3600),
+    "max_total_runs": ("max_total_runs", 1_000_000_000),
+    "start_deadline_seconds": ("start_deadline_s", 7 * 24 * 3600),
+    "run_timeout_seconds": ("run_timeout_s", 24 * 3600),
+    "max_pages": ("max_pages", 100_000),
+    "max_bytes": ("max_bytes", 10 * 1024**3),
+    "per_host_concurrency": ("per_host_concurrency", 100),
+    "per_host_delay_ms": ("per_host_delay_ms", 3_600_000),
+}
+
+
+def _check_limits(limits: Limits) -> list[FieldViolation]:
+    violations = [
+        FieldViolation(f"limits.{name}", f"must be between 0 (no limit) and {maximum}")
+        for name, (attribute, maximum) in _LIMIT_FIELDS.items()
+        if not 0 <= getattr(limits, attribute) <= maximum
+    ]
+    if bool(limits.max_runs_per_window) != bool(limits.window_s):
+        violations.append(
+            FieldViolation(
+                "limits.window_seconds",
+                "set max_runs_per_window and window_seconds together (both or neither)",
+            )
+        )
+    return violations
+
+
 def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list[FieldViolation]:
     """Every violation of a create command (empty when valid)."""
     return [
@@ -128,4 +158,5 @@ def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list
         *_check_name(command.name),
         *_check_timing(command.timing, now_ms, grace_ms),
         *_check_scrape(command.scrape),
+        *_check_limits(command.limits),
     ]

@@ -212,3 +212,44 @@ async def test_service_each_fire_starts_a_trace(
     envelope = await _first_run_envelope(state_redis)
     version, trace_id, span_id, _flags = envelope.traceparent.split("-")  # type: ignore[attr-defined]
     assert version == "00" and int(trace_id, 16) != 0 and int(span_id, 16) != 0
+
+
+async def test_service_limits_round_trip_and_are_validated(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    request = _add()
+    request.limits.CopyFrom(
+        schedule_pb2.RunLimits(
+            overlap=schedule_pb2.OVERLAP_POLICY_BUFFER_ONE,
+            max_runs_per_window=10,
+            window_seconds=3600,
+            start_deadline_seconds=30,
+            run_timeout_seconds=60,
+        )
+    )
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert got.limits == request.limits
+    bad = _add()
+    bad.limits.max_runs_per_window = 5
+    bad.limits.run_timeout_seconds = -1
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(bad)
+    assert set(_violations(info.value)) == {"limits.window_seconds", "limits.run_timeout_seconds"}
+
+
+async def test_service_max_total_runs_then_completed(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    request = _add(interval_s=1)
+    request.limits.max_total_runs = 2
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+
+    async def completed() -> bool:
+        got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+        return got.state == schedule_pb2.SCHEDULE_STATE_COMPLETED
+
+    await eventually(completed, timeout_s=10, what="COMPLETED after 2 runs")
+    runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
+    assert len(runs.runs) == 2
+    assert await state_redis.xlen(RUNS_STREAM) == 2

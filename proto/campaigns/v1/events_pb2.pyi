@@ -43,7 +43,7 @@ class ScheduleDeleted(_message.Message):
     def __init__(self, schedule: _Optional[_Union[_schedule_pb2.Schedule, _Mapping]] = ...) -> None: ...
 
 class RunRequested(_message.Message):
-    __slots__ = ("run_id", "schedule_id", "campaign_id", "scheduled_for", "attempt", "trigger", "scrape", "requested_at")
+    __slots__ = ("run_id", "schedule_id", "campaign_id", "scheduled_for", "attempt", "trigger", "scrape", "requested_at", "limits")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class RunRequested(_message.Message):
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     SCRAPE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     schedule_id: str
     campaign_id: str
@@ -60,7 +61,8 @@ class RunRequested(_message.Message):
     trigger: _run_pb2.RunTrigger
     scrape: _schedule_pb2.ScrapeSpec
     requested_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    limits: _schedule_pb2.RunLimits
+    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("run_id", "attempt", "worker", "started_at")

@@ -10,12 +10,23 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class OverlapPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OVERLAP_POLICY_UNSPECIFIED: _ClassVar[OverlapPolicy]
+    OVERLAP_POLICY_SKIP: _ClassVar[OverlapPolicy]
+    OVERLAP_POLICY_BUFFER_ONE: _ClassVar[OverlapPolicy]
+    OVERLAP_POLICY_ALLOW_ALL: _ClassVar[OverlapPolicy]
+
 class ScheduleState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SCHEDULE_STATE_UNSPECIFIED: _ClassVar[ScheduleState]
     SCHEDULE_STATE_ACTIVE: _ClassVar[ScheduleState]
     SCHEDULE_STATE_PAUSED: _ClassVar[ScheduleState]
     SCHEDULE_STATE_COMPLETED: _ClassVar[ScheduleState]
+OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy
+OVERLAP_POLICY_SKIP: OverlapPolicy
+OVERLAP_POLICY_BUFFER_ONE: OverlapPolicy
+OVERLAP_POLICY_ALLOW_ALL: OverlapPolicy
 SCHEDULE_STATE_UNSPECIFIED: ScheduleState
 SCHEDULE_STATE_ACTIVE: ScheduleState
 SCHEDULE_STATE_PAUSED: ScheduleState
@@ -48,8 +59,32 @@ class ScrapeSpec(_message.Message):
     selectors: _containers.ScalarMap[str, str]
     def __init__(self, urls: _Optional[_Iterable[str]] = ..., selectors: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class RunLimits(_message.Message):
+    __slots__ = ("overlap", "max_runs_per_window", "window_seconds", "max_total_runs", "start_deadline_seconds", "run_timeout_seconds", "max_pages", "max_bytes", "per_host_concurrency", "per_host_delay_ms")
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNS_PER_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOTAL_RUNS_FIELD_NUMBER: _ClassVar[int]
+    START_DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PER_HOST_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PER_HOST_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    overlap: OverlapPolicy
+    max_runs_per_window: int
+    window_seconds: int
+    max_total_runs: int
+    start_deadline_seconds: int
+    run_timeout_seconds: int
+    max_pages: int
+    max_bytes: int
+    per_host_concurrency: int
+    per_host_delay_ms: int
+    def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ...) -> None: ...
+
 class Schedule(_message.Message):
-    __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times")
+    __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times", "limits")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +96,7 @@ class Schedule(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIRE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     campaign_id: str
     name: str
@@ -72,4 +108,5 @@ class Schedule(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     next_fire_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
-    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[ScrapeSpec, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., paused_note: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...
+    limits: RunLimits
+    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[ScrapeSpec, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., paused_note: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., limits: _Optional[_Union[RunLimits, _Mapping]] = ...) -> None: ...

@@ -9,16 +9,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddScheduledCampaignRequest(_message.Message):
-    __slots__ = ("campaign_id", "name", "schedule", "scrape")
+    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     SCRAPE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     name: str
     schedule: _schedule_pb2.ScheduleSpec
     scrape: _schedule_pb2.ScrapeSpec
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ...) -> None: ...
+    limits: _schedule_pb2.RunLimits
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("schedule_id",)
