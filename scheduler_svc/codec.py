@@ -16,6 +16,7 @@ from scheduler_svc.model import (
     ScheduleState,
     Scrape,
     Timing,
+    TimingKind,
 )
 
 _STATE_TO_PROTO = {
@@ -68,19 +69,20 @@ def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
     kind = spec.WhichOneof("kind")
     timezone = spec.timezone or "UTC"
     if kind == "cron":
-        return Timing(cron=spec.cron.strip(), timezone=timezone)
+        return Timing(TimingKind.CRON, cron=spec.cron.strip(), timezone=timezone)
     if kind == "interval_seconds":
-        return Timing(interval_s=spec.interval_seconds, timezone=timezone)
+        return Timing(TimingKind.INTERVAL, interval_s=spec.interval_seconds, timezone=timezone)
     if kind == "run_at":
-        return Timing(run_at_ms=timestamp_to_ms(spec.run_at), timezone=timezone)
+        run_at_ms = timestamp_to_ms(spec.run_at)
+        return Timing(TimingKind.RUN_AT, run_at_ms=run_at_ms, timezone=timezone)
     return None
 
 
 def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
     spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone)
-    if timing.cron:
+    if timing.kind is TimingKind.CRON:
         spec.cron = timing.cron
-    elif timing.interval_s:
+    elif timing.kind is TimingKind.INTERVAL:
         spec.interval_seconds = timing.interval_s
     else:
         spec.run_at.CopyFrom(ms_to_timestamp(timing.run_at_ms))
@@ -129,7 +131,7 @@ def schedule_to_proto(
 
 
 def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
-    timing = timing_from_proto(message.spec) or Timing(interval_s=0)
+    timing = timing_from_proto(message.spec) or Timing(TimingKind.INTERVAL)
     return Schedule(
         schedule_id=message.schedule_id,
         campaign_id=message.campaign_id,

@@ -159,5 +159,9 @@ def _decode_token(token: str) -> str:
         return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, ValueError) as exc:
         raise InvalidArgument(
-            [FieldViolation("page_token", "not a token from this API; pass next_page_token")]
+            [
+                FieldViolation(
+                    "page_token", "not a token from this API; pass the one the last page returned"
+                )
+            ]
         ) from exc

@@ -15,7 +15,7 @@ from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc.codec import limits_to_proto, scrape_to_proto
-from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.model import Schedule, ScheduleState, TimingKind
 from scheduler_svc.triggers import build_trigger, next_fire_ms
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Firing:
 
     async def exhausted(self, schedule: Schedule) -> bool:
         """True when the schedule has no scheduled runs left (one-shot fired, cap reached)."""
-        if schedule.timing.run_at_ms:
+        if schedule.timing.kind is TimingKind.RUN_AT:
             return True
         cap = schedule.limits.max_total_runs
         return cap > 0 and await self._runs.emitted_count(schedule.schedule_id) >= cap

@@ -34,10 +34,17 @@ class Limits:
     per_host_delay_ms: int = 0
 
 
+class TimingKind(StrEnum):
+    CRON = "CRON"
+    INTERVAL = "INTERVAL"
+    RUN_AT = "RUN_AT"
+
+
 @dataclass(frozen=True)
 class Timing:
-    """When a schedule fires: exactly one of cron, interval_s, run_at_ms is set."""
+    """When a schedule fires: ``kind`` says which one of cron, interval_s, run_at_ms counts."""
 
+    kind: TimingKind
     cron: str = ""
     interval_s: int = 0
     run_at_ms: int = 0

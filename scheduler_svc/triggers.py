@@ -14,15 +14,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from campaign_common.timeutil import datetime_to_ms, ms_to_datetime
 from scheduler_svc.cron import parse_cron
-from scheduler_svc.model import Schedule, Timing
+from scheduler_svc.model import Schedule, Timing, TimingKind
 
 
 def build_trigger(timing: Timing, anchor_ms: int) -> BaseTrigger:
     """Trigger for ``timing``; interval fires are ``anchor_ms + k * interval`` for k >= 1."""
     tz = ZoneInfo(timing.timezone or "UTC")
-    if timing.cron:
+    if timing.kind is TimingKind.CRON:
         return parse_cron(timing.cron, tz)
-    if timing.interval_s:
+    if timing.kind is TimingKind.INTERVAL:
         first = ms_to_datetime(anchor_ms + timing.interval_s * 1000)
         return IntervalTrigger(seconds=timing.interval_s, start_date=first, timezone=tz)
     return DateTrigger(run_date=ms_to_datetime(timing.run_at_ms), timezone=tz)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from scheduler_svc.cron import CronSyntaxError, parse_cron
-from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing
+from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing, TimingKind
 
 CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
@@ -64,12 +64,12 @@ def _check_timing(timing: Timing | None, now_ms: int, grace_ms: int) -> list[Fie
     if timing is None:
         return [FieldViolation("schedule", "set exactly one of cron, interval_seconds or run_at")]
     violations = check_timezone(timing.timezone)
-    if timing.cron:
+    if timing.kind is TimingKind.CRON:
         try:
             parse_cron(timing.cron, ZoneInfo("UTC"))
         except CronSyntaxError as exc:
             violations.append(FieldViolation("schedule.cron", f"invalid cron expression: {exc}"))
-    elif timing.interval_s or not timing.run_at_ms:
+    elif timing.kind is TimingKind.INTERVAL:
         if not 1 <= timing.interval_s <= MAX_INTERVAL_S:
             violations.append(
                 FieldViolation(
@@ -145,7 +145,7 @@ def _check_limits(limits: Limits) -> list[FieldViolation]:
         violations.append(
             FieldViolation(
                 "limits.window_seconds",
-                "set max_runs_per_window and window_seconds together (both or neither)",
+                "a runs-per-window limit needs both the maximum and the window (or neither)",
             )
         )
     return violations

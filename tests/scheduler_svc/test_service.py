@@ -253,3 +253,11 @@ async def test_service_max_total_runs_then_completed(
     runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
     assert len(runs.runs) == 2
     assert await state_redis.xlen(RUNS_STREAM) == 2
+
+
+async def test_service_empty_cron_is_reported_on_the_cron_field(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(_add(cron=""))
+    assert set(_violations(info.value)) == {"schedule.cron"}

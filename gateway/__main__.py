@@ -1,0 +1,27 @@
+"""`python -m gateway`: run the REST gateway with settings from GATEWAY_* variables."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from campaign_common.logs import setup_logging
+from campaign_common.telemetry import setup_tracing
+from gateway.config import GatewaySettings
+from gateway.server import StartupError, serve
+
+
+def main() -> int:
+    settings = GatewaySettings()
+    setup_logging("gateway", settings.log_level, settings.log_json)
+    setup_tracing("gateway", settings.otlp_endpoint)
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        print(f"gateway failed to start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

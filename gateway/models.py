@@ -1,0 +1,216 @@
+"""The REST documents: pydantic models of every request and response body (camelCase on the wire).
+
+Request models check shape and JSON types only (``extra="forbid"``: an unknown field is an
+error); what the values mean (cron syntax, time zones, URL schemes, lengths) is the scheduler's
+to judge. Response models exist so OpenAPI describes exactly what the gateway returns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic.alias_generators import to_camel
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+# Integers that fit the proto field they are copied into (range checks are the scheduler's).
+Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+StrictInt32 = Annotated[StrictInt, Field(ge=-(2**31), le=INT32_MAX)]
+StrictInt64 = Annotated[StrictInt, Field(ge=-(2**63), le=INT64_MAX)]
+
+ScheduleStateName = Literal["UNSPECIFIED", "ACTIVE", "PAUSED", "COMPLETED"]
+RunStateName = Literal[
+    "UNSPECIFIED",
+    "REQUESTED",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "RETRY_SCHEDULED",
+    "DEAD_LETTERED",
+]
+RunTriggerName = Literal["UNSPECIFIED", "SCHEDULED", "MANUAL"]
+OverlapName = Literal["UNSPECIFIED", "SKIP", "BUFFER_ONE", "ALLOW_ALL"]
+
+
+class RequestModel(BaseModel):
+    """camelCase only, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_alias=True, serialize_by_alias=True, frozen=True
+    )
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+class ScheduleSpecIn(RequestModel):
+    """When the campaign runs: exactly one of cron, intervalSeconds or runAt."""
+
+    cron: str | None = Field(None, examples=["0 9 * * 1-5"])
+    interval_seconds: StrictInt64 | None = Field(None, examples=[30])
+    run_at: AwareDatetime | None = Field(None, examples=["2026-12-01T09:00:00Z"])
+    timezone: str | None = Field(None, description='IANA time zone; default "UTC"')
+
+    @model_validator(mode="after")
+    def _at_most_one_kind(self) -> ScheduleSpecIn:
+        # A proto oneof cannot carry two values, so this one check cannot wait for the scheduler.
+        kinds = [self.cron, self.interval_seconds, self.run_at]
+        if sum(kind is not None for kind in kinds) > 1:
+            raise ValueError("set exactly one of cron, intervalSeconds or runAt")
+        return self
+
+
+class ScrapeSpecIn(RequestModel):
+    urls: list[str] = Field(description="1-100 absolute http(s) URLs")
+    selectors: dict[str, str] = Field(
+        default_factory=dict,
+        description="field name -> CSS selector",
+        examples=[{"title": "h1", "price": ".price"}],
+    )
+
+
+class RunLimitsIn(RequestModel):
+    """Execution limits of the schedule's runs; absent or 0 = no limit (or the default)."""
+
+    overlap: OverlapName | None = Field(
+        None,
+        description="a run due while the previous one holds the lock: SKIP (default), "
+        "BUFFER_ONE or ALLOW_ALL",
+    )
+    max_runs_per_window: StrictInt32 | None = Field(None, description="with windowSeconds")
+    window_seconds: StrictInt64 | None = None
+    max_total_runs: StrictInt64 | None = Field(None, description="then the schedule completes")
+    start_deadline_seconds: StrictInt64 | None = None
+    run_timeout_seconds: StrictInt64 | None = None
+    max_pages: StrictInt32 | None = None
+    max_bytes: StrictInt64 | None = None
+    per_host_concurrency: StrictInt32 | None = None
+    per_host_delay_ms: StrictInt64 | None = None
+
+
+class AddScheduledCampaignBody(RequestModel):
+    campaign_id: str | None = Field(
+        None,
+        description="[a-z0-9][a-z0-9-]{0,62}; generated when absent",
+        examples=["spring-leads"],
+    )
+    name: str = Field(description="1-200 characters", examples=["Spring leads"])
+    schedule: ScheduleSpecIn
+    scrape: ScrapeSpecIn
+    limits: RunLimitsIn | None = None
+
+
+class PauseBody(RequestModel):
+    note: str | None = Field(None, description="why the schedule is paused, shown on reads")
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class ScheduleSpecOut(ResponseModel):
+    cron: str | None
+    interval_seconds: int | None
+    run_at: str | None = Field(description="RFC 3339 UTC")
+    timezone: str
+
+
+class ScrapeSpecOut(ResponseModel):
+    urls: list[str]
+    selectors: dict[str, str]
+
+
+class RunLimitsOut(ResponseModel):
+    """0 = no limit (or the service's default)."""
+
+    overlap: OverlapName
+    max_runs_per_window: int
+    window_seconds: int
+    max_total_runs: int
+    start_deadline_seconds: int
+    run_timeout_seconds: int
+    max_pages: int
+    max_bytes: int
+    per_host_concurrency: int
+    per_host_delay_ms: int
+
+
+class ScheduleOut(ResponseModel):
+    schedule_id: str
+    campaign_id: str
+    name: str
+    schedule: ScheduleSpecOut
+    scrape: ScrapeSpecOut
+    limits: RunLimitsOut
+    version: int = Field(description="1 after creation, +1 per accepted change")
+    state: ScheduleStateName
+    next_fire_times: list[str] = Field(description="up to 5, RFC 3339 UTC; empty unless ACTIVE")
+    paused_note: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class ScheduleList(ResponseModel):
+    schedules: list[ScheduleOut]
+    next_page_token: str = Field(description="pass as pageToken for the next page; empty at end")
+
+
+class TriggerOut(ResponseModel):
+    run_id: str
+
+
+class RunOut(ResponseModel):
+    run_id: str
+    schedule_id: str
+    campaign_id: str
+    state: RunStateName
+    attempt: int
+    scheduled_for: str | None = Field(description="nominal fire time (manual: when accepted)")
+    started_at: str | None
+    finished_at: str | None
+    error: str | None = Field(description="why the run failed or was skipped")
+    trigger: RunTriggerName
+
+
+class RunList(ResponseModel):
+    runs: list[RunOut] = Field(description="newest first")
+    next_page_token: str
+
+
+class ResultOut(ResponseModel):
+    run_id: str
+    url: str
+    status_code: int
+    fields: dict[str, str | None] = Field(description="field name -> text, null if no match")
+    fetched_at: str | None
+
+
+class ResultList(ResponseModel):
+    results: list[ResultOut] = Field(description="newest first")
+
+
+class FieldViolationOut(ResponseModel):
+    field: str = Field(description="REST path of the bad field, e.g. schedule.cron")
+    description: str
+
+
+class ErrorOut(ResponseModel):
+    code: str = Field(description="canonical gRPC code name", examples=["INVALID_ARGUMENT"])
+    message: str
+    field_violations: list[FieldViolationOut]
+
+
+class HealthOut(ResponseModel):
+    status: str
