@@ -15,6 +15,7 @@ Keys
                                  so a reverse lexicographic range is "newest first"
     {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
     {runs}:emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
+    {runs}:fence:<campaign_id>   highest lock fencing token that wrote for the campaign
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def _campaign_index(campaign_id: str) -> str:
 
 def _emitted_key(schedule_id: str) -> str:
     return f"{{runs}}:emitted:{schedule_id}"
+
+
+def _fence_key(campaign_id: str) -> str:
+    return f"{{runs}}:fence:{campaign_id}"
 
 
 def _results_key(campaign_id: str) -> str:
@@ -113,26 +118,62 @@ end
 return id
 """
 
-# KEYS[1] run events stream, KEYS[2] run hash
-# ARGV[1] attempt, ARGV[2] rank, ARGV[3] run hash ttl ms, ARGV[4] number of envelope pairs n,
-# ARGV[5 .. 4+2n] envelope pairs, the rest: run hash field/value pairs.
-# Appends the event always; updates the projection only if (attempt, rank) does not go back.
-_APPEND_RUN_EVENT = """
-local n = tonumber(ARGV[4])
+# Fencing (both scripts below): ARGV fence > 0 is the writer's lock fencing token for the
+# campaign. A write whose token is lower than the highest one already seen for the campaign
+# is refused (the writer lost its lock to a newer holder); otherwise the highest is raised.
+_FENCE_CHECK = """
+local function fenced(key, token)
+  if token == 0 then return false end
+  local seen = tonumber(redis.call('GET', key) or '0')
+  if token < seen then return true end
+  if token > seen then redis.call('SET', key, token) end
+  return false
+end
+"""
+
+# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence
+# ARGV[1] attempt, ARGV[2] rank, ARGV[3] run hash ttl ms, ARGV[4] fence (0: unfenced),
+# ARGV[5] number of envelope pairs n, ARGV[6 .. 5+2n] envelope pairs, the rest: run hash
+# field/value pairs.
+# Appends the event and updates the projection unless (attempt, rank) would go back; returns
+# the entry id, or false when fenced (nothing written).
+_APPEND_RUN_EVENT = (
+    _FENCE_CHECK
+    + """
+if fenced(KEYS[3], tonumber(ARGV[4])) then return false end
+local n = tonumber(ARGV[5])
 local envelope = {}
-for i = 5, 4 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = 6, 5 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
 local cur = redis.call('HMGET', KEYS[2], 'attempt', 'rank')
 local attempt, rank = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cur_attempt, cur_rank = tonumber(cur[1]) or 0, tonumber(cur[2]) or -1
 if attempt > cur_attempt or (attempt == cur_attempt and rank >= cur_rank) then
   local hash = {'attempt', ARGV[1], 'rank', ARGV[2]}
-  for i = 5 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+  for i = 6 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
   redis.call('HSET', KEYS[2], unpack(hash))
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return id
 """
+)
+
+# KEYS[1] campaign results list, KEYS[2] campaign fence
+# ARGV[1] cap, ARGV[2] fence (0: unfenced), ARGV[3 ..] serialized results, oldest first
+# Returns 1, or 0 when fenced (nothing written).
+_ADD_RESULTS = (
+    _FENCE_CHECK
+    + """
+if fenced(KEYS[2], tonumber(ARGV[2])) then return 0 end
+for i = 3, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+return 1
+"""
+)
+
+
+class Fenced(Exception):
+    """A write carried a fencing token lower than one already seen: its lock was lost."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +238,7 @@ class RunLog:
         self._results_cap = results_cap
         self._emit = redis.register_script(_EMIT_RUN)
         self._append = redis.register_script(_APPEND_RUN_EVENT)
+        self._add_results = redis.register_script(_ADD_RESULTS)
 
     async def request_run(
         self, request: events_pb2.RunRequested, *, dedupe: bool, max_total: int = 0
@@ -308,21 +350,29 @@ class RunLog:
         *,
         state: RunState,
         changes: dict[str, str | int] | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> bytes:
-        """Append a lifecycle event and apply it to the run projection; returns the entry id."""
+        """Append a lifecycle event and apply it to the run projection; returns the entry id.
+
+        ``fence`` is (campaign id, fencing token) of the lock the writer holds; a token lower
+        than the campaign's highest raises `Fenced` and writes nothing.
+        """
         envelope: Envelope = wrap(event)
         fields: dict[str, str | int] = {"state": state.value, **(changes or {})}
+        campaign_id, token = fence or ("", 0)
         args = [
             event.attempt,
             int(_RANKS.get(state, _Rank.FINISHED)),
             self._run_ttl_ms,
+            token,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *_flatten(fields),
         ]
-        entry_id: bytes = await self._append(
-            keys=[RUN_EVENTS_STREAM, _run_key(event.run_id)], args=args
-        )
+        keys = [RUN_EVENTS_STREAM, _run_key(event.run_id), _fence_key(campaign_id)]
+        entry_id: bytes | None = await self._append(keys=keys, args=args)
+        if entry_id is None:
+            raise Fenced(f"run {event.run_id}: fencing token {token} is stale; not written")
         return entry_id
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -357,14 +407,16 @@ class RunLog:
         token = _encode_token(page[-1]) if len(members) > page_size else ""
         return runs, token
 
-    async def add_results(self, campaign_id: str, results: list[run_pb2.ScrapeResult]) -> None:
+    async def add_results(
+        self, campaign_id: str, results: list[run_pb2.ScrapeResult], *, fence: int = 0
+    ) -> None:
+        """Store results newest first (capped); a stale ``fence`` token raises `Fenced`."""
         if not results:
             return
-        key = _results_key(campaign_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(key, *[result.SerializeToString() for result in results])
-            pipe.ltrim(key, 0, self._results_cap - 1)
-            await pipe.execute()
+        blobs = [result.SerializeToString() for result in results]
+        keys = [_results_key(campaign_id), _fence_key(campaign_id)]
+        if not await self._add_results(keys=keys, args=[self._results_cap, fence, *blobs]):
+            raise Fenced(f"campaign {campaign_id}: fencing token {fence} is stale; not written")
 
     async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:
         raw = cast(list[bytes], await self._redis.lrange(_results_key(campaign_id), 0, limit - 1))

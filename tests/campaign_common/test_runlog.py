@@ -75,3 +75,21 @@ async def test_runlog_results_newest_first_and_capped(state_redis: Redis) -> Non
         await log.add_results("c1", [run_pb2.ScrapeResult(run_id=f"r{i}", url="http://x")])
     results = await log.list_results("c1", limit=10)
     assert [r.run_id for r in results] == ["r4", "r3", "r2"]
+
+
+async def test_runlog_writes_with_a_stale_fencing_token_are_refused(state_redis: Redis) -> None:
+    from campaign_common.runlog import Fenced
+
+    log = RunLog(state_redis)
+    await log.request_run(_request("r1", now_ms()), dedupe=False)
+    await log.add_results("c1", [run_pb2.ScrapeResult(run_id="new")], fence=7)
+    with pytest.raises(Fenced):
+        await log.add_results("c1", [run_pb2.ScrapeResult(run_id="old")], fence=6)
+    late = events_pb2.RunSucceeded(run_id="r1", attempt=1)
+    with pytest.raises(Fenced):
+        await log.append_event(late, state=RunState.SUCCEEDED, fence=("c1", 6))
+    run = await log.get_run("r1")
+    assert run is not None and run.state is RunState.REQUESTED  # the stale write left no trace
+    assert [r.run_id for r in await log.list_results("c1", 10)] == ["new"]
+    await log.append_event(late, state=RunState.SUCCEEDED, fence=("c1", 7))  # same holder again
+    await log.add_results("other", [run_pb2.ScrapeResult(run_id="x")], fence=1)  # per campaign
