@@ -1,0 +1,32 @@
+"""`python -m scraper_svc`: run a scraper worker with settings from SCRAPER_* variables."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from campaign_common.logs import setup_logging
+from campaign_common.server_version import UnsupportedServerError
+from campaign_common.telemetry import setup_tracing
+from scraper_svc.config import ScraperSettings
+from scraper_svc.errors import StartupError
+from scraper_svc.server import serve
+
+
+def main() -> None:
+    try:
+        settings = ScraperSettings()
+    except ValidationError as exc:
+        sys.exit(f"scraper: invalid SCRAPER_* settings: {exc}")
+    setup_logging("scraper", settings.log_level, settings.log_json)
+    setup_tracing("scraper", settings.otlp_endpoint)
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, UnsupportedServerError) as exc:
+        sys.exit(f"scraper cannot start: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Scraper settings (env prefix ``SCRAPER_``); units are part of every name."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from campaign_common.settings import ServiceSettings
+
+
+def _default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ScraperSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SCRAPER_", frozen=True, extra="ignore")
+
+    # Independent Redis masters for Redlock (JSON list in the environment), 3 or 5 of them.
+    lock_redis_urls: list[str] = Field(min_length=1)
+    # Per-node deadline of one lock command; far below lock_ttl_ms.
+    lock_node_timeout_s: float = Field(0.5, gt=0)
+    lock_ttl_ms: int = Field(30_000, ge=100)
+    lock_drift_factor: float = Field(0.01, ge=0, lt=1)
+    # Name of this worker in the consumer group; stable names let a restart resume its entries.
+    consumer_name: str = Field(default_factory=_default_consumer_name, min_length=1)
+    # Runs processed at once by this worker.
+    concurrency: int = Field(4, ge=1)
+    # Entries read per XREADGROUP (never more than the free run slots).
+    read_batch: int = Field(16, ge=1)
+    block_ms: int = Field(500, ge=1)
+    fetch_timeout_s: float = Field(10.0, gt=0)
+    max_redirects: int = Field(5, ge=0)
+    max_response_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    user_agent: str = "campaign-scraper/0.1 (+https://github.com/campaign-platform)"
+    # Allow fetching private, loopback, link-local and metadata addresses (local stack only).
+    allow_private_targets: bool = False
+    results_cap: int = Field(1000, ge=1)
+    shutdown_grace_s: float = Field(10.0, ge=0)

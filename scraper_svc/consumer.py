@@ -1,0 +1,169 @@
+"""The consumer-group loop: stream entries in, one task per run, bounded concurrency.
+
+This is the edge between the runs stream and the domain: it turns ``RunRequested`` envelopes
+into `RunRequest`s, runs each under the trace context its producer sent (a span ``run
+<run_id>``), and acks and skips entries it cannot understand (a warning, never a crash).
+
+Timeline that keeps it correct:
+
+    start: pending entries of this consumer (id 0, paged by the last id seen), then new ones (>)
+    loop:  wait for a free slot ─> XREADGROUP COUNT <free slots> BLOCK block_ms ─> one task each
+    stop:  flag set ─> the read in progress returns (<= block_ms) and its entries still run ─>
+           no further read ─> the TaskGroup waits for in-flight runs (the server cancels them
+           after its grace period; each run releases its lock on the way out)
+
+- A slot is reserved before reading, so entries delivered to this consumer but not yet being
+  processed never exceed ``concurrency``; nothing waits in a local queue where another worker
+  could not see it.
+- A read is never cancelled, because entries the server delivered to a cancelled read would
+  sit in this consumer's pending list unprocessed; stopping waits for the read instead.
+- Every run task catches its own errors: one run can never tear down the TaskGroup and with it
+  the loop. A run that raised keeps its entry pending (retried on the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
+
+from campaign_common.envelope import Envelope, EnvelopeError, decode_body
+from campaign_common.telemetry import context_from_headers, tracer
+from campaigns.v1 import events_pb2
+from scraper_svc.runner import RunRequest, RunRunner
+from scraper_svc.store import ScraperStore
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+PENDING_START = "0"
+NEW_ENTRIES = ">"
+
+
+def to_request(entry_id: str, fields: Mapping[bytes, bytes] | None) -> RunRequest | None:
+    """The run an entry asks for, or None (with a warning) for anything else."""
+    if fields is None:
+        log.warning("runs entry %s was deleted from the stream; skipping it", entry_id)
+        return None
+    try:
+        envelope = Envelope.from_fields(fields)
+    except EnvelopeError as exc:
+        log.warning("skipping runs entry %s: %s", entry_id, exc)
+        return None
+    body = decode_body(envelope)
+    if body is None:  # decode_body has warned about the unknown type
+        return None
+    if not isinstance(body, events_pb2.RunRequested):
+        log.warning("skipping %s entry %s on the runs stream", envelope.type, entry_id)
+        return None
+    if not body.run_id or not body.campaign_id:
+        log.warning("skipping runs entry %s without run or campaign id", entry_id)
+        return None
+    return RunRequest(
+        entry_id=entry_id,
+        run_id=body.run_id,
+        schedule_id=body.schedule_id,
+        campaign_id=body.campaign_id,
+        attempt=body.attempt,
+        urls=tuple(body.scrape.urls),
+        selectors=tuple(sorted(body.scrape.selectors.items())),
+        traceparent=envelope.traceparent,
+        tracestate=envelope.tracestate,
+    )
+
+
+class RunConsumer:
+    def __init__(
+        self,
+        store: ScraperStore,
+        runner: RunRunner,
+        *,
+        consumer: str,
+        concurrency: int,
+        read_batch: int,
+        block_ms: int,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._consumer = consumer
+        self._concurrency = concurrency
+        self._read_batch = read_batch
+        self._block_ms = block_ms
+        self._retry_delay_s = retry_delay_s
+        self._running: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()  # set when a run finishes or stop is requested
+        self._stop = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def request_stop(self) -> None:
+        """Stop reading; `run` returns once the runs in flight have finished."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            after = PENDING_START
+            while after and not self._stop.is_set():  # this consumer's pending entries first
+                after = await self._read(group, after, block_ms=None)
+            while not self._stop.is_set():
+                await self._read(group, NEW_ENTRIES, block_ms=self._block_ms)
+
+    async def _read(self, group: asyncio.TaskGroup, after: str, *, block_ms: int | None) -> str:
+        """One read of up to the free slots; returns the last id read ("" when none)."""
+        free = await self._wait_for_slot()
+        if not free:
+            return ""
+        count = min(free, self._read_batch)
+        try:
+            entries = await self._store.read(
+                self._consumer, after=after, count=count, block_ms=block_ms
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("reading the runs stream failed (%r); retrying", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._retry_delay_s)
+            return after
+        for entry_id, fields in entries:
+            task = group.create_task(self._process(entry_id, fields), name=f"run-{entry_id}")
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return entries[-1][0] if entries else ""
+
+    async def _wait_for_slot(self) -> int:
+        """Free slots (> 0), or 0 once stop was requested."""
+        while True:
+            self._wake.clear()  # cleared before the check: a wake-up after it is never lost
+            if self._stop.is_set():
+                return 0
+            free = self._concurrency - len(self._running)
+            if free > 0:
+                return free
+            await self._wake.wait()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def _process(self, entry_id: str, fields: Mapping[bytes, bytes] | None) -> None:
+        try:
+            request = to_request(entry_id, fields)
+            if request is None:
+                await self._store.ack(entry_id)
+                return
+            context = context_from_headers(request.traceparent, request.tracestate)
+            with _tracer.start_as_current_span(
+                f"run {request.run_id}",
+                context=context,
+                kind=SpanKind.CONSUMER,
+                attributes={"run.id": request.run_id, "campaign.id": request.campaign_id},
+            ):
+                await self._runner.run(request)
+        except Exception:
+            log.exception("processing runs entry %s failed; it stays pending", entry_id)

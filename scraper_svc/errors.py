@@ -1,0 +1,27 @@
+"""The scraper's errors: one root. Messages are what lands in a run's ``error`` field."""
+
+from __future__ import annotations
+
+
+class ScraperError(Exception):
+    """Root of every error the scraper raises on purpose."""
+
+
+class StartupError(ScraperError):
+    """The scraper cannot start (lock masters unreachable, bad settings ...)."""
+
+
+class FetchError(ScraperError):
+    """A URL could not be fetched; the message names the URL and what went wrong."""
+
+
+class TargetRefused(FetchError):
+    """The SSRF guard refused a target (scheme or address); the message names the setting."""
+
+
+class ResponseTooLarge(FetchError):
+    """A response body went past the configured size cap."""
+
+
+class ExtractError(ScraperError):
+    """A selector could not be applied (for example, it is not valid CSS)."""

@@ -1,0 +1,250 @@
+"""Outbound HTTP of the scraper: one shared httpx client, caps, and the SSRF guard.
+
+Every fetch is one ``GET`` under a total deadline (``fetch_timeout_s``, covering DNS, connect,
+every redirect hop and the body). Redirects are followed here, not by httpx, at most
+``max_redirects`` hops, and every hop must be http(s). The body is streamed and the fetch is
+aborted as soon as it passes ``max_response_bytes``. Only 2xx/3xx bodies are read; an error
+status is returned as such and its body is not downloaded.
+
+SSRF guard: unless ``allow_private_targets`` is set, the guard runs *inside the connection*:
+the HTTP client's network backend resolves the host (``loop.getaddrinfo``), refuses it if any
+address is loopback, private, link-local (including the cloud metadata address), multicast,
+reserved, unspecified or otherwise not global, and then connects to the vetted address itself
+(TLS still verifies and sends SNI for the host name). Checking and connecting with the same
+addresses closes the DNS-rebinding gap a check-then-connect guard has, and every new
+connection (so every redirect hop to a new host) passes the guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpcore
+import httpx
+from opentelemetry.trace import SpanKind
+
+from campaign_common.telemetry import tracer
+from campaign_common.timeutil import now_ms
+from scraper_svc.errors import FetchError, ResponseTooLarge, TargetRefused
+
+_tracer = tracer(__name__)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ALLOW_SETTING = "SCRAPER_ALLOW_PRIVATE_TARGETS=true"
+_METADATA = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+# Checked in this order, so an address gets its most telling name.
+_CATEGORIES = (
+    ("is_unspecified", "an unspecified"),
+    ("is_loopback", "a loopback"),
+    ("is_link_local", "a link-local"),
+    ("is_multicast", "a multicast"),
+    ("is_reserved", "a reserved"),
+    ("is_private", "a private"),
+)
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    timeout_s: float
+    max_redirects: int
+    max_response_bytes: int
+    user_agent: str
+    allow_private_targets: bool = False
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    """One fetched URL. ``text`` is the decoded body, empty for a status >= 400."""
+
+    url: str
+    final_url: str
+    status_code: int
+    text: str
+    fetched_at_ms: int
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why the guard refuses ``address`` (e.g. "a loopback address"), None if it is public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return refusal_reason(embedded)
+    if address in _METADATA:
+        return "a cloud metadata address"
+    for flag, name in _CATEGORIES:
+        if getattr(address, flag):
+            return f"{name} address"
+    return None if address.is_global else "a non-global address"
+
+
+class TargetGuard:
+    """Resolves a host and returns its addresses only if every one of them is public."""
+
+    async def vetted_addresses(self, host: str, port: int) -> list[str]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise FetchError(f"cannot resolve {host}: {exc.strerror}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for text in addresses:
+            reason = refusal_reason(ipaddress.ip_address(text.split("%", 1)[0]))
+            if reason is not None:
+                what = f"{host} is" if host == text else f"{host} resolves to {text},"
+                raise TargetRefused(
+                    f"refused: {what} {reason} (set {ALLOW_SETTING} to allow private targets)"
+                )
+        return addresses
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Network backend that connects only to addresses the guard has vetted."""
+
+    def __init__(self, guard: TargetGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore backend interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        error: Exception = FetchError(f"no address for {host}")
+        for address in await self._guard.vetted_addresses(host, port):
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore backend interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise TargetRefused("refused: unix sockets are not scrape targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool rebuilt on the guarded backend."""
+
+    def __init__(self, guard: TargetGuard, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError("httpx transport internals changed: cannot install the SSRF guard")
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(guard),
+        )
+
+
+class Fetcher:
+    """Fetches pages with one shared client; close it with `aclose`."""
+
+    def __init__(self, limits: FetchLimits) -> None:
+        self._limits = limits
+        pool = httpx.Limits(max_connections=limits.max_connections)
+        transport = (
+            httpx.AsyncHTTPTransport(limits=pool, trust_env=False)
+            if limits.allow_private_targets
+            else _GuardedTransport(TargetGuard(), pool)
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(limits.timeout_s),
+            follow_redirects=False,
+            headers={"User-Agent": limits.user_agent},
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str) -> Page:
+        """The page at ``url``; FetchError (message starts with ``GET <url>:``) otherwise."""
+        timeout = self._limits.timeout_s
+        try:
+            with _tracer.start_as_current_span(
+                "GET", kind=SpanKind.CLIENT, attributes={"url.full": url}
+            ):
+                async with asyncio.timeout(timeout):
+                    return await self._follow(url)
+        except (TimeoutError, httpx.TimeoutException):
+            raise FetchError(f"GET {url}: timeout after {timeout:g}s") from None
+        except FetchError as exc:
+            raise type(exc)(f"GET {url}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(f"GET {url}: {_describe(exc)}") from exc
+
+    async def _follow(self, url: str) -> Page:
+        request = self._client.build_request("GET", url)
+        for _ in range(self._limits.max_redirects + 1):
+            _check_scheme(request.url, url)
+            response = await self._client.send(request, stream=True)
+            try:
+                if response.next_request is None:
+                    return await self._read(url, response)
+                request = response.next_request
+            finally:
+                await response.aclose()
+        raise FetchError(
+            f"more than {self._limits.max_redirects} redirects (SCRAPER_MAX_REDIRECTS)"
+        )
+
+    async def _read(self, url: str, response: httpx.Response) -> Page:
+        text = ""
+        if response.status_code < 400:
+            text = _decode(await self._body(response), response.charset_encoding)
+        return Page(url, str(response.url), response.status_code, text, now_ms())
+
+    async def _body(self, response: httpx.Response) -> bytes:
+        cap = self._limits.max_response_bytes
+        too_large = ResponseTooLarge(
+            f"response larger than {cap} bytes (raise SCRAPER_MAX_RESPONSE_BYTES to allow it)"
+        )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > cap:
+                raise too_large
+        return bytes(body)
+
+
+def _check_scheme(url: httpx.URL, requested: str) -> None:
+    if url.scheme not in ("http", "https"):
+        hop = "" if str(url) == requested else f"redirect to {url}: "
+        raise TargetRefused(f"{hop}refused: only http and https URLs are fetched, not {url.scheme}")
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"connection failed: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

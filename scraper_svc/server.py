@@ -1,0 +1,189 @@
+"""Wiring of the scraper process: Redis connections, the consumer loop, signals, shutdown.
+
+Start-up: connect to the state Redis and every lock master with the version check (a
+majority of lock masters must answer; the others are used once they come back), create the
+consumer group, start the consumer loop.
+
+Shutdown (SIGTERM/SIGINT), every step bounded:
+    stop reading (the read in progress returns within block_ms)
+    -> in-flight runs finish within shutdown_grace_s
+    -> runs still going are cancelled (each releases its campaign lock; its entry stays pending
+       and runs again later)
+    -> close the HTTP client and the Redis clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from campaign_common.redis_conn import connect_checked, make_client
+from campaign_common.redlock import Redlock
+from campaign_common.server_version import UnsupportedServerError
+from scraper_svc.config import ScraperSettings
+from scraper_svc.consumer import RunConsumer
+from scraper_svc.errors import StartupError
+from scraper_svc.fetcher import Fetcher, FetchLimits
+from scraper_svc.runner import RunRunner
+from scraper_svc.store import ScraperStore
+
+log = logging.getLogger(__name__)
+# After cancelling, runs only release their locks (each lock command has a per-node deadline).
+CANCEL_WAIT_S = 5.0
+
+
+class ScraperServer:
+    def __init__(self, settings: ScraperSettings) -> None:
+        self.settings = settings
+        self._redis: Redis | None = None
+        self._lock_clients: list[Redis] = []
+        self._fetcher: Fetcher | None = None
+        self._consumer: RunConsumer | None = None
+        self._loop: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def consumer_name(self) -> str:
+        return self.settings.consumer_name
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self._redis = await _connect_state(s)
+            self._lock_clients = await _connect_lock_masters(
+                s.lock_redis_urls, s.lock_node_timeout_s
+            )
+            locks = Redlock(
+                self._lock_clients,
+                per_node_timeout_s=s.lock_node_timeout_s,
+                drift_factor=s.lock_drift_factor,
+            )
+            store = ScraperStore(
+                self._redis, locks, lock_ttl_ms=s.lock_ttl_ms, results_cap=s.results_cap
+            )
+            await store.ensure_group()
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._fetcher = Fetcher(_fetch_limits(s))
+        runner = RunRunner(store, self._fetcher, worker=s.consumer_name, lock_ttl_ms=s.lock_ttl_ms)
+        self._consumer = RunConsumer(
+            store,
+            runner,
+            consumer=s.consumer_name,
+            concurrency=s.concurrency,
+            read_batch=s.read_batch,
+            block_ms=s.block_ms,
+        )
+        self._loop = asyncio.create_task(self._consumer.run(), name="runs-consumer")
+        log.info(
+            "scraper ready",
+            extra={"consumer": s.consumer_name, "lock_masters": len(s.lock_redis_urls)},
+        )
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set; raise if the consumer loop ended on its own first."""
+        assert self._loop is not None, "start() first"
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({stopping, self._loop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if self._loop.done() and not stop.is_set():
+            self._loop.result()  # raises what killed the loop
+            raise RuntimeError("the runs consumer loop ended unexpectedly")
+
+    async def stop(self) -> None:
+        """Bounded graceful shutdown (see the module docstring); safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._consumer is not None and self._loop is not None:
+            self._consumer.request_stop()
+            grace_s = self.settings.shutdown_grace_s + self.settings.block_ms / 1000
+            await _finish(self._loop, grace_s, self._consumer)
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+        await self._close_clients()
+        log.info("scraper stopped")
+
+    async def _close_clients(self) -> None:
+        for client in [*self._lock_clients, *([self._redis] if self._redis else [])]:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._lock_clients, self._redis = [], None
+
+
+async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsumer) -> None:
+    """Let the loop end within ``grace_s``, then cancel it; never raises."""
+    done, _ = await asyncio.wait({loop}, timeout=grace_s)
+    if not done:
+        log.warning("cancelling %d run(s) still going after the grace period", consumer.in_flight)
+        loop.cancel()
+        await asyncio.wait({loop}, timeout=CANCEL_WAIT_S)
+    if loop.done() and not loop.cancelled() and loop.exception() is not None:
+        log.error("the runs consumer loop had failed", exc_info=loop.exception())
+
+
+async def _connect_state(s: ScraperSettings) -> Redis:
+    # Reads block for block_ms, so the socket deadline must be longer than that.
+    try:
+        return await connect_checked(s.state_redis_url, s.redis_timeout_s + s.block_ms / 1000)
+    except (RedisError, OSError) as exc:
+        raise StartupError(f"state Redis {s.state_redis_url} unreachable: {exc}") from exc
+
+
+async def _connect_lock_masters(urls: list[str], timeout_s: float) -> list[Redis]:
+    """A client per master; a majority must answer now (with a supported version)."""
+    replies = await asyncio.gather(
+        *[connect_checked(url, timeout_s) for url in urls], return_exceptions=True
+    )
+    clients: list[Redis] = []
+    failed = [r for r in replies if isinstance(r, BaseException)]
+    for url, reply in zip(urls, replies, strict=True):
+        if isinstance(reply, BaseException):
+            log.warning("lock master %s unreachable at start-up: %r", url, reply)
+            clients.append(make_client(url, timeout_s))
+        else:
+            clients.append(reply)
+    unsupported = [r for r in failed if isinstance(r, UnsupportedServerError)]
+    quorum = len(urls) // 2 + 1
+    if unsupported or len(urls) - len(failed) < quorum:
+        for client in clients:
+            await client.aclose()
+        if unsupported:
+            raise unsupported[0]
+        raise StartupError(
+            f"only {len(urls) - len(failed)} of {len(urls)} lock masters answered; "
+            f"the scraper needs {quorum} (check SCRAPER_LOCK_REDIS_URLS)"
+        )
+    return clients
+
+
+def _fetch_limits(s: ScraperSettings) -> FetchLimits:
+    return FetchLimits(
+        timeout_s=s.fetch_timeout_s,
+        max_redirects=s.max_redirects,
+        max_response_bytes=s.max_response_bytes,
+        user_agent=s.user_agent,
+        allow_private_targets=s.allow_private_targets,
+    )
+
+
+async def serve(settings: ScraperSettings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = ScraperServer(settings)
+    await server.start()
+    try:
+        await server.serve_until(stop)
+    finally:
+        await server.stop()

@@ -1,0 +1,26 @@
+"""Scraper settings from SCRAPER_* environment variables."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from scraper_svc.config import ScraperSettings
+
+
+def test_config_reads_json_list_of_lock_masters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRAPER_LOCK_REDIS_URLS", '["redis://a:1", "redis://b:2", "redis://c:3"]')
+    monkeypatch.setenv("SCRAPER_CONCURRENCY", "8")
+    settings = ScraperSettings()
+    assert settings.lock_redis_urls == ["redis://a:1", "redis://b:2", "redis://c:3"]
+    assert settings.concurrency == 8 and settings.lock_ttl_ms == 30_000
+    assert settings.allow_private_targets is False and settings.max_response_bytes == 5 * 2**20
+    assert settings.consumer_name.endswith(f"-{os.getpid()}")
+
+
+def test_config_requires_lock_masters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRAPER_LOCK_REDIS_URLS", "[]")
+    with pytest.raises(ValidationError, match="lock_redis_urls"):
+        ScraperSettings()
