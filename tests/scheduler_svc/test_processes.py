@@ -108,7 +108,11 @@ async def test_two_schedulers_emit_every_fire_exactly_once(
         async def converged() -> bool:
             a = await stub_a.ListSchedules(api.ListSchedulesRequest())
             b = await stub_b.ListSchedules(api.ListSchedulesRequest())
-            return len(a.schedules) == 2 and a == b
+
+            def state(reply: api.ListSchedulesResponse) -> list[tuple[str, int, int]]:
+                return [(s.schedule_id, s.version, s.state) for s in reply.schedules]
+
+            return len(a.schedules) == 2 and state(a) == state(b)
 
         await eventually(converged, timeout_s=5, what="both replicas see both schedules")
 
