@@ -38,7 +38,7 @@ SCRAPER_GROUP = "scrapers"
 _INDEX_ALL = "{runs}:idx:all"
 
 
-def _run_key(run_id: str) -> str:
+def run_key(run_id: str) -> str:
     return f"{{runs}}:run:{run_id}"
 
 
@@ -305,7 +305,7 @@ class RunLog:
         keys = [
             _dedupe_key(run.run_id),
             stream,
-            _run_key(run.run_id),
+            run_key(run.run_id),
             _INDEX_ALL,
             _schedule_index(run.schedule_id),
             _campaign_index(run.campaign_id),
@@ -369,14 +369,14 @@ class RunLog:
             *envelope.flat_fields(),
             *_flatten(fields),
         ]
-        keys = [RUN_EVENTS_STREAM, _run_key(event.run_id), _fence_key(campaign_id)]
+        keys = [RUN_EVENTS_STREAM, run_key(event.run_id), _fence_key(campaign_id)]
         entry_id: bytes | None = await self._append(keys=keys, args=args)
         if entry_id is None:
             raise Fenced(f"run {event.run_id}: fencing token {token} is stale; not written")
         return entry_id
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        raw = cast(dict[bytes, bytes], await self._redis.hgetall(_run_key(run_id)))
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(run_key(run_id)))
         return _record(raw) if raw else None
 
     async def list_runs(
@@ -399,7 +399,7 @@ class RunLog:
         page = members[:page_size]
         async with self._redis.pipeline(transaction=False) as pipe:
             for member in page:
-                pipe.hgetall(_run_key(member.split(b"|", 1)[1].decode()))
+                pipe.hgetall(run_key(member.split(b"|", 1)[1].decode()))
             raws = await pipe.execute()
         runs = [_record(raw) for raw in raws if raw]
         if campaign_id and schedule_id:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from campaign_common.deadletters import DeadLetterRecord
 from campaign_common.runlog import RunRecord
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
@@ -176,6 +177,20 @@ def schedule_from_event(event: Message) -> tuple[Schedule, bool] | None:
     ):
         return None
     return schedule_from_proto(event.schedule), isinstance(event, events_pb2.ScheduleDeleted)
+
+
+def dead_letter_to_proto(record: DeadLetterRecord) -> run_pb2.DeadLetter:
+    request = record.request
+    return run_pb2.DeadLetter(
+        id=record.id,
+        run_id=request.run_id,
+        schedule_id=request.schedule_id,
+        campaign_id=request.campaign_id,
+        attempt=request.attempt,
+        error=record.error,
+        deliveries=record.deliveries,
+        dead_lettered_at=ms_to_timestamp(record.dead_at_ms),
+    )
 
 
 def run_to_proto(record: RunRecord) -> run_pb2.Run:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
+from campaign_common.deadletters import DeadLetters
 from campaign_common.redis_conn import connect_checked
 from campaign_common.runlog import RunLog
 from campaign_common.timeutil import now_ms
@@ -66,7 +67,10 @@ class SchedulerServer:
         await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         self._background = asyncio.create_task(follower.run(), name="schedule-log-follower")
-        await self._serve_grpc(SchedulerServicer(commands, firing, runs, s.next_fire_preview))
+        dead_letters = DeadLetters(self._redis)
+        await self._serve_grpc(
+            SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
+        )
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
     async def _serve_grpc(self, servicer: SchedulerServicer) -> None:

@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import RedisError
 
+from campaign_common.deadletters import DeadLetterNotFound, DeadLetters
 from campaign_common.runlog import InvalidPageToken, RunLog
 from campaign_common.telemetry import context_from_metadata, tracer
 from campaign_common.timeutil import now_ms
@@ -66,6 +67,8 @@ async def _handle(
         error: SchedulerError = exc
     except InvalidPageToken as exc:
         error = InvalidArgument([FieldViolation("page_token", str(exc))])
+    except DeadLetterNotFound as exc:
+        error = NotFound(f"{exc}; list dead letters to see the ids")
     except RedisError as exc:
         log.warning("state Redis error in %s: %s", method.__name__, exc)
         error = Unavailable("state store unreachable; retry with backoff")
@@ -82,10 +85,18 @@ def _page_size(requested: int, default: int = DEFAULT_PAGE, maximum: int = MAX_P
 
 
 class SchedulerServicer(api_grpc.SchedulerServiceServicer):
-    def __init__(self, commands: Commands, firing: Firing, runs: RunLog, preview: int) -> None:
+    def __init__(
+        self,
+        commands: Commands,
+        firing: Firing,
+        runs: RunLog,
+        dead_letters: DeadLetters,
+        preview: int,
+    ) -> None:
         self._commands = commands
         self._firing = firing
         self._runs = runs
+        self._dead = dead_letters
         self._preview = preview
 
     def _out(self, schedule: Schedule) -> Any:
@@ -152,3 +163,20 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         limit = _page_size(request.page_size, default=20, maximum=1000)
         results = await self._runs.list_results(request.campaign_id, limit)
         return api.ListResultsResponse(results=results)
+
+    @_rpc
+    async def ListDeadLetters(self, request: Any, context: Any) -> Any:
+        page, token = await self._dead.page(_page_size(request.page_size), request.page_token)
+        return api.ListDeadLettersResponse(
+            dead_letters=[codec.dead_letter_to_proto(r) for r in page], next_page_token=token
+        )
+
+    @_rpc
+    async def RetryDeadLetter(self, request: Any, context: Any) -> Any:
+        retried = await self._dead.retry(request.id)
+        return api.RetryDeadLetterResponse(run_id=retried.run_id, attempt=retried.attempt)
+
+    @_rpc
+    async def PurgeDeadLetter(self, request: Any, context: Any) -> Any:
+        await self._dead.purge(request.id)
+        return api.PurgeDeadLetterResponse()

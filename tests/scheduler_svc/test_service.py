@@ -261,3 +261,36 @@ async def test_service_empty_cron_is_reported_on_the_cron_field(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.AddScheduledCampaign(_add(cron=""))
     assert set(_violations(info.value)) == {"schedule.cron"}
+
+
+async def test_service_dead_letters_list_retry_purge(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    from campaign_common.deadletters import DeadLetters
+    from campaigns.v1 import events_pb2
+
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    run_id = (
+        await stub.TriggerCampaign(api.TriggerCampaignRequest(schedule_id=created.schedule_id))
+    ).run_id
+    parked = events_pb2.RunRequested(
+        run_id=run_id, schedule_id=created.schedule_id, campaign_id="spring-leads", attempt=3
+    )
+    dead = DeadLetters(state_redis)
+    first = await dead.add(parked, "HTTP 503", deliveries=3)
+    second = await dead.add(parked, "HTTP 503", deliveries=3)
+    listed = await stub.ListDeadLetters(api.ListDeadLettersRequest(page_size=1))
+    assert [d.id for d in listed.dead_letters] == [second] and listed.next_page_token
+    assert listed.dead_letters[0].error == "HTTP 503"
+    retried = await stub.RetryDeadLetter(api.RetryDeadLetterRequest(id=first))
+    assert retried.run_id == run_id and retried.attempt == 4
+    run = await stub.GetRun(api.GetRunRequest(run_id=run_id))
+    assert run.attempt == 4 and run.state == 1  # REQUESTED again
+    await stub.PurgeDeadLetter(api.PurgeDeadLetterRequest(id=second))
+    for call in (
+        stub.RetryDeadLetter(api.RetryDeadLetterRequest(id=first)),
+        stub.PurgeDeadLetter(api.PurgeDeadLetterRequest(id=second)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -111,3 +111,15 @@ class RunSkipped(_message.Message):
     reason: str
     finished_at: _timestamp_pb2.Timestamp
     def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RunDeadLettered(_message.Message):
+    __slots__ = ("request", "error", "deliveries", "dead_lettered_at")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    request: RunRequested
+    error: str
+    deliveries: int
+    dead_lettered_at: _timestamp_pb2.Timestamp
+    def __init__(self, request: _Optional[_Union[RunRequested, _Mapping]] = ..., error: _Optional[str] = ..., deliveries: _Optional[int] = ..., dead_lettered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

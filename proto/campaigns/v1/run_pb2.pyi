@@ -85,3 +85,23 @@ class ScrapeResult(_message.Message):
     fields: _containers.RepeatedCompositeFieldContainer[ExtractedField]
     fetched_at: _timestamp_pb2.Timestamp
     def __init__(self, run_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., url: _Optional[str] = ..., status_code: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[ExtractedField, _Mapping]]] = ..., fetched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("id", "run_id", "schedule_id", "campaign_id", "attempt", "error", "deliveries", "dead_lettered_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    run_id: str
+    schedule_id: str
+    campaign_id: str
+    attempt: int
+    error: str
+    deliveries: int
+    dead_lettered_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., deliveries: _Optional[int] = ..., dead_lettered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -86,6 +86,21 @@ class SchedulerServiceStub:
                 request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsRequest.SerializeToString,
                 response_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/campaigns.v1.SchedulerService/ListDeadLetters',
+                request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetter = channel.unary_unary(
+                '/campaigns.v1.SchedulerService/RetryDeadLetter',
+                request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterRequest.SerializeToString,
+                response_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetter = channel.unary_unary(
+                '/campaigns.v1.SchedulerService/PurgeDeadLetter',
+                request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterRequest.SerializeToString,
+                response_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -151,6 +166,25 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetter(self, request, context):
+        """Re-enqueue a dead-lettered run as a new attempt (same run id, attempt + 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +237,21 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ListResults,
                     request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsRequest.FromString,
                     response_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetter,
+                    request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterRequest.FromString,
+                    response_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'PurgeDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetter,
+                    request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterRequest.FromString,
+                    response_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +524,87 @@ class SchedulerService:
             '/campaigns.v1.SchedulerService/ListResults',
             campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsRequest.SerializeToString,
             campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/campaigns.v1.SchedulerService/ListDeadLetters',
+            campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersRequest.SerializeToString,
+            campaigns_dot_v1_dot_scheduler__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/campaigns.v1.SchedulerService/RetryDeadLetter',
+            campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterRequest.SerializeToString,
+            campaigns_dot_v1_dot_scheduler__service__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/campaigns.v1.SchedulerService/PurgeDeadLetter',
+            campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterRequest.SerializeToString,
+            campaigns_dot_v1_dot_scheduler__service__pb2.PurgeDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,
