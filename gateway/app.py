@@ -29,6 +29,7 @@ from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.auth import api_key_guard
 from gateway.config import GatewaySettings
+from gateway.dead_letters import dead_letter_routes
 from gateway.errors import (
     GatewayError,
     from_http_status,
@@ -36,7 +37,6 @@ from gateway.errors import (
     internal,
 )
 from gateway.models import (
-    INT32_MAX,
     AddScheduledCampaignBody,
     ErrorOut,
     HealthOut,
@@ -48,6 +48,7 @@ from gateway.models import (
     ScheduleOut,
     TriggerOut,
 )
+from gateway.params import PageSize, PageToken, SchedulerDep
 from gateway.scheduler_client import SchedulerClient
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,6 @@ CHANNEL_CLOSE_GRACE_S = 1.0
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-def _scheduler(request: Request) -> SchedulerClient:
-    scheduler: SchedulerClient = request.app.state.scheduler
-    return scheduler
-
-
-SchedulerDep = Annotated[SchedulerClient, Depends(_scheduler)]
-PageSize = Annotated[
-    int,
-    Query(alias="pageSize", ge=0, le=INT32_MAX, description="0 = the server's default"),
-]
-PageToken = Annotated[str, Query(alias="pageToken", description="nextPageToken of a page")]
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorOut, "description": "the request is wrong; see code and fields"},
     "5XX": {"model": ErrorOut, "description": "the gateway or the scheduler failed"},
@@ -270,6 +260,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     _schedule_routes(router)
     _command_routes(router)
     _run_routes(router)
+    dead_letter_routes(router)
     app.include_router(router, tags=["campaigns"])
     _health_routes(app)
     _install_error_handlers(app)

@@ -106,6 +106,19 @@ def run_to_json(run: run_pb2.Run) -> dict[str, Any]:
     }
 
 
+def dead_letter_to_json(dead: run_pb2.DeadLetter) -> dict[str, Any]:
+    return {
+        "id": dead.id,
+        "runId": dead.run_id,
+        "scheduleId": dead.schedule_id,
+        "campaignId": dead.campaign_id,
+        "attempt": dead.attempt,
+        "error": _or_none(dead.error),
+        "deliveries": dead.deliveries,
+        "deadLetteredAt": _time(dead, "dead_lettered_at"),
+    }
+
+
 def result_to_json(result: run_pb2.ScrapeResult) -> dict[str, Any]:
     return {
         "runId": result.run_id,

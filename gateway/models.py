@@ -189,6 +189,27 @@ class RunList(ResponseModel):
     next_page_token: str
 
 
+class DeadLetterOut(ResponseModel):
+    id: str = Field(description="dead-letter id, for :retry and DELETE")
+    run_id: str
+    schedule_id: str
+    campaign_id: str
+    attempt: int = Field(description="the last attempt, the one that failed")
+    error: str | None = Field(description="the last error")
+    deliveries: int = Field(description="deliveries of the last attempt's entry")
+    dead_lettered_at: str | None
+
+
+class DeadLetterList(ResponseModel):
+    dead_letters: list[DeadLetterOut] = Field(description="newest first")
+    next_page_token: str
+
+
+class RetryOut(ResponseModel):
+    run_id: str
+    attempt: int = Field(description="the new attempt's number")
+
+
 class ResultOut(ResponseModel):
     run_id: str
     url: str
