@@ -1,14 +1,16 @@
-"""The `campaigns` command: the local stack (`up`) and each service on its own.
-
-Operator commands over gRPC (schedules, runs, dead letters) are added beside these.
+"""The `campaigns` command: the local stack (`up`), each service on its own, and operator
+commands over gRPC (`schedules`, `runs`, `dead-letters`; see `operator_cli`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
+
+from campaign_common.operator_cli import CliSettings, add_operator_commands, run_operator_command
 
 _SERVICES = {"scheduler": "scheduler_svc", "scraper": "scraper_svc", "gateway": "gateway"}
 
@@ -19,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start the whole local stack (Redis servers + services)")
     for name in _SERVICES:
         sub.add_parser(name, help=f"run the {name} service alone (settings from env)")
+    add_operator_commands(sub)
     return parser
 
 
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         from campaign_common.stack import StackSettings, run_stack
 
         return run_stack(StackSettings(), dict(os.environ))
-    return subprocess.call([sys.executable, "-m", _SERVICES[args.command]])
+    if args.command in _SERVICES:
+        return subprocess.call([sys.executable, "-m", _SERVICES[args.command]])
+    return asyncio.run(run_operator_command(args, CliSettings()))
 
 
 if __name__ == "__main__":
