@@ -99,6 +99,9 @@ class RunLimitsIn(RequestModel):
     max_bytes: StrictInt64 | None = None
     per_host_concurrency: StrictInt32 | None = None
     per_host_delay_ms: StrictInt64 | None = None
+    pause_after_failures: StrictInt32 | None = Field(
+        None, description="pause the schedule after this many consecutive failed runs"
+    )
 
 
 class AddScheduledCampaignBody(RequestModel):
@@ -145,6 +148,7 @@ class RunLimitsOut(ResponseModel):
     max_bytes: int
     per_host_concurrency: int
     per_host_delay_ms: int
+    pause_after_failures: int
 
 
 class ScheduleOut(ResponseModel):

@@ -48,6 +48,7 @@ def limits_from_proto(limits: schedule_pb2.RunLimits) -> Limits:
         max_bytes=limits.max_bytes,
         per_host_concurrency=limits.per_host_concurrency,
         per_host_delay_ms=limits.per_host_delay_ms,
+        pause_after_failures=limits.pause_after_failures,
     )
 
 
@@ -63,6 +64,7 @@ def limits_to_proto(limits: Limits) -> schedule_pb2.RunLimits:
         max_bytes=limits.max_bytes,
         per_host_concurrency=limits.per_host_concurrency,
         per_host_delay_ms=limits.per_host_delay_ms,
+        pause_after_failures=limits.pause_after_failures,
     )
 
 

@@ -32,6 +32,7 @@ class Limits:
     max_bytes: int = 0
     per_host_concurrency: int = 0
     per_host_delay_ms: int = 0
+    pause_after_failures: int = 0
 
 
 class TimingKind(StrEnum):

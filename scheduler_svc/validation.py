@@ -132,6 +132,7 @@ _LIMIT_FIELDS = {
     "max_bytes": ("max_bytes", 10 * 1024**3),
     "per_host_concurrency": ("per_host_concurrency", 100),
     "per_host_delay_ms": ("per_host_delay_ms", 3_600_000),
+    "pause_after_failures": ("pause_after_failures", 1000),
 }
 
 

@@ -84,6 +84,7 @@ def test_schedule_to_json_uses_rest_names_and_rfc3339() -> None:
             "maxBytes": 0,
             "perHostConcurrency": 0,
             "perHostDelayMs": 0,
+            "pauseAfterFailures": 0,
         },
         "version": 1,
         "state": "ACTIVE",

@@ -60,7 +60,7 @@ class ScrapeSpec(_message.Message):
     def __init__(self, urls: _Optional[_Iterable[str]] = ..., selectors: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RunLimits(_message.Message):
-    __slots__ = ("overlap", "max_runs_per_window", "window_seconds", "max_total_runs", "start_deadline_seconds", "run_timeout_seconds", "max_pages", "max_bytes", "per_host_concurrency", "per_host_delay_ms")
+    __slots__ = ("overlap", "max_runs_per_window", "window_seconds", "max_total_runs", "start_deadline_seconds", "run_timeout_seconds", "max_pages", "max_bytes", "per_host_concurrency", "per_host_delay_ms", "pause_after_failures")
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNS_PER_WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class RunLimits(_message.Message):
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     PER_HOST_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PER_HOST_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_AFTER_FAILURES_FIELD_NUMBER: _ClassVar[int]
     overlap: OverlapPolicy
     max_runs_per_window: int
     window_seconds: int
@@ -81,7 +82,8 @@ class RunLimits(_message.Message):
     max_bytes: int
     per_host_concurrency: int
     per_host_delay_ms: int
-    def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ...) -> None: ...
+    pause_after_failures: int
+    def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ..., pause_after_failures: _Optional[int] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times", "limits")
