@@ -53,6 +53,9 @@ class Commands:
             raise NotFound(f"schedule {schedule_id!r} not found; list schedules to see the ids")
         return schedule
 
+    def find(self, schedule_id: str) -> Schedule | None:
+        return self._registry.get(schedule_id)
+
     def page(self, page_size: int, page_token: str) -> tuple[list[Schedule], str]:
         after = _decode_token(page_token) if page_token else ""
         remaining = [s for s in self._registry.all() if s.schedule_id > after]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from campaign_common.settings import ServiceSettings
@@ -21,3 +25,10 @@ class SchedulerSettings(ServiceSettings):
     log_batch: int = 500
     shutdown_grace_s: float = 5.0
     run_dedupe_ttl_s: int = 24 * 3600
+    # Run-outcome follower: consumer name of this replica in the group on the run events.
+    replica_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # Entries another replica left unacked this long are taken over.
+    outcome_claim_idle_ms: int = 30_000
+    # Alerts: webhook URL (empty: off) and consecutive failures of a campaign that alert.
+    alert_webhook_url: str = ""
+    alert_after_failures: int = 3

@@ -1,9 +1,11 @@
 """Wiring of the scheduler process: Redis, log replay, timer, gRPC server, health, signals.
 
 Start-up order: connect (version check) -> replay the log into the registry -> arm every
-active schedule with catch-up -> follow the log -> serve gRPC -> health SERVING.
+active schedule with catch-up -> follow the log and the run outcomes (one TaskGroup) -> serve
+gRPC -> health SERVING.
 Shutdown (SIGTERM/SIGINT): health NOT_SERVING -> stop gRPC within the grace period (in-flight
-calls finish) -> stop the timer and the log follower -> close Redis. Every step is bounded.
+calls finish) -> stop the timer and the followers -> flush alerts -> close Redis. Every step
+is bounded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
 from campaign_common.deadletters import DeadLetters
+from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
 from campaign_common.runlog import RunLog
 from campaign_common.timeutil import now_ms
@@ -28,6 +31,8 @@ from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
 from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.outcome_store import OutcomeStore
+from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.store import ScheduleStore
@@ -46,6 +51,7 @@ class SchedulerServer:
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
         self._background: asyncio.Task[None] | None = None
+        self._notifier: WebhookNotifier | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -66,12 +72,31 @@ class SchedulerServer:
         timer.start()
         await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
-        self._background = asyncio.create_task(follower.run(), name="schedule-log-follower")
+        outcomes = await self._outcome_follower(runs, commands)
+        self._background = asyncio.create_task(_follow(follower, outcomes), name="followers")
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
             SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
         )
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
+
+    async def _outcome_follower(self, runs: RunLog, commands: Commands) -> OutcomeFollower:
+        s = self.settings
+        assert self._redis is not None
+        store = OutcomeStore(self._redis, s.replica_name)
+        await store.ensure_group()  # outcomes from now on are handled, even before the loop runs
+        if s.alert_webhook_url:
+            self._notifier = WebhookNotifier(WebhookSettings(s.alert_webhook_url))
+            self._notifier.start()
+        return OutcomeFollower(
+            store,
+            runs,
+            commands,
+            self._notifier,
+            alert_after_failures=s.alert_after_failures,
+            block_ms=s.log_block_ms,
+            claim_idle_ms=s.outcome_claim_idle_ms,
+        )
 
     async def _serve_grpc(self, servicer: SchedulerServicer) -> None:
         server = grpc.aio.server()
@@ -98,9 +123,18 @@ class SchedulerServer:
             self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
+        if self._notifier is not None:
+            await self._notifier.stop(self.settings.shutdown_grace_s)
         if self._redis is not None:
             await self._redis.aclose()
         log.info("scheduler stopped")
+
+
+async def _follow(log_follower: LogFollower, outcomes: OutcomeFollower) -> None:
+    """The background work of a replica, owned by one TaskGroup (cancelled on stop)."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(log_follower.run(), name="schedule-log-follower")
+        group.create_task(outcomes.run(), name="run-outcome-follower")
 
 
 async def _arm_all(

@@ -186,3 +186,50 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 recording the JSON bodies POSTed to it.
+
+    The first ``fail_first`` requests are answered 503 (to exercise retries).
+    """
+
+    def __init__(self, fail_first: int = 0) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.received: list[dict[str, object]] = []
+        self.requests = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.requests += 1
+                if receiver.requests <= fail_first:
+                    self.send_response(503)
+                else:
+                    receiver.received.append(json.loads(body))
+                    self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

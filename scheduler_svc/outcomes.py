@@ -1,0 +1,138 @@
+"""Run outcomes as the scheduler acts on them: failure streaks, pause-on-failure, alerts.
+
+Every replica joins the consumer group ``schedulers`` on the run events stream, so each
+outcome is handled once across replicas; entries a dead replica left unacked are claimed
+after ``claim_idle_ms``. Per outcome:
+
+    RunSucceeded     the schedule's and the campaign's failure streaks end
+    RunFailed        both streaks grow; schedule streak >= its pause_after_failures -> the
+                     schedule pauses with a note saying why; campaign streak == the alert
+                     threshold -> a ``campaign.failing`` webhook alert
+    RunDeadLettered  counts as a failure too, and sends a ``run.dead_lettered`` alert
+
+The entry is acked after it was handled; a crash in between hands it to another replica
+(at-least-once: a streak may count one failure twice, a pause is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+from redis.exceptions import RedisError
+
+from campaign_common.envelope import Envelope, decode_body
+from campaign_common.notifier import WebhookNotifier
+from campaign_common.runlog import RunLog
+from campaign_common.timeutil import ms_to_rfc3339, now_ms
+from campaigns.v1 import events_pb2
+from scheduler_svc.commands import Commands
+from scheduler_svc.errors import SchedulerError
+from scheduler_svc.model import ScheduleState
+from scheduler_svc.outcome_store import OutcomeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    run_id: str
+    schedule_id: str
+    campaign_id: str
+    error: str
+
+
+class OutcomeFollower:
+    def __init__(
+        self,
+        store: OutcomeStore,
+        runs: RunLog,
+        commands: Commands,
+        notifier: WebhookNotifier | None,
+        *,
+        alert_after_failures: int,
+        block_ms: int,
+        claim_idle_ms: int,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        self._commands = commands
+        self._notifier = notifier
+        self._alert_after = alert_after_failures
+        self._block_ms = block_ms
+        self._claim_idle_ms = claim_idle_ms
+
+    async def run(self) -> None:
+        """Follow outcomes until cancelled; Redis outages are logged and retried."""
+        delay_s = 0.1
+        while True:
+            try:
+                await self._store.ensure_group()
+                for entry_id, envelope in await self._store.claim_stale(self._claim_idle_ms, 50):
+                    await self._handle(entry_id, envelope)
+                for entry_id, envelope in await self._store.read(100, self._block_ms):
+                    await self._handle(entry_id, envelope)
+                delay_s = 0.1
+            except RedisError as exc:
+                log.warning("run events unreachable (%s); retrying in %.1fs", exc, delay_s)
+                await asyncio.sleep(delay_s)  # backoff while the state Redis is down
+                delay_s = min(delay_s * 2, 5.0)
+
+    async def _handle(self, entry_id: str, envelope: Envelope | None) -> None:
+        body = decode_body(envelope) if envelope is not None else None
+        try:
+            await self._apply(body)
+        except SchedulerError as exc:  # e.g. the schedule was deleted meanwhile
+            log.info("outcome %s not applied: %s", entry_id, exc)
+        await self._store.ack(entry_id)
+
+    async def _apply(self, body: Message | None) -> None:
+        if isinstance(body, events_pb2.RunSucceeded):
+            record = await self._runs.get_run(body.run_id)
+            if record is not None:
+                await self._store.succeeded(record.schedule_id, record.campaign_id)
+        elif isinstance(body, events_pb2.RunFailed):
+            record = await self._runs.get_run(body.run_id)
+            if record is not None:
+                failure = Failure(body.run_id, record.schedule_id, record.campaign_id, body.error)
+                await self._failed(failure)
+        elif isinstance(body, events_pb2.RunDeadLettered):
+            request = body.request
+            failure = Failure(request.run_id, request.schedule_id, request.campaign_id, body.error)
+            self._alert("run.dead_lettered", failure, attempt=request.attempt)
+            await self._failed(failure)
+
+    async def _failed(self, failure: Failure) -> None:
+        schedule_streak, campaign_streak = await self._store.failed(
+            failure.schedule_id, failure.campaign_id
+        )
+        if campaign_streak == self._alert_after:
+            self._alert("campaign.failing", failure, consecutiveFailures=campaign_streak)
+        schedule = self._commands.find(failure.schedule_id)
+        threshold = schedule.limits.pause_after_failures if schedule else 0
+        if schedule and schedule.state is ScheduleState.ACTIVE and 0 < threshold <= schedule_streak:
+            note = (
+                f"paused automatically after {schedule_streak} consecutive failed runs; "
+                f"last error: {failure.error}"
+            )
+            await self._commands.pause(failure.schedule_id, note)
+            await self._store.reset_schedule(failure.schedule_id)
+            log.warning("schedule paused on failures", extra={"schedule_id": failure.schedule_id})
+
+    def _alert(self, event: str, failure: Failure, **extra: Any) -> None:
+        if self._notifier is None:
+            return
+        self._notifier.notify(
+            {
+                "event": event,
+                "runId": failure.run_id,
+                "scheduleId": failure.schedule_id,
+                "campaignId": failure.campaign_id,
+                "error": failure.error,
+                "at": ms_to_rfc3339(now_ms()),
+                **extra,
+            }
+        )
