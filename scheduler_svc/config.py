@@ -32,3 +32,5 @@ class SchedulerSettings(ServiceSettings):
     # Alerts: webhook URL (empty: off) and consecutive failures of a campaign that alert.
     alert_webhook_url: str = ""
     alert_after_failures: int = 3
+    # Prometheus /metrics on this port (on `host`); unset: no metrics endpoint.
+    metrics_port: int | None = None

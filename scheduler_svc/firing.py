@@ -14,6 +14,7 @@ from campaign_common.runlog import RunLog
 from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
+from scheduler_svc import metrics
 from scheduler_svc.codec import limits_to_proto, scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
 from scheduler_svc.triggers import build_trigger, next_fire_ms
@@ -90,7 +91,10 @@ class Firing:
                 delay_s = min(delay_s * 2, 5.0)
                 continue
             if emitted:
-                log.info("fired", extra={"run_id": request.run_id, "lag_ms": now_ms() - fire_ms})
+                lag_ms = now_ms() - fire_ms
+                metrics.FIRE_LAG.observe(lag_ms / 1000)
+                log.info("fired", extra={"run_id": request.run_id, "lag_ms": lag_ms})
+            metrics.FIRES.labels(result="emitted" if emitted else "deduplicated").inc()
             return emitted
 
     async def exhausted(self, schedule: Schedule) -> bool:
@@ -125,6 +129,7 @@ class Firing:
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
             recorded += await self._runs.record_missed(request, MISSED_REASON)
         if recorded:
+            metrics.MISSED.inc(recorded)
             log.warning(
                 "recorded missed fires as skipped",
                 extra={"schedule_id": schedule.schedule_id, "recorded": recorded},

@@ -29,6 +29,7 @@ from campaign_common.notifier import WebhookNotifier
 from campaign_common.runlog import RunLog
 from campaign_common.timeutil import ms_to_rfc3339, now_ms
 from campaigns.v1 import events_pb2
+from scheduler_svc import metrics
 from scheduler_svc.commands import Commands
 from scheduler_svc.errors import SchedulerError
 from scheduler_svc.model import ScheduleState
@@ -91,15 +92,18 @@ class OutcomeFollower:
 
     async def _apply(self, body: Message | None) -> None:
         if isinstance(body, events_pb2.RunSucceeded):
+            metrics.OUTCOMES.labels(outcome="succeeded").inc()
             record = await self._runs.get_run(body.run_id)
             if record is not None:
                 await self._store.succeeded(record.schedule_id, record.campaign_id)
         elif isinstance(body, events_pb2.RunFailed):
+            metrics.OUTCOMES.labels(outcome="failed").inc()
             record = await self._runs.get_run(body.run_id)
             if record is not None:
                 failure = Failure(body.run_id, record.schedule_id, record.campaign_id, body.error)
                 await self._failed(failure)
         elif isinstance(body, events_pb2.RunDeadLettered):
+            metrics.OUTCOMES.labels(outcome="dead_lettered").inc()
             request = body.request
             failure = Failure(request.run_id, request.schedule_id, request.campaign_id, body.error)
             self._alert("run.dead_lettered", failure, attempt=request.attempt)
@@ -120,6 +124,7 @@ class OutcomeFollower:
             )
             await self._commands.pause(failure.schedule_id, note)
             await self._store.reset_schedule(failure.schedule_id)
+            metrics.AUTO_PAUSES.inc()
             log.warning("schedule paused on failures", extra={"schedule_id": failure.schedule_id})
 
     def _alert(self, event: str, failure: Failure, **extra: Any) -> None:

@@ -21,11 +21,13 @@ from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
 from campaign_common.deadletters import DeadLetters
+from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
 from campaign_common.runlog import RunLog
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
+from scheduler_svc import metrics
 from scheduler_svc.commands import Commands
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.firing import Firing
@@ -52,6 +54,7 @@ class SchedulerServer:
         self._timer: Timer | None = None
         self._background: asyncio.Task[None] | None = None
         self._notifier: WebhookNotifier | None = None
+        self.metrics: MetricsEndpoint | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -72,12 +75,17 @@ class SchedulerServer:
         timer.start()
         await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
+        registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.all()))
+        metrics.count_schedules(registry.all())
         outcomes = await self._outcome_follower(runs, commands)
         self._background = asyncio.create_task(_follow(follower, outcomes), name="followers")
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
             SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
         )
+        if s.metrics_port is not None:
+            self.metrics = MetricsEndpoint(s.host, s.metrics_port)
+            self.metrics.start()
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
     async def _outcome_follower(self, runs: RunLog, commands: Commands) -> OutcomeFollower:
@@ -125,6 +133,8 @@ class SchedulerServer:
                 await self._background
         if self._notifier is not None:
             await self._notifier.stop(self.settings.shutdown_grace_s)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         if self._redis is not None:
             await self._redis.aclose()
         log.info("scheduler stopped")

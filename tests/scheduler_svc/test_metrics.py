@@ -1,0 +1,57 @@
+"""The scheduler's /metrics endpoint, scraped over real HTTP."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+
+from campaign_common.embedded import free_port
+from campaigns.v1 import schedule_pb2
+from campaigns.v1 import scheduler_service_pb2 as api
+from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
+from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.server import SchedulerServer
+from tests.support import eventually
+
+EMITTED = 'campaigns_scheduler_fires_total{result="emitted"}'
+
+
+def _sample(text: str, series: str) -> float:
+    """Value of one exposed series (name with its labels exactly as exposed), 0 if absent."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
+    settings = SchedulerSettings(
+        state_redis_url=state_url, port=0, log_block_ms=200, metrics_port=free_port()
+    )
+    server = SchedulerServer(settings)
+    await server.start()
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            before = _sample(
+                (await http.get(url)).text, 'campaigns_scheduler_fires_total{result="emitted"}'
+            )
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                await api_grpc.SchedulerServiceStub(channel).AddScheduledCampaign(
+                    api.AddScheduledCampaignRequest(
+                        name="m",
+                        schedule=schedule_pb2.ScheduleSpec(interval_seconds=1),
+                        scrape=schedule_pb2.ScrapeSpec(urls=["http://127.0.0.1:1/"]),
+                    )
+                )
+
+            async def fired() -> str | None:
+                text = (await http.get(url)).text
+                return text if _sample(text, EMITTED) > before else None
+
+            text = await eventually(fired, timeout_s=10, what="a fire counted")
+    finally:
+        await server.stop()
+    assert _sample(text, 'campaigns_scheduler_schedules{state="ACTIVE"}') >= 1
+    assert _sample(text, "campaigns_scheduler_fire_lag_seconds_count") >= 1
