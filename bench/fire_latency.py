@@ -62,6 +62,7 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     gateway_port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(gateway_port), "SCHEDULER_PORT": str(free_port())}
+    env["SCHEDULER_METRICS_PORT"] = str(free_port())
     env |= {"SCHEDULER_LOG_LEVEL": "WARNING", "SCRAPER_LOG_LEVEL": "WARNING"}
     env |= {"GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_ACCESS_LOG": "false"}
     stack = subprocess.Popen(

@@ -39,6 +39,9 @@ class StackSettings(BaseSettings):
     # Set to keep schedules across restarts of the stack (append-only files there).
     data_dir: Path | None = Field(None, validation_alias=AliasChoices("STACK_DATA_DIR"))
     redis_binary: str | None = Field(None, validation_alias=AliasChoices("STACK_REDIS_BINARY"))
+    scheduler_metrics_port: int = Field(
+        9101, validation_alias=AliasChoices("SCHEDULER_METRICS_PORT")
+    )
     ready_timeout_s: float = Field(60.0, validation_alias=AliasChoices("STACK_READY_TIMEOUT_S"))
     stop_grace_s: float = Field(10.0, validation_alias=AliasChoices("STACK_STOP_GRACE_S"))
 
@@ -57,6 +60,7 @@ def _service_env(settings: StackSettings, servers: EmbeddedStack) -> dict[str, s
     return {
         "SCHEDULER_STATE_REDIS_URL": servers.state.url,
         "SCHEDULER_PORT": str(settings.scheduler_port),
+        "SCHEDULER_METRICS_PORT": str(settings.scheduler_metrics_port),
         "SCRAPER_STATE_REDIS_URL": servers.state.url,
         "SCRAPER_LOCK_REDIS_URLS": json.dumps(servers.lock_urls),
         # The local stack may scrape pages served on this machine (documented in README).
@@ -167,6 +171,8 @@ class LocalStack:
                 "campaign platform is up",
                 f"  REST gateway   {gateway}   (docs: {gateway}/docs)",
                 f"  gRPC scheduler 127.0.0.1:{self.settings.scheduler_port}",
+                f"  metrics        {gateway}/metrics  "
+                f"http://127.0.0.1:{self.settings.scheduler_metrics_port}/metrics",
                 f"  state Redis    {self.servers.state.url}",
                 f"  lock masters   {' '.join(self.servers.lock_urls)}",
                 "try:",

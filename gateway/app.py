@@ -36,6 +36,7 @@ from gateway.errors import (
     from_validation_errors,
     internal,
 )
+from gateway.metrics import install_metrics
 from gateway.models import (
     AddScheduledCampaignBody,
     ErrorOut,
@@ -53,7 +54,7 @@ from gateway.scheduler_client import SchedulerClient
 
 log = logging.getLogger(__name__)
 CHANNEL_CLOSE_GRACE_S = 1.0
-UNTRACED_PATHS = frozenset({"/healthz", "/readyz"})
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -263,5 +264,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     dead_letter_routes(router)
     app.include_router(router, tags=["campaigns"])
     _health_routes(app)
+    install_metrics(app)
     _install_error_handlers(app)
     return app

@@ -31,7 +31,11 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
     pages: PageServer,
 ) -> None:
     gateway_port = free_port()
-    env = {"GATEWAY_PORT": str(gateway_port), "SCHEDULER_PORT": str(free_port())}
+    env = {
+        "GATEWAY_PORT": str(gateway_port),
+        "SCHEDULER_PORT": str(free_port()),
+        "SCHEDULER_METRICS_PORT": str(free_port()),
+    }
     stack = ServiceProcess("campaign_common.cli", {**env, "PYTHONUNBUFFERED": "1"})
     launcher = stack.start("up")
     base = f"http://127.0.0.1:{gateway_port}"
@@ -75,6 +79,9 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
             latest = results.json()["results"][0]
             assert latest["url"] == pages.url("/offer") and latest["statusCode"] == 200
             assert latest["fields"] == {"title": "Spring sale", "price": "9.99", "missing": None}
+            assert "campaigns_gateway_requests_total" in (await http.get("/metrics")).text
+            scheduler_metrics = f"http://127.0.0.1:{env['SCHEDULER_METRICS_PORT']}/metrics"
+            assert "campaigns_scheduler_fires_total" in (await http.get(scheduler_metrics)).text
     finally:
         code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)  # what Ctrl-C sends
     logs = stack.logs()

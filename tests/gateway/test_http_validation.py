@@ -209,3 +209,12 @@ async def test_openapi_documents_routes_and_models(offline_gateway: httpx.AsyncC
 async def test_docs_page_is_served(offline_gateway: httpx.AsyncClient) -> None:
     response = await offline_gateway.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+async def test_metrics_count_requests_by_route_template(offline_gateway: httpx.AsyncClient) -> None:
+    await offline_gateway.get("/healthz")
+    await offline_gateway.get("/v1/runs/abc:123")  # the scheduler is down: 503
+    text = (await offline_gateway.get("/metrics")).text
+    assert 'route="/healthz",status="200"' in text
+    assert 'route="/v1/runs/{runId}",status="503"' in text
+    assert "abc:123" not in text

@@ -1,0 +1,43 @@
+"""The gateway's Prometheus metrics and its `/metrics` route.
+
+Requests are counted by route template (never by raw path, so ids do not become labels),
+method and status; latency is a histogram in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+REQUESTS = Counter(
+    "campaigns_gateway_requests_total", "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+)  # fmt: skip
+LATENCY = Histogram(
+    "campaigns_gateway_request_duration_seconds", "HTTP request latency by route", ["route"]
+)
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
+
+
+def install_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route(request)
+        REQUESTS.labels(route=route, method=request.method, status=response.status_code).inc()
+        LATENCY.labels(route=route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
