@@ -27,6 +27,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.timeutil import ms_to_timestamp, now_ms
@@ -374,6 +375,17 @@ class RunLog:
         if entry_id is None:
             raise Fenced(f"run {event.run_id}: fencing token {token} is stale; not written")
         return entry_id
+
+    async def backlog(self) -> tuple[int, int]:
+        """(pending, lag) of the scraper group: delivered but unacked, and not yet delivered."""
+        try:
+            groups: Any = await self._redis.xinfo_groups(RUNS_STREAM)
+        except ResponseError:  # no stream yet
+            return 0, 0
+        for group in groups:
+            if group.get("name") in (SCRAPER_GROUP, SCRAPER_GROUP.encode()):
+                return int(group.get("pending") or 0), int(group.get("lag") or 0)
+        return 0, await self._redis.xlen(RUNS_STREAM)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(run_key(run_id)))

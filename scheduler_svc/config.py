@@ -34,3 +34,5 @@ class SchedulerSettings(ServiceSettings):
     alert_after_failures: int = 3
     # Prometheus /metrics on this port (on `host`); unset: no metrics endpoint.
     metrics_port: int | None = None
+    # How often the stream gauges (pending, lag, dead letters) are refreshed.
+    gauge_refresh_s: float = 5.0

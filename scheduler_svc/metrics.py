@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
+from redis.exceptions import RedisError
 
+from campaign_common.deadletters import DeadLetters
+from campaign_common.runlog import RunLog
 from scheduler_svc.model import Schedule, ScheduleState
+
+log = logging.getLogger(__name__)
 
 FIRES = Counter(
     "campaigns_scheduler_fires_total",
@@ -38,3 +45,30 @@ def count_schedules(schedules: list[Schedule]) -> None:
     tally = Tally(schedule.state for schedule in schedules)
     for state in ScheduleState:
         SCHEDULES.labels(state=state.value).set(tally.get(state, 0))
+
+
+RUNS_PENDING = Gauge(
+    "campaigns_runs_pending", "Run requests delivered to a scraper and not yet acknowledged"
+)
+RUNS_LAG = Gauge("campaigns_runs_lag", "Run requests not yet delivered to any scraper")
+DEAD_LETTERS = Gauge("campaigns_dead_letters", "Runs parked in the dead-letter stream")
+
+
+class StreamGauges:
+    """Refreshes the stream gauges every ``interval_s`` (Redis reads stay off scrape time)."""
+
+    def __init__(self, runs: RunLog, dead_letters: DeadLetters, interval_s: float = 5.0) -> None:
+        self._runs = runs
+        self._dead = dead_letters
+        self._interval_s = interval_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                pending, lag = await self._runs.backlog()
+                RUNS_PENDING.set(pending)
+                RUNS_LAG.set(lag)
+                DEAD_LETTERS.set(await self._dead.count())
+            except RedisError as exc:
+                log.warning("stream gauges not refreshed: %s", exc)
+            await asyncio.sleep(self._interval_s)  # a refresh period, not synchronisation

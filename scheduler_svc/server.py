@@ -32,6 +32,7 @@ from scheduler_svc.commands import Commands
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
+from scheduler_svc.metrics import StreamGauges
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.outcomes import OutcomeFollower
@@ -78,7 +79,10 @@ class SchedulerServer:
         registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.all()))
         metrics.count_schedules(registry.all())
         outcomes = await self._outcome_follower(runs, commands)
-        self._background = asyncio.create_task(_follow(follower, outcomes), name="followers")
+        gauges = StreamGauges(runs, DeadLetters(self._redis), s.gauge_refresh_s)
+        self._background = asyncio.create_task(
+            _follow(follower, outcomes, gauges), name="followers"
+        )
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
             SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
@@ -140,11 +144,14 @@ class SchedulerServer:
         log.info("scheduler stopped")
 
 
-async def _follow(log_follower: LogFollower, outcomes: OutcomeFollower) -> None:
+async def _follow(
+    log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
+) -> None:
     """The background work of a replica, owned by one TaskGroup (cancelled on stop)."""
     async with asyncio.TaskGroup() as group:
         group.create_task(log_follower.run(), name="schedule-log-follower")
         group.create_task(outcomes.run(), name="run-outcome-follower")
+        group.create_task(gauges.run(), name="stream-gauges")
 
 
 async def _arm_all(

@@ -27,7 +27,11 @@ def _sample(text: str, series: str) -> float:
 
 async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
     settings = SchedulerSettings(
-        state_redis_url=state_url, port=0, log_block_ms=200, metrics_port=free_port()
+        state_redis_url=state_url,
+        port=0,
+        log_block_ms=200,
+        metrics_port=free_port(),
+        gauge_refresh_s=0.1,
     )
     server = SchedulerServer(settings)
     await server.start()
@@ -48,7 +52,9 @@ async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
 
             async def fired() -> str | None:
                 text = (await http.get(url)).text
-                return text if _sample(text, EMITTED) > before else None
+                # no scraper runs here, so the emitted run waits on the stream (lag)
+                waiting = _sample(text, "campaigns_runs_lag") >= 1
+                return text if _sample(text, EMITTED) > before and waiting else None
 
             text = await eventually(fired, timeout_s=10, what="a fire counted")
     finally:
