@@ -38,7 +38,7 @@ def state_url(redis_stack: EmbeddedStack) -> Iterator[str]:
     for server in (redis_stack.state, *redis_stack.locks):
         if not server.running:  # a test killed it; bring it back for the next one
             server.start()
-        client = redis.Redis.from_url(server.url)
+        client = redis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
         client.flushall()
         client.close()
     yield redis_stack.state.url
