@@ -1,4 +1,4 @@
-"""The connection to one lock master used by the Redlock client (`campaign_common.redlock_full`).
+"""The connection to one lock master used by the Redlock client (`campaign_common.redlock`).
 
 Two implementations of one small interface, `MasterNode.call(script, parts, wire, callback)`:
 send one EVALSHA and have ``callback`` invoked exactly once with the reply (an ``int``,

@@ -1,4 +1,4 @@
-"""Key names and Lua scripts of the Redlock client (`campaign_common.redlock_full`).
+"""Key names and Lua scripts of the Redlock client (`campaign_common.redlock`).
 
 Every key the lock masters hold is named here, and every script that touches them is here with
 a KEYS/ARGV header. Per resource each master holds two keys that share one hash tag, so each

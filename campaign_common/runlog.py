@@ -85,7 +85,12 @@ class _Rank(IntEnum):
     FINISHED = 2
 
 
-_RANKS = {RunState.REQUESTED: _Rank.REQUESTED, RunState.RUNNING: _Rank.RUNNING}
+# RETRY_SCHEDULED ranks with REQUESTED: the retried attempt's RunStarted must apply over it.
+_RANKS = {
+    RunState.REQUESTED: _Rank.REQUESTED,
+    RunState.RETRY_SCHEDULED: _Rank.REQUESTED,
+    RunState.RUNNING: _Rank.RUNNING,
+}
 
 # KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
 # KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign,
@@ -347,7 +352,8 @@ class RunLog:
         event: events_pb2.RunStarted
         | events_pb2.RunSucceeded
         | events_pb2.RunFailed
-        | events_pb2.RunSkipped,
+        | events_pb2.RunSkipped
+        | events_pb2.RunRetryScheduled,
         *,
         state: RunState,
         changes: dict[str, str | int] | None = None,

@@ -20,10 +20,31 @@ class ScraperSettings(ServiceSettings):
 
     # Independent Redis masters for Redlock (JSON list in the environment), 3 or 5 of them.
     lock_redis_urls: list[str] = Field(min_length=1)
-    # Per-node deadline of one lock command; far below lock_ttl_ms.
-    lock_node_timeout_s: float = Field(0.5, gt=0)
+    # Per-node deadline of one lock command (the client also caps it at lock_ttl_ms / 10).
+    lock_node_timeout_s: float = Field(0.2, gt=0)
+    # Lease of a campaign lock; a running run extends it every lock_ttl_ms / 3.
     lock_ttl_ms: int = Field(30_000, ge=100)
     lock_drift_factor: float = Field(0.01, ge=0, lt=1)
+    # Cap on the total time one run holds its campaign lock (then it ends FAILED "lease
+    # lost: ..."); keep it above run_timeout_s + cluster_slot_wait_s and every schedule's
+    # run timeout. A BUFFER_ONE run waits at most this long (+ one TTL) for the lock.
+    lock_max_lease_s: float = Field(4 * 3600.0, gt=0)
+    # Campaign runs running at once across every worker (0: no limit), as expiring slots.
+    max_cluster_runs: int = Field(0, ge=0)
+    cluster_slot_ttl_ms: int = Field(30_000, ge=100)
+    # How long a run waits for a cluster slot before it is left pending and retried.
+    cluster_slot_wait_s: float = Field(60.0, ge=0)
+    # Defaults for limits a schedule leaves at 0 (0 here: no limit).
+    run_timeout_s: float = Field(3600.0, gt=0)
+    start_deadline_s: int = Field(0, ge=0)
+    max_pages_per_run: int = Field(0, ge=0)
+    max_bytes_per_run: int = Field(0, ge=0)
+    # Politeness per target host, counted per worker process (see scraper_svc.politeness).
+    per_host_concurrency: int = Field(2, ge=1)
+    per_host_delay_ms: int = Field(0, ge=0)
+    # Backoff of runs left pending (lock quorum down, no cluster slot, state Redis errors).
+    retry_delay_s: float = Field(1.0, gt=0)
+    retry_max_delay_s: float = Field(30.0, gt=0)
     # Name of this worker in the consumer group; stable names let a restart resume its entries.
     consumer_name: str = Field(default_factory=_default_consumer_name, min_length=1)
     # Runs processed at once by this worker.

@@ -1,13 +1,16 @@
-"""The consumer-group loop: stream entries in, one task per run, bounded concurrency.
+"""The consumer-group loop: stream entries in, one task per run, bounded concurrency, retries.
 
 This is the edge between the runs stream and the domain: it turns ``RunRequested`` envelopes
-into `RunRequest`s, runs each under the trace context its producer sent (a span ``run
-<run_id>``), and acks and skips entries it cannot understand (a warning, never a crash).
+into `RunRequest`s (limits included), runs each under the trace context its producer sent (a
+span ``run <run_id>``), and acks and skips entries it cannot understand (a warning, never a
+crash).
 
 Timeline that keeps it correct:
 
     start: pending entries of this consumer (id 0, paged by the last id seen), then new ones (>)
-    loop:  wait for a free slot ─> XREADGROUP COUNT <free slots> BLOCK block_ms ─> one task each
+    loop:  sweep: due retries that are still in this consumer's pending list (XPENDING) get a
+           slot first ─> wait for a free slot ─> XREADGROUP COUNT <free slots> BLOCK block_ms
+           ─> one task each
     stop:  flag set ─> the read in progress returns (<= block_ms) and its entries still run ─>
            no further read ─> the TaskGroup waits for in-flight runs (the server cancels them
            after its grace period; each run releases its lock on the way out)
@@ -18,7 +21,11 @@ Timeline that keeps it correct:
 - A read is never cancelled, because entries the server delivered to a cancelled read would
   sit in this consumer's pending list unprocessed; stopping waits for the read instead.
 - Every run task catches its own errors: one run can never tear down the TaskGroup and with it
-  the loop. A run that raised keeps its entry pending (retried on the next start).
+  the loop. A run that raised `RetryLater` (no lock quorum, no cluster slot) or failed on the
+  state Redis keeps its entry pending; `scraper_svc.retries` says when it is due, with
+  exponential backoff, and the sweep runs it again, after checking that the entry is still in
+  this consumer's pending list (another worker may own it by then). Retries never count as
+  deliveries: the entry is not read again, the request is kept in memory.
 """
 
 from __future__ import annotations
@@ -26,21 +33,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
 from campaign_common.telemetry import context_from_headers, tracer
-from campaigns.v1 import events_pb2
-from scraper_svc.runner import RunRequest, RunRunner
+from campaign_common.timeutil import timestamp_to_ms
+from campaigns.v1 import events_pb2, schedule_pb2
+from scraper_svc.errors import RetryLater
+from scraper_svc.limits import Overlap, RunLimits
+from scraper_svc.model import RunRequest
+from scraper_svc.retries import RetryBook, stream_order
+from scraper_svc.runner import RunRunner
 from scraper_svc.store import ScraperStore
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 PENDING_START = "0"
 NEW_ENTRIES = ">"
+_OVERLAP = {
+    schedule_pb2.OVERLAP_POLICY_BUFFER_ONE: Overlap.BUFFER_ONE,
+    schedule_pb2.OVERLAP_POLICY_ALLOW_ALL: Overlap.ALLOW_ALL,
+}
+
+
+def requested_limits(limits: schedule_pb2.RunLimits) -> RunLimits:
+    """The schedule's limits as carried by a run request (0: the worker's default)."""
+    return RunLimits(
+        overlap=_OVERLAP.get(limits.overlap, Overlap.SKIP),
+        max_runs_per_window=limits.max_runs_per_window,
+        window_s=int(limits.window_seconds),
+        start_deadline_s=int(limits.start_deadline_seconds),
+        run_timeout_s=float(limits.run_timeout_seconds),
+        max_pages=limits.max_pages,
+        max_bytes=int(limits.max_bytes),
+        per_host_concurrency=limits.per_host_concurrency,
+        per_host_delay_ms=int(limits.per_host_delay_ms),
+    )
 
 
 def to_request(entry_id: str, fields: Mapping[bytes, bytes] | None) -> RunRequest | None:
@@ -72,6 +105,8 @@ def to_request(entry_id: str, fields: Mapping[bytes, bytes] | None) -> RunReques
         selectors=tuple(sorted(body.scrape.selectors.items())),
         traceparent=envelope.traceparent,
         tracestate=envelope.tracestate,
+        scheduled_for_ms=timestamp_to_ms(body.scheduled_for),
+        limits=requested_limits(body.limits),
     )
 
 
@@ -86,6 +121,7 @@ class RunConsumer:
         read_batch: int,
         block_ms: int,
         retry_delay_s: float = 1.0,
+        retry_max_s: float = 30.0,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -94,6 +130,7 @@ class RunConsumer:
         self._read_batch = read_batch
         self._block_ms = block_ms
         self._retry_delay_s = retry_delay_s
+        self._retries = RetryBook(base_s=retry_delay_s, max_s=retry_max_s)
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()  # set when a run finishes or stop is requested
         self._stop = asyncio.Event()
@@ -113,6 +150,7 @@ class RunConsumer:
             while after and not self._stop.is_set():  # this consumer's pending entries first
                 after = await self._read(group, after, block_ms=None)
             while not self._stop.is_set():
+                await self._sweep(group)
                 await self._read(group, NEW_ENTRIES, block_ms=self._block_ms)
 
     async def _read(self, group: asyncio.TaskGroup, after: str, *, block_ms: int | None) -> str:
@@ -131,10 +169,50 @@ class RunConsumer:
                 await asyncio.wait_for(self._stop.wait(), self._retry_delay_s)
             return after
         for entry_id, fields in entries:
-            task = group.create_task(self._process(entry_id, fields), name=f"run-{entry_id}")
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+            self._start(group, self._process(entry_id, fields), entry_id)
         return entries[-1][0] if entries else ""
+
+    async def _sweep(self, group: asyncio.TaskGroup) -> None:
+        """Run due retries again (before new entries), if they are still this consumer's."""
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return
+        due = self._retries.take_due(time.monotonic(), free)
+        if not due:
+            return
+        try:
+            mine = await self._still_pending(due)
+        except (RedisError, OSError) as exc:
+            log.warning("reading this consumer's pending entries failed (%r)", exc)
+            for request in due:
+                self._retries.schedule(request, time.monotonic())
+            return
+        for request in due:
+            if request.entry_id in mine:
+                self._start(group, self._run(request), request.entry_id)
+            else:
+                log.info("runs entry %s is no longer this consumer's", request.entry_id)
+                self._retries.done(request.entry_id)
+
+    async def _still_pending(self, due: list[RunRequest]) -> set[str]:
+        """Which of ``due`` (sorted by id) are in this consumer's pending list."""
+        wanted = {request.entry_id for request in due}
+        found: set[str] = set()
+        start = due[0].entry_id
+        last = stream_order(due[-1].entry_id)
+        while True:
+            page = await self._store.pending_ids(
+                self._consumer, start=start, count=self._concurrency + len(self._retries)
+            )
+            found |= wanted.intersection(page)
+            if not page or found == wanted or stream_order(page[-1]) >= last:
+                return found
+            start = f"({page[-1]}"
+
+    def _start(self, group: asyncio.TaskGroup, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = group.create_task(work, name=f"run-{name}")
+        self._running.add(task)
+        task.add_done_callback(self._finished)
 
     async def _wait_for_slot(self) -> int:
         """Free slots (> 0), or 0 once stop was requested."""
@@ -157,7 +235,14 @@ class RunConsumer:
             if request is None:
                 await self._store.ack(entry_id)
                 return
-            context = context_from_headers(request.traceparent, request.tracestate)
+        except Exception:
+            log.exception("processing runs entry %s failed; it stays pending", entry_id)
+            return
+        await self._run(request)
+
+    async def _run(self, request: RunRequest) -> None:
+        context = context_from_headers(request.traceparent, request.tracestate)
+        try:
             with _tracer.start_as_current_span(
                 f"run {request.run_id}",
                 context=context,
@@ -165,5 +250,13 @@ class RunConsumer:
                 attributes={"run.id": request.run_id, "campaign.id": request.campaign_id},
             ):
                 await self._runner.run(request)
+        except RetryLater as exc:
+            delay = self._retries.schedule(request, time.monotonic())
+            log.info("run %s stays pending, retried in %.1f s: %s", request.run_id, delay, exc)
         except Exception:
-            log.exception("processing runs entry %s failed; it stays pending", entry_id)
+            delay = self._retries.schedule(request, time.monotonic())
+            log.exception(
+                "run %s failed; its entry stays pending (retried in %.1f s)", request.run_id, delay
+            )
+        else:
+            self._retries.done(request.entry_id)

@@ -25,3 +25,12 @@ class ResponseTooLarge(FetchError):
 
 class ExtractError(ScraperError):
     """A selector could not be applied (for example, it is not valid CSS)."""
+
+
+class ByteBudgetExceeded(FetchError):
+    """A body went past what is left of the run's byte budget (``max_bytes``)."""
+
+
+class RetryLater(ScraperError):
+    """The run cannot go on now for a reason outside it (lock quorum, cluster slots): its
+    entry stays pending and the consumer runs it again after a backoff."""

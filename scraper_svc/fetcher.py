@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from campaign_common.telemetry import tracer
 from campaign_common.timeutil import now_ms
-from scraper_svc.errors import FetchError, ResponseTooLarge, TargetRefused
+from scraper_svc.errors import ByteBudgetExceeded, FetchError, ResponseTooLarge, TargetRefused
 
 _tracer = tracer(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -60,13 +60,15 @@ class FetchLimits:
 
 @dataclass(frozen=True)
 class Page:
-    """One fetched URL. ``text`` is the decoded body, empty for a status >= 400."""
+    """One fetched URL. ``text`` is the decoded body, empty for a status >= 400; ``size`` is
+    the number of body bytes read (0 for a status >= 400)."""
 
     url: str
     final_url: str
     status_code: int
     text: str
     fetched_at_ms: int
+    size: int = 0
 
 
 def refusal_reason(address: IPAddress) -> str | None:
@@ -178,15 +180,19 @@ class Fetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def fetch(self, url: str) -> Page:
-        """The page at ``url``; FetchError (message starts with ``GET <url>:``) otherwise."""
+    async def fetch(self, url: str, *, byte_budget: int | None = None) -> Page:
+        """The page at ``url``; FetchError (message starts with ``GET <url>:``) otherwise.
+
+        ``byte_budget`` is what is left of the run's byte budget: a body larger than that
+        raises `ByteBudgetExceeded` as soon as the excess is read.
+        """
         timeout = self._limits.timeout_s
         try:
             with _tracer.start_as_current_span(
                 "GET", kind=SpanKind.CLIENT, attributes={"url.full": url}
             ):
                 async with asyncio.timeout(timeout):
-                    return await self._follow(url)
+                    return await self._follow(url, byte_budget)
         except (TimeoutError, httpx.TimeoutException):
             raise FetchError(f"GET {url}: timeout after {timeout:g}s") from None
         except FetchError as exc:
@@ -194,14 +200,14 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchError(f"GET {url}: {_describe(exc)}") from exc
 
-    async def _follow(self, url: str) -> Page:
+    async def _follow(self, url: str, byte_budget: int | None) -> Page:
         request = self._client.build_request("GET", url)
         for _ in range(self._limits.max_redirects + 1):
             _check_scheme(request.url, url)
             response = await self._client.send(request, stream=True)
             try:
                 if response.next_request is None:
-                    return await self._read(url, response)
+                    return await self._read(url, response, byte_budget)
                 request = response.next_request
             finally:
                 await response.aclose()
@@ -209,17 +215,21 @@ class Fetcher:
             f"more than {self._limits.max_redirects} redirects (SCRAPER_MAX_REDIRECTS)"
         )
 
-    async def _read(self, url: str, response: httpx.Response) -> Page:
-        text = ""
+    async def _read(self, url: str, response: httpx.Response, byte_budget: int | None) -> Page:
+        body = b""
         if response.status_code < 400:
-            text = _decode(await self._body(response), response.charset_encoding)
-        return Page(url, str(response.url), response.status_code, text, now_ms())
+            body = await self._body(response, byte_budget)
+        text = _decode(body, response.charset_encoding) if body else ""
+        return Page(url, str(response.url), response.status_code, text, now_ms(), len(body))
 
-    async def _body(self, response: httpx.Response) -> bytes:
+    async def _body(self, response: httpx.Response, byte_budget: int | None) -> bytes:
         cap = self._limits.max_response_bytes
-        too_large = ResponseTooLarge(
+        too_large: FetchError = ResponseTooLarge(
             f"response larger than {cap} bytes (raise SCRAPER_MAX_RESPONSE_BYTES to allow it)"
         )
+        if byte_budget is not None and byte_budget < cap:
+            cap = byte_budget
+            too_large = ByteBudgetExceeded(f"response larger than the {cap} bytes left")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise too_large

@@ -1,156 +1,187 @@
-"""One run's lifecycle: lock the campaign, scrape its URLs, record the outcome, ack, release.
+"""One run's lifecycle: limits, campaign lock, scrape, fenced writes of the outcome, ack.
 
-Domain types (`RunRequest`, `PageResult`) live here; Redis and protobuf stay behind the
-`RunStore` port that `scraper_svc.store` implements.
+Redis and protobuf stay behind the `RunStore` port that `scraper_svc.store` implements; the
+domain types are in `scraper_svc.model`.
 
 Timeline of one run, and why it is correct:
 
     is_finished? ─ yes ─> XACK (a redelivered entry whose outcome is already recorded)
-    lock(campaign) ─ held ─> RunSkipped "overlap" ─> XACK
-    RunStarted ─> fetch + extract each URL ─> results ─> RunSucceeded | RunFailed ─> XACK
-                  └── under a deadline inside the lock's validity ──┘
-    release (finally: also after errors and cancellation)
+    start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> XACK
+    overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> XACK
+       │    └ lock quorum unavailable ─> RETRY_SCHEDULED ─> RetryLater (entry not acked)
+       │ campaign lock held and auto-extended; its fence F (0 under ALLOW_ALL)
+       ├ cluster slot (scraper_svc.semaphore) ─ none in time ─> RETRY_SCHEDULED ─> RetryLater
+       ├ start deadline passed while waiting? ─> SKIPPED "missed start deadline" (F)
+       ├ the campaign's rate window is full? ─> SKIPPED "rate limit" (F)
+       ├ RunStarted (F) ─> scrape within the budgets, under the run timeout ─> results (F)
+       │    ─> SUCCEEDED | FAILED (F)
+       ├ any write refused as stale (Fenced) ─> FAILED "fenced" (unfenced: the run's record)
+       └ release the slot, then the lock (also after errors and cancellation)
+    lease lost while held (extension failed, lease cap) ─> body cancelled ─>
+       FAILED "lease lost: <why>"
+    XACK
 
-- Only the lock holder writes RunStarted, results and the outcome, and the scrape is bounded
-  by the lock's validity minus a margin for those writes, so two runs of one campaign never
-  overlap even when pages are slow (the basic Redlock neither extends nor fences).
-- XACK comes after the outcome is recorded: a crash before it leaves the entry pending, the
-  run is delivered again and runs again (at least once); the `is_finished` check turns a
-  redelivery after the outcome was recorded into a plain XACK.
-- Errors of the run itself (a URL answering >= 400, a failed fetch, the lease running out)
-  end the run FAILED; errors of the infrastructure (state Redis down) propagate, so the entry
-  stays pending and is retried, never acked as if it had run.
+- Mutual exclusion: runs of one campaign (SKIP, BUFFER_ONE) execute under the campaign's
+  Redlock, kept alive for the whole run by auto-extension. A holder that stalls (GC, SIGSTOP)
+  past its lease can still wake up and write: every write carries the lease's fencing token
+  and the state Redis refuses a token lower than the newest one seen for the campaign, in the
+  same script as the write. So results of an older holder never land after a newer holder's.
+- RunStarted's ``worker`` field reads ``<worker> fence=<F>``, so the run events show which
+  lease each execution held (and in which order the leases were issued).
+- XACK comes after the outcome is recorded: a crash before it leaves the entry pending and
+  the run runs again (at least once); the `is_finished` check turns a redelivery after the
+  outcome was recorded into a plain XACK. A rate window admission is idempotent per run id.
+- Errors of the run itself (HTTP errors, budgets, timeout, lost lease, fencing) end it
+  FAILED; reasons outside it (lock quorum, cluster slots) leave it RETRY_SCHEDULED and
+  pending, and errors of the state Redis propagate; in both cases the consumer runs the entry
+  again after a backoff, never acks it as if it had run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from campaign_common.redlock import Lock
-from scraper_svc.errors import ExtractError, FetchError
-from scraper_svc.extract import Fields, extract_fields, no_fields
-from scraper_svc.fetcher import Fetcher
+from campaign_common.redlock import LeaseLost, QuorumUnavailable
+from campaign_common.runlog import Fenced
+from campaign_common.timeutil import now_ms
+from scraper_svc.errors import RetryLater
+from scraper_svc.limits import (
+    CLUSTER_LIMIT,
+    FENCED,
+    LEASE_LOST,
+    LOCK_QUORUM_UNAVAILABLE,
+    MISSED_START_DEADLINE,
+    RATE_LIMIT,
+    TIMEOUT,
+    LimitDefaults,
+    RunLimits,
+    missed_start_deadline,
+    resolve,
+)
+from scraper_svc.model import PageResult, RunRequest
+from scraper_svc.overlap import CampaignGuard, Overlapped
+from scraper_svc.scrape import ScrapeOutcome, Scraper
+from scraper_svc.semaphore import ClusterSemaphore, NoSlot
 
 log = logging.getLogger(__name__)
 
-OVERLAP = "overlap"
-# Share of the lock TTL kept free after the scrape for writing results and the outcome.
-WRITE_MARGIN = 0.1
 MAX_REPORTED_ERRORS = 3
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A RunRequested entry of the runs stream, as the domain sees it."""
-
-    entry_id: str
-    run_id: str
-    schedule_id: str
-    campaign_id: str
-    attempt: int
-    urls: tuple[str, ...]
-    selectors: tuple[tuple[str, str], ...]
-    traceparent: str = ""
-    tracestate: str = ""
-
-
-@dataclass(frozen=True)
-class PageResult:
-    """What one URL of a run yielded; ``fields`` are all None for an error status."""
-
-    url: str
-    status_code: int
-    fields: Fields
-    fetched_at_ms: int
 
 
 class RunStore(Protocol):
     async def is_finished(self, run: RunRequest) -> bool: ...
-    async def lock_campaign(self, campaign_id: str) -> Lock | None: ...
-    async def unlock(self, lock: Lock) -> None: ...
-    async def record_started(self, run: RunRequest, worker: str) -> None: ...
-    async def record_results(self, run: RunRequest, pages: Sequence[PageResult]) -> None: ...
-    async def record_succeeded(self, run: RunRequest, pages: int) -> None: ...
-    async def record_failed(self, run: RunRequest, error: str) -> None: ...
-    async def record_skipped(self, run: RunRequest, reason: str) -> None: ...
+    async def admit_to_window(self, run: RunRequest, max_runs: int, window_s: int) -> bool: ...
+    async def record_started(self, run: RunRequest, worker: str, *, fence: int = 0) -> None: ...
+    async def record_results(
+        self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
+    ) -> None: ...
+    async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None: ...
+    async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None: ...
+    async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None: ...
+    async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None: ...
     async def ack(self, entry_id: str) -> None: ...
 
 
+def worker_label(worker: str, fence: int) -> str:
+    """RunStarted's ``worker``: the worker's name and, under a campaign lock, its fence."""
+    return f"{worker} fence={fence}" if fence else worker
+
+
 class RunRunner:
-    def __init__(self, store: RunStore, fetcher: Fetcher, *, worker: str, lock_ttl_ms: int):
+    def __init__(
+        self,
+        store: RunStore,
+        guard: CampaignGuard,
+        slots: ClusterSemaphore,
+        scraper: Scraper,
+        *,
+        worker: str,
+        defaults: LimitDefaults,
+    ) -> None:
         self._store = store
-        self._fetcher = fetcher
+        self._guard = guard
+        self._slots = slots
+        self._scraper = scraper
         self._worker = worker
-        self._write_margin_s = lock_ttl_ms * WRITE_MARGIN / 1000
+        self._defaults = defaults
 
     async def run(self, request: RunRequest) -> None:
-        """Process one run end to end (see the module docstring for the timeline)."""
+        """Process one run end to end (see the module docstring for the timeline).
+
+        Raises `RetryLater` when the run must run again later (its entry is not acked).
+        """
         if await self._store.is_finished(request):
             log.info("run %s already finished; acking its redelivered entry", request.run_id)
             await self._store.ack(request.entry_id)
             return
-        lock = await self._store.lock_campaign(request.campaign_id)
-        if lock is None:
-            log.info("run %s skipped: campaign %s is running", request.run_id, request.campaign_id)
-            await self._store.record_skipped(request, OVERLAP)
-            await self._store.ack(request.entry_id)
-            return
-        try:
-            await self._run_locked(request, lock)
-            await self._store.ack(request.entry_id)
-        finally:
-            await self._store.unlock(lock)
-
-    async def _run_locked(self, request: RunRequest, lock: Lock) -> None:
-        await self._store.record_started(request, self._worker)
-        pages, errors = await self._scrape(request, lock)
-        await self._store.record_results(request, pages)
-        if errors:
-            error = _summary(errors)
-            log.info("run %s failed: %s", request.run_id, error)
-            await self._store.record_failed(request, error)
+        limits = resolve(request.limits, self._defaults)
+        if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
+            await self._store.record_skipped(request, MISSED_START_DEADLINE)
         else:
-            log.info("run %s succeeded", request.run_id, extra={"pages": len(pages)})
-            await self._store.record_succeeded(request, len(pages))
+            await self._run_guarded(request, limits)
+        await self._store.ack(request.entry_id)
 
-    async def _scrape(self, request: RunRequest, lock: Lock) -> tuple[list[PageResult], list[str]]:
-        """Fetch the URLs in order within the lease; results so far survive a timeout."""
-        pages: list[PageResult] = []
-        errors: list[str] = []
-        started = time.monotonic()
+    async def _run_guarded(self, request: RunRequest, limits: RunLimits) -> None:
         try:
-            async with asyncio.timeout(lock.remaining_s() - self._write_margin_s):
-                for url in request.urls:
-                    await self._scrape_url(request, url, pages, errors)
-        except TimeoutError:
-            errors.append(
-                f"stopped after {time.monotonic() - started:.1f}s: the run would outlive its "
-                "campaign lock (raise SCRAPER_LOCK_TTL_MS for longer runs)"
+            async with self._guard.hold(request, limits.overlap) as fence:
+                await self._run_fenced(request, limits, fence)
+        except Overlapped as exc:
+            log.info("run %s skipped: %s", request.run_id, exc)
+            await self._store.record_skipped(request, str(exc))
+        except LeaseLost as exc:
+            log.warning("run %s lost its campaign lock: %s", request.run_id, exc.reason)
+            await self._store.record_failed(request, f"{LEASE_LOST}: {exc.reason}")
+        except QuorumUnavailable as exc:
+            detail = ", ".join(exc.nodes) or exc.reason or str(exc)
+            await self._retry_later(request, f"{LOCK_QUORUM_UNAVAILABLE}: {detail}")
+
+    async def _run_fenced(self, request: RunRequest, limits: RunLimits, fence: int) -> None:
+        holder = f"{self._worker}/{request.run_id}/{request.entry_id}"
+        try:
+            async with self._slots.slot(holder):
+                await self._execute(request, limits, fence)
+        except NoSlot as exc:
+            await self._retry_later(request, f"{CLUSTER_LIMIT}: {exc}")
+        except Fenced as exc:
+            log.warning("run %s was fenced off: %s", request.run_id, exc)
+            await self._store.record_failed(request, FENCED)
+
+    async def _retry_later(self, request: RunRequest, reason: str) -> None:
+        log.warning("run %s will be retried: %s", request.run_id, reason)
+        await self._store.record_retry_scheduled(request, reason)
+        raise RetryLater(reason)
+
+    async def _execute(self, request: RunRequest, limits: RunLimits, fence: int) -> None:
+        if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
+            await self._store.record_skipped(request, MISSED_START_DEADLINE, fence=fence)
+            return
+        if limits.rate_limited and not await self._store.admit_to_window(
+            request, limits.max_runs_per_window, limits.window_s
+        ):
+            log.info(
+                "run %s skipped: campaign %s over its rate", request.run_id, request.campaign_id
             )
-        return pages, errors
-
-    async def _scrape_url(
-        self, request: RunRequest, url: str, pages: list[PageResult], errors: list[str]
-    ) -> None:
-        try:
-            page = await self._fetcher.fetch(url)
-        except FetchError as exc:
-            errors.append(str(exc))
+            await self._store.record_skipped(request, RATE_LIMIT, fence=fence)
             return
-        fields = no_fields(request.selectors)
-        if page.status_code >= 400:
-            errors.append(f"GET {url}: HTTP {page.status_code}")
+        await self._store.record_started(request, worker_label(self._worker, fence), fence=fence)
+        outcome = ScrapeOutcome()
+        errors: list[str]
+        try:
+            async with asyncio.timeout(limits.run_timeout_s or None):
+                await self._scraper.scrape(request, limits, outcome)
+            errors = outcome.all_errors()
+        except TimeoutError:
+            errors = [TIMEOUT]
+        await self._store.record_results(request, outcome.pages, fence=fence)
+        if errors:
+            log.info("run %s failed: %s", request.run_id, errors[0])
+            await self._store.record_failed(request, _summary(errors), fence=fence)
         else:
-            try:
-                fields = await asyncio.to_thread(extract_fields, page.text, request.selectors)
-            except ExtractError as exc:
-                errors.append(f"{url}: {exc}")
-        pages.append(PageResult(url, page.status_code, fields, page.fetched_at_ms))
+            log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
+            await self._store.record_succeeded(request, len(outcome.pages), fence=fence)
 
 
 def _summary(errors: list[str]) -> str:

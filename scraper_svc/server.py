@@ -1,15 +1,15 @@
 """Wiring of the scraper process: Redis connections, the consumer loop, signals, shutdown.
 
 Start-up: connect to the state Redis and every lock master with the version check (a
-majority of lock masters must answer; the others are used once they come back), create the
-consumer group, start the consumer loop.
+majority of lock masters must answer; the others are used once they come back), build the
+Redlock client over the masters, create the consumer group, start the consumer loop.
 
 Shutdown (SIGTERM/SIGINT), every step bounded:
     stop reading (the read in progress returns within block_ms)
     -> in-flight runs finish within shutdown_grace_s
-    -> runs still going are cancelled (each releases its campaign lock; its entry stays pending
-       and runs again later)
-    -> close the HTTP client and the Redis clients.
+    -> runs still going are cancelled (each releases its campaign lock and cluster slot; its
+       entry stays pending and runs again later)
+    -> close the Redlock client (pending releases finish), the HTTP client, the Redis clients.
 """
 
 from __future__ import annotations
@@ -23,13 +23,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from campaign_common.redis_conn import connect_checked, make_client
-from campaign_common.redlock import Redlock
+from campaign_common.redlock import QuorumUnavailable, Redlock
 from campaign_common.server_version import UnsupportedServerError
 from scraper_svc.config import ScraperSettings
 from scraper_svc.consumer import RunConsumer
 from scraper_svc.errors import StartupError
 from scraper_svc.fetcher import Fetcher, FetchLimits
+from scraper_svc.limits import LimitDefaults
+from scraper_svc.overlap import CampaignGuard
+from scraper_svc.politeness import HostGate
 from scraper_svc.runner import RunRunner
+from scraper_svc.scrape import Scraper
+from scraper_svc.semaphore import ClusterSemaphore
 from scraper_svc.store import ScraperStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class ScraperServer:
         self.settings = settings
         self._redis: Redis | None = None
         self._lock_clients: list[Redis] = []
+        self._redlock: Redlock | None = None
         self._fetcher: Fetcher | None = None
         self._consumer: RunConsumer | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -51,6 +57,11 @@ class ScraperServer:
     def consumer_name(self) -> str:
         return self.settings.consumer_name
 
+    @property
+    def in_flight(self) -> int:
+        """Runs this worker is processing right now."""
+        return self._consumer.in_flight if self._consumer is not None else 0
+
     async def start(self) -> None:
         s = self.settings
         try:
@@ -58,32 +69,46 @@ class ScraperServer:
             self._lock_clients = await _connect_lock_masters(
                 s.lock_redis_urls, s.lock_node_timeout_s
             )
-            locks = Redlock(
+            self._redlock = Redlock(
                 self._lock_clients,
-                per_node_timeout_s=s.lock_node_timeout_s,
+                node_timeout_s=s.lock_node_timeout_s,
                 drift_factor=s.lock_drift_factor,
             )
-            store = ScraperStore(
-                self._redis, locks, lock_ttl_ms=s.lock_ttl_ms, results_cap=s.results_cap
-            )
+            await _connect_redlock(self._redlock)
+            store = ScraperStore(self._redis, results_cap=s.results_cap)
             await store.ensure_group()
         except BaseException:
             await self._close_clients()
             raise
         self._fetcher = Fetcher(_fetch_limits(s))
-        runner = RunRunner(store, self._fetcher, worker=s.consumer_name, lock_ttl_ms=s.lock_ttl_ms)
         self._consumer = RunConsumer(
             store,
-            runner,
+            self._runner(store, self._redlock, self._fetcher),
             consumer=s.consumer_name,
             concurrency=s.concurrency,
             read_batch=s.read_batch,
             block_ms=s.block_ms,
+            retry_delay_s=s.retry_delay_s,
+            retry_max_s=s.retry_max_delay_s,
         )
         self._loop = asyncio.create_task(self._consumer.run(), name="runs-consumer")
         log.info(
             "scraper ready",
             extra={"consumer": s.consumer_name, "lock_masters": len(s.lock_redis_urls)},
+        )
+
+    def _runner(self, store: ScraperStore, redlock: Redlock, fetcher: Fetcher) -> RunRunner:
+        s = self.settings
+        guard = CampaignGuard(redlock, store, ttl_ms=s.lock_ttl_ms, max_lease_s=s.lock_max_lease_s)
+        slots = ClusterSemaphore(
+            store.redis,
+            limit=s.max_cluster_runs,
+            ttl_ms=s.cluster_slot_ttl_ms,
+            wait_s=s.cluster_slot_wait_s,
+        )
+        scraper = Scraper(fetcher, HostGate())
+        return RunRunner(
+            store, guard, slots, scraper, worker=s.consumer_name, defaults=_limit_defaults(s)
         )
 
     async def serve_until(self, stop: asyncio.Event) -> None:
@@ -113,6 +138,9 @@ class ScraperServer:
         log.info("scraper stopped")
 
     async def _close_clients(self) -> None:
+        if self._redlock is not None:
+            await self._redlock.aclose()  # bounded by its close timeout
+            self._redlock = None
         for client in [*self._lock_clients, *([self._redis] if self._redis else [])]:
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -163,6 +191,24 @@ async def _connect_lock_masters(urls: list[str], timeout_s: float) -> list[Redis
             f"the scraper needs {quorum} (check SCRAPER_LOCK_REDIS_URLS)"
         )
     return clients
+
+
+async def _connect_redlock(redlock: Redlock) -> None:
+    try:
+        await redlock.connect()  # each connect is bounded by the client's connect timeout
+    except QuorumUnavailable as exc:
+        raise StartupError(f"lock masters unreachable: {exc}") from exc
+
+
+def _limit_defaults(s: ScraperSettings) -> LimitDefaults:
+    return LimitDefaults(
+        start_deadline_s=s.start_deadline_s,
+        run_timeout_s=s.run_timeout_s,
+        max_pages=s.max_pages_per_run,
+        max_bytes=s.max_bytes_per_run,
+        per_host_concurrency=s.per_host_concurrency,
+        per_host_delay_ms=s.per_host_delay_ms,
+    )
 
 
 def _fetch_limits(s: ScraperSettings) -> FetchLimits:

@@ -1,10 +1,18 @@
-"""All Redis access of the scraper: the runs consumer group, run records, campaign locks.
+"""All state-Redis access of the scraper: the runs consumer group, run records, run limits.
 
 Run keys, streams and scripts belong to `campaign_common.runlog` (used here, never written
-directly); lock keys belong to `campaign_common.redlock`. This module owns the one name the
-scraper adds: the lock resource of a campaign, ``campaign:<campaign_id>`` (so its key on every
-lock master is ``lock:{campaign:<campaign_id>}``). Domain types go in, protobuf events come
-out only here.
+directly); lock keys belong to `campaign_common.redlock_scripts`, the cluster slots to
+`scraper_svc.semaphore`. This module owns the names the scraper adds:
+
+    campaign:<campaign_id>            Redlock resource of a campaign (on the lock masters)
+    {scraper}:window:<campaign_id>    sorted set: run id -> start time ms, runs of the campaign
+                                      that started within its rate window (TTL = the window)
+    {scraper}:buffer:<campaign_id>    string: id of the one run waiting for the campaign lock
+                                      (BUFFER_ONE), TTL refreshed while it waits
+
+Writes under a campaign lock pass the lock's fencing token to `RunLog`, which refuses them
+atomically once a newer holder has written (`Fenced`). Domain types go in, protobuf events
+come out only here.
 """
 
 from __future__ import annotations
@@ -16,16 +24,51 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from campaign_common.redlock import Lock, Redlock
 from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
-from scraper_svc.runner import PageResult, RunRequest
+from scraper_svc.model import PageResult, RunRequest
 
 log = logging.getLogger(__name__)
 
 StreamEntry = tuple[str, dict[bytes, bytes] | None]
 _FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED})
+
+# KEYS[1] the campaign's window (sorted set: run id -> start time ms)
+# ARGV[1] run id, ARGV[2] max runs per window, ARGV[3] window ms
+# Forgets starts that left the window (server time), then admits the run if it was admitted
+# before (a redelivery) or fewer than max runs started within the window.
+# Returns 1 when admitted (and counted), 0 when over the limit.
+_ADMIT_TO_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], window)
+return 1
+"""
+
+# KEYS[1] the campaign's buffer marker
+# ARGV[1] run id, ARGV[2] ttl ms
+# Takes the marker for the run if nobody has it, or refreshes it if the run has it.
+# Returns 1 when the run holds the marker, 0 when another run does.
+_CLAIM_BUFFER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS[1] the campaign's buffer marker
+# ARGV[1] run id
+# Compare-and-delete: frees the marker only if the run holds it. Returns 1 if deleted.
+_RELEASE_BUFFER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def campaign_lock_resource(campaign_id: str) -> str:
@@ -33,14 +76,35 @@ def campaign_lock_resource(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
-class ScraperStore:
-    """Implements `scraper_svc.runner.RunStore` plus the consumer-group reads."""
+def window_key(campaign_id: str) -> str:
+    return f"{{scraper}}:window:{campaign_id}"
 
-    def __init__(self, redis: Redis, locks: Redlock, *, lock_ttl_ms: int, results_cap: int) -> None:
+
+def buffer_key(campaign_id: str) -> str:
+    return f"{{scraper}}:buffer:{campaign_id}"
+
+
+def _fence(run: RunRequest, fence: int) -> tuple[str, int] | None:
+    return (run.campaign_id, fence) if fence else None
+
+
+class ScraperStore:
+    """Implements `scraper_svc.runner.RunStore` plus the consumer-group reads.
+
+    ``fence`` arguments are the campaign lock's fencing token (0: not under a lock); a stale
+    one raises `campaign_common.runlog.Fenced` and writes nothing.
+    """
+
+    def __init__(self, redis: Redis, *, results_cap: int) -> None:
         self._redis = redis
-        self._locks = locks
-        self._lock_ttl_ms = lock_ttl_ms
         self._runs = RunLog(redis, results_cap=results_cap)
+        self._admit = redis.register_script(_ADMIT_TO_WINDOW)
+        self._claim_buffer = redis.register_script(_CLAIM_BUFFER)
+        self._release_buffer = redis.register_script(_RELEASE_BUFFER)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; from the first entry on."""
@@ -74,47 +138,75 @@ class ScraperStore:
     async def ack(self, entry_id: str) -> None:
         await self._redis.xack(RUNS_STREAM, SCRAPER_GROUP, entry_id)
 
-    async def lock_campaign(self, campaign_id: str) -> Lock | None:
-        return await self._locks.acquire(campaign_lock_resource(campaign_id), self._lock_ttl_ms)
+    async def pending_ids(self, consumer: str, *, start: str, count: int) -> list[str]:
+        """Ids of this consumer's pending entries from ``start`` on (an id, ``(id`` to
+        exclude it, or ``-``), oldest first, at most ``count``."""
+        rows: Any = await self._redis.xpending_range(
+            RUNS_STREAM, SCRAPER_GROUP, min=start, max="+", count=count, consumername=consumer
+        )
+        return [_text(row["message_id"]) for row in rows]
 
-    async def unlock(self, lock: Lock) -> None:
-        await self._locks.release(lock)
+    async def admit_to_window(self, run: RunRequest, max_runs: int, window_s: int) -> bool:
+        """Count the run against its campaign's window; False if the window is full."""
+        args: list[str | int] = [run.run_id, max_runs, window_s * 1000]
+        return bool(await self._admit(keys=[window_key(run.campaign_id)], args=args))
+
+    async def claim_buffer(self, run: RunRequest, ttl_ms: int) -> bool:
+        """Become (or stay) the campaign's one waiting run; False if another run is."""
+        args: list[str | int] = [run.run_id, ttl_ms]
+        return bool(await self._claim_buffer(keys=[buffer_key(run.campaign_id)], args=args))
+
+    async def release_buffer(self, run: RunRequest) -> None:
+        await self._release_buffer(keys=[buffer_key(run.campaign_id)], args=[run.run_id])
+
+    async def buffered_run(self, campaign_id: str) -> str | None:
+        """Id of the run waiting for the campaign lock, if any."""
+        value: bytes | str | None = await self._redis.get(buffer_key(campaign_id))
+        return _text(value) if value is not None else None
 
     async def is_finished(self, run: RunRequest) -> bool:
         record = await self._runs.get_run(run.run_id)
         return record is not None and record.attempt == run.attempt and record.state in _FINISHED
 
-    async def record_started(self, run: RunRequest, worker: str) -> None:
+    async def record_started(self, run: RunRequest, worker: str, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunStarted(
             run_id=run.run_id, attempt=run.attempt, worker=worker, started_at=ms_to_timestamp(at_ms)
         )
         await self._runs.append_event(
-            event, state=RunState.RUNNING, changes={"started_at_ms": at_ms}
+            event,
+            state=RunState.RUNNING,
+            changes={"started_at_ms": at_ms, "error": ""},
+            fence=_fence(run, fence),
         )
 
-    async def record_results(self, run: RunRequest, pages: Sequence[PageResult]) -> None:
-        await self._runs.add_results(run.campaign_id, [_result(run, page) for page in pages])
+    async def record_results(
+        self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
+    ) -> None:
+        results = [_result(run, page) for page in pages]
+        await self._runs.add_results(run.campaign_id, results, fence=fence)
 
-    async def record_succeeded(self, run: RunRequest, pages: int) -> None:
+    async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunSucceeded(
             run_id=run.run_id, attempt=run.attempt, pages=pages, finished_at=ms_to_timestamp(at_ms)
         )
+        changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": ""}
         await self._runs.append_event(
-            event, state=RunState.SUCCEEDED, changes={"finished_at_ms": at_ms}
+            event, state=RunState.SUCCEEDED, changes=changes, fence=_fence(run, fence)
         )
 
-    async def record_failed(self, run: RunRequest, error: str) -> None:
+    async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunFailed(
             run_id=run.run_id, attempt=run.attempt, error=error, finished_at=ms_to_timestamp(at_ms)
         )
+        changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": error}
         await self._runs.append_event(
-            event, state=RunState.FAILED, changes={"finished_at_ms": at_ms, "error": error}
+            event, state=RunState.FAILED, changes=changes, fence=_fence(run, fence)
         )
 
-    async def record_skipped(self, run: RunRequest, reason: str) -> None:
+    async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunSkipped(
             run_id=run.run_id,
@@ -122,8 +214,19 @@ class ScraperStore:
             reason=reason,
             finished_at=ms_to_timestamp(at_ms),
         )
+        changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": reason}
         await self._runs.append_event(
-            event, state=RunState.SKIPPED, changes={"finished_at_ms": at_ms, "error": reason}
+            event, state=RunState.SKIPPED, changes=changes, fence=_fence(run, fence)
+        )
+
+    async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None:
+        """The run could not start for a reason outside it; it stays pending and runs again.
+
+        Never a RunFailed: the scheduler counts those towards pause-on-failure.
+        """
+        event = events_pb2.RunRetryScheduled(run_id=run.run_id, attempt=run.attempt, reason=reason)
+        await self._runs.append_event(
+            event, state=RunState.RETRY_SCHEDULED, changes={"error": reason}
         )
 
 
@@ -143,3 +246,7 @@ def _field(name: str, text: str | None) -> run_pb2.ExtractedField:
     if text is not None:
         field.text = text
     return field
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

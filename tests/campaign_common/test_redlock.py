@@ -1,135 +1,449 @@
-"""Redlock against three real, independent lock masters (killed and restarted by the tests)."""
+"""Redlock client against real lock masters: exclusion, fencing, failures, extension, hold."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
-from campaign_common.redis_conn import make_client
-from campaign_common.redlock import Lock, Redlock, lock_key
+from campaign_common.embedded import EmbeddedRedis, EmbeddedStack
+from campaign_common.redlock import (
+    AttemptStats,
+    Lease,
+    LeaseLost,
+    LockHeld,
+    QuorumUnavailable,
+    Redlock,
+)
+from campaign_common.redlock_scripts import fence_key, lock_key
 from tests.support import eventually
 
-TTL_MS = 10_000
+FOREIGN = b"someone-else-token"
+MakeRedlock = Callable[..., Redlock]
 
 
 @pytest.fixture
 async def masters(lock_urls: list[str]) -> AsyncIterator[list[Redis]]:
-    clients = [make_client(url, 1.0) for url in lock_urls]
-    try:
-        yield clients
-    finally:
+    """Plain clients on the three masters, for the test to look at and tamper with keys."""
+    clients = [Redis.from_url(url) for url in lock_urls]
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture(params=[True, False], ids=["pipelined", "redis-py"])
+def pipelined(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture
+async def make_redlock(lock_urls: list[str]) -> AsyncIterator[MakeRedlock]:
+    """Build Redlock clients on the test's masters (or given URLs); all closed afterwards."""
+    made: list[tuple[Redlock, list[Redis]]] = []
+
+    def make(urls: list[str] | None = None, **options: object) -> Redlock:
+        clients = [Redis.from_url(url) for url in (urls or lock_urls)]
+        options = {"node_timeout_s": 0.25, "retry_delay_ms": 20, **options}
+        redlock = Redlock(clients, **options)  # type: ignore[arg-type]
+        made.append((redlock, clients))
+        return redlock
+
+    yield make
+    for redlock, clients in made:
+        await redlock.aclose()
         for client in clients:
             await client.aclose()
 
 
-@pytest.fixture
-def redlock(masters: list[Redis]) -> Redlock:
-    return Redlock(masters, per_node_timeout_s=0.3)
+async def _holders(masters: list[Redis], resource: str) -> list[object]:
+    return [await master.get(lock_key(resource)) for master in masters]
 
 
-async def _holders(masters: list[Redis], resource: str) -> list[bytes | None]:
-    return [await client.get(lock_key(resource)) for client in masters]
+async def _counters(masters: list[Redis], resource: str) -> list[int]:
+    return [int(await master.get(fence_key(resource)) or 0) for master in masters]
 
 
-async def test_redlock_grants_on_every_master_with_validity_below_ttl(
-    redlock: Redlock, masters: list[Redis]
+async def test_redlock_grants_fences_and_releases(
+    make_redlock: MakeRedlock, masters: list[Redis], pipelined: bool
 ) -> None:
-    before = time.monotonic()
-    lock = await redlock.acquire("res", TTL_MS)
-    assert lock is not None and lock.resource == "res"
-    assert len(lock.token) >= 32 and 0 < lock.validity_ms < TTL_MS - 100
-    assert before <= lock.acquired_at <= time.monotonic() and lock.remaining_s() > 0
-    assert await _holders(masters, "res") == [lock.token.encode()] * 3
-    ttls = [await client.pttl(lock_key("res")) for client in masters]
-    assert all(TTL_MS - 1000 < ttl <= TTL_MS for ttl in ttls)
-
-
-async def test_redlock_second_acquire_of_held_resource_returns_none(
-    redlock: Redlock, masters: list[Redis]
-) -> None:
-    first = await redlock.acquire("res", TTL_MS)
-    assert first is not None
-    assert await redlock.acquire("res", TTL_MS) is None
-    assert await _holders(masters, "res") == [first.token.encode()] * 3
-    assert await redlock.acquire("other", TTL_MS) is not None
-
-
-async def test_redlock_release_then_acquire_again(redlock: Redlock, masters: list[Redis]) -> None:
-    first = await redlock.acquire("res", TTL_MS)
-    assert first is not None
-    await redlock.release(first)
+    redlock = make_redlock(pipelined=pipelined)
+    lease = await redlock.acquire("res", 5_000)
+    assert len(lease.token) >= 16 and lease.fence == 1 and lease.attempts == 1
+    assert await _holders(masters, "res") == [lease.token] * 3
+    assert 0 < lease.validity_ms <= 5_000 - (5_000 * 0.01 + 2)
+    await redlock.release(lease)
     assert await _holders(masters, "res") == [None] * 3
-    second = await redlock.acquire("res", TTL_MS)
-    assert second is not None and second.token != first.token
+    again = await redlock.acquire("res", 5_000)
+    assert again.fence == 2 and again.token != lease.token
+    await redlock.release(again)
 
 
-async def test_redlock_minority_held_elsewhere_still_grants_and_majority_refuses(
-    redlock: Redlock, masters: list[Redis]
+async def test_redlock_mutual_exclusion_under_concurrency(
+    make_redlock: MakeRedlock, pipelined: bool
 ) -> None:
-    await masters[0].set(lock_key("a"), "someone-else", px=TTL_MS)
-    assert await redlock.acquire("a", TTL_MS) is not None
-    await masters[0].set(lock_key("b"), "someone-else", px=TTL_MS)
-    await masters[1].set(lock_key("b"), "someone-else", px=TTL_MS)
-    assert await redlock.acquire("b", TTL_MS) is None
-    # The failed attempt removed its own key from the third master, and only its own.
-    assert await _holders(masters, "b") == [b"someone-else", b"someone-else", None]
+    clients = [
+        make_redlock(pipelined=pipelined, retry_count=200, retry_delay_ms=2) for _ in range(3)
+    ]
+    inside = 0
+    overlaps = 0
+    fences: list[int] = []
+
+    async def worker(redlock: Redlock) -> None:
+        nonlocal inside, overlaps
+        for _ in range(8):
+            lease = await redlock.acquire("shared", 2_000)
+            inside += 1
+            overlaps += inside > 1
+            fences.append(lease.fence)
+            await asyncio.sleep(0)  # let every other task try to get in
+            await asyncio.sleep(0)
+            inside -= 1
+            await redlock.release(lease)
+
+    await asyncio.gather(*(worker(clients[i % 3]) for i in range(12)))
+    assert overlaps == 0
+    assert len(fences) == 96
+    assert fences == sorted(fences) and len(set(fences)) == len(fences)
 
 
-async def test_redlock_one_master_killed_still_grants(
-    redis_stack: EmbeddedStack, redlock: Redlock, masters: list[Redis]
+async def test_redlock_contention_raises_lock_held_and_leaves_no_partial_keys(
+    make_redlock: MakeRedlock, masters: list[Redis]
 ) -> None:
-    redis_stack.locks[2].kill()
-    lock = await asyncio.wait_for(redlock.acquire("res", TTL_MS), timeout=5)
-    assert lock is not None
-    assert (await _holders(masters[:2], "res")) == [lock.token.encode()] * 2
-    await asyncio.wait_for(redlock.release(lock), timeout=5)  # a dead node is tolerated
-    assert (await _holders(masters[:2], "res")) == [None, None]
+    redlock = make_redlock(retry_count=2)
+    for master in masters[:2]:
+        await master.set(lock_key("busy"), FOREIGN, px=10_000)
+    with pytest.raises(LockHeld) as raised:
+        await redlock.acquire("busy", 5_000)
+    assert set(raised.value.held_on) == set(redlock.addresses[:2])
+    assert await _holders(masters, "busy") == [FOREIGN, FOREIGN, None]
 
 
-async def test_redlock_two_masters_killed_refuses_and_leaves_no_key(
-    redis_stack: EmbeddedStack, redlock: Redlock, masters: list[Redis]
+async def test_redlock_two_masters_down_is_quorum_unavailable_naming_them(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack, pipelined: bool
 ) -> None:
+    redlock = make_redlock(pipelined=pipelined, retry_count=1)
+    await redlock.connect()
+    redis_stack.locks[0].kill()
     redis_stack.locks[1].kill()
-    redis_stack.locks[2].kill()
-    assert await asyncio.wait_for(redlock.acquire("res", TTL_MS), timeout=5) is None
-    assert await masters[0].get(lock_key("res")) is None
+    with pytest.raises(QuorumUnavailable) as raised:
+        await redlock.acquire("res", 5_000)
+    assert set(raised.value.nodes) == set(redlock.addresses[:2])
+    # the survivor granted, and the partial key was released before the error was raised
+    assert await masters[2].get(lock_key("res")) is None
 
 
-async def test_redlock_release_of_expired_lock_is_harmless(
-    redlock: Redlock, masters: list[Redis]
+async def test_redlock_one_master_down_still_grants(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack
 ) -> None:
-    expired = await redlock.acquire("res", 200)
-    assert expired is not None
-
-    async def gone() -> bool:
-        return await _holders(masters, "res") == [None] * 3
-
-    await eventually(gone, timeout_s=5, what="the lock to expire")
-    successor = await redlock.acquire("res", TTL_MS)
-    assert successor is not None
-    await redlock.release(expired)  # raises nothing and leaves the successor's lock alone
-    assert await _holders(masters, "res") == [successor.token.encode()] * 3
+    redlock = make_redlock()
+    redis_stack.locks[1].kill()
+    lease = await redlock.acquire("res", 5_000)
+    assert (await _holders(masters[::2], "res")) == [lease.token, lease.token]
+    with pytest.raises(LockHeld):
+        await make_redlock(retry_count=0).acquire("res", 5_000)
+    await redlock.release(lease)
+    assert await _holders(masters[::2], "res") == [None, None]
 
 
-async def test_redlock_refuses_when_validity_is_used_up(
-    redlock: Redlock, masters: list[Redis]
+async def test_redlock_fence_increases_across_holders_and_a_restarted_master(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack
 ) -> None:
-    # ttl * drift + 2 ms already exceeds a 2 ms TTL: never granted, no key left behind.
-    assert await redlock.acquire("res", 2) is None
+    holders = [make_redlock(), make_redlock()]
+    fences: list[int] = []
+
+    async def take_turns(count: int) -> None:
+        for i in range(count):
+            lease = await holders[i % 2].acquire("camp", 5_000)
+            fences.append(lease.fence)
+            await holders[i % 2].release(lease)
+
+    await take_turns(4)
+    redis_stack.locks[0].kill()
+    await take_turns(4)
+    redis_stack.locks[0].start()  # back without its data: its fence counter starts from zero
+    assert await masters[0].get(fence_key("camp")) is None
+
+    async def restarted_master_caught_up() -> bool:
+        # the first acquisition the restarted master takes part in raises its counter
+        await take_turns(1)
+        return min(await _counters(masters, "camp")) >= fences[-1]
+
+    await eventually(restarted_master_caught_up, timeout_s=10, what="fence counters to catch up")
+    redis_stack.locks[1].kill()  # now another master goes: its counter must not be needed
+    await take_turns(4)
+    assert fences == sorted(fences) and len(set(fences)) == len(fences)
+
+
+async def test_redlock_fence_written_back_when_counters_disagree(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    # a history in which fences up to 95 may have been issued (two masters store >= 95) and
+    # every pair of masters disagrees, so whichever quorum answers first must write back
+    redlock = make_redlock()
+    for master, counter in zip(masters, (100, 95, 0), strict=True):
+        await master.set(fence_key("camp"), counter)
+    lease = await redlock.acquire("camp", 5_000)
+    assert lease.fence > 95
+    assert redlock.counters.fence_confirmations == 1
+
+    async def all_raised() -> bool:
+        return min(await _counters(masters, "camp")) >= lease.fence
+
+    await eventually(all_raised, timeout_s=5, what="every counter raised to the fence")
+    await redlock.release(lease)
+    assert (await redlock.acquire("camp", 5_000)).fence > lease.fence
+
+
+async def test_redlock_returns_at_quorum_without_waiting_for_a_slow_master(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock(node_timeout_s=1.0)
+    await redlock.connect()
+    await masters[2].client_pause(400, all=False)
+    started = time.monotonic()
+    lease = await redlock.acquire("res", 10_000)
+    assert time.monotonic() - started < 0.3
+    await redlock.release(lease)
+    # the slow master granted later and was released behind it, in order, on its connection
+    await eventually(
+        lambda: _gone(masters[2], "res"), timeout_s=5, what="late grant released on slow master"
+    )
+
+
+async def _gone(master: Redis, resource: str) -> bool:
+    return await master.exists(lock_key(resource)) == 0
+
+
+async def test_redlock_validity_accounts_for_elapsed_time(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock(node_timeout_s=1.0)
+    await redlock.connect()
+    for master in masters[:2]:
+        await master.client_pause(60, all=False)
+    lease = await redlock.acquire("res", 2_000)
+    drift_ms = 2_000 * 0.01 + 2
+    assert lease.validity_ms <= 2_000 - 60 - drift_ms + 5
+    assert lease.expires_at == pytest.approx(lease.acquired_at + (2_000 - drift_ms) / 1000)
+    assert lease.remaining_ms() <= lease.validity_ms
+
+
+async def test_redlock_lock_without_validity_is_released_and_not_returned(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    # drift 99 % of 3 s leaves 28 ms; two masters paused for 80 ms use it all up
+    redlock = make_redlock(node_timeout_s=1.0, drift_factor=0.99, retry_count=0)
+    await redlock.connect()
+    for master in masters[:2]:
+        await master.client_pause(80, all=False)
+    with pytest.raises(QuorumUnavailable, match="validity exhausted"):
+        await redlock.acquire("res", 3_000)
+    assert await _holders(masters, "res") == [None] * 3
+    assert redlock.counters.expired == 1
+
+
+async def test_redlock_extend_renews_the_ttl_on_the_masters(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    lease = await redlock.acquire("res", 1_000)
+    extended = await redlock.extend(lease, 30_000)
+    assert extended.fence == lease.fence and extended.token == lease.token
+    assert extended.expires_at > lease.expires_at and extended.validity_ms > 29_000
+    for master in masters:
+        assert await master.pttl(lock_key("res")) > 20_000
+
+
+@pytest.mark.parametrize("tamper", ["deleted", "taken"])
+async def test_redlock_extend_raises_lease_lost_when_a_majority_lost_the_key(
+    make_redlock: MakeRedlock, masters: list[Redis], tamper: str
+) -> None:
+    redlock = make_redlock()
+    lease = await redlock.acquire("res", 10_000)
+    for master in masters[:2]:
+        if tamper == "deleted":
+            await master.delete(lock_key("res"))
+        else:
+            await master.set(lock_key("res"), FOREIGN, px=10_000)
+    with pytest.raises(LeaseLost, match="extension refused"):
+        await redlock.extend(lease, 10_000)
+
+
+async def test_redlock_auto_extension_keeps_the_lock_past_its_ttl(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    async with redlock.hold("res", 300) as lease:
+        await asyncio.sleep(1.0)  # the body "works" for more than three TTLs
+        assert await _holders(masters, "res") == [lease.token] * 3
+        with pytest.raises(LockHeld):
+            await make_redlock(retry_count=0).acquire("res", 300)
     assert await _holders(masters, "res") == [None] * 3
 
 
-def test_redlock_lock_key_uses_a_hash_tag() -> None:
-    assert lock_key("campaign:c1") == "lock:{campaign:c1}"
-    lock = Lock("r", "t", validity_ms=1000.0, acquired_at=10.0)
-    assert lock.valid_until == 11.0
+async def test_redlock_auto_extension_cancels_the_body_when_the_lease_is_lost(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    body_cancelled = asyncio.Event()
+    started = time.monotonic()
+    with pytest.raises(LeaseLost, match="extension refused"):
+        async with redlock.hold("res", 300):
+            for master in masters:
+                await master.delete(lock_key("res"))
+            try:
+                await asyncio.sleep(30)  # would block far longer than the test allows
+            except asyncio.CancelledError:
+                body_cancelled.set()
+                raise
+    assert body_cancelled.is_set()
+    assert time.monotonic() - started < 5
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
-def test_redlock_rejects_bad_configuration() -> None:
-    with pytest.raises(ValueError, match="at least one lock master"):
-        Redlock([], per_node_timeout_s=0.1)
+async def test_redlock_lease_lost_is_raised_even_if_the_body_swallows_the_cancellation(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    with pytest.raises(LeaseLost):
+        async with redlock.hold("res", 300):
+            for master in masters:
+                await master.set(lock_key("res"), FOREIGN, px=10_000)
+            with contextlib.suppress(asyncio.CancelledError):  # a careless body
+                await asyncio.sleep(30)
+    assert await _holders(masters, "res") == [FOREIGN] * 3  # the other owner's keys stay
+
+
+async def test_redlock_max_lease_cap_cancels_the_body(make_redlock: MakeRedlock) -> None:
+    redlock = make_redlock()
+    started = time.monotonic()
+    with pytest.raises(LeaseLost, match="maximum lease time"):
+        async with redlock.hold("res", 300, max_lease_s=0.5):
+            await asyncio.sleep(30)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert redlock.counters.released == 1
+
+
+async def test_redlock_release_of_an_expired_lock_raises_nothing(
+    make_redlock: MakeRedlock, masters: list[Redis], caplog: pytest.LogCaptureFixture
+) -> None:
+    redlock = make_redlock()
+    lease = await redlock.acquire("res", 100)
+    await eventually(lambda: _all_gone(masters, "res"), timeout_s=5, what="lock keys to expire")
+    with caplog.at_level(logging.DEBUG, logger="campaign_common.redlock"):
+        await redlock.release(lease)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    with pytest.raises(LeaseLost, match="not held by a quorum"):
+        await redlock.release(lease, strict=True)
+
+
+async def _all_gone(masters: list[Redis], resource: str) -> bool:
+    return await _holders(masters, resource) == [None] * 3
+
+
+async def test_redlock_five_masters_need_a_quorum_of_three(
+    make_redlock: MakeRedlock, lock_urls: list[str], redis_stack: EmbeddedStack
+) -> None:
+    extra = [EmbeddedRedis("lock-extra-a").start(), EmbeddedRedis("lock-extra-b").start()]
+    try:
+        redlock = make_redlock([*lock_urls, *(server.url for server in extra)], retry_count=0)
+        assert redlock.quorum == 3
+        for server in extra:
+            server.kill()
+        lease = await redlock.acquire("res", 5_000)  # 3 of 5 are enough
+        await redlock.release(lease)
+        redis_stack.locks[0].kill()  # 2 of 5 are not
+        with pytest.raises(QuorumUnavailable) as raised:
+            await redlock.acquire("res", 5_000)
+        dead = {redlock.addresses[0], *redlock.addresses[3:]}
+        assert set(raised.value.nodes) == dead
+    finally:
+        for server in extra:
+            server.stop()
+
+
+async def test_redlock_reports_attempt_stats(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    seen: list[AttemptStats] = []
+    redlock = make_redlock(retry_count=2, on_attempt=seen.append)
+    for master in masters:
+        await master.set(lock_key("busy"), FOREIGN, px=10_000)
+    with pytest.raises(LockHeld):
+        await redlock.acquire("busy", 1_000)
+    assert [(s.attempt, s.outcome, s.granted) for s in seen] == [(i, "held", 0) for i in (1, 2, 3)]
+    lease = await redlock.acquire("free", 1_000)
+    await redlock.release(lease)
+    assert [s.outcome for s in seen[3:]] == ["granted", "released"]
+    assert seen[3].granted >= 2 and seen[3].elapsed_ms >= 0 and seen[3].nodes == 3
+    assert redlock.counters.held == 3 and redlock.counters.acquired == 1
+
+
+async def test_redlock_reloads_its_scripts_after_a_master_forgets_them(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock(retry_count=2)
+    await redlock.connect()
+    for master in masters:
+        await master.script_flush()
+    lease: Lease = await redlock.acquire("res", 5_000)
+    assert lease.attempts == 2  # the first attempt met NOSCRIPT everywhere
+    await redlock.release(lease)
+
+
+async def test_redlock_rejects_bad_arguments(make_redlock: MakeRedlock) -> None:
+    redlock = make_redlock()
+    with pytest.raises(ValueError):
+        await redlock.acquire("", 1_000)
+    with pytest.raises(ValueError):
+        await redlock.acquire("a{b}", 1_000)
+    with pytest.raises(ValueError):
+        await redlock.acquire("res", 0)
+    await redlock.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await redlock.acquire("res", 1_000)
+
+
+async def test_redlock_closing_the_client_cancels_active_holds(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    entered = asyncio.Event()
+
+    async def body() -> None:
+        async with redlock.hold("res", 1_000):
+            entered.set()
+            await asyncio.sleep(30)
+
+    holder = asyncio.create_task(body())
+    await asyncio.wait_for(entered.wait(), timeout=5)
+    await redlock.aclose()
+    with pytest.raises(LeaseLost, match="client was closed"):
+        await asyncio.wait_for(holder, timeout=5)
+
+
+async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack
+) -> None:
+    redlock = make_redlock(node_timeout_s=0.1)
+    await redlock.connect()
+    hung = redis_stack.locks[0]
+    assert hung.pid is not None
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        lease = await redlock.acquire("res", 10_000)
+        lease = await redlock.extend(lease)
+        await redlock.release(lease)
+        assert time.monotonic() - started < 1.0  # release waited one node timeout for it
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    # its requests were still in its connection, in order: grant, extend, then release
+    await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RunLog, RunRecord, RunState
+from campaign_common.envelope import Envelope, decode_body
+from campaign_common.redis_conn import make_client
+from campaign_common.redlock_scripts import lock_key
+from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scraper_svc.config import ScraperSettings
 from scraper_svc.server import ScraperServer
+from scraper_svc.store import campaign_lock_resource
 from tests.support import eventually
 
 FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED}
@@ -29,27 +34,66 @@ class Route:
     declare_length: bool = True
     # Answer only once the test releases the page (a page that hangs).
     hang: bool = False
+    # A slow page: the server takes this long before it answers.
+    delay_s: float = 0.0
+
+
+class HttpThread:
+    """A real threading HTTP server on 127.0.0.1 (port 0), served from a daemon thread."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 @dataclass
 class PageServer:
-    """A real HTTP/1.0 server on 127.0.0.1 (port 0) serving ``routes``; counts requests."""
+    """A real HTTP/1.0 server on 127.0.0.1 (port 0) serving ``routes``; counts requests,
+    records when each started (monotonic clock) and the most requests it had in flight."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     user_agents: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    starts: list[tuple[str, float]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         pages = self
+        counting = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                pages.hits[self.path] = pages.hits.get(self.path, 0) + 1
+                with counting:
+                    pages.hits[self.path] = pages.hits.get(self.path, 0) + 1
+                    pages.starts.append((self.path, time.monotonic()))
+                    pages.in_flight += 1
+                    pages.max_in_flight = max(pages.max_in_flight, pages.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with counting:
+                        pages.in_flight -= 1
+
+            def _answer(self) -> None:
                 pages.user_agents.append(self.headers.get("user-agent", ""))
                 route = pages.routes.get(self.path, Route(404, b"not found"))
                 if route.hang:
                     pages.release.wait(timeout=30)
+                if route.delay_s:
+                    time.sleep(route.delay_s)  # the server is slow; not test synchronisation
                 try:
                     self.send_response(route.status)
                     for name, value in route.headers:
@@ -64,14 +108,10 @@ class PageServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = HttpThread(Handler)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return self._http.url(path)
 
     def page(self, path: str, html: str, status: int = 200) -> str:
         self.routes[path] = Route(status, html.encode())
@@ -79,9 +119,7 @@ class PageServer:
 
     def close(self) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.close()
 
 
 @pytest.fixture
@@ -131,17 +169,53 @@ async def start_scraper(state_url: str, lock_urls: list[str]) -> AsyncIterator[S
 
 
 def run_request(
-    run_id: str, campaign_id: str, urls: list[str], selectors: dict[str, str]
+    run_id: str,
+    campaign_id: str,
+    urls: list[str],
+    selectors: dict[str, str],
+    *,
+    limits: schedule_pb2.RunLimits | None = None,
+    scheduled_for_ms: int | None = None,
 ) -> events_pb2.RunRequested:
     return events_pb2.RunRequested(
         run_id=run_id,
         schedule_id="sched-1",
         campaign_id=campaign_id,
-        scheduled_for=ms_to_timestamp(now_ms()),
+        scheduled_for=ms_to_timestamp(now_ms() if scheduled_for_ms is None else scheduled_for_ms),
         attempt=1,
         trigger=run_pb2.RUN_TRIGGER_MANUAL,
         scrape=schedule_pb2.ScrapeSpec(urls=urls, selectors=selectors),
+        limits=limits,
     )
+
+
+async def run_in_state(state_redis: Redis, run_id: str, state: RunState) -> RunRecord | None:
+    """The run if it is in ``state`` now (a probe for `eventually`)."""
+    run = await RunLog(state_redis).get_run(run_id)
+    return run if run is not None and run.state is state else None
+
+
+async def started_workers(state_redis: Redis) -> dict[str, str]:
+    """run id -> the ``worker`` field of its RunStarted event (``<name> fence=<token>``)."""
+    workers: dict[str, str] = {}
+    for _, fields in await state_redis.xrange(RUN_EVENTS_STREAM):
+        body = decode_body(Envelope.from_fields(fields))
+        if isinstance(body, events_pb2.RunStarted):
+            workers[body.run_id] = body.worker
+    return workers
+
+
+async def lock_holders(lock_urls: list[str], campaign_id: str) -> int:
+    """On how many lock masters the campaign's lock key exists right now."""
+    key = lock_key(campaign_lock_resource(campaign_id))
+    found = 0
+    for url in lock_urls:
+        client = make_client(url, 1.0, retries=0)
+        try:
+            found += int(await client.exists(key))
+        finally:
+            await client.aclose()
+    return found
 
 
 async def finished_run(state_redis: Redis, run_id: str, timeout_s: float = 15.0) -> RunRecord:

@@ -24,3 +24,13 @@ def test_config_requires_lock_masters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRAPER_LOCK_REDIS_URLS", "[]")
     with pytest.raises(ValidationError, match="lock_redis_urls"):
         ScraperSettings()
+
+
+def test_config_limit_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRAPER_LOCK_REDIS_URLS", '["redis://a:1"]')
+    monkeypatch.setenv("SCRAPER_MAX_CLUSTER_RUNS", "10")
+    monkeypatch.setenv("SCRAPER_RUN_TIMEOUT_S", "120")
+    settings = ScraperSettings()
+    assert settings.max_cluster_runs == 10 and settings.run_timeout_s == 120
+    assert settings.per_host_concurrency == 2 and settings.max_pages_per_run == 0
+    assert settings.lock_max_lease_s > settings.run_timeout_s + settings.cluster_slot_wait_s

@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 from campaign_common.embedded import EmbeddedStack
 from campaign_common.envelope import Envelope
 from campaign_common.redis_conn import make_client
-from campaign_common.redlock import Redlock, lock_key
+from campaign_common.redlock import Redlock
+from campaign_common.redlock_scripts import lock_key
 from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
 from campaign_common.telemetry import tracer
 from campaigns.v1 import events_pb2
@@ -81,10 +82,9 @@ async def test_server_run_skipped_with_overlap_while_campaign_lock_is_held(
     state_redis: Redis, pages: PageServer, lock_urls: list[str], start_scraper: StartScraper
 ) -> None:
     clients = [make_client(url, 1.0) for url in lock_urls]
-    redlock = Redlock(clients, per_node_timeout_s=0.5)
+    redlock = Redlock(clients, node_timeout_s=0.5)
     try:
         held = await redlock.acquire(campaign_lock_resource("busy"), 30_000)
-        assert held is not None
         await start_scraper()
         runs = RunLog(state_redis)
         url = pages.page("/p", PAGE)
@@ -93,9 +93,10 @@ async def test_server_run_skipped_with_overlap_while_campaign_lock_is_held(
         run = await finished_run(state_redis, "r-skip")
         assert run.state is RunState.SKIPPED and run.error == "overlap"
         assert pages.hits == {} and await runs.list_results("busy", 10) == []
-        assert await clients[0].get(lock_key(campaign_lock_resource("busy"))) == held.token.encode()
+        assert await clients[0].get(lock_key(campaign_lock_resource("busy"))) == held.token
         await redlock.release(held)
     finally:
+        await redlock.aclose()
         for client in clients:
             await client.aclose()
 
@@ -244,18 +245,36 @@ async def test_server_start_needs_a_majority_of_lock_masters(
         await start_scraper(consumer_name="with-one")
 
 
-async def test_server_run_never_outlives_its_campaign_lock(
+async def test_server_run_longer_than_the_lock_ttl_keeps_its_lock_by_extension(
+    state_redis: Redis, pages: PageServer, lock_urls: list[str], start_scraper: StartScraper
+) -> None:
+    await start_scraper(lock_ttl_ms=300)
+    pages.routes["/slow"] = Route(body=PAGE.encode(), delay_s=1.2)  # four TTLs
+    await RunLog(state_redis).request_run(
+        run_request("r-long", "long", [pages.url("/slow")], {"t": "h1"}), dedupe=False
+    )
+    run = await finished_run(state_redis, "r-long")
+    assert run.state is RunState.SUCCEEDED, run.error
+    assert run.finished_at_ms - run.started_at_ms >= 1200
+    key = lock_key(campaign_lock_resource("long"))
+    for url in lock_urls:  # released at the end
+        client = make_client(url, 1.0)
+        assert await client.exists(key) == 0
+        await client.aclose()
+
+
+async def test_server_run_fails_with_lease_lost_at_the_lease_cap(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
-    await start_scraper(lock_ttl_ms=1000, fetch_timeout_s=10.0)
+    await start_scraper(lock_ttl_ms=300, lock_max_lease_s=0.5)
     pages.routes["/hang"] = Route(hang=True)
     await RunLog(state_redis).request_run(
-        run_request("r-lease", "c", [pages.url("/hang")], {}), dedupe=False
+        run_request("r-cap", "c", [pages.url("/hang")], {}), dedupe=False
     )
-    run = await finished_run(state_redis, "r-lease")
+    run = await finished_run(state_redis, "r-cap")
     assert run.state is RunState.FAILED
-    assert "the run would outlive its campaign lock (raise SCRAPER_LOCK_TTL_MS" in run.error
-    assert run.finished_at_ms - run.started_at_ms < 1000
+    assert run.error == "lease lost: maximum lease time of 0.5 s reached"
+    assert await eventually(lambda: _no_pending(state_redis), what="the entry acked")
 
 
 async def test_server_concurrency_bounds_runs_delivered_to_a_worker(

@@ -100,6 +100,16 @@ class RunFailed(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class RunRetryScheduled(_message.Message):
+    __slots__ = ("run_id", "attempt", "reason")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    attempt: int
+    reason: str
+    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class RunSkipped(_message.Message):
     __slots__ = ("run_id", "attempt", "reason", "finished_at")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

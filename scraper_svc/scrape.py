@@ -1,0 +1,90 @@
+"""One run's scrape: fetch its URLs in order within the run's budgets and the hosts' limits.
+
+Budgets are per run (`scraper_svc.limits`): URLs beyond ``max_pages`` are not fetched, and
+the body bytes of all pages together may not pass ``max_bytes`` (the page that would pass it
+is aborted as soon as the excess arrives, and no further URL is fetched). Either ends the run
+FAILED with the budget named first in its error. Every request also passes the worker's
+`HostGate` (per-host concurrency and delay).
+
+The scrape fills a `ScrapeOutcome` the caller owns, so the pages fetched so far survive when
+the caller's run timeout cancels the scrape half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from scraper_svc.errors import ByteBudgetExceeded, ExtractError, FetchError
+from scraper_svc.extract import extract_fields, no_fields
+from scraper_svc.fetcher import Fetcher, Page
+from scraper_svc.limits import RunLimits
+from scraper_svc.model import PageResult, RunRequest
+from scraper_svc.politeness import HostGate
+
+
+@dataclass
+class ScrapeOutcome:
+    """What a scrape produced so far: pages, per-URL errors, and a budget that ran out."""
+
+    pages: list[PageResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    budget_error: str = ""
+    bytes_read: int = 0
+
+    def all_errors(self) -> list[str]:
+        return [self.budget_error, *self.errors] if self.budget_error else list(self.errors)
+
+
+class Scraper:
+    def __init__(self, fetcher: Fetcher, gate: HostGate) -> None:
+        self._fetcher = fetcher
+        self._gate = gate
+
+    async def scrape(self, request: RunRequest, limits: RunLimits, outcome: ScrapeOutcome) -> None:
+        urls = request.urls
+        if 0 < limits.max_pages < len(urls):
+            outcome.budget_error = (
+                f"page budget exceeded: {len(urls)} URLs, at most {limits.max_pages} pages "
+                f"per run (max_pages); the last {len(urls) - limits.max_pages} were not fetched"
+            )
+            urls = urls[: limits.max_pages]
+        for url in urls:
+            try:
+                page = await self._fetch(url, limits, outcome)
+            except ByteBudgetExceeded as exc:
+                outcome.budget_error = (
+                    f"byte budget exceeded: more than {limits.max_bytes} bytes per run "
+                    f"(max_bytes); stopped at {exc}"
+                )
+                return
+            if page is not None:
+                await self._extract(request, page, outcome)
+
+    async def _fetch(self, url: str, limits: RunLimits, outcome: ScrapeOutcome) -> Page | None:
+        """The page, or None after recording why not; `ByteBudgetExceeded` propagates."""
+        budget = limits.max_bytes - outcome.bytes_read if limits.max_bytes else None
+        delay_s = limits.per_host_delay_ms / 1000
+        try:
+            async with self._gate.request(
+                url, concurrency=limits.per_host_concurrency, delay_s=delay_s
+            ):
+                page = await self._fetcher.fetch(url, byte_budget=budget)
+        except ByteBudgetExceeded:
+            raise
+        except FetchError as exc:
+            outcome.errors.append(str(exc))
+            return None
+        outcome.bytes_read += page.size
+        return page
+
+    async def _extract(self, request: RunRequest, page: Page, outcome: ScrapeOutcome) -> None:
+        fields = no_fields(request.selectors)
+        if page.status_code >= 400:
+            outcome.errors.append(f"GET {page.url}: HTTP {page.status_code}")
+        else:
+            try:
+                fields = await asyncio.to_thread(extract_fields, page.text, request.selectors)
+            except ExtractError as exc:
+                outcome.errors.append(f"{page.url}: {exc}")
+        outcome.pages.append(PageResult(page.url, page.status_code, fields, page.fetched_at_ms))
