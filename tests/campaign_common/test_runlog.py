@@ -93,3 +93,18 @@ async def test_runlog_writes_with_a_stale_fencing_token_are_refused(state_redis:
     assert [r.run_id for r in await log.list_results("c1", 10)] == ["new"]
     await log.append_event(late, state=RunState.SUCCEEDED, fence=("c1", 7))  # same holder again
     await log.add_results("other", [run_pb2.ScrapeResult(run_id="x")], fence=1)  # per campaign
+
+
+async def test_runlog_a_retry_scheduled_run_shows_running_when_it_starts_again(
+    state_redis: Redis,
+) -> None:
+    log = RunLog(state_redis)
+    await log.request_run(_request("r", now_ms()), dedupe=False)
+    retry = events_pb2.RunRetryScheduled(run_id="r", attempt=1, reason="lock quorum unavailable")
+    await log.append_event(retry, state=RunState.RETRY_SCHEDULED, changes={"error": retry.reason})
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.RETRY_SCHEDULED
+    started = events_pb2.RunStarted(run_id="r", attempt=1)
+    await log.append_event(started, state=RunState.RUNNING, changes={"started_at_ms": 5})
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.RUNNING and run.started_at_ms == 5
