@@ -11,6 +11,7 @@ from opentelemetry.context import Context
 from redis.exceptions import RedisError
 
 from campaign_common.runlog import RunLog
+from campaign_common.tasks import raise_if_cancelling
 from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
@@ -84,6 +85,7 @@ class Firing:
                     request, dedupe=True, max_total=schedule.limits.max_total_runs
                 )
             except RedisError as exc:
+                raise_if_cancelling()
                 if now_ms() > fire_ms + self._retry_window_ms:
                     raise
                 log.warning("emitting %s failed (%s); retrying", request.run_id, exc)

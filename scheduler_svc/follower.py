@@ -8,6 +8,7 @@ import logging
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import decode_body
+from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.registry import Registry
 from scheduler_svc.store import Entry, ScheduleStore
@@ -31,10 +32,10 @@ class LogFollower:
             total += len(entries)
         return total
 
-    async def run(self) -> None:
-        """Tail the log until cancelled; Redis outages are logged and retried with backoff."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tail the log until ``stop``; Redis outages are logged and retried with backoff."""
         delay_s = 0.1
-        while True:
+        while not stop.is_set():
             try:
                 entries = await self._store.tail(
                     self._registry.applied, self._block_ms, self._batch
@@ -42,13 +43,15 @@ class LogFollower:
                 for entry in entries:
                     await self._apply(entry)
             except RedisError as exc:
+                raise_if_cancelling()
                 log.warning("schedule log unreachable (%s); retrying in %.1fs", exc, delay_s)
             except Exception:
+                raise_if_cancelling()
                 log.exception("tailing the schedule log failed; retrying in %.1fs", delay_s)
             else:
                 delay_s = 0.1
                 continue
-            await asyncio.sleep(delay_s)  # backoff while the log is unreachable
+            await pause(stop, delay_s)  # backoff while the log is unreachable
             delay_s = min(delay_s * 2, 5.0)
 
     async def _apply(self, entry: Entry) -> None:

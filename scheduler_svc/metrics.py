@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from campaign_common.deadletters import DeadLetters
 from campaign_common.runlog import RunLog
+from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.model import Schedule, ScheduleState
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,14 @@ class StreamGauges:
         self._dead = dead_letters
         self._interval_s = interval_s
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
                 pending, lag = await self._runs.backlog()
                 RUNS_PENDING.set(pending)
                 RUNS_LAG.set(lag)
                 DEAD_LETTERS.set(await self._dead.count())
             except RedisError as exc:
+                raise_if_cancelling()
                 log.warning("stream gauges not refreshed: %s", exc)
-            await asyncio.sleep(self._interval_s)  # a refresh period, not synchronisation
+            await pause(stop, self._interval_s)

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.notifier import WebhookNotifier
 from campaign_common.runlog import RunLog
+from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import ms_to_rfc3339, now_ms
 from campaigns.v1 import events_pb2
 from scheduler_svc import metrics
@@ -66,10 +67,10 @@ class OutcomeFollower:
         self._block_ms = block_ms
         self._claim_idle_ms = claim_idle_ms
 
-    async def run(self) -> None:
-        """Follow outcomes until cancelled; Redis outages are logged and retried."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow outcomes until ``stop``; Redis outages are logged and retried."""
         delay_s = 0.1
-        while True:
+        while not stop.is_set():
             try:
                 await self._store.ensure_group()
                 for entry_id, envelope in await self._store.claim_stale(self._claim_idle_ms, 50):
@@ -78,8 +79,9 @@ class OutcomeFollower:
                     await self._handle(entry_id, envelope)
                 delay_s = 0.1
             except RedisError as exc:
+                raise_if_cancelling()
                 log.warning("run events unreachable (%s); retrying in %.1fs", exc, delay_s)
-                await asyncio.sleep(delay_s)  # backoff while the state Redis is down
+                await pause(stop, delay_s)  # backoff while the state Redis is down
                 delay_s = min(delay_s * 2, 5.0)
 
     async def _handle(self, entry_id: str, envelope: Envelope | None) -> None:

@@ -25,6 +25,7 @@ from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
 from campaign_common.runlog import RunLog
+from campaign_common.tasks import cancel_and_wait
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from scheduler_svc import metrics
@@ -55,6 +56,7 @@ class SchedulerServer:
         self._timer: Timer | None = None
         self._background: asyncio.Task[None] | None = None
         self._notifier: WebhookNotifier | None = None
+        self._stopping = asyncio.Event()
         self.metrics: MetricsEndpoint | None = None
 
     async def start(self) -> None:
@@ -81,7 +83,7 @@ class SchedulerServer:
         outcomes = await self._outcome_follower(runs, commands)
         gauges = StreamGauges(runs, DeadLetters(self._redis), s.gauge_refresh_s)
         self._background = asyncio.create_task(
-            _follow(follower, outcomes, gauges), name="followers"
+            _follow(self._stopping, follower, outcomes, gauges), name="followers"
         )
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
@@ -131,10 +133,15 @@ class SchedulerServer:
             await self._grpc.stop(self.settings.shutdown_grace_s)
         if self._timer is not None:
             self._timer.shutdown()
+        # The followers stop between two Redis commands (a blocking read ends within
+        # log_block_ms); cancelling is only the fallback for one that overstays.
+        self._stopping.set()
         if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(self._background), self.settings.log_block_ms / 1000 + 2.0
+                )
+        await cancel_and_wait(self._background, self.settings.shutdown_grace_s)
         if self._notifier is not None:
             await self._notifier.stop(self.settings.shutdown_grace_s)
         if self.metrics is not None:
@@ -145,13 +152,13 @@ class SchedulerServer:
 
 
 async def _follow(
-    log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
+    stop: asyncio.Event, log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
 ) -> None:
-    """The background work of a replica, owned by one TaskGroup (cancelled on stop)."""
+    """The background work of a replica, owned by one TaskGroup; ends soon after ``stop``."""
     async with asyncio.TaskGroup() as group:
-        group.create_task(log_follower.run(), name="schedule-log-follower")
-        group.create_task(outcomes.run(), name="run-outcome-follower")
-        group.create_task(gauges.run(), name="stream-gauges")
+        group.create_task(log_follower.run(stop), name="schedule-log-follower")
+        group.create_task(outcomes.run(stop), name="run-outcome-follower")
+        group.create_task(gauges.run(stop), name="stream-gauges")
 
 
 async def _arm_all(

@@ -41,6 +41,7 @@ from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
+from campaign_common.tasks import raise_if_cancelling
 from campaign_common.telemetry import context_from_headers, tracer
 from campaign_common.timeutil import timestamp_to_ms
 from campaigns.v1 import events_pb2, schedule_pb2
@@ -164,6 +165,7 @@ class RunConsumer:
                 self._consumer, after=after, count=count, block_ms=block_ms
             )
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()
             log.warning("reading the runs stream failed (%r); retrying", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._retry_delay_s)
@@ -183,6 +185,7 @@ class RunConsumer:
         try:
             mine = await self._still_pending(due)
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()
             log.warning("reading this consumer's pending entries failed (%r)", exc)
             for request in due:
                 self._retries.schedule(request, time.monotonic())

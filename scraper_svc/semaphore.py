@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from campaign_common.tasks import raise_if_cancelling
 from scraper_svc.errors import ScraperError
 
 log = logging.getLogger(__name__)
@@ -116,4 +117,5 @@ class ClusterSemaphore:
                 if not await self.take(holder):
                     log.warning("cluster slot of %s expired and every slot is taken", holder)
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 log.warning("renewing the cluster slot of %s failed: %r", holder, exc)

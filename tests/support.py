@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -123,35 +126,17 @@ async def start_scheduler_process(state_url: str, **extra: str) -> tuple[Service
     return process, target
 
 
-class PageServer:
-    """A real HTTP server on 127.0.0.1 serving fixed pages: path -> (status, body)."""
+class LocalHttpServer:
+    """A real threaded HTTP server on 127.0.0.1 (a free port) for the handler class given."""
 
-    def __init__(self, pages: dict[str, tuple[int, str]]) -> None:
-        import http.server
-        import threading
-
-        routes = pages
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = routes.get(self.path, (404, "not found"))
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("content-type", "text/html; charset=utf-8")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def __enter__(self) -> PageServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -159,6 +144,28 @@ class PageServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class PageServer(LocalHttpServer):
+    """Serves fixed pages: path -> (status, body)."""
+
+    def __init__(self, pages: dict[str, tuple[int, str]]) -> None:
+        class Handler(_QuietHandler):
+            def do_GET(self) -> None:
+                status, body = pages.get(self.path, (404, "not found"))
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(Handler)
 
 
 def descendants(pid: int) -> set[int]:
@@ -188,22 +195,15 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 recording the JSON bodies POSTed to it.
-
-    The first ``fail_first`` requests are answered 503 (to exercise retries).
-    """
+class WebhookReceiver(LocalHttpServer):
+    """Records the JSON bodies POSTed to it; the first ``fail_first`` get a 503 (retries)."""
 
     def __init__(self, fail_first: int = 0) -> None:
-        import http.server
-        import json
-        import threading
-
         self.received: list[dict[str, object]] = []
         self.requests = 0
         receiver = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 receiver.requests += 1
@@ -215,21 +215,8 @@ class WebhookReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    def hook_url(self) -> str:
+        return self.url("/hook")

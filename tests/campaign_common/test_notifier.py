@@ -8,7 +8,7 @@ from tests.support import WebhookReceiver, eventually
 
 async def test_notifier_retries_until_delivered_in_order() -> None:
     with WebhookReceiver(fail_first=2) as receiver:
-        notifier = WebhookNotifier(WebhookSettings(receiver.url, initial_delay_s=0.01))
+        notifier = WebhookNotifier(WebhookSettings(receiver.hook_url, initial_delay_s=0.01))
         notifier.start()
         notifier.notify({"event": "run.dead_lettered", "runId": "a"})
         notifier.notify({"event": "run.dead_lettered", "runId": "b"})
@@ -24,7 +24,7 @@ async def test_notifier_retries_until_delivered_in_order() -> None:
 
 async def test_notifier_gives_up_after_max_attempts_without_blocking() -> None:
     with WebhookReceiver(fail_first=100) as receiver:
-        settings = WebhookSettings(receiver.url, initial_delay_s=0.01, max_attempts=3)
+        settings = WebhookSettings(receiver.hook_url, initial_delay_s=0.01, max_attempts=3)
         notifier = WebhookNotifier(settings)
         notifier.start()
         notifier.notify({"event": "x"})  # returns at once whatever the receiver does

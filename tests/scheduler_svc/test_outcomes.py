@@ -27,7 +27,7 @@ async def alerted(
             state_redis_url=state_url,
             port=0,
             log_block_ms=200,
-            alert_webhook_url=receiver.url,
+            alert_webhook_url=receiver.hook_url,
             alert_after_failures=2,
         )
         server = SchedulerServer(settings)
