@@ -10,15 +10,14 @@ the same script that acts on it, so two operators retrying at once re-enqueue th
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, InvalidPageToken, run_key
+from campaign_common.page_tokens import decode_page_token, encode_page_token
+from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, run_key
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
@@ -116,12 +115,13 @@ class DeadLetters:
         self, page_size: int, page_token: str = ""
     ) -> tuple[list[DeadLetterRecord], str]:
         """Newest first, paged; the token is opaque."""
-        top = "+" if not page_token else "(" + _decode_token(page_token)
+        top = "+" if not page_token else "(" + decode_page_token(page_token, _valid_id)
         raw: Any = await self._redis.xrevrange(
             DEAD_LETTER_STREAM, max=top, min="-", count=page_size + 1
         )
         records = [r for r in (_record(i, f) for i, f in raw[:page_size]) if r is not None]
-        token = _encode_token(raw[page_size - 1][0].decode()) if len(raw) > page_size else ""
+        more = len(raw) > page_size
+        token = encode_page_token(raw[page_size - 1][0].decode()) if more else ""
         return records, token
 
     async def get(self, dead_id: str) -> DeadLetterRecord:
@@ -174,17 +174,3 @@ def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | N
         deliveries=body.deliveries,
         dead_at_ms=body.dead_lettered_at.ToMilliseconds(),
     )
-
-
-def _encode_token(entry_id: str) -> str:
-    return base64.urlsafe_b64encode(entry_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        entry_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned") from exc
-    if not _valid_id(entry_id):
-        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned")
-    return entry_id

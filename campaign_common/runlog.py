@@ -20,8 +20,6 @@ Keys
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, cast
@@ -30,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
+from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
@@ -196,24 +195,6 @@ class RunRecord:
     started_at_ms: int = 0
     finished_at_ms: int = 0
     error: str = ""
-
-
-class InvalidPageToken(ValueError):
-    """A page token that this service did not issue."""
-
-
-def _encode_token(member: bytes) -> str:
-    return base64.urlsafe_b64encode(member).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> bytes:
-    try:
-        member = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned") from exc
-    if b"|" not in member:
-        raise InvalidPageToken("page token is not valid; pass the nextPageToken returned")
-    return member
 
 
 def _index_member(scheduled_for_ms: int, run_id: str) -> str:
@@ -407,7 +388,8 @@ class RunLog:
             index = _campaign_index(campaign_id)
         else:
             index = _INDEX_ALL
-        start = b"(" + _decode_token(page_token) if page_token else b"+"
+        position = decode_page_token(page_token, lambda member: "|" in member) if page_token else ""
+        start = b"(" + position.encode() if page_token else b"+"
         members = cast(
             list[bytes],
             await self._redis.zrange(
@@ -422,7 +404,7 @@ class RunLog:
         runs = [_record(raw) for raw in raws if raw]
         if campaign_id and schedule_id:
             runs = [run for run in runs if run.campaign_id == campaign_id]
-        token = _encode_token(page[-1]) if len(members) > page_size else ""
+        token = encode_page_token(page[-1].decode()) if len(members) > page_size else ""
         return runs, token
 
     async def add_results(

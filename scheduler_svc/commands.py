@@ -6,20 +6,19 @@ registry has applied its entry, so the answer reflects exactly what every replic
 
 from __future__ import annotations
 
-import base64
-import binascii
 import secrets
 from collections.abc import Callable
 
 from google.protobuf.message import Message
 
+from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import now_ms
 from scheduler_svc.codec import schedule_event
 from scheduler_svc.errors import InvalidArgument, NotFound, Unavailable, VersionConflict
 from scheduler_svc.model import NewSchedule, Schedule, ScheduleState
 from scheduler_svc.registry import Registry, StreamId
 from scheduler_svc.store import ScheduleStore
-from scheduler_svc.validation import FieldViolation, check_new_schedule
+from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
 
@@ -57,11 +56,11 @@ class Commands:
         return self._registry.get(schedule_id)
 
     def page(self, page_size: int, page_token: str) -> tuple[list[Schedule], str]:
-        after = _decode_token(page_token) if page_token else ""
+        after = decode_page_token(page_token) if page_token else ""
         remaining = [s for s in self._registry.all() if s.schedule_id > after]
         page = remaining[:page_size]
         more = len(remaining) > page_size
-        return page, _encode_token(page[-1].schedule_id) if more else ""
+        return page, encode_page_token(page[-1].schedule_id) if more else ""
 
     async def create(self, command: NewSchedule) -> Schedule:
         at = now_ms()
@@ -151,20 +150,3 @@ class Commands:
             raise Unavailable(
                 "the change was recorded but this replica has not applied it yet; read it again"
             ) from exc
-
-
-def _encode_token(schedule_id: str) -> str:
-    return base64.urlsafe_b64encode(schedule_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "page_token", "not a token from this API; pass the one the last page returned"
-                )
-            ]
-        ) from exc

@@ -16,7 +16,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import RedisError
 
 from campaign_common.deadletters import DeadLetterNotFound, DeadLetters
-from campaign_common.runlog import InvalidPageToken, RunLog
+from campaign_common.page_tokens import InvalidPageToken
+from campaign_common.runlog import RunLog
 from campaign_common.telemetry import context_from_metadata, tracer
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2 as api

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RUNS_STREAM, InvalidPageToken, RunLog, RunState
+from campaign_common.page_tokens import InvalidPageToken
+from campaign_common.runlog import RUNS_STREAM, RunLog, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
