@@ -17,7 +17,14 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, run_key
+from campaign_common.runlog import (
+    RUN_EVENTS_STREAM,
+    RUNS_STREAM,
+    Rank,
+    RunState,
+    flatten,
+    run_key,
+)
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
@@ -76,10 +83,6 @@ class DeadLetterRecord:
     dead_at_ms: int
 
 
-def _flatten(mapping: dict[str, Any]) -> list[Any]:
-    return [item for pair in mapping.items() for item in pair]
-
-
 def _valid_id(entry_id: str) -> bool:
     ms, _, seq = entry_id.partition("-")
     return ms.isdigit() and seq.isdigit()
@@ -99,15 +102,15 @@ class DeadLetters:
         body.dead_lettered_at.CopyFrom(ms_to_timestamp(at_ms))
         envelope = wrap(body, at_ms)
         hash_fields = {
-            "state": "DEAD_LETTERED",
+            "state": RunState.DEAD_LETTERED.value,
             "attempt": request.attempt,
-            "rank": 2,
+            "rank": int(Rank.FINISHED),
             "error": error,
             "finished_at_ms": at_ms,
         }
         keys = [DEAD_LETTER_STREAM, RUN_EVENTS_STREAM, run_key(request.run_id)]
         args: list[Any] = [request.attempt, self._run_ttl_ms, len(envelope.to_fields())]
-        args += [*envelope.flat_fields(), *_flatten(hash_fields)]
+        args += [*envelope.flat_fields(), *flatten(hash_fields)]
         entry_id: bytes = await self._add(keys=keys, args=args)
         return entry_id.decode()
 
@@ -143,10 +146,15 @@ class DeadLetters:
         request.attempt = record.request.attempt + 1
         request.requested_at.CopyFrom(ms_to_timestamp(now_ms()))
         envelope = wrap(request)
-        hash_fields = {"state": "REQUESTED", "attempt": request.attempt, "rank": 0, "error": ""}
+        hash_fields = {
+            "state": RunState.REQUESTED.value,
+            "attempt": request.attempt,
+            "rank": int(Rank.REQUESTED),
+            "error": "",
+        }
         keys = [DEAD_LETTER_STREAM, RUNS_STREAM, run_key(request.run_id)]
         args: list[Any] = [dead_id, self._run_ttl_ms, len(envelope.to_fields())]
-        args += [*envelope.flat_fields(), *_flatten(hash_fields)]
+        args += [*envelope.flat_fields(), *flatten(hash_fields)]
         if await self._retry(keys=keys, args=args) is None:
             raise DeadLetterNotFound(f"dead letter {dead_id!r} was retried or purged meanwhile")
         return request

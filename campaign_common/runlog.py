@@ -76,7 +76,7 @@ class RunState(StrEnum):
     DEAD_LETTERED = "DEAD_LETTERED"
 
 
-class _Rank(IntEnum):
+class Rank(IntEnum):
     """Within one attempt a projection never moves back to a lower rank."""
 
     REQUESTED = 0
@@ -86,9 +86,9 @@ class _Rank(IntEnum):
 
 # RETRY_SCHEDULED ranks with REQUESTED: the retried attempt's RunStarted must apply over it.
 _RANKS = {
-    RunState.REQUESTED: _Rank.REQUESTED,
-    RunState.RETRY_SCHEDULED: _Rank.REQUESTED,
-    RunState.RUNNING: _Rank.RUNNING,
+    RunState.REQUESTED: Rank.REQUESTED,
+    RunState.RETRY_SCHEDULED: Rank.REQUESTED,
+    RunState.RUNNING: Rank.RUNNING,
 }
 
 # KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
@@ -201,7 +201,8 @@ def _index_member(scheduled_for_ms: int, run_id: str) -> str:
     return f"{scheduled_for_ms:013d}|{run_id}"
 
 
-def _flatten(mapping: dict[str, Any]) -> list[Any]:
+def flatten(mapping: dict[str, Any]) -> list[Any]:
+    """Field/value pairs flattened, the way a Lua script's ARGV takes them."""
     flat: list[Any] = []
     for key, value in mapping.items():
         flat += [key, value]
@@ -240,7 +241,7 @@ class RunLog:
         fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
             "attempt": request.attempt,
-            "rank": int(_Rank.REQUESTED),
+            "rank": int(Rank.REQUESTED),
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
         }
         return await self._create_run(
@@ -263,7 +264,7 @@ class RunLog:
         fields: dict[str, str | int] = {
             "state": RunState.SKIPPED.value,
             "attempt": run.attempt,
-            "rank": int(_Rank.FINISHED),
+            "rank": int(Rank.FINISHED),
             "trigger": "SCHEDULED",
             "error": reason,
             "finished_at_ms": at_ms,
@@ -306,7 +307,7 @@ class RunLog:
             cap,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
-            *_flatten(hash_fields),
+            *flatten(hash_fields),
         ]
         return bool(await self._emit(keys=keys, args=args))
 
@@ -350,12 +351,12 @@ class RunLog:
         campaign_id, token = fence or ("", 0)
         args = [
             event.attempt,
-            int(_RANKS.get(state, _Rank.FINISHED)),
+            int(_RANKS.get(state, Rank.FINISHED)),
             self._run_ttl_ms,
             token,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
-            *_flatten(fields),
+            *flatten(fields),
         ]
         keys = [RUN_EVENTS_STREAM, run_key(event.run_id), _fence_key(campaign_id)]
         entry_id: bytes | None = await self._append(keys=keys, args=args)
