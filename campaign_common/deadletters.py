@@ -20,6 +20,7 @@ from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.runlog import (
     RUN_EVENTS_STREAM,
     RUNS_STREAM,
+    SCRAPER_GROUP,
     Rank,
     RunState,
     flatten,
@@ -30,23 +31,26 @@ from campaigns.v1 import events_pb2
 
 DEAD_LETTER_STREAM = "{runs}:dead"
 
-# KEYS[1] dead-letter stream, KEYS[2] run events stream, KEYS[3] run hash
-# ARGV[1] attempt, ARGV[2] run hash ttl ms, ARGV[3] n envelope pairs, ARGV[4 .. 3+2n] the
-# RunDeadLettered envelope (appended to both streams), the rest: run hash field/value pairs.
-# The projection is updated unless it already shows a later attempt. Returns the dead id.
+# KEYS[1] dead-letter stream, KEYS[2] run events stream, KEYS[3] run hash, KEYS[4] runs stream
+# ARGV[1] attempt, ARGV[2] run hash ttl ms, ARGV[3] consumer group, ARGV[4] runs entry to ack
+# ('': none), ARGV[5] n envelope pairs, ARGV[6 .. 5+2n] the RunDeadLettered envelope
+# (appended to both streams), the rest: run hash field/value pairs.
+# The projection is updated unless it already shows a later attempt; the runs entry of the
+# last attempt is acked in the same step. Returns the dead id.
 _ADD = """
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[5])
 local envelope = {}
-for i = 4, 3 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = 6, 5 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
 redis.call('XADD', KEYS[2], '*', unpack(envelope))
 local current = tonumber(redis.call('HGET', KEYS[3], 'attempt') or '0')
 if tonumber(ARGV[1]) >= current then
   local hash = {}
-  for i = 4 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+  for i = 6 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
   redis.call('HSET', KEYS[3], unpack(hash))
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
 end
+if ARGV[4] ~= '' then redis.call('XACK', KEYS[4], ARGV[3], ARGV[4]) end
 return id
 """
 
@@ -95,8 +99,13 @@ class DeadLetters:
         self._add = redis.register_script(_ADD)
         self._retry = redis.register_script(_RETRY)
 
-    async def add(self, request: events_pb2.RunRequested, error: str, deliveries: int) -> str:
-        """Park a run; its projection becomes DEAD_LETTERED with ``error``. Returns the id."""
+    async def add(
+        self, request: events_pb2.RunRequested, error: str, deliveries: int, *, ack_entry: str = ""
+    ) -> str:
+        """Park a run; its projection becomes DEAD_LETTERED with ``error``. Returns the id.
+
+        ``ack_entry``: the runs-stream entry of the last attempt, acked in the same script.
+        """
         at_ms = now_ms()
         body = events_pb2.RunDeadLettered(request=request, error=error, deliveries=deliveries)
         body.dead_lettered_at.CopyFrom(ms_to_timestamp(at_ms))
@@ -107,9 +116,11 @@ class DeadLetters:
             "rank": int(Rank.FINISHED),
             "error": error,
             "finished_at_ms": at_ms,
+            "next_attempt_at_ms": 0,
         }
-        keys = [DEAD_LETTER_STREAM, RUN_EVENTS_STREAM, run_key(request.run_id)]
-        args: list[Any] = [request.attempt, self._run_ttl_ms, len(envelope.to_fields())]
+        keys = [DEAD_LETTER_STREAM, RUN_EVENTS_STREAM, run_key(request.run_id), RUNS_STREAM]
+        args: list[Any] = [request.attempt, self._run_ttl_ms, SCRAPER_GROUP, ack_entry]
+        args.append(len(envelope.to_fields()))
         args += [*envelope.flat_fields(), *flatten(hash_fields)]
         entry_id: bytes = await self._add(keys=keys, args=args)
         return entry_id.decode()
@@ -151,6 +162,7 @@ class DeadLetters:
             "attempt": request.attempt,
             "rank": int(Rank.REQUESTED),
             "error": "",
+            "next_attempt_at_ms": 0,
         }
         keys = [DEAD_LETTER_STREAM, RUNS_STREAM, run_key(request.run_id)]
         args: list[Any] = [dead_id, self._run_ttl_ms, len(envelope.to_fields())]

@@ -17,6 +17,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaign_common import retry_policy
 from campaign_common.timeutil import ms_to_rfc3339
 from campaigns.v1 import run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -72,6 +73,17 @@ def schedules_table(schedules: Sequence[schedule_pb2.Schedule]) -> str:
     return table(headers, rows)
 
 
+def retry_line(message: schedule_pb2.RetryPolicy) -> str:
+    """The schedule's effective retry policy in one line."""
+    policy = retry_policy.from_proto(message)
+    if policy.max_attempts == 1:
+        return "retry: never (1 attempt)"
+    return (
+        f"retry: up to {policy.max_attempts} attempts; delays {policy.initial_delay_s:g}s"
+        f" x{policy.multiplier:g}, at most {policy.max_delay_s:g}s, jitter {policy.jitter:g}"
+    )
+
+
 def _run_state(run: run_pb2.Run) -> str:
     return run_pb2.RunState.Name(run.state).removeprefix("RUN_STATE_")
 
@@ -84,11 +96,20 @@ def runs_table(runs: Sequence[run_pb2.Run]) -> str:
             str(r.attempt),
             _time(r, "scheduled_for"),
             _time(r, "finished_at"),
+            _time(r, "next_attempt_at"),  # set while RETRY_SCHEDULED
             r.error,
         ]
         for r in runs
     ]
-    return table(["RUN", "STATE", "ATTEMPT", "SCHEDULED FOR", "FINISHED", "ERROR"], rows)
+    headers = ["RUN", "STATE", "ATTEMPT", "SCHEDULED FOR", "FINISHED", "NEXT ATTEMPT", "ERROR"]
+    return table(headers, rows)
+
+
+def watch_line(run: run_pb2.Run) -> str:
+    line = f"{run.run_id}  {_run_state(run)}  attempt {run.attempt}"
+    if run.HasField("next_attempt_at"):
+        line += f"  next attempt at {_time(run, 'next_attempt_at')}"
+    return f"{line}  {run.error}"
 
 
 def dead_letters_table(dead: Sequence[run_pb2.DeadLetter]) -> str:
@@ -132,7 +153,7 @@ class Operator:
 
     async def _schedules_get(self, args: argparse.Namespace) -> str:
         found = await self._call("GetSchedule", api.GetScheduleRequest(schedule_id=args.id))
-        return schedules_table([found])
+        return f"{schedules_table([found])}\n{retry_line(found.retry_policy)}"
 
     async def _schedules_pause(self, args: argparse.Namespace) -> str:
         request = api.PauseScheduleRequest(schedule_id=args.id, note=args.note)
@@ -171,7 +192,7 @@ class Operator:
             for run in reversed(runs):
                 if seen.get(run.run_id) != (run.attempt, run.state):
                     seen[run.run_id] = (run.attempt, run.state)
-                    print(f"{run.run_id}  {_run_state(run)}  attempt {run.attempt}  {run.error}")
+                    print(watch_line(run))
             await asyncio.sleep(self._settings.watch_interval_s)  # polling interval
         return ""
 

@@ -58,7 +58,7 @@ def _emitted_key(schedule_id: str) -> str:
     return f"{{runs}}:emitted:{schedule_id}"
 
 
-def _fence_key(campaign_id: str) -> str:
+def campaign_fence_key(campaign_id: str) -> str:
     return f"{{runs}}:fence:{campaign_id}"
 
 
@@ -123,10 +123,11 @@ end
 return id
 """
 
-# Fencing (both scripts below): ARGV fence > 0 is the writer's lock fencing token for the
-# campaign. A write whose token is lower than the highest one already seen for the campaign
-# is refused (the writer lost its lock to a newer holder); otherwise the highest is raised.
-_FENCE_CHECK = """
+# Fencing (both scripts below, and `campaign_common.retryqueue`): ARGV fence > 0 is the
+# writer's lock fencing token for the campaign. A write whose token is lower than the highest
+# one already seen for the campaign is refused (the writer lost its lock to a newer holder);
+# otherwise the highest is raised.
+FENCE_CHECK = """
 local function fenced(key, token)
   if token == 0 then return false end
   local seen = tonumber(redis.call('GET', key) or '0')
@@ -143,7 +144,7 @@ end
 # Appends the event and updates the projection unless (attempt, rank) would go back; returns
 # the entry id, or false when fenced (nothing written).
 _APPEND_RUN_EVENT = (
-    _FENCE_CHECK
+    FENCE_CHECK
     + """
 if fenced(KEYS[3], tonumber(ARGV[4])) then return false end
 local n = tonumber(ARGV[5])
@@ -167,7 +168,7 @@ return id
 # ARGV[1] cap, ARGV[2] fence (0: unfenced), ARGV[3 ..] serialized results, oldest first
 # Returns 1, or 0 when fenced (nothing written).
 _ADD_RESULTS = (
-    _FENCE_CHECK
+    FENCE_CHECK
     + """
 if fenced(KEYS[2], tonumber(ARGV[2])) then return 0 end
 for i = 3, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
@@ -195,6 +196,7 @@ class RunRecord:
     started_at_ms: int = 0
     finished_at_ms: int = 0
     error: str = ""
+    next_attempt_at_ms: int = 0  # RETRY_SCHEDULED after a failed attempt: when the next is due
 
 
 def _index_member(scheduled_for_ms: int, run_id: str) -> str:
@@ -358,7 +360,7 @@ class RunLog:
             *envelope.flat_fields(),
             *flatten(fields),
         ]
-        keys = [RUN_EVENTS_STREAM, run_key(event.run_id), _fence_key(campaign_id)]
+        keys = [RUN_EVENTS_STREAM, run_key(event.run_id), campaign_fence_key(campaign_id)]
         entry_id: bytes | None = await self._append(keys=keys, args=args)
         if entry_id is None:
             raise Fenced(f"run {event.run_id}: fencing token {token} is stale; not written")
@@ -415,7 +417,7 @@ class RunLog:
         if not results:
             return
         blobs = [result.SerializeToString() for result in results]
-        keys = [_results_key(campaign_id), _fence_key(campaign_id)]
+        keys = [_results_key(campaign_id), campaign_fence_key(campaign_id)]
         if not await self._add_results(keys=keys, args=[self._results_cap, fence, *blobs]):
             raise Fenced(f"campaign {campaign_id}: fencing token {fence} is stale; not written")
 
@@ -437,4 +439,5 @@ def _record(raw: dict[bytes, bytes]) -> RunRecord:
         started_at_ms=int(text.get("started_at_ms", "0")),
         finished_at_ms=int(text.get("finished_at_ms", "0")),
         error=text.get("error", ""),
+        next_attempt_at_ms=int(text.get("next_attempt_at_ms", "0")),
     )

@@ -14,9 +14,10 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from campaign_common import retry_policy
 from campaign_common.timeutil import datetime_to_ms, ms_to_rfc3339, ms_to_timestamp
 from campaigns.v1 import run_pb2, schedule_pb2, scheduler_service_pb2
-from gateway.models import AddScheduledCampaignBody, RunLimitsIn, ScheduleSpecIn
+from gateway.models import AddScheduledCampaignBody, RetryPolicyIn, RunLimitsIn, ScheduleSpecIn
 
 UNSPECIFIED = "UNSPECIFIED"
 _SCHEDULE_STATE = schedule_pb2.ScheduleState.DESCRIPTOR
@@ -71,6 +72,18 @@ def limits_to_json(limits: schedule_pb2.RunLimits) -> dict[str, Any]:
     return {"overlap": enum_name(_OVERLAP, limits.overlap, "OVERLAP_POLICY_"), **numbers}
 
 
+def retry_policy_to_json(message: schedule_pb2.RetryPolicy) -> dict[str, Any]:
+    """The effective policy (defaults filled in, as for a schedule stored before policies)."""
+    policy = retry_policy.from_proto(message)
+    return {
+        "maxAttempts": policy.max_attempts,
+        "initialDelaySeconds": policy.initial_delay_s,
+        "maxDelaySeconds": policy.max_delay_s,
+        "multiplier": policy.multiplier,
+        "jitter": policy.jitter,
+    }
+
+
 def schedule_to_json(schedule: schedule_pb2.Schedule) -> dict[str, Any]:
     return {
         "scheduleId": schedule.schedule_id,
@@ -82,6 +95,7 @@ def schedule_to_json(schedule: schedule_pb2.Schedule) -> dict[str, Any]:
             "selectors": dict(schedule.scrape.selectors),
         },
         "limits": limits_to_json(schedule.limits),
+        "retryPolicy": retry_policy_to_json(schedule.retry_policy),
         "version": schedule.version,
         "state": enum_name(_SCHEDULE_STATE, schedule.state, "SCHEDULE_STATE_"),
         "nextFireTimes": [ms_to_rfc3339(t.ToMilliseconds()) for t in schedule.next_fire_times],
@@ -101,6 +115,7 @@ def run_to_json(run: run_pb2.Run) -> dict[str, Any]:
         "scheduledFor": _time(run, "scheduled_for"),
         "startedAt": _time(run, "started_at"),
         "finishedAt": _time(run, "finished_at"),
+        "nextAttemptAt": _time(run, "next_attempt_at"),
         "error": _or_none(run.error),
         "trigger": enum_name(_RUN_TRIGGER, run.trigger, "RUN_TRIGGER_"),
     }
@@ -154,6 +169,16 @@ def limits_to_proto(limits: RunLimitsIn | None) -> schedule_pb2.RunLimits:
     return message
 
 
+def retry_policy_to_proto(policy: RetryPolicyIn | None) -> schedule_pb2.RetryPolicy:
+    """Absent fields stay unset (the scheduler's defaults); an explicit jitter 0 stays 0."""
+    message = schedule_pb2.RetryPolicy()
+    if policy is None:
+        return message
+    for name, value in policy.model_dump(exclude_none=True).items():
+        setattr(message, name, value)
+    return message
+
+
 def add_request_to_proto(
     body: AddScheduledCampaignBody,
 ) -> scheduler_service_pb2.AddScheduledCampaignRequest:
@@ -165,6 +190,7 @@ def add_request_to_proto(
             urls=list(body.scrape.urls), selectors=dict(body.scrape.selectors)
         ),
         limits=limits_to_proto(body.limits),
+        retry_policy=retry_policy_to_proto(body.retry_policy),
     )
 
 

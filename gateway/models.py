@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 INT32_MAX = 2**31 - 1
@@ -104,6 +112,26 @@ class RunLimitsIn(RequestModel):
     )
 
 
+class RetryPolicyIn(RequestModel):
+    """How failed attempts of a run are retried; absent or 0 = the default shown."""
+
+    max_attempts: StrictInt32 | None = Field(
+        None, description="attempts in total, the first included (1: never retried); default 3"
+    )
+    initial_delay_seconds: StrictFloat | None = Field(
+        None, description="delay before the second attempt; default 5"
+    )
+    max_delay_seconds: StrictFloat | None = Field(None, description="cap on any delay; default 300")
+    multiplier: StrictFloat | None = Field(
+        None, description="factor between consecutive delays (>= 1); default 2"
+    )
+    jitter: StrictFloat | None = Field(
+        None,
+        description="each delay is scaled by a random factor in [1 - jitter, 1]; 0 to 1, "
+        "default 0.2 (0 is kept: no jitter)",
+    )
+
+
 class AddScheduledCampaignBody(RequestModel):
     campaign_id: str | None = Field(
         None,
@@ -114,6 +142,7 @@ class AddScheduledCampaignBody(RequestModel):
     schedule: ScheduleSpecIn
     scrape: ScrapeSpecIn
     limits: RunLimitsIn | None = None
+    retry_policy: RetryPolicyIn | None = None
 
 
 class PauseBody(RequestModel):
@@ -151,6 +180,16 @@ class RunLimitsOut(ResponseModel):
     pause_after_failures: int
 
 
+class RetryPolicyOut(ResponseModel):
+    """The effective policy: defaults filled in."""
+
+    max_attempts: int
+    initial_delay_seconds: float
+    max_delay_seconds: float
+    multiplier: float
+    jitter: float
+
+
 class ScheduleOut(ResponseModel):
     schedule_id: str
     campaign_id: str
@@ -158,6 +197,7 @@ class ScheduleOut(ResponseModel):
     schedule: ScheduleSpecOut
     scrape: ScrapeSpecOut
     limits: RunLimitsOut
+    retry_policy: RetryPolicyOut
     version: int = Field(description="1 after creation, +1 per accepted change")
     state: ScheduleStateName
     next_fire_times: list[str] = Field(description="up to 5, RFC 3339 UTC; empty unless ACTIVE")
@@ -184,6 +224,9 @@ class RunOut(ResponseModel):
     scheduled_for: str | None = Field(description="nominal fire time (manual: when accepted)")
     started_at: str | None
     finished_at: str | None
+    next_attempt_at: str | None = Field(
+        description="RETRY_SCHEDULED after a failed attempt: when the next attempt is due"
+    )
     error: str | None = Field(description="why the run failed or was skipped")
     trigger: RunTriggerName
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from campaign_common import retry_policy
 from campaign_common.deadletters import DeadLetterRecord
-from campaign_common.runlog import RunRecord
+from campaign_common.runlog import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1.scheduler_service_pb2 import AddScheduledCampaignRequest
@@ -110,6 +111,7 @@ def new_schedule_from_proto(
         timing=timing_from_proto(spec) if spec is not None else None,
         scrape=scrape_from_proto(request.scrape),
         limits=limits_from_proto(request.limits),
+        retry=retry_policy.from_proto(request.retry_policy),
     )
 
 
@@ -129,6 +131,7 @@ def schedule_to_proto(
         updated_at=ms_to_timestamp(schedule.updated_at_ms),
         next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
         limits=limits_to_proto(schedule.limits),
+        retry_policy=retry_policy.to_proto(schedule.retry),
     )
     return message
 
@@ -147,6 +150,8 @@ def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
         created_at_ms=timestamp_to_ms(message.created_at),
         updated_at_ms=timestamp_to_ms(message.updated_at),
         limits=limits_from_proto(message.limits),
+        # Events from before retry policies have none: they decode to the defaults.
+        retry=retry_policy.from_proto(message.retry_policy),
     )
 
 
@@ -210,4 +215,7 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
         run.started_at.CopyFrom(ms_to_timestamp(record.started_at_ms))
     if record.finished_at_ms:
         run.finished_at.CopyFrom(ms_to_timestamp(record.finished_at_ms))
+    # Only while the retry waits: the projection may keep the time after the attempt starts.
+    if record.next_attempt_at_ms and record.state is RunState.RETRY_SCHEDULED:
+        run.next_attempt_at.CopyFrom(ms_to_timestamp(record.next_attempt_at_ms))
     return run

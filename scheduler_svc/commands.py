@@ -75,6 +75,7 @@ class Commands:
             timing=command.timing,
             scrape=command.scrape,
             limits=command.limits,
+            retry=command.retry,
             version=1,
             state=ScheduleState.ACTIVE,
             created_at_ms=at,

@@ -10,6 +10,7 @@ from collections import deque
 from opentelemetry.context import Context
 from redis.exceptions import RedisError
 
+from campaign_common import retry_policy
 from campaign_common.runlog import RunLog
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.telemetry import tracer
@@ -51,6 +52,7 @@ def run_request(
         scrape=scrape_to_proto(schedule.scrape),
         requested_at=ms_to_timestamp(now_ms()),
         limits=limits_to_proto(schedule.limits),
+        retry_policy=retry_policy.to_proto(schedule.retry),
     )
 
 

@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from campaign_common.deadletters import DeadLetters
+from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
 from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.model import Schedule, ScheduleState
@@ -53,14 +54,24 @@ RUNS_PENDING = Gauge(
 )
 RUNS_LAG = Gauge("campaigns_runs_lag", "Run requests not yet delivered to any scraper")
 DEAD_LETTERS = Gauge("campaigns_dead_letters", "Runs parked in the dead-letter stream")
+RETRIES_WAITING = Gauge(
+    "campaigns_retry_queue_waiting", "Next attempts of failed runs waiting in the delay queue"
+)
 
 
 class StreamGauges:
     """Refreshes the stream gauges every ``interval_s`` (Redis reads stay off scrape time)."""
 
-    def __init__(self, runs: RunLog, dead_letters: DeadLetters, interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        runs: RunLog,
+        dead_letters: DeadLetters,
+        retries: RetryQueue,
+        interval_s: float = 5.0,
+    ) -> None:
         self._runs = runs
         self._dead = dead_letters
+        self._retries = retries
         self._interval_s = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -70,6 +81,7 @@ class StreamGauges:
                 RUNS_PENDING.set(pending)
                 RUNS_LAG.set(lag)
                 DEAD_LETTERS.set(await self._dead.count())
+                RETRIES_WAITING.set(await self._retries.waiting())
             except RedisError as exc:
                 raise_if_cancelling()
                 log.warning("stream gauges not refreshed: %s", exc)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from campaign_common.retry_policy import DEFAULT as DEFAULT_RETRY
+from campaign_common.retry_policy import RetryPolicy
+
 
 class ScheduleState(StrEnum):
     ACTIVE = "ACTIVE"
@@ -71,6 +74,7 @@ class Schedule:
     updated_at_ms: int
     paused_note: str = ""
     limits: Limits = Limits()
+    retry: RetryPolicy = DEFAULT_RETRY  # the effective policy (defaults filled in)
 
     def evolve(self, now_ms: int, **changes: object) -> Schedule:
         """The next version of this schedule with ``changes`` applied."""
@@ -86,3 +90,4 @@ class NewSchedule:
     timing: Timing | None
     scrape: Scrape
     limits: Limits = Limits()
+    retry: RetryPolicy = DEFAULT_RETRY

@@ -24,6 +24,7 @@ from campaign_common.deadletters import DeadLetters
 from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
+from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
 from campaign_common.tasks import cancel_and_wait
 from campaign_common.timeutil import now_ms
@@ -81,7 +82,9 @@ class SchedulerServer:
         registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.all()))
         metrics.count_schedules(registry.all())
         outcomes = await self._outcome_follower(runs, commands)
-        gauges = StreamGauges(runs, DeadLetters(self._redis), s.gauge_refresh_s)
+        gauges = StreamGauges(
+            runs, DeadLetters(self._redis), RetryQueue(self._redis), s.gauge_refresh_s
+        )
         self._background = asyncio.create_task(
             _follow(self._stopping, follower, outcomes, gauges), name="followers"
         )

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
+from campaign_common import retry_policy
 from scheduler_svc.cron import CronSyntaxError, parse_cron
 from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing, TimingKind
 
@@ -152,6 +153,15 @@ def _check_limits(limits: Limits) -> list[FieldViolation]:
     return violations
 
 
+def _check_retry(policy: retry_policy.RetryPolicy) -> list[FieldViolation]:
+    # The effective policy as a message: every field set, so only real values are judged
+    # (a requested 0 already took its default, exactly as `problems` treats it).
+    return [
+        FieldViolation(f"retry_policy.{name}", description)
+        for name, description in retry_policy.problems(retry_policy.to_proto(policy))
+    ]
+
+
 def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list[FieldViolation]:
     """Every violation of a create command (empty when valid)."""
     return [
@@ -160,4 +170,5 @@ def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list
         *_check_timing(command.timing, now_ms, grace_ms),
         *_check_scrape(command.scrape),
         *_check_limits(command.limits),
+        *_check_retry(command.retry),
     ]

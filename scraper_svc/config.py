@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from campaign_common.settings import ServiceSettings
@@ -42,6 +42,18 @@ class ScraperSettings(ServiceSettings):
     # Politeness per target host, counted per worker process (see scraper_svc.politeness).
     per_host_concurrency: int = Field(2, ge=1)
     per_host_delay_ms: int = Field(0, ge=0)
+    # An entry pending this long without its worker touching it (the worker died or froze) is
+    # taken over by another worker; must be longer than lock_ttl_ms (checked at start-up).
+    reclaim_idle_ms: int = Field(60_000, ge=100)
+    # How often a worker looks for such entries.
+    reclaim_interval_s: float = Field(5.0, gt=0)
+    # An entry delivered more times than this (its workers keep dying) is dead-lettered.
+    max_deliveries: int = Field(5, ge=1)
+    # How often the retry pump moves due attempts from the delay queue to the runs stream.
+    retry_poll_ms: int = Field(250, ge=10)
+    # Prometheus /metrics on this port (on `metrics_host`); unset: no metrics endpoint.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Backoff of runs left pending (lock quorum down, no cluster slot, state Redis errors).
     retry_delay_s: float = Field(1.0, gt=0)
     retry_max_delay_s: float = Field(30.0, gt=0)
@@ -60,3 +72,13 @@ class ScraperSettings(ServiceSettings):
     allow_private_targets: bool = False
     results_cap: int = Field(1000, ge=1)
     shutdown_grace_s: float = Field(10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _reclaim_after_lease(self) -> ScraperSettings:
+        if self.reclaim_idle_ms <= self.lock_ttl_ms:
+            raise ValueError(
+                f"reclaim_idle_ms ({self.reclaim_idle_ms}) must be longer than lock_ttl_ms "
+                f"({self.lock_ttl_ms}): a dead worker's campaign lock must have expired before "
+                "its runs are taken over"
+            )
+        return self

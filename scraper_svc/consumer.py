@@ -9,11 +9,23 @@ Timeline that keeps it correct:
 
     start: pending entries of this consumer (id 0, paged by the last id seen), then new ones (>)
     loop:  sweep: due retries that are still in this consumer's pending list (XPENDING) get a
-           slot first ─> wait for a free slot ─> XREADGROUP COUNT <free slots> BLOCK block_ms
-           ─> one task each
+           slot first ─> reclaim (every reclaim_interval_s, if slots are free): XAUTOCLAIM
+           entries idle longer than reclaim_idle_ms ─> wait for a free slot ─> XREADGROUP
+           COUNT <free slots> BLOCK block_ms ─> one task each
+    beside the loop, until the last run ended: every reclaim_idle_ms / 3, touch (reset the
+           idle time of) the entries this consumer is running or will retry
     stop:  flag set ─> the read in progress returns (<= block_ms) and its entries still run ─>
            no further read ─> the TaskGroup waits for in-flight runs (the server cancels them
-           after its grace period; each run releases its lock on the way out)
+           after its grace period; each run releases its lock on the way out) ─> the server
+           hands this consumer's pending entries back (`ScraperStore.hand_back`)
+
+Reclaim: an entry's idle time only grows past reclaim_idle_ms when its consumer stopped
+touching it (killed, frozen, cut off from Redis); the threshold is longer than the campaign
+lock's lease, so by then a dead worker's lock has expired and the run can take it. The run
+keeps its id and attempt; the entry's delivery count grows with every claim, and the runner
+dead-letters an entry delivered more than max_deliveries times. A worker that was only
+frozen and wakes up finds its entry claimed: its touches skip entries it no longer owns, and
+its writes are fenced off by the newer lock holder.
 
 - A slot is reserved before reading, so entries delivered to this consumer but not yet being
   processed never exceed ``concurrency``; nothing waits in a local queue where another worker
@@ -40,11 +52,13 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
+from campaign_common import retry_policy
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.telemetry import context_from_headers, tracer
 from campaign_common.timeutil import timestamp_to_ms
 from campaigns.v1 import events_pb2, schedule_pb2
+from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
 from scraper_svc.limits import Overlap, RunLimits
 from scraper_svc.model import RunRequest
@@ -77,7 +91,9 @@ def requested_limits(limits: schedule_pb2.RunLimits) -> RunLimits:
     )
 
 
-def to_request(entry_id: str, fields: Mapping[bytes, bytes] | None) -> RunRequest | None:
+def to_request(
+    entry_id: str, fields: Mapping[bytes, bytes] | None, deliveries: int = 1
+) -> RunRequest | None:
     """The run an entry asks for, or None (with a warning) for anything else."""
     if fields is None:
         log.warning("runs entry %s was deleted from the stream; skipping it", entry_id)
@@ -108,6 +124,9 @@ def to_request(entry_id: str, fields: Mapping[bytes, bytes] | None) -> RunReques
         tracestate=envelope.tracestate,
         scheduled_for_ms=timestamp_to_ms(body.scheduled_for),
         limits=requested_limits(body.limits),
+        retry=retry_policy.from_proto(body.retry_policy),
+        deliveries=deliveries,
+        payload=envelope.body,
     )
 
 
@@ -123,6 +142,8 @@ class RunConsumer:
         block_ms: int,
         retry_delay_s: float = 1.0,
         retry_max_s: float = 30.0,
+        reclaim_idle_ms: int = 60_000,
+        reclaim_interval_s: float = 5.0,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -132,9 +153,15 @@ class RunConsumer:
         self._block_ms = block_ms
         self._retry_delay_s = retry_delay_s
         self._retries = RetryBook(base_s=retry_delay_s, max_s=retry_max_s)
+        self._reclaim_idle_ms = reclaim_idle_ms
+        self._reclaim_interval_s = reclaim_interval_s
+        self._next_reclaim = 0.0
+        self._reclaim_cursor = "0-0"
         self._running: set[asyncio.Task[None]] = set()
+        self._entries: set[str] = set()  # ids of the entries being processed
         self._wake = asyncio.Event()  # set when a run finishes or stop is requested
         self._stop = asyncio.Event()
+        self._runs_done = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
@@ -146,13 +173,65 @@ class RunConsumer:
         self._wake.set()
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as keepers:
+            keepers.create_task(self._keep_fresh(), name="touch-pending")
+            try:
+                await self._consume()
+            finally:
+                self._runs_done.set()
+
+    async def _consume(self) -> None:
         async with asyncio.TaskGroup() as group:
             after = PENDING_START
             while after and not self._stop.is_set():  # this consumer's pending entries first
                 after = await self._read(group, after, block_ms=None)
             while not self._stop.is_set():
                 await self._sweep(group)
+                await self._reclaim(group)
                 await self._read(group, NEW_ENTRIES, block_ms=self._block_ms)
+
+    async def _keep_fresh(self) -> None:
+        """Touch the entries this consumer owns until its last run ended (see the timeline)."""
+        interval_s = self._reclaim_idle_ms / 3000
+        while not self._runs_done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runs_done.wait(), interval_s)
+            owned = sorted(self._entries | self._retries.entry_ids(), key=stream_order)
+            if self._runs_done.is_set() or not owned:
+                continue
+            try:
+                await self._store.touch(self._consumer, owned)
+            except (RedisError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning("touching %d pending entries failed (%r)", len(owned), exc)
+
+    async def _reclaim(self, group: asyncio.TaskGroup) -> None:
+        """Take over entries other consumers stopped processing (XAUTOCLAIM), a page at a time."""
+        now = time.monotonic()
+        free = self._concurrency - len(self._running)
+        if now < self._next_reclaim or free <= 0:
+            return
+        try:
+            cursor, entries = await self._store.claim_stale(
+                self._consumer,
+                min_idle_ms=self._reclaim_idle_ms,
+                cursor=self._reclaim_cursor,
+                count=free,
+            )
+        except (RedisError, OSError) as exc:
+            raise_if_cancelling()
+            log.warning("reclaiming idle runs entries failed (%r)", exc)
+            self._next_reclaim = now + self._reclaim_interval_s
+            return
+        # A scan that reached the end waits for the next interval; a partial one goes on.
+        self._reclaim_cursor = cursor
+        self._next_reclaim = now + (self._reclaim_interval_s if cursor == "0-0" else 0)
+        for entry_id, fields, deliveries in entries:
+            if entry_id in self._entries or entry_id in self._retries.entry_ids():
+                continue  # ours already (a touch came late): never run an entry twice here
+            log.info("reclaimed runs entry %s (delivery %d)", entry_id, deliveries)
+            metrics.RECLAIMED.inc()
+            self._start(group, self._process(entry_id, fields, deliveries), entry_id)
 
     async def _read(self, group: asyncio.TaskGroup, after: str, *, block_ms: int | None) -> str:
         """One read of up to the free slots; returns the last id read ("" when none)."""
@@ -170,8 +249,8 @@ class RunConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._retry_delay_s)
             return after
-        for entry_id, fields in entries:
-            self._start(group, self._process(entry_id, fields), entry_id)
+        for entry_id, fields, deliveries in entries:
+            self._start(group, self._process(entry_id, fields, deliveries), entry_id)
         return entries[-1][0] if entries else ""
 
     async def _sweep(self, group: asyncio.TaskGroup) -> None:
@@ -212,10 +291,14 @@ class RunConsumer:
                 return found
             start = f"({page[-1]}"
 
-    def _start(self, group: asyncio.TaskGroup, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = group.create_task(work, name=f"run-{name}")
+    def _start(
+        self, group: asyncio.TaskGroup, work: Coroutine[Any, Any, None], entry_id: str
+    ) -> None:
+        task = group.create_task(work, name=f"run-{entry_id}")
         self._running.add(task)
-        task.add_done_callback(self._finished)
+        self._entries.add(entry_id)
+        metrics.IN_FLIGHT.set(len(self._running))
+        task.add_done_callback(lambda done: self._finished(done, entry_id))
 
     async def _wait_for_slot(self) -> int:
         """Free slots (> 0), or 0 once stop was requested."""
@@ -228,13 +311,17 @@ class RunConsumer:
                 return free
             await self._wake.wait()
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._running.discard(task)
+        self._entries.discard(entry_id)
+        metrics.IN_FLIGHT.set(len(self._running))
         self._wake.set()
 
-    async def _process(self, entry_id: str, fields: Mapping[bytes, bytes] | None) -> None:
+    async def _process(
+        self, entry_id: str, fields: Mapping[bytes, bytes] | None, deliveries: int
+    ) -> None:
         try:
-            request = to_request(entry_id, fields)
+            request = to_request(entry_id, fields, deliveries)
             if request is None:
                 await self._store.ack(entry_id)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from campaign_common.retry_policy import RetryPolicy
 from scraper_svc.extract import Fields
 from scraper_svc.limits import RunLimits
 
@@ -24,6 +25,11 @@ class RunRequest:
     # Nominal fire time (epoch ms; 0 if unknown) and the schedule's limits (0: default).
     scheduled_for_ms: int = 0
     limits: RunLimits = field(default_factory=RunLimits)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Times the runs stream delivered this entry (1 for a first read; more after reclaims).
+    deliveries: int = 1
+    # The RunRequested body as received: a retry or a dead letter re-sends it as it was.
+    payload: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from campaign_common.redlock import Lease, LockHeld, Redlock
+from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
 from scraper_svc.limits import OVERLAP, Overlap
 from scraper_svc.model import RunRequest
@@ -110,7 +111,10 @@ class CampaignGuard:
             max_lease_s=self._max_lease_s,
             retry_count=0,
         )
-        return await stack.enter_async_context(held)
+        started = time.monotonic()
+        lease = await stack.enter_async_context(held)
+        metrics.LOCK_ACQUIRE.observe(time.monotonic() - started)
+        return lease
 
     async def _wait_buffered(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> Lease:
         if not await self._store.claim_buffer(run, self._marker_ttl_ms):

@@ -56,6 +56,9 @@ class RetryBook:
             entry.due = None
         return [entry.request for entry in due]
 
+    def entry_ids(self) -> set[str]:
+        return set(self._entries)
+
     def next_due(self) -> float | None:
         dues = [entry.due for entry in self._entries.values() if entry.due is not None]
         return min(dues, default=None)

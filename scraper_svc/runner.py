@@ -6,6 +6,7 @@ domain types are in `scraper_svc.model`.
 Timeline of one run, and why it is correct:
 
     is_finished? ─ yes ─> XACK (a redelivered entry whose outcome is already recorded)
+    delivered more than max_deliveries times? ─ yes ─> DEAD_LETTERED (+ XACK, one script)
     start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> XACK
     overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> XACK
        │    └ lock quorum unavailable ─> RETRY_SCHEDULED ─> RetryLater (entry not acked)
@@ -14,12 +15,17 @@ Timeline of one run, and why it is correct:
        ├ start deadline passed while waiting? ─> SKIPPED "missed start deadline" (F)
        ├ the campaign's rate window is full? ─> SKIPPED "rate limit" (F)
        ├ RunStarted (F) ─> scrape within the budgets, under the run timeout ─> results (F)
-       │    ─> SUCCEEDED | FAILED (F)
-       ├ any write refused as stale (Fenced) ─> FAILED "fenced" (unfenced: the run's record)
+       │    ─> SUCCEEDED | failure (F), see below
+       ├ any write refused as stale (Fenced) ─> failure "fenced" (unfenced), retryable
        └ release the slot, then the lock (also after errors and cancellation)
     lease lost while held (extension failed, lease cap) ─> body cancelled ─>
-       FAILED "lease lost: <why>"
+       failure "lease lost: <why>", retryable
     XACK
+
+    failure ─ permanent (invalid selector, 4xx but 408/429, refused target, budget) ─> FAILED
+            ─ retryable, attempts left ─> RETRY_SCHEDULED + next attempt in the delay queue
+                                          + XACK (one script)
+            ─ retryable, last attempt ─> DEAD_LETTERED + XACK (one script)
 
 - Mutual exclusion: runs of one campaign (SKIP, BUFFER_ONE) execute under the campaign's
   Redlock, kept alive for the whole run by auto-extension. A holder that stalls (GC, SIGSTOP)
@@ -31,22 +37,27 @@ Timeline of one run, and why it is correct:
 - XACK comes after the outcome is recorded: a crash before it leaves the entry pending and
   the run runs again (at least once); the `is_finished` check turns a redelivery after the
   outcome was recorded into a plain XACK. A rate window admission is idempotent per run id.
-- Errors of the run itself (HTTP errors, budgets, timeout, lost lease, fencing) end it
-  FAILED; reasons outside it (lock quorum, cluster slots) leave it RETRY_SCHEDULED and
-  pending, and errors of the state Redis propagate; in both cases the consumer runs the entry
-  again after a backoff, never acks it as if it had run.
+- Errors of the run itself (HTTP errors, budgets, timeout, lost lease, fencing) end the
+  attempt as a failure, retried per the schedule's retry policy as a new attempt (same run
+  id, attempt + 1); reasons outside it (lock quorum, cluster slots) leave the same attempt
+  RETRY_SCHEDULED and pending, and errors of the state Redis propagate; in both cases the
+  consumer runs the entry again after a backoff, never acks it as if it had run.
+- An entry delivered again and again (its workers keep dying mid-run) is dead-lettered once
+  its deliveries pass ``max_deliveries``, with the last error the run recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from campaign_common.redlock import LeaseLost, QuorumUnavailable
 from campaign_common.runlog import Fenced
 from campaign_common.timeutil import now_ms
+from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
 from scraper_svc.limits import (
     CLUSTER_LIMIT,
@@ -82,6 +93,11 @@ class RunStore(Protocol):
     async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None: ...
     async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None: ...
     async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None: ...
+    async def schedule_retry(
+        self, run: RunRequest, reason: str, due_ms: int, *, fence: int = 0
+    ) -> None: ...
+    async def dead_letter(self, run: RunRequest, error: str) -> str: ...
+    async def last_error(self, run: RunRequest) -> str: ...
     async def ack(self, entry_id: str) -> None: ...
 
 
@@ -100,6 +116,7 @@ class RunRunner:
         *,
         worker: str,
         defaults: LimitDefaults,
+        max_deliveries: int = 5,
     ) -> None:
         self._store = store
         self._guard = guard
@@ -107,6 +124,7 @@ class RunRunner:
         self._scraper = scraper
         self._worker = worker
         self._defaults = defaults
+        self._max_deliveries = max_deliveries
 
     async def run(self, request: RunRequest) -> None:
         """Process one run end to end (see the module docstring for the timeline).
@@ -117,9 +135,12 @@ class RunRunner:
             log.info("run %s already finished; acking its redelivered entry", request.run_id)
             await self._store.ack(request.entry_id)
             return
+        if request.deliveries > self._max_deliveries:
+            await self._dead_letter_redelivered(request)
+            return
         limits = resolve(request.limits, self._defaults)
         if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
-            await self._store.record_skipped(request, MISSED_START_DEADLINE)
+            await self._skip(request, MISSED_START_DEADLINE)
         else:
             await self._run_guarded(request, limits)
         await self._store.ack(request.entry_id)
@@ -130,11 +151,14 @@ class RunRunner:
                 await self._run_fenced(request, limits, fence)
         except Overlapped as exc:
             log.info("run %s skipped: %s", request.run_id, exc)
-            await self._store.record_skipped(request, str(exc))
+            metrics.LOCK_FAILURES.labels("held").inc()
+            await self._skip(request, str(exc))
         except LeaseLost as exc:
             log.warning("run %s lost its campaign lock: %s", request.run_id, exc.reason)
-            await self._store.record_failed(request, f"{LEASE_LOST}: {exc.reason}")
+            metrics.LOCK_FAILURES.labels("lease_lost").inc()
+            await self._fail(request, f"{LEASE_LOST}: {exc.reason}", retryable=True)
         except QuorumUnavailable as exc:
+            metrics.LOCK_FAILURES.labels("quorum_unavailable").inc()
             detail = ", ".join(exc.nodes) or exc.reason or str(exc)
             await self._retry_later(request, f"{LOCK_QUORUM_UNAVAILABLE}: {detail}")
 
@@ -147,16 +171,18 @@ class RunRunner:
             await self._retry_later(request, f"{CLUSTER_LIMIT}: {exc}")
         except Fenced as exc:
             log.warning("run %s was fenced off: %s", request.run_id, exc)
-            await self._store.record_failed(request, FENCED)
+            metrics.LOCK_FAILURES.labels("fenced").inc()
+            await self._fail(request, FENCED, retryable=True)
 
     async def _retry_later(self, request: RunRequest, reason: str) -> None:
         log.warning("run %s will be retried: %s", request.run_id, reason)
+        metrics.RUNS.labels("deferred").inc()
         await self._store.record_retry_scheduled(request, reason)
         raise RetryLater(reason)
 
     async def _execute(self, request: RunRequest, limits: RunLimits, fence: int) -> None:
         if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
-            await self._store.record_skipped(request, MISSED_START_DEADLINE, fence=fence)
+            await self._skip(request, MISSED_START_DEADLINE, fence=fence)
             return
         if limits.rate_limited and not await self._store.admit_to_window(
             request, limits.max_runs_per_window, limits.window_s
@@ -164,9 +190,10 @@ class RunRunner:
             log.info(
                 "run %s skipped: campaign %s over its rate", request.run_id, request.campaign_id
             )
-            await self._store.record_skipped(request, RATE_LIMIT, fence=fence)
+            await self._skip(request, RATE_LIMIT, fence=fence)
             return
         await self._store.record_started(request, worker_label(self._worker, fence), fence=fence)
+        started = time.monotonic()
         outcome = ScrapeOutcome()
         errors: list[str]
         try:
@@ -176,12 +203,58 @@ class RunRunner:
         except TimeoutError:
             errors = [TIMEOUT]
         await self._store.record_results(request, outcome.pages, fence=fence)
+        metrics.RUN_DURATION.observe(time.monotonic() - started)
         if errors:
-            log.info("run %s failed: %s", request.run_id, errors[0])
-            await self._store.record_failed(request, _summary(errors), fence=fence)
+            log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
+            error = _summary(errors)
+            await self._fail(request, error, retryable=not outcome.permanent, fence=fence)
         else:
             log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
             await self._store.record_succeeded(request, len(outcome.pages), fence=fence)
+            metrics.RUNS.labels("succeeded").inc()
+
+    async def _skip(self, request: RunRequest, reason: str, *, fence: int = 0) -> None:
+        await self._store.record_skipped(request, reason, fence=fence)
+        metrics.RUNS.labels("skipped").inc()
+
+    async def _fail(
+        self, request: RunRequest, error: str, *, retryable: bool, fence: int = 0
+    ) -> None:
+        """End a failed attempt: FAILED, another attempt later, or the dead-letter stream."""
+        policy = request.retry
+        if not retryable:
+            await self._store.record_failed(request, error, fence=fence)
+            metrics.RUNS.labels("failed").inc()
+        elif policy.allows_another(request.attempt):
+            delay_s = policy.delay_s(request.attempt)
+            await self._store.schedule_retry(
+                request, error, now_ms() + round(delay_s * 1000), fence=fence
+            )
+            log.info(
+                "run %s attempt %d of %d failed; next attempt in %.1f s",
+                request.run_id,
+                request.attempt,
+                policy.max_attempts,
+                delay_s,
+            )
+            metrics.RUNS.labels("retry_scheduled").inc()
+        else:
+            log.warning("run %s failed its last attempt; dead-lettering it", request.run_id)
+            await self._store.dead_letter(request, error)
+            metrics.RUNS.labels("dead_lettered").inc()
+            metrics.DEAD_LETTERS.labels("attempts").inc()
+
+    async def _dead_letter_redelivered(self, request: RunRequest) -> None:
+        last = await self._store.last_error(request)
+        error = (
+            f"delivered {request.deliveries} times without finishing (more than "
+            f"SCRAPER_MAX_DELIVERIES={self._max_deliveries}); last error: "
+            f"{last or 'none recorded (its workers stopped mid-run)'}"
+        )
+        log.warning("run %s dead-lettered: %s", request.run_id, error)
+        await self._store.dead_letter(request, error)
+        metrics.RUNS.labels("dead_lettered").inc()
+        metrics.DEAD_LETTERS.labels("deliveries").inc()
 
 
 def _summary(errors: list[str]) -> str:

@@ -7,7 +7,10 @@ FAILED with the budget named first in its error. Every request also passes the w
 `HostGate` (per-host concurrency and delay).
 
 The scrape fills a `ScrapeOutcome` the caller owns, so the pages fetched so far survive when
-the caller's run timeout cancels the scrape half-way.
+the caller's run timeout cancels the scrape half-way. The outcome also says whether a retry
+could help: an invalid selector, a 4xx answer other than 408/429, a target the SSRF guard
+refuses, a response over the size cap and an exhausted budget fail the same way every time
+(``permanent``); network errors, timeouts, 408, 429 and 5xx answers may pass.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from scraper_svc.errors import ByteBudgetExceeded, ExtractError, FetchError
+from scraper_svc.errors import (
+    ByteBudgetExceeded,
+    ExtractError,
+    FetchError,
+    ResponseTooLarge,
+    TargetRefused,
+)
 from scraper_svc.extract import extract_fields, no_fields
 from scraper_svc.fetcher import Fetcher, Page
 from scraper_svc.limits import RunLimits
@@ -31,9 +40,24 @@ class ScrapeOutcome:
     errors: list[str] = field(default_factory=list)
     budget_error: str = ""
     bytes_read: int = 0
+    # Some error is one that retrying the run cannot fix.
+    permanent: bool = False
 
     def all_errors(self) -> list[str]:
         return [self.budget_error, *self.errors] if self.budget_error else list(self.errors)
+
+    def add_error(self, message: str, *, retryable: bool) -> None:
+        self.errors.append(message)
+        self.permanent = self.permanent or not retryable
+
+    def exceed_budget(self, message: str) -> None:
+        self.budget_error = message
+        self.permanent = True
+
+
+def retryable_status(status_code: int) -> bool:
+    """Whether an HTTP error answer may change on a later attempt (408, 429 and 5xx)."""
+    return status_code in (408, 429) or status_code >= 500
 
 
 class Scraper:
@@ -44,7 +68,7 @@ class Scraper:
     async def scrape(self, request: RunRequest, limits: RunLimits, outcome: ScrapeOutcome) -> None:
         urls = request.urls
         if 0 < limits.max_pages < len(urls):
-            outcome.budget_error = (
+            outcome.exceed_budget(
                 f"page budget exceeded: {len(urls)} URLs, at most {limits.max_pages} pages "
                 f"per run (max_pages); the last {len(urls) - limits.max_pages} were not fetched"
             )
@@ -53,7 +77,7 @@ class Scraper:
             try:
                 page = await self._fetch(url, limits, outcome)
             except ByteBudgetExceeded as exc:
-                outcome.budget_error = (
+                outcome.exceed_budget(
                     f"byte budget exceeded: more than {limits.max_bytes} bytes per run "
                     f"(max_bytes); stopped at {exc}"
                 )
@@ -73,7 +97,8 @@ class Scraper:
         except ByteBudgetExceeded:
             raise
         except FetchError as exc:
-            outcome.errors.append(str(exc))
+            permanent = isinstance(exc, TargetRefused | ResponseTooLarge)
+            outcome.add_error(str(exc), retryable=not permanent)
             return None
         outcome.bytes_read += page.size
         return page
@@ -81,10 +106,11 @@ class Scraper:
     async def _extract(self, request: RunRequest, page: Page, outcome: ScrapeOutcome) -> None:
         fields = no_fields(request.selectors)
         if page.status_code >= 400:
-            outcome.errors.append(f"GET {page.url}: HTTP {page.status_code}")
+            status = page.status_code
+            outcome.add_error(f"GET {page.url}: HTTP {status}", retryable=retryable_status(status))
         else:
             try:
                 fields = await asyncio.to_thread(extract_fields, page.text, request.selectors)
             except ExtractError as exc:
-                outcome.errors.append(f"{page.url}: {exc}")
+                outcome.add_error(f"{page.url}: {exc}", retryable=False)
         outcome.pages.append(PageResult(page.url, page.status_code, fields, page.fetched_at_ms))

@@ -2,13 +2,16 @@
 
 Start-up: connect to the state Redis and every lock master with the version check (a
 majority of lock masters must answer; the others are used once they come back), build the
-Redlock client over the masters, create the consumer group, start the consumer loop.
+Redlock client over the masters, create the consumer group, start the consumer loop and the
+retry pump (one TaskGroup), and the metrics endpoint if configured.
 
 Shutdown (SIGTERM/SIGINT), every step bounded:
-    stop reading (the read in progress returns within block_ms)
+    stop reading and pumping (the read in progress returns within block_ms)
     -> in-flight runs finish within shutdown_grace_s
     -> runs still going are cancelled (each releases its campaign lock and cluster slot; its
-       entry stays pending and runs again later)
+       entry stays pending)
+    -> hand back: every entry still pending for this worker is made idle, so another worker
+       takes it over at its next reclaim (not lost, and not waiting for reclaim_idle_ms)
     -> close the Redlock client (pending releases finish), the HTTP client, the Redis clients.
 """
 
@@ -22,6 +25,7 @@ import signal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from campaign_common.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.redlock import QuorumUnavailable, Redlock
 from campaign_common.server_version import UnsupportedServerError
@@ -32,6 +36,7 @@ from scraper_svc.fetcher import Fetcher, FetchLimits
 from scraper_svc.limits import LimitDefaults
 from scraper_svc.overlap import CampaignGuard
 from scraper_svc.politeness import HostGate
+from scraper_svc.pump import RetryPump
 from scraper_svc.runner import RunRunner
 from scraper_svc.scrape import Scraper
 from scraper_svc.semaphore import ClusterSemaphore
@@ -49,7 +54,10 @@ class ScraperServer:
         self._lock_clients: list[Redis] = []
         self._redlock: Redlock | None = None
         self._fetcher: Fetcher | None = None
+        self._store: ScraperStore | None = None
         self._consumer: RunConsumer | None = None
+        self._pump: RetryPump | None = None
+        self.metrics: MetricsEndpoint | None = None
         self._loop: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -80,7 +88,9 @@ class ScraperServer:
         except BaseException:
             await self._close_clients()
             raise
+        self._store = store
         self._fetcher = Fetcher(_fetch_limits(s))
+        self._pump = RetryPump(store, interval_s=s.retry_poll_ms / 1000)
         self._consumer = RunConsumer(
             store,
             self._runner(store, self._redlock, self._fetcher),
@@ -90,8 +100,15 @@ class ScraperServer:
             block_ms=s.block_ms,
             retry_delay_s=s.retry_delay_s,
             retry_max_s=s.retry_max_delay_s,
+            reclaim_idle_ms=s.reclaim_idle_ms,
+            reclaim_interval_s=s.reclaim_interval_s,
         )
-        self._loop = asyncio.create_task(self._consumer.run(), name="runs-consumer")
+        if s.metrics_port is not None:
+            self.metrics = MetricsEndpoint(s.metrics_host, s.metrics_port)
+            self.metrics.start()
+        self._loop = asyncio.create_task(
+            _run_both(self._consumer, self._pump), name="runs-consumer"
+        )
         log.info(
             "scraper ready",
             extra={"consumer": s.consumer_name, "lock_masters": len(s.lock_redis_urls)},
@@ -108,7 +125,13 @@ class ScraperServer:
         )
         scraper = Scraper(fetcher, HostGate())
         return RunRunner(
-            store, guard, slots, scraper, worker=s.consumer_name, defaults=_limit_defaults(s)
+            store,
+            guard,
+            slots,
+            scraper,
+            worker=s.consumer_name,
+            defaults=_limit_defaults(s),
+            max_deliveries=s.max_deliveries,
         )
 
     async def serve_until(self, stop: asyncio.Event) -> None:
@@ -129,13 +152,33 @@ class ScraperServer:
             return
         self._stopped = True
         if self._consumer is not None and self._loop is not None:
+            if self._pump is not None:
+                self._pump.request_stop()
             self._consumer.request_stop()
             grace_s = self.settings.shutdown_grace_s + self.settings.block_ms / 1000
             await _finish(self._loop, grace_s, self._consumer)
+            await self._hand_back()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._fetcher is not None:
             await self._fetcher.aclose()
         await self._close_clients()
         log.info("scraper stopped")
+
+    async def _hand_back(self) -> None:
+        """Make this worker's pending entries claimable by others now (bounded, never raises)."""
+        if self._store is None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.redis_timeout_s * 2):
+                count = await self._store.hand_back(
+                    self.consumer_name, 2 * self.settings.reclaim_idle_ms
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not hand back pending entries (%r); they are reclaimed later", exc)
+            return
+        if count:
+            log.info("handed back %d pending runs entries to the other workers", count)
 
     async def _close_clients(self) -> None:
         if self._redlock is not None:
@@ -145,6 +188,16 @@ class ScraperServer:
             with contextlib.suppress(Exception):
                 await client.aclose()
         self._lock_clients, self._redis = [], None
+
+
+async def _run_both(consumer: RunConsumer, pump: RetryPump) -> None:
+    """The consumer loop and the retry pump, under one TaskGroup (the pump ends with it)."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(pump.run(), name="retry-pump")
+        try:
+            await consumer.run()
+        finally:
+            pump.request_stop()
 
 
 async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsumer) -> None:

@@ -12,7 +12,15 @@ directly); lock keys belong to `campaign_common.redlock_scripts`, the cluster sl
 
 Writes under a campaign lock pass the lock's fencing token to `RunLog`, which refuses them
 atomically once a newer holder has written (`Fenced`). Domain types go in, protobuf events
-come out only here.
+come out only here. Failed attempts go to the retry delay queue (`campaign_common.retryqueue`)
+or the dead-letter stream (`campaign_common.deadletters`), each acking the attempt's runs
+entry in the same script.
+
+Pending entries: a worker keeps the entries it is processing "fresh" (`touch` resets their
+idle time every few seconds without counting a delivery), so only entries of a worker that
+stopped touching them (dead, frozen, cut off) grow idle past the reclaim threshold, where
+another worker takes them over (`claim_stale`, XAUTOCLAIM). `hand_back` makes a stopping
+worker's entries idle at once, so others take them over without waiting.
 """
 
 from __future__ import annotations
@@ -24,15 +32,37 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.deadletters import DeadLetters
+from campaign_common.retryqueue import RetryQueue
+from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, Fenced, RunLog, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
-from campaigns.v1 import events_pb2, run_pb2
+from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scraper_svc.model import PageResult, RunRequest
 
 log = logging.getLogger(__name__)
 
-StreamEntry = tuple[str, dict[bytes, bytes] | None]
-_FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED})
+# (entry id, fields (None when deleted from the stream), times delivered)
+StreamEntry = tuple[str, dict[bytes, bytes] | None, int]
+_FINISHED = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
+)
+
+# KEYS[1] runs stream
+# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4 ..] entry ids
+# Sets the idle time of each entry still pending for this consumer (XCLAIM JUSTID does not
+# count a delivery); entries another consumer took over meanwhile are left alone.
+# Returns how many entries were set.
+_SET_IDLE = """
+local set = 0
+for i = 4, #ARGV do
+  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if row and row[2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    set = set + 1
+  end
+end
+return set
+"""
 
 # KEYS[1] the campaign's window (sorted set: run id -> start time ms)
 # ARGV[1] run id, ARGV[2] max runs per window, ARGV[3] window ms
@@ -101,6 +131,9 @@ class ScraperStore:
         self._admit = redis.register_script(_ADMIT_TO_WINDOW)
         self._claim_buffer = redis.register_script(_CLAIM_BUFFER)
         self._release_buffer = redis.register_script(_RELEASE_BUFFER)
+        self._set_idle = redis.register_script(_SET_IDLE)
+        self._retries = RetryQueue(redis)
+        self._dead = DeadLetters(redis)
 
     @property
     def redis(self) -> Redis:
@@ -129,11 +162,81 @@ class ScraperStore:
             log.warning("consumer group %s is gone; creating it again", SCRAPER_GROUP)
             await self.ensure_group()
             return []
-        return [
+        entries = [
             (entry_id.decode(), fields or None)
             for _, entries in reply or []
             for entry_id, fields in entries
         ]
+        if after == ">":
+            return [(entry_id, fields, 1) for entry_id, fields in entries]
+        return await self._with_deliveries(consumer, entries)
+
+    async def claim_stale(
+        self, consumer: str, *, min_idle_ms: int, cursor: str, count: int
+    ) -> tuple[str, list[StreamEntry]]:
+        """XAUTOCLAIM entries idle longer than ``min_idle_ms`` from ``cursor`` on; returns the
+        cursor of the next call ("0-0": the pending list was scanned to its end) and the
+        entries, now this consumer's."""
+        reply: Any = await self._redis.xautoclaim(
+            RUNS_STREAM, SCRAPER_GROUP, consumer, min_idle_ms, start_id=cursor, count=count
+        )
+        claimed = [(_text(entry_id), fields or None) for entry_id, fields in reply[1]]
+        return _text(reply[0]), await self._with_deliveries(consumer, claimed)
+
+    async def _with_deliveries(
+        self, consumer: str, entries: list[tuple[str, dict[bytes, bytes] | None]]
+    ) -> list[StreamEntry]:
+        if not entries:
+            return []
+        rows: Any = await self._redis.xpending_range(
+            RUNS_STREAM,
+            SCRAPER_GROUP,
+            min=entries[0][0],
+            max=entries[-1][0],
+            count=len(entries),
+            consumername=consumer,
+        )
+        counts = {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        return [(entry_id, fields, counts.get(entry_id, 1)) for entry_id, fields in entries]
+
+    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> int:
+        """Reset the idle time of entries this consumer is still processing."""
+        return await self._set_entries_idle(consumer, entry_ids, 0)
+
+    async def hand_back(self, consumer: str, idle_ms: int, limit: int = 10_000) -> int:
+        """Make every entry pending for this consumer look ``idle_ms`` idle, so another
+        worker claims it at its next reclaim; returns how many there were."""
+        ids = await self.pending_ids(consumer, start="-", count=limit)
+        return await self._set_entries_idle(consumer, ids, idle_ms) if ids else 0
+
+    async def _set_entries_idle(self, consumer: str, entry_ids: Sequence[str], idle_ms: int) -> int:
+        if not entry_ids:
+            return 0
+        args: list[str | int] = [SCRAPER_GROUP, consumer, idle_ms, *entry_ids]
+        return int(await self._set_idle(keys=[RUNS_STREAM], args=args))
+
+    async def move_due_retries(self, limit: int) -> int:
+        """Move retries that are due from the delay queue to the runs stream (any worker)."""
+        return await self._retries.move_due(limit)
+
+    async def schedule_retry(
+        self, run: RunRequest, reason: str, due_ms: int, *, fence: int = 0
+    ) -> None:
+        """The attempt failed and another is allowed: RETRY_SCHEDULED until ``due_ms``, the
+        next attempt in the delay queue, the entry acked, all at once; `Fenced` if stale."""
+        done = await self._retries.schedule(
+            _requested(run), reason, due_ms, fence=_fence(run, fence), ack_entry=run.entry_id
+        )
+        if not done:
+            raise Fenced(f"run {run.run_id}: fencing token {fence} is stale; retry not queued")
+
+    async def dead_letter(self, run: RunRequest, error: str) -> str:
+        """Park the run in the dead-letter stream (DEAD_LETTERED) and ack its entry."""
+        return await self._dead.add(_requested(run), error, run.deliveries, ack_entry=run.entry_id)
+
+    async def last_error(self, run: RunRequest) -> str:
+        record = await self._runs.get_run(run.run_id)
+        return record.error if record is not None else ""
 
     async def ack(self, entry_id: str) -> None:
         await self._redis.xack(RUNS_STREAM, SCRAPER_GROUP, entry_id)
@@ -176,7 +279,7 @@ class ScraperStore:
         await self._runs.append_event(
             event,
             state=RunState.RUNNING,
-            changes={"started_at_ms": at_ms, "error": ""},
+            changes={"started_at_ms": at_ms, "error": "", "next_attempt_at_ms": 0},
             fence=_fence(run, fence),
         )
 
@@ -228,6 +331,20 @@ class ScraperStore:
         await self._runs.append_event(
             event, state=RunState.RETRY_SCHEDULED, changes={"error": reason}
         )
+
+
+def _requested(run: RunRequest) -> events_pb2.RunRequested:
+    """The run's request as it was received (rebuilt from the domain fields if absent)."""
+    if run.payload:
+        return events_pb2.RunRequested.FromString(run.payload)
+    return events_pb2.RunRequested(
+        run_id=run.run_id,
+        schedule_id=run.schedule_id,
+        campaign_id=run.campaign_id,
+        attempt=run.attempt,
+        scheduled_for=ms_to_timestamp(run.scheduled_for_ms),
+        scrape=schedule_pb2.ScrapeSpec(urls=list(run.urls), selectors=dict(run.selectors)),
+    )
 
 
 def _result(run: RunRequest, page: PageResult) -> run_pb2.ScrapeResult:

@@ -6,7 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from campaign_common.runlog import RunLog, RunState
+from campaign_common.timeutil import ms_to_timestamp
+from campaigns.v1 import events_pb2
 from tests.gateway.conftest import API_KEY, running_gateway
 
 
@@ -250,3 +254,106 @@ async def test_api_limit_violations_use_rest_field_paths(gateway: httpx.AsyncCli
     response = await gateway.post("/campaign/addScheduledCampaign", json=body)
     assert response.status_code == 400, response.text
     assert set(fields(response)) == {"limits.windowSeconds", "limits.perHostConcurrency"}
+
+
+DEFAULT_RETRY = {
+    "maxAttempts": 3,
+    "initialDelaySeconds": 5.0,
+    "maxDelaySeconds": 300.0,
+    "multiplier": 2.0,
+    "jitter": 0.2,
+}
+
+
+async def test_api_create_with_retry_policy_returns_it_and_get_shows_it(
+    gateway: httpx.AsyncClient,
+) -> None:
+    policy = {
+        "maxAttempts": 5,
+        "initialDelaySeconds": 2,
+        "maxDelaySeconds": 60.5,
+        "multiplier": 3,
+        "jitter": 0,
+    }
+    body = {**campaign(), "retryPolicy": policy}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 201, response.text
+    expected = {**policy, "initialDelaySeconds": 2.0, "multiplier": 3.0, "jitter": 0.0}
+    assert response.json()["retryPolicy"] == expected
+    got = await gateway.get(f"/v1/schedules/{response.json()['scheduleId']}")
+    assert got.status_code == 200 and got.json()["retryPolicy"] == expected
+
+
+async def test_api_retry_policy_absent_or_partial_shows_the_effective_values(
+    gateway: httpx.AsyncClient,
+) -> None:
+    created = await create(gateway)
+    assert created["retryPolicy"] == DEFAULT_RETRY
+    body = {**campaign(), "retryPolicy": {"maxAttempts": 1}}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["retryPolicy"] == {**DEFAULT_RETRY, "maxAttempts": 1}
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"maxAttempts": 101}, {"retryPolicy.maxAttempts"}),
+        ({"multiplier": 0.5, "jitter": 1.5}, {"retryPolicy.multiplier", "retryPolicy.jitter"}),
+        ({"initialDelaySeconds": 60, "maxDelaySeconds": 30}, {"retryPolicy.maxDelaySeconds"}),
+    ],
+)
+async def test_api_retry_policy_violations_use_rest_field_paths(
+    gateway: httpx.AsyncClient, policy: dict[str, Any], expected: set[str]
+) -> None:
+    body = {**campaign(), "retryPolicy": policy}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "INVALID_ARGUMENT" and set(fields(response)) == expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        ({"maxAttempts": "3"}, "retryPolicy.maxAttempts"),
+        ({"maxAttempts": 2.5}, "retryPolicy.maxAttempts"),
+        ({"jitter": "0.1"}, "retryPolicy.jitter"),
+        ({"multiplier": True}, "retryPolicy.multiplier"),
+        ({"maxRetries": 3}, "retryPolicy.maxRetries"),
+    ],
+)
+async def test_api_retry_policy_wrong_json_types_are_400_at_the_edge(
+    gateway: httpx.AsyncClient, policy: dict[str, Any], field: str
+) -> None:
+    body = {**campaign(), "retryPolicy": policy}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 400, response.text
+    assert fields(response) == [field]
+
+
+async def test_api_run_without_retry_has_null_next_attempt_at(gateway: httpx.AsyncClient) -> None:
+    created = await create(gateway)
+    triggered = await gateway.post(f"/v1/schedules/{created['scheduleId']}:trigger")
+    run = await gateway.get(f"/v1/runs/{triggered.json()['runId']}")
+    assert run.status_code == 200 and run.json()["nextAttemptAt"] is None
+
+
+async def test_api_retry_scheduled_run_shows_next_attempt_at(
+    gateway: httpx.AsyncClient, state_redis: Redis
+) -> None:
+    created = await create(gateway)
+    triggered = await gateway.post(f"/v1/schedules/{created['scheduleId']}:trigger")
+    run_id = triggered.json()["runId"]
+    due_ms = 1_767_603_600_000  # 2026-01-05T09:00:00Z
+    waiting = events_pb2.RunRetryScheduled(
+        run_id=run_id, attempt=1, reason="HTTP 503", next_attempt_at=ms_to_timestamp(due_ms)
+    )
+    changes: dict[str, str | int] = {"next_attempt_at_ms": due_ms, "error": "HTTP 503"}
+    await RunLog(state_redis).append_event(waiting, state=RunState.RETRY_SCHEDULED, changes=changes)
+    run = await gateway.get(f"/v1/runs/{run_id}")
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert (body["state"], body["attempt"]) == ("RETRY_SCHEDULED", 1)
+    assert body["nextAttemptAt"] == "2026-01-05T09:00:00.000Z" and body["error"] == "HTTP 503"
+    listed = await gateway.get("/v1/runs", params={"scheduleId": created["scheduleId"]})
+    assert listed.json()["runs"][0]["nextAttemptAt"] == "2026-01-05T09:00:00.000Z"

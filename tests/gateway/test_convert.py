@@ -45,6 +45,8 @@ MONDAY_9_UTC_MS = 1_767_603_600_000  # 2026-01-05T09:00:00Z
         ("schedule", api.AddScheduledCampaignRequest, "schedule"),
         ("page_size", api.ListRunsRequest, "pageSize"),
         ("page_token", api.ListSchedulesRequest, "pageToken"),
+        ("retry_policy.max_attempts", api.AddScheduledCampaignRequest, "retryPolicy.maxAttempts"),
+        ("retry_policy.jitter", api.AddScheduledCampaignRequest, "retryPolicy.jitter"),
         ("not_a_field.some_thing[0]", api.GetRunRequest, "notAField.someThing[0]"),
         ("", api.GetRunRequest, ""),
     ],
@@ -85,6 +87,13 @@ def test_schedule_to_json_uses_rest_names_and_rfc3339() -> None:
             "perHostConcurrency": 0,
             "perHostDelayMs": 0,
             "pauseAfterFailures": 0,
+        },
+        "retryPolicy": {  # none in the message (an older scheduler): the defaults
+            "maxAttempts": 3,
+            "initialDelaySeconds": 5.0,
+            "maxDelaySeconds": 300.0,
+            "multiplier": 2.0,
+            "jitter": 0.2,
         },
         "version": 1,
         "state": "ACTIVE",
@@ -134,10 +143,41 @@ def test_run_to_json_strips_enum_prefixes_and_nulls_unset_fields() -> None:
         "scheduledFor": "2026-01-05T09:00:00.000Z",
         "startedAt": None,
         "finishedAt": None,
+        "nextAttemptAt": None,
         "error": None,
         "trigger": "MANUAL",
     }
     RunOut.model_validate(doc)
+
+
+def test_run_to_json_next_attempt_at_is_rfc3339_when_set() -> None:
+    run = run_pb2.Run(
+        run_id="abc:1",
+        state=run_pb2.RUN_STATE_RETRY_SCHEDULED,
+        attempt=2,
+        next_attempt_at=ms_to_timestamp(MONDAY_9_UTC_MS),
+    )
+    doc = run_to_json(run)
+    assert (doc["state"], doc["nextAttemptAt"]) == ("RETRY_SCHEDULED", "2026-01-05T09:00:00.000Z")
+    RunOut.model_validate(doc)
+
+
+def test_schedule_to_json_retry_policy_shows_the_values_sent() -> None:
+    schedule = sample_schedule("abc")
+    schedule.retry_policy.CopyFrom(
+        schedule_pb2.RetryPolicy(
+            max_attempts=1, initial_delay_seconds=0.5, max_delay_seconds=10, multiplier=1, jitter=0
+        )
+    )
+    doc = schedule_to_json(schedule)
+    assert doc["retryPolicy"] == {
+        "maxAttempts": 1,
+        "initialDelaySeconds": 0.5,
+        "maxDelaySeconds": 10.0,
+        "multiplier": 1.0,
+        "jitter": 0.0,
+    }
+    ScheduleOut.model_validate(doc)
 
 
 def test_result_to_json_unmatched_field_is_null() -> None:
@@ -261,3 +301,41 @@ def test_add_request_to_proto_without_limits_sends_defaults() -> None:
         {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": []}}
     )
     assert add_request_to_proto(body).limits == schedule_pb2.RunLimits()
+
+
+def test_add_request_to_proto_copies_the_retry_policy() -> None:
+    body = AddScheduledCampaignBody.model_validate(
+        {
+            "name": "n",
+            "schedule": {"intervalSeconds": 30},
+            "scrape": {"urls": []},
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialDelaySeconds": 1,
+                "maxDelaySeconds": 30.5,
+                "multiplier": 1.5,
+                "jitter": 0,
+            },
+        }
+    )
+    message = add_request_to_proto(body).retry_policy
+    assert message == schedule_pb2.RetryPolicy(
+        max_attempts=4, initial_delay_seconds=1, max_delay_seconds=30.5, multiplier=1.5, jitter=0
+    )
+    assert message.HasField("jitter")  # an explicit 0 is sent, not left to the default
+
+
+def test_add_request_to_proto_absent_retry_fields_stay_unset() -> None:
+    body = AddScheduledCampaignBody.model_validate(
+        {
+            "name": "n",
+            "schedule": {"intervalSeconds": 30},
+            "scrape": {"urls": []},
+            "retryPolicy": {"maxAttempts": 2},
+        }
+    )
+    assert add_request_to_proto(body).retry_policy == schedule_pb2.RetryPolicy(max_attempts=2)
+    without = AddScheduledCampaignBody.model_validate(
+        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": []}}
+    )
+    assert add_request_to_proto(without).retry_policy == schedule_pb2.RetryPolicy()

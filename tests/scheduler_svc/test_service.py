@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 
 from campaign_common.runlog import RUNS_STREAM
 from campaign_common.timeutil import now_ms
-from campaigns.v1 import schedule_pb2
+from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.support import eventually
@@ -294,3 +295,173 @@ async def test_service_dead_letters_list_retry_purge(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _retry(**fields: float) -> schedule_pb2.RetryPolicy:
+    return schedule_pb2.RetryPolicy(**fields)  # type: ignore[arg-type]
+
+
+async def test_service_retry_policy_round_trips(stub: api_grpc.SchedulerServiceStub) -> None:
+    request = _add()
+    policy = _retry(
+        max_attempts=5, initial_delay_seconds=2, max_delay_seconds=60, multiplier=3, jitter=0.5
+    )
+    request.retry_policy.CopyFrom(policy)
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert created.retry_policy == policy and got.retry_policy == policy
+
+
+async def test_service_retry_policy_absent_or_zero_shows_the_defaults(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    defaults = _retry(
+        max_attempts=3, initial_delay_seconds=5, max_delay_seconds=300, multiplier=2, jitter=0.2
+    )
+    without = await stub.AddScheduledCampaign(_add(), timeout=5)
+    zeros = _add()
+    zeros.retry_policy.CopyFrom(_retry(max_attempts=0, multiplier=0))
+    with_zeros = await stub.AddScheduledCampaign(zeros, timeout=5)
+    for created in (without, with_zeros):
+        got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+        assert got.retry_policy == defaults and got.retry_policy.HasField("jitter")
+
+
+async def test_service_retry_policy_explicit_zero_jitter_is_kept(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    request = _add()
+    request.retry_policy.jitter = 0.0
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert got.retry_policy.HasField("jitter") and got.retry_policy.jitter == 0.0
+    assert got.retry_policy.max_attempts == 3  # the rest took the defaults
+
+
+@pytest.mark.parametrize(
+    ("fields", "violations"),
+    [
+        ({"max_attempts": 101}, {"retry_policy.max_attempts"}),
+        ({"multiplier": 0.5}, {"retry_policy.multiplier"}),
+        ({"jitter": 1.5}, {"retry_policy.jitter"}),
+        (
+            {"initial_delay_seconds": 60, "max_delay_seconds": 30},
+            {"retry_policy.max_delay_seconds"},
+        ),
+        ({"initial_delay_seconds": float("nan")}, {"retry_policy.initial_delay_seconds"}),
+        ({"multiplier": float("nan")}, {"retry_policy.multiplier"}),
+        (
+            {"max_attempts": -1, "multiplier": 0.5, "jitter": 1.5},
+            {"retry_policy.max_attempts", "retry_policy.multiplier", "retry_policy.jitter"},
+        ),
+    ],
+)
+async def test_service_retry_policy_invalid_values_are_field_violations(
+    stub: api_grpc.SchedulerServiceStub, fields: dict[str, float], violations: set[str]
+) -> None:
+    request = _add()
+    request.retry_policy.CopyFrom(_retry(**fields))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(_violations(info.value)) == violations
+    listed = await stub.ListSchedules(api.ListSchedulesRequest())
+    assert not listed.schedules  # nothing was created
+
+
+async def _run_requests(state_redis: Redis, count: int) -> list[events_pb2.RunRequested]:
+    """The RunRequested bodies on the runs stream, once there are at least ``count``."""
+    from campaign_common.envelope import Envelope, decode_body
+
+    async def requests() -> list[events_pb2.RunRequested] | None:
+        entries: Any = await state_redis.xrange(RUNS_STREAM)
+        bodies = [decode_body(Envelope.from_fields(fields)) for _, fields in entries]
+        found = [body for body in bodies if isinstance(body, events_pb2.RunRequested)]
+        return found if len(found) >= count else None
+
+    found: list[events_pb2.RunRequested] = await eventually(
+        requests, timeout_s=10, what=f"{count} run requests"
+    )
+    return found
+
+
+async def test_service_run_requests_carry_the_retry_policy(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    policy = _retry(
+        max_attempts=4, initial_delay_seconds=1, max_delay_seconds=8, multiplier=2, jitter=0
+    )
+    request = _add(interval_s=1)
+    request.retry_policy.CopyFrom(policy)
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+    await stub.TriggerCampaign(api.TriggerCampaignRequest(schedule_id=created.schedule_id))
+    emitted = await _run_requests(state_redis, 2)  # the manual run and at least one fire
+    assert all(message.retry_policy == policy for message in emitted)
+    triggers = {message.trigger for message in emitted}
+    assert {run_pb2.RUN_TRIGGER_MANUAL, run_pb2.RUN_TRIGGER_SCHEDULED} <= triggers
+
+
+async def test_service_run_requests_of_a_schedule_without_policy_carry_the_defaults(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    from campaign_common.retry_policy import RetryPolicy, from_proto
+
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    await stub.TriggerCampaign(api.TriggerCampaignRequest(schedule_id=created.schedule_id))
+    [message] = await _run_requests(state_redis, 1)
+    assert message.retry_policy.HasField("jitter")  # the effective policy, spelled out
+    assert from_proto(message.retry_policy) == RetryPolicy()
+
+
+async def test_service_schedule_logged_before_retry_policies_reads_the_defaults(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    from campaign_common.envelope import wrap
+    from scheduler_svc.store import SCHEDULE_LOG
+
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    old = schedule_pb2.Schedule()
+    old.CopyFrom(created)
+    old.ClearField("retry_policy")
+    old.ClearField("next_fire_times")
+    old.version = 2
+    old.paused_note = "from an older scheduler"
+    old.state = schedule_pb2.SCHEDULE_STATE_PAUSED
+    event = events_pb2.SchedulePaused(schedule=old, note=old.paused_note)
+    await state_redis.xadd(SCHEDULE_LOG, wrap(event).to_fields())  # type: ignore[arg-type]
+
+    async def paused() -> schedule_pb2.Schedule | None:
+        got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+        return got if got.version == 2 else None
+
+    got = await eventually(paused, timeout_s=10, what="the old-style event applied")
+    assert got.retry_policy == created.retry_policy  # the defaults, filled in
+    assert got.retry_policy.max_attempts == 3 and got.retry_policy.jitter == pytest.approx(0.2)
+
+
+async def test_service_run_shows_next_attempt_at_only_while_the_retry_waits(
+    stub: api_grpc.SchedulerServiceStub, state_redis: Redis
+) -> None:
+    from campaign_common.runlog import RunLog, RunState
+    from campaign_common.timeutil import ms_to_timestamp
+
+    created = await stub.AddScheduledCampaign(_add(), timeout=5)
+    request = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
+    run_id = (await stub.TriggerCampaign(request)).run_id
+    fresh = await stub.GetRun(api.GetRunRequest(run_id=run_id))
+    assert not fresh.HasField("next_attempt_at")
+    due_ms = now_ms() + 30_000
+    runs = RunLog(state_redis)
+    waiting = events_pb2.RunRetryScheduled(
+        run_id=run_id, attempt=1, reason="HTTP 503", next_attempt_at=ms_to_timestamp(due_ms)
+    )
+    changes: dict[str, str | int] = {"next_attempt_at_ms": due_ms, "error": "HTTP 503"}
+    await runs.append_event(waiting, state=RunState.RETRY_SCHEDULED, changes=changes)
+    run = await stub.GetRun(api.GetRunRequest(run_id=run_id))
+    assert run.state == run_pb2.RUN_STATE_RETRY_SCHEDULED
+    assert run.next_attempt_at.ToMilliseconds() == due_ms and run.error == "HTTP 503"
+    started = events_pb2.RunStarted(run_id=run_id, attempt=2)
+    await runs.append_event(started, state=RunState.RUNNING, changes={"started_at_ms": now_ms()})
+    running = await stub.GetRun(api.GetRunRequest(run_id=run_id))
+    assert running.state == run_pb2.RUN_STATE_RUNNING and running.attempt == 2
+    assert not running.HasField("next_attempt_at")  # a stale due time is not shown

@@ -22,7 +22,9 @@ from scraper_svc.server import ScraperServer
 from scraper_svc.store import campaign_lock_resource
 from tests.support import eventually
 
-FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED}
+FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
+# One attempt: a retryable failure is dead-lettered at once.
+NO_RETRIES = schedule_pb2.RetryPolicy(max_attempts=1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Route:
     hang: bool = False
     # A slow page: the server takes this long before it answers.
     delay_s: float = 0.0
+    # The first this many requests get a 503 instead (a target that recovers).
+    fail_first: int = 0
 
 
 class HttpThread:
@@ -90,6 +94,8 @@ class PageServer:
             def _answer(self) -> None:
                 pages.user_agents.append(self.headers.get("user-agent", ""))
                 route = pages.routes.get(self.path, Route(404, b"not found"))
+                if pages.hits[self.path] <= route.fail_first:
+                    route = Route(503, b"try later")
                 if route.hang:
                     pages.release.wait(timeout=30)
                 if route.delay_s:
@@ -176,6 +182,7 @@ def run_request(
     *,
     limits: schedule_pb2.RunLimits | None = None,
     scheduled_for_ms: int | None = None,
+    retry: schedule_pb2.RetryPolicy | None = None,
 ) -> events_pb2.RunRequested:
     return events_pb2.RunRequested(
         run_id=run_id,
@@ -186,6 +193,7 @@ def run_request(
         trigger=run_pb2.RUN_TRIGGER_MANUAL,
         scrape=schedule_pb2.ScrapeSpec(urls=urls, selectors=selectors),
         limits=limits,
+        retry_policy=retry,
     )
 
 
@@ -193,6 +201,26 @@ async def run_in_state(state_redis: Redis, run_id: str, state: RunState) -> RunR
     """The run if it is in ``state`` now (a probe for `eventually`)."""
     run = await RunLog(state_redis).get_run(run_id)
     return run if run is not None and run.state is state else None
+
+
+async def run_events(state_redis: Redis, run_id: str) -> list[object]:
+    """Bodies of the run events stream that concern ``run_id``, oldest first."""
+    found: list[object] = []
+    for _, fields in await state_redis.xrange(RUN_EVENTS_STREAM):
+        body = decode_body(Envelope.from_fields(fields))
+        owner = body.request.run_id if isinstance(body, events_pb2.RunDeadLettered) else None
+        if (owner or getattr(body, "run_id", None)) == run_id:
+            found.append(body)
+    return found
+
+
+async def retry_reasons(state_redis: Redis, run_id: str) -> list[str]:
+    """Why each failed attempt of the run was retried (RunRetryScheduled with a due time)."""
+    return [
+        body.reason
+        for body in await run_events(state_redis, run_id)
+        if isinstance(body, events_pb2.RunRetryScheduled) and body.HasField("next_attempt_at")
+    ]
 
 
 async def started_workers(state_redis: Redis) -> dict[str, str]:

@@ -34,6 +34,7 @@ from tests.scraper_svc.conftest import (
     Route,
     finished_run,
     lock_holders,
+    retry_reasons,
     run_request,
 )
 from tests.support import ServiceProcess, eventually
@@ -243,7 +244,9 @@ async def test_exclusion_frozen_worker_is_fenced_off_after_another_takes_over(
     healthy: ServiceProcess | None = None
     runs = RunLog(state_redis)
     try:
-        await runs.request_run(run_request("r-old", "x", [pages.url("/hang")], {}), dedupe=False)
+        fast = schedule_pb2.RetryPolicy(initial_delay_seconds=0.2, jitter=0)
+        old_request = run_request("r-old", "x", [pages.url("/hang")], {}, retry=fast)
+        await runs.request_run(old_request, dedupe=False)
 
         async def frozen_fetching() -> bool:
             return pages.hits.get("/hang", 0) == 1
@@ -269,11 +272,16 @@ async def test_exclusion_frozen_worker_is_fenced_off_after_another_takes_over(
         if healthy is not None:
             healthy.close()
 
-    assert old.state is RunState.FAILED
-    assert old.error == "fenced" or old.error.startswith("lease lost: "), old.error
-    assert [result.run_id for result in await runs.list_results("x", 10)] == ["r-new"]
+    # The frozen attempt's writes were refused; its failure queued attempt 2, which ran later
+    # under a newer lease and wrote the run's only results.
+    assert old.state is RunState.SUCCEEDED and old.attempt == 2, old
+    failed_first = await retry_reasons(state_redis, "r-old")
+    assert len(failed_first) == 1, failed_first
+    assert failed_first[0] == "fenced" or failed_first[0].startswith("lease lost: "), failed_first
+    assert [result.run_id for result in await runs.list_results("x", 10)] == ["r-old", "r-new"]
     events = EventLog(state_redis)
     events.campaign_of.update({"r-old": "x", "r-new": "x"})
     await events.catch_up()
-    assert [run_id for run_id, _ in events.fences["x"]] == ["r-old", "r-new"]
-    assert events.fences["x"][0][1] < events.fences["x"][1][1]
+    assert [run_id for run_id, _ in events.fences["x"]] == ["r-old", "r-new", "r-old"]
+    fences = [fence for _, fence in events.fences["x"]]
+    assert fences == sorted(fences) and len(set(fences)) == 3

@@ -11,6 +11,7 @@ from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
 from campaigns.v1 import run_pb2, schedule_pb2
 from scraper_svc.store import buffer_key
 from tests.scraper_svc.conftest import (
+    NO_RETRIES,
     PageServer,
     Route,
     StartScraper,
@@ -28,9 +29,14 @@ ALLOW_ALL = schedule_pb2.RunLimits(overlap=schedule_pb2.OVERLAP_POLICY_ALLOW_ALL
 
 
 async def _request(
-    state_redis: Redis, run_id: str, campaign: str, url: str, limits: schedule_pb2.RunLimits
+    state_redis: Redis,
+    run_id: str,
+    campaign: str,
+    url: str,
+    limits: schedule_pb2.RunLimits,
+    retry: schedule_pb2.RetryPolicy | None = None,
 ) -> None:
-    request = run_request(run_id, campaign, [url], {"t": "h1"}, limits=limits)
+    request = run_request(run_id, campaign, [url], {"t": "h1"}, limits=limits, retry=retry)
     await RunLog(state_redis).request_run(request, dedupe=False)
 
 
@@ -92,10 +98,10 @@ async def test_locking_stale_fence_fails_the_run_and_keeps_newer_results(
     await runs.add_results("fenced", [newer], fence=1000)  # a holder with fence 1000 wrote
     await start_scraper()
     url = pages.page("/p", PAGE)
-    await _request(state_redis, "r-stale", "fenced", url, schedule_pb2.RunLimits())
+    await _request(state_redis, "r-stale", "fenced", url, schedule_pb2.RunLimits(), NO_RETRIES)
 
     run = await finished_run(state_redis, "r-stale")
-    assert run.state is RunState.FAILED and run.error == "fenced"
+    assert run.state is RunState.DEAD_LETTERED and run.error == "fenced"
     assert [result.run_id for result in await runs.list_results("fenced", 10)] == ["newer"]
     assert pages.hits == {}  # RunStarted was refused already, so nothing was fetched
     assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0

@@ -18,6 +18,7 @@ from campaigns.v1 import events_pb2
 from scraper_svc.errors import StartupError
 from scraper_svc.store import campaign_lock_resource
 from tests.scraper_svc.conftest import (
+    NO_RETRIES,
     PageServer,
     Route,
     StartScraper,
@@ -64,17 +65,17 @@ async def test_server_run_fails_on_error_status_naming_the_url(
 ) -> None:
     await start_scraper()
     good = pages.page("/good", PAGE)
-    broken = pages.page("/broken", "oops", status=500)
+    broken = pages.page("/broken", "oops", status=404)
     runs = RunLog(state_redis)
-    request = run_request("r-500", "c500", [good, broken], {"title": "h1"})
+    request = run_request("r-404", "c404", [good, broken], {"title": "h1"})
     await runs.request_run(request, dedupe=False)
 
-    run = await finished_run(state_redis, "r-500")
-    assert run.state is RunState.FAILED
-    assert run.error == f"GET {broken}: HTTP 500"
-    results = {r.url: r for r in await runs.list_results("c500", 10)}
+    run = await finished_run(state_redis, "r-404")
+    assert run.state is RunState.FAILED and run.attempt == 1  # a 404 is never retried
+    assert run.error == f"GET {broken}: HTTP 404"
+    results = {r.url: r for r in await runs.list_results("c404", 10)}
     assert _fields(results[good]) == {"title": "Spring sale"}
-    assert results[broken].status_code == 500 and _fields(results[broken]) == {"title": None}
+    assert results[broken].status_code == 404 and _fields(results[broken]) == {"title": None}
     assert await _pending(state_redis) == 0
 
 
@@ -269,10 +270,10 @@ async def test_server_run_fails_with_lease_lost_at_the_lease_cap(
     await start_scraper(lock_ttl_ms=300, lock_max_lease_s=0.5)
     pages.routes["/hang"] = Route(hang=True)
     await RunLog(state_redis).request_run(
-        run_request("r-cap", "c", [pages.url("/hang")], {}), dedupe=False
+        run_request("r-cap", "c", [pages.url("/hang")], {}, retry=NO_RETRIES), dedupe=False
     )
     run = await finished_run(state_redis, "r-cap")
-    assert run.state is RunState.FAILED
+    assert run.state is RunState.DEAD_LETTERED
     assert run.error == "lease lost: maximum lease time of 0.5 s reached"
     assert await eventually(lambda: _no_pending(state_redis), what="the entry acked")
 

@@ -27,7 +27,7 @@ from campaigns.v1 import run_pb2 as campaigns_dot_v1_dot_run__pb2
 from campaigns.v1 import schedule_pb2 as campaigns_dot_v1_dot_schedule__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61mpaigns/v1/events.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63\x61mpaigns/v1/run.proto\x1a\x1b\x63\x61mpaigns/v1/schedule.proto\";\n\x0fScheduleCreated\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\";\n\x0fScheduleUpdated\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\"H\n\x0eSchedulePaused\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\x12\x0c\n\x04note\x18\x02 \x01(\t\";\n\x0fScheduleResumed\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\";\n\x0fScheduleDeleted\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\"\xbc\x02\n\x0cRunRequested\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x31\n\rscheduled_for\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12)\n\x07trigger\x18\x06 \x01(\x0e\x32\x18.campaigns.v1.RunTrigger\x12(\n\x06scrape\x18\x07 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\x30\n\x0crequested_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06limits\x18\t \x01(\x0b\x32\x17.campaigns.v1.RunLimits\"m\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06worker\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x0cRunSucceeded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05pages\x18\x03 \x01(\x05\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\tRunFailed\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x11RunRetryScheduled\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"n\n\nRunSkipped\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x01\n\x0fRunDeadLettered\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.campaigns.v1.RunRequested\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\ndeliveries\x18\x03 \x01(\x03\x12\x34\n\x10\x64\x65\x61\x64_lettered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61mpaigns/v1/events.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63\x61mpaigns/v1/run.proto\x1a\x1b\x63\x61mpaigns/v1/schedule.proto\";\n\x0fScheduleCreated\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\";\n\x0fScheduleUpdated\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\"H\n\x0eSchedulePaused\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\x12\x0c\n\x04note\x18\x02 \x01(\t\";\n\x0fScheduleResumed\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\";\n\x0fScheduleDeleted\x12(\n\x08schedule\x18\x01 \x01(\x0b\x32\x16.campaigns.v1.Schedule\"\xed\x02\n\x0cRunRequested\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x31\n\rscheduled_for\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12)\n\x07trigger\x18\x06 \x01(\x0e\x32\x18.campaigns.v1.RunTrigger\x12(\n\x06scrape\x18\x07 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\x30\n\x0crequested_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06limits\x18\t \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\n \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy\"m\n\nRunStarted\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06worker\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x0cRunSucceeded\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05pages\x18\x03 \x01(\x05\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\tRunFailed\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x11RunRetryScheduled\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\nRunSkipped\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0b\x66inished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x01\n\x0fRunDeadLettered\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.campaigns.v1.RunRequested\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\ndeliveries\x18\x03 \x01(\x03\x12\x34\n\x10\x64\x65\x61\x64_lettered_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,17 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULEDELETED']._serialized_start=386
   _globals['_SCHEDULEDELETED']._serialized_end=445
   _globals['_RUNREQUESTED']._serialized_start=448
-  _globals['_RUNREQUESTED']._serialized_end=764
-  _globals['_RUNSTARTED']._serialized_start=766
-  _globals['_RUNSTARTED']._serialized_end=875
-  _globals['_RUNSUCCEEDED']._serialized_start=877
-  _globals['_RUNSUCCEEDED']._serialized_end=988
-  _globals['_RUNFAILED']._serialized_start=990
-  _globals['_RUNFAILED']._serialized_end=1098
-  _globals['_RUNRETRYSCHEDULED']._serialized_start=1100
-  _globals['_RUNRETRYSCHEDULED']._serialized_end=1168
-  _globals['_RUNSKIPPED']._serialized_start=1170
-  _globals['_RUNSKIPPED']._serialized_end=1280
-  _globals['_RUNDEADLETTERED']._serialized_start=1283
-  _globals['_RUNDEADLETTERED']._serialized_end=1434
+  _globals['_RUNREQUESTED']._serialized_end=813
+  _globals['_RUNSTARTED']._serialized_start=815
+  _globals['_RUNSTARTED']._serialized_end=924
+  _globals['_RUNSUCCEEDED']._serialized_start=926
+  _globals['_RUNSUCCEEDED']._serialized_end=1037
+  _globals['_RUNFAILED']._serialized_start=1039
+  _globals['_RUNFAILED']._serialized_end=1147
+  _globals['_RUNRETRYSCHEDULED']._serialized_start=1149
+  _globals['_RUNRETRYSCHEDULED']._serialized_end=1270
+  _globals['_RUNSKIPPED']._serialized_start=1272
+  _globals['_RUNSKIPPED']._serialized_end=1382
+  _globals['_RUNDEADLETTERED']._serialized_start=1385
+  _globals['_RUNDEADLETTERED']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class ScheduleDeleted(_message.Message):
     def __init__(self, schedule: _Optional[_Union[_schedule_pb2.Schedule, _Mapping]] = ...) -> None: ...
 
 class RunRequested(_message.Message):
-    __slots__ = ("run_id", "schedule_id", "campaign_id", "scheduled_for", "attempt", "trigger", "scrape", "requested_at", "limits")
+    __slots__ = ("run_id", "schedule_id", "campaign_id", "scheduled_for", "attempt", "trigger", "scrape", "requested_at", "limits", "retry_policy")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class RunRequested(_message.Message):
     SCRAPE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     schedule_id: str
     campaign_id: str
@@ -62,7 +63,8 @@ class RunRequested(_message.Message):
     scrape: _schedule_pb2.ScrapeSpec
     requested_at: _timestamp_pb2.Timestamp
     limits: _schedule_pb2.RunLimits
-    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ...) -> None: ...
+    retry_policy: _schedule_pb2.RetryPolicy
+    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("run_id", "attempt", "worker", "started_at")
@@ -101,14 +103,16 @@ class RunFailed(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., error: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunRetryScheduled(_message.Message):
-    __slots__ = ("run_id", "attempt", "reason")
+    __slots__ = ("run_id", "attempt", "reason", "next_attempt_at")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     attempt: int
     reason: str
-    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    next_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunSkipped(_message.Message):
     __slots__ = ("run_id", "attempt", "reason", "finished_at")

@@ -39,7 +39,7 @@ RUN_TRIGGER_SCHEDULED: RunTrigger
 RUN_TRIGGER_MANUAL: RunTrigger
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "schedule_id", "campaign_id", "state", "attempt", "scheduled_for", "started_at", "finished_at", "error", "trigger")
+    __slots__ = ("run_id", "schedule_id", "campaign_id", "state", "attempt", "scheduled_for", "started_at", "finished_at", "error", "trigger", "next_attempt_at")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class Run(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     schedule_id: str
     campaign_id: str
@@ -60,7 +61,8 @@ class Run(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     error: str
     trigger: RunTrigger
-    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ...) -> None: ...
+    next_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExtractedField(_message.Message):
     __slots__ = ("name", "text")

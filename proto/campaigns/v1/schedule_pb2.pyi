@@ -85,8 +85,22 @@ class RunLimits(_message.Message):
     pause_after_failures: int
     def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ..., pause_after_failures: _Optional[int] = ...) -> None: ...
 
+class RetryPolicy(_message.Message):
+    __slots__ = ("max_attempts", "initial_delay_seconds", "max_delay_seconds", "multiplier", "jitter")
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    max_attempts: int
+    initial_delay_seconds: float
+    max_delay_seconds: float
+    multiplier: float
+    jitter: float
+    def __init__(self, max_attempts: _Optional[int] = ..., initial_delay_seconds: _Optional[float] = ..., max_delay_seconds: _Optional[float] = ..., multiplier: _Optional[float] = ..., jitter: _Optional[float] = ...) -> None: ...
+
 class Schedule(_message.Message):
-    __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times", "limits")
+    __slots__ = ("schedule_id", "campaign_id", "name", "spec", "scrape", "version", "state", "paused_note", "created_at", "updated_at", "next_fire_times", "limits", "retry_policy")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +113,7 @@ class Schedule(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIRE_TIMES_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     campaign_id: str
     name: str
@@ -111,4 +126,5 @@ class Schedule(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     next_fire_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
     limits: RunLimits
-    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[ScrapeSpec, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., paused_note: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., limits: _Optional[_Union[RunLimits, _Mapping]] = ...) -> None: ...
+    retry_policy: RetryPolicy
+    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[ScrapeSpec, _Mapping]] = ..., version: _Optional[int] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., paused_note: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_fire_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., limits: _Optional[_Union[RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...

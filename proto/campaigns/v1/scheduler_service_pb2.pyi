@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddScheduledCampaignRequest(_message.Message):
-    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits")
+    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits", "retry_policy")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     SCRAPE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     name: str
     schedule: _schedule_pb2.ScheduleSpec
     scrape: _schedule_pb2.ScrapeSpec
     limits: _schedule_pb2.RunLimits
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ...) -> None: ...
+    retry_policy: _schedule_pb2.RetryPolicy
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("schedule_id",)

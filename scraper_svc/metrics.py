@@ -1,0 +1,47 @@
+"""The scraper's Prometheus metrics (served by `campaign_common.metrics`).
+
+Base units, ``_total`` counters, no per-run labels. Outcomes are counted by the worker that
+wrote them, so summing over workers gives the cluster's totals.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS = Counter(
+    "campaigns_scraper_runs_total",
+    "Run attempts ended by this worker, by outcome (succeeded, failed, skipped, "
+    "retry_scheduled: another attempt queued, dead_lettered, deferred: same attempt later "
+    "because no lock quorum or cluster slot)",
+    ["outcome"],
+)
+RUN_DURATION = Histogram(
+    "campaigns_scraper_run_duration_seconds",
+    "Time from a run's start (RunStarted) to the end of its scrape",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+)
+DEAD_LETTERS = Counter(
+    "campaigns_scraper_dead_letters_total",
+    "Runs this worker parked in the dead-letter stream, by cause (attempts, deliveries)",
+    ["cause"],
+)
+LOCK_FAILURES = Counter(
+    "campaigns_scraper_lock_failures_total",
+    "Campaign lock failures, by reason (held: another run has it, quorum_unavailable, "
+    "lease_lost, fenced)",
+    ["reason"],
+)
+LOCK_ACQUIRE = Histogram(
+    "campaigns_scraper_lock_acquire_seconds",
+    "Time to acquire a campaign lock (granted attempts)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+RECLAIMED = Counter(
+    "campaigns_scraper_reclaimed_total",
+    "Runs-stream entries this worker took over from workers that stopped processing them",
+)
+RETRIES_MOVED = Counter(
+    "campaigns_scraper_retries_moved_total",
+    "Next attempts this worker moved from the retry delay queue to the runs stream",
+)
+IN_FLIGHT = Gauge("campaigns_scraper_runs_in_flight", "Runs this worker is processing now")
