@@ -42,6 +42,7 @@ class StackSettings(BaseSettings):
     scheduler_metrics_port: int = Field(
         9101, validation_alias=AliasChoices("SCHEDULER_METRICS_PORT")
     )
+    scraper_metrics_port: int = Field(9102, validation_alias=AliasChoices("SCRAPER_METRICS_PORT"))
     ready_timeout_s: float = Field(60.0, validation_alias=AliasChoices("STACK_READY_TIMEOUT_S"))
     stop_grace_s: float = Field(10.0, validation_alias=AliasChoices("STACK_STOP_GRACE_S"))
 
@@ -63,6 +64,7 @@ def _service_env(settings: StackSettings, servers: EmbeddedStack) -> dict[str, s
         "SCHEDULER_METRICS_PORT": str(settings.scheduler_metrics_port),
         "SCRAPER_STATE_REDIS_URL": servers.state.url,
         "SCRAPER_LOCK_REDIS_URLS": json.dumps(servers.lock_urls),
+        "SCRAPER_METRICS_PORT": str(settings.scraper_metrics_port),
         # The local stack may scrape pages served on this machine (documented in README).
         "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
         "GATEWAY_PORT": str(settings.gateway_port),
@@ -172,7 +174,8 @@ class LocalStack:
                 f"  REST gateway   {gateway}   (docs: {gateway}/docs)",
                 f"  gRPC scheduler 127.0.0.1:{self.settings.scheduler_port}",
                 f"  metrics        {gateway}/metrics  "
-                f"http://127.0.0.1:{self.settings.scheduler_metrics_port}/metrics",
+                f"http://127.0.0.1:{self.settings.scheduler_metrics_port}/metrics  "
+                f"http://127.0.0.1:{self.settings.scraper_metrics_port}/metrics",
                 f"  state Redis    {self.servers.state.url}",
                 f"  lock masters   {' '.join(self.servers.lock_urls)}",
                 "try:",

@@ -328,9 +328,8 @@ class ScraperStore:
         Never a RunFailed: the scheduler counts those towards pause-on-failure.
         """
         event = events_pb2.RunRetryScheduled(run_id=run.run_id, attempt=run.attempt, reason=reason)
-        await self._runs.append_event(
-            event, state=RunState.RETRY_SCHEDULED, changes={"error": reason}
-        )
+        changes: dict[str, str | int] = {"error": reason, "next_attempt_at_ms": 0}
+        await self._runs.append_event(event, state=RunState.RETRY_SCHEDULED, changes=changes)
 
 
 def _requested(run: RunRequest) -> events_pb2.RunRequested:

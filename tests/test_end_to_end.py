@@ -35,6 +35,7 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
         "GATEWAY_PORT": str(gateway_port),
         "SCHEDULER_PORT": str(free_port()),
         "SCHEDULER_METRICS_PORT": str(free_port()),
+        "SCRAPER_METRICS_PORT": str(free_port()),
     }
     stack = ServiceProcess("campaign_common.cli", {**env, "PYTHONUNBUFFERED": "1"})
     launcher = stack.start("up")
@@ -82,6 +83,9 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
             assert "campaigns_gateway_requests_total" in (await http.get("/metrics")).text
             scheduler_metrics = f"http://127.0.0.1:{env['SCHEDULER_METRICS_PORT']}/metrics"
             assert "campaigns_scheduler_fires_total" in (await http.get(scheduler_metrics)).text
+            scraper_metrics = f"http://127.0.0.1:{env['SCRAPER_METRICS_PORT']}/metrics"
+            scraped = (await http.get(scraper_metrics)).text
+            assert 'campaigns_scraper_runs_total{outcome="succeeded"}' in scraped
     finally:
         code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)  # what Ctrl-C sends
     logs = stack.logs()

@@ -1,0 +1,74 @@
+"""The scraper's /metrics endpoint, scraped over real HTTP while it runs real runs."""
+
+from __future__ import annotations
+
+import httpx
+from redis.asyncio import Redis
+
+from campaign_common.embedded import free_port
+from campaign_common.runlog import RunLog, RunState
+from campaigns.v1 import schedule_pb2
+from tests.scraper_svc.conftest import (
+    PageServer,
+    StartScraper,
+    finished_run,
+    run_request,
+)
+
+SUCCEEDED = 'campaigns_scraper_runs_total{outcome="succeeded"}'
+RETRIED = 'campaigns_scraper_runs_total{outcome="retry_scheduled"}'
+DEAD = 'campaigns_scraper_dead_letters_total{cause="attempts"}'
+FAILED = 'campaigns_scraper_runs_total{outcome="failed"}'
+ACQUIRED = "campaigns_scraper_lock_acquire_seconds_count"
+DURATION = "campaigns_scraper_run_duration_seconds_count"
+
+
+def _sample(text: str, series: str) -> float:
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
+async def _scrape(url: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.get(url)
+        response.raise_for_status()
+        return response.text
+
+
+async def test_metrics_count_outcomes_retries_dead_letters_and_locks(
+    state_redis: Redis, pages: PageServer, start_scraper: StartScraper
+) -> None:
+    port = free_port()
+    await start_scraper(metrics_port=port, retry_poll_ms=20)
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = await _scrape(url)
+    runs = RunLog(state_redis)
+    policy = schedule_pb2.RetryPolicy(max_attempts=2, initial_delay_seconds=0.05, jitter=0)
+    ok, down = pages.page("/ok", "<h1>x</h1>"), pages.page("/down", "no", status=503)
+    gone = pages.page("/gone", "no", status=404)
+    for run_id, page in (("r-ok", ok), ("r-down", down), ("r-gone", gone)):
+        await runs.request_run(run_request(run_id, run_id, [page], {}, retry=policy), dedupe=False)
+    states = {
+        run_id: (await finished_run(state_redis, run_id)).state
+        for run_id in ("r-ok", "r-down", "r-gone")
+    }
+    assert states == {
+        "r-ok": RunState.SUCCEEDED,
+        "r-down": RunState.DEAD_LETTERED,
+        "r-gone": RunState.FAILED,
+    }
+
+    after = await _scrape(url)
+    for series, grew_by in (
+        (SUCCEEDED, 1),
+        (RETRIED, 1),
+        (DEAD, 1),
+        (FAILED, 1),
+        (ACQUIRED, 4),
+        (DURATION, 4),
+    ):
+        assert _sample(after, series) - _sample(before, series) == grew_by, series
+    assert "campaigns_scraper_runs_in_flight 0.0" in after
