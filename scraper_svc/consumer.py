@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 PENDING_START = "0"
 NEW_ENTRIES = ">"
+# Reads retry at least this often while the state Redis is down, so a restart is noticed soon.
+READ_BACKOFF_MAX_S = 5.0
 _OVERLAP = {
     schedule_pb2.OVERLAP_POLICY_BUFFER_ONE: Overlap.BUFFER_ONE,
     schedule_pb2.OVERLAP_POLICY_ALLOW_ALL: Overlap.ALLOW_ALL,
@@ -152,6 +154,8 @@ class RunConsumer:
         self._read_batch = read_batch
         self._block_ms = block_ms
         self._retry_delay_s = retry_delay_s
+        self._retry_max_s = retry_max_s
+        self._read_failures = 0
         self._retries = RetryBook(base_s=retry_delay_s, max_s=retry_max_s)
         self._reclaim_idle_ms = reclaim_idle_ms
         self._reclaim_interval_s = reclaim_interval_s
@@ -203,7 +207,7 @@ class RunConsumer:
                 await self._store.touch(self._consumer, owned)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
-                log.warning("touching %d pending entries failed (%r)", len(owned), exc)
+                log.warning("touching %d pending entries failed (%s)", len(owned), exc)
 
     async def _reclaim(self, group: asyncio.TaskGroup) -> None:
         """Take over entries other consumers stopped processing (XAUTOCLAIM), a page at a time."""
@@ -220,7 +224,7 @@ class RunConsumer:
             )
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
-            log.warning("reclaiming idle runs entries failed (%r)", exc)
+            log.warning("reclaiming idle runs entries failed (%s)", exc)
             self._next_reclaim = now + self._reclaim_interval_s
             return
         # A scan that reached the end waits for the next interval; a partial one goes on.
@@ -245,13 +249,27 @@ class RunConsumer:
             )
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
-            log.warning("reading the runs stream failed (%r); retrying", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._retry_delay_s)
+            await self._back_off_after(exc)
             return after
+        if self._read_failures:
+            log.info("runs stream reachable again after %d failed reads", self._read_failures)
+            self._read_failures = 0
         for entry_id, fields, deliveries in entries:
             self._start(group, self._process(entry_id, fields, deliveries), entry_id)
         return entries[-1][0] if entries else ""
+
+    async def _back_off_after(self, exc: Exception) -> None:
+        """Wait before the next read: exponential backoff while the state Redis is down."""
+        self._read_failures += 1
+        cap_s = min(self._retry_max_s, READ_BACKOFF_MAX_S)
+        delay_s = min(cap_s, self._retry_delay_s * 2 ** (min(self._read_failures, 20) - 1))
+        log.warning(
+            "reading the runs stream failed (%s); state Redis unreachable? retrying in %.1f s",
+            exc,
+            delay_s,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay_s)
 
     async def _sweep(self, group: asyncio.TaskGroup) -> None:
         """Run due retries again (before new entries), if they are still this consumer's."""
@@ -265,7 +283,7 @@ class RunConsumer:
             mine = await self._still_pending(due)
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
-            log.warning("reading this consumer's pending entries failed (%r)", exc)
+            log.warning("reading this consumer's pending entries failed (%s)", exc)
             for request in due:
                 self._retries.schedule(request, time.monotonic())
             return

@@ -49,7 +49,10 @@ class RetryPump:
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
             if not self._failing:
-                log.warning("retry delay queue unreachable (%r); retrying every poll", exc)
+                log.warning(
+                    "retry delay queue in the state Redis unreachable (%s); retrying every poll",
+                    exc,
+                )
             self._failing = True
             return 0
         if self._failing:

@@ -118,4 +118,4 @@ class ClusterSemaphore:
                     log.warning("cluster slot of %s expired and every slot is taken", holder)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
-                log.warning("renewing the cluster slot of %s failed: %r", holder, exc)
+                log.warning("renewing the cluster slot of %s failed: %s", holder, exc)

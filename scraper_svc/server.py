@@ -175,7 +175,7 @@ class ScraperServer:
                     self.consumer_name, 2 * self.settings.reclaim_idle_ms
                 )
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not hand back pending entries (%r); they are reclaimed later", exc)
+            log.warning("could not hand back pending entries (%s); they are reclaimed later", exc)
             return
         if count:
             log.info("handed back %d pending runs entries to the other workers", count)
@@ -228,7 +228,7 @@ async def _connect_lock_masters(urls: list[str], timeout_s: float) -> list[Redis
     failed = [r for r in replies if isinstance(r, BaseException)]
     for url, reply in zip(urls, replies, strict=True):
         if isinstance(reply, BaseException):
-            log.warning("lock master %s unreachable at start-up: %r", url, reply)
+            log.warning("lock master %s unreachable at start-up: %s", url, reply)
             clients.append(make_client(url, timeout_s))
         else:
             clients.append(reply)
