@@ -27,6 +27,7 @@ TIMEOUT = "timeout"
 LEASE_LOST = "lease lost"
 LOCK_QUORUM_UNAVAILABLE = "lock quorum unavailable"
 CLUSTER_LIMIT = "cluster run limit reached"
+PREVIOUS_WORKER_HOLDS_LOCK = "taken over while its previous worker still holds the campaign lock"
 
 
 class Overlap(StrEnum):

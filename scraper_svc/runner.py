@@ -9,6 +9,7 @@ Timeline of one run, and why it is correct:
     delivered more than max_deliveries times? ─ yes ─> DEAD_LETTERED (+ XACK, one script)
     start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> XACK
     overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> XACK
+       │    ├ a taken-over entry whose attempt shows RUNNING ─> RETRY_SCHEDULED, RetryLater
        │    └ lock quorum unavailable ─> RETRY_SCHEDULED ─> RetryLater (entry not acked)
        │ campaign lock held and auto-extended; its fence F (0 under ALLOW_ALL)
        ├ cluster slot (scraper_svc.semaphore) ─ none in time ─> RETRY_SCHEDULED ─> RetryLater
@@ -65,6 +66,7 @@ from scraper_svc.limits import (
     LEASE_LOST,
     LOCK_QUORUM_UNAVAILABLE,
     MISSED_START_DEADLINE,
+    PREVIOUS_WORKER_HOLDS_LOCK,
     RATE_LIMIT,
     TIMEOUT,
     LimitDefaults,
@@ -98,6 +100,7 @@ class RunStore(Protocol):
     ) -> None: ...
     async def dead_letter(self, run: RunRequest, error: str) -> str: ...
     async def last_error(self, run: RunRequest) -> str: ...
+    async def is_running(self, run: RunRequest) -> bool: ...
     async def ack(self, entry_id: str) -> None: ...
 
 
@@ -150,8 +153,13 @@ class RunRunner:
             async with self._guard.hold(request, limits.overlap) as fence:
                 await self._run_fenced(request, limits, fence)
         except Overlapped as exc:
-            log.info("run %s skipped: %s", request.run_id, exc)
             metrics.LOCK_FAILURES.labels("held").inc()
+            if request.deliveries > 1 and await self._store.is_running(request):
+                # Taken over while its previous worker may still run it (that worker was cut
+                # off from the state Redis, not dead): wait for it, never record a second
+                # outcome. Once its lock expires, the retry runs the attempt here.
+                await self._retry_later(request, PREVIOUS_WORKER_HOLDS_LOCK)
+            log.info("run %s skipped: %s", request.run_id, exc)
             await self._skip(request, str(exc))
         except LeaseLost as exc:
             log.warning("run %s lost its campaign lock: %s", request.run_id, exc.reason)

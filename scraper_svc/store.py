@@ -234,6 +234,15 @@ class ScraperStore:
         """Park the run in the dead-letter stream (DEAD_LETTERED) and ack its entry."""
         return await self._dead.add(_requested(run), error, run.deliveries, ack_entry=run.entry_id)
 
+    async def is_running(self, run: RunRequest) -> bool:
+        """Whether the run's projection shows this very attempt RUNNING (started somewhere)."""
+        record = await self._runs.get_run(run.run_id)
+        return (
+            record is not None
+            and record.attempt == run.attempt
+            and (record.state is RunState.RUNNING)
+        )
+
     async def last_error(self, run: RunRequest) -> str:
         record = await self._runs.get_run(run.run_id)
         return record.error if record is not None else ""

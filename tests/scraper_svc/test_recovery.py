@@ -16,9 +16,12 @@ from redis.asyncio import Redis
 
 from campaign_common.deadletters import DeadLetters
 from campaign_common.envelope import Envelope, decode_body
+from campaign_common.redis_conn import make_client
+from campaign_common.redlock import Redlock
 from campaign_common.retryqueue import DELAYED
 from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
 from campaigns.v1 import events_pb2, schedule_pb2
+from scraper_svc.store import campaign_lock_resource
 from tests.scraper_svc.conftest import (
     PageServer,
     Route,
@@ -157,6 +160,53 @@ async def test_recovery_entry_delivered_too_often_is_dead_lettered(
     [letter], _ = await DeadLetters(state_redis).page(10)
     assert letter.deliveries == 3
     assert await _pending(state_redis) == 0
+
+
+async def test_recovery_taken_over_run_waits_while_its_previous_worker_holds_the_lock(
+    state_redis: Redis, lock_urls: list[str], pages: PageServer, start_scraper: StartScraper
+) -> None:
+    url = pages.page("/p", PAGE)
+    await _request(state_redis, "r-cut", url, campaign="cut")
+    # A worker took the entry, started the run and holds the campaign lock, but stopped
+    # touching its entry (cut off from the state Redis): the entry goes idle.
+    await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
+    await state_redis.xreadgroup(SCRAPER_GROUP, "cut-off", {RUNS_STREAM: ">"})
+    started = events_pb2.RunStarted(run_id="r-cut", attempt=1, worker="cut-off")
+    await RunLog(state_redis).append_event(started, state=RunState.RUNNING)
+    clients = [make_client(url, 1.0) for url in lock_urls]
+    redlock = Redlock(clients, node_timeout_s=0.5)
+    try:
+        held = await redlock.acquire(campaign_lock_resource("cut"), 30_000)
+        await start_scraper(
+            lock_ttl_ms=100,
+            reclaim_idle_ms=200,
+            reclaim_interval_s=0.05,
+            retry_delay_s=0.05,
+            retry_max_delay_s=0.2,
+        )
+        waiting = await eventually(
+            lambda: _retried_in_place(state_redis, "r-cut"), what="the take-over to wait"
+        )
+        assert waiting.startswith("taken over while its previous worker"), waiting
+        run = await RunLog(state_redis).get_run("r-cut")
+        assert run is not None and run.state is RunState.RUNNING and pages.hits == {}
+        await redlock.release(held)  # the previous worker's lease ends
+        run = await finished_run(state_redis, "r-cut")
+    finally:
+        await redlock.aclose()
+        for client in clients:
+            await client.aclose()
+    assert run.state is RunState.SUCCEEDED and run.attempt == 1
+    finals = [e for e in await run_events(state_redis, "r-cut") if isinstance(e, FINAL)]
+    assert len(finals) == 1  # never SKIPPED "overlap" as well
+    assert await _pending(state_redis) == 0
+
+
+async def _retried_in_place(redis: Redis, run_id: str) -> str | None:
+    for event in await run_events(redis, run_id):
+        if isinstance(event, events_pb2.RunRetryScheduled):
+            return event.reason
+    return None
 
 
 # --- real processes -------------------------------------------------------------------
