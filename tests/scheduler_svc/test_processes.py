@@ -104,28 +104,78 @@ async def test_two_schedulers_emit_every_fire_exactly_once(
             await stub_a.AddScheduledCampaign(_add(1, "via a"), timeout=5),
             await stub_b.AddScheduledCampaign(_add(1, "via b"), timeout=5),
         ]
+        await _converged(stub_a, stub_b, 2)
+        await eventually(
+            lambda: _fires_at_least(state_redis, schedules, 4),
+            timeout_s=20,
+            what="four fires of each schedule",
+        )
 
-        async def converged() -> bool:
-            a = await stub_a.ListSchedules(api.ListSchedulesRequest())
-            b = await stub_b.ListSchedules(api.ListSchedulesRequest())
-
-            def state(reply: api.ListSchedulesResponse) -> list[tuple[str, int, int]]:
-                return [(s.schedule_id, s.version, s.state) for s in reply.schedules]
-
-            return len(a.schedules) == 2 and state(a) == state(b)
-
-        await eventually(converged, timeout_s=5, what="both replicas see both schedules")
-
-        async def enough() -> bool:
-            ids = await _emitted_run_ids(state_redis)
-            return all(sum(r.startswith(s.schedule_id) for r in ids) >= 4 for s in schedules)
-
-        await eventually(enough, timeout_s=20, what="four fires of each schedule")
+        # Commands through either replica while both fire: pause via b, delete via a, add via b.
+        paused, deleted = schedules
+        pause = api.PauseScheduleRequest(schedule_id=paused.schedule_id, note="via b")
+        await stub_b.PauseSchedule(pause, timeout=5)
+        paused_at_ms = now_ms()
+        await stub_a.DeleteSchedule(
+            api.DeleteScheduleRequest(schedule_id=deleted.schedule_id), timeout=5
+        )
+        deleted_at_ms = now_ms()
+        added = await stub_b.AddScheduledCampaign(_add(1, "added via b"), timeout=5)
+        await eventually(lambda: _visible(stub_a, added), timeout_s=5, what="b's new schedule on a")
+        final = await _converged(stub_a, stub_b, 2)
+        await eventually(
+            lambda: _fires_at_least(state_redis, [added], 3), timeout_s=20, what="the new one"
+        )
     ids = await _emitted_run_ids(state_redis)
     duplicates = [r for r, n in Counter(ids).items() if n > 1]
     assert not duplicates, f"emitted more than once: {duplicates}"
-    for schedule in schedules:
+    for schedule in (*schedules, added):
         _assert_gapless(ids, schedule.schedule_id, 1000)
+    # A fire already due when the command landed may still go out; none after the next.
+    assert max(_fires(ids, paused.schedule_id)) <= paused_at_ms + 1000
+    assert max(_fires(ids, deleted.schedule_id)) <= deleted_at_ms + 1000
+    assert {s.schedule_id: (s.state, s.paused_note) for s in final} == {
+        added.schedule_id: (schedule_pb2.SCHEDULE_STATE_ACTIVE, ""),
+        paused.schedule_id: (schedule_pb2.SCHEDULE_STATE_PAUSED, "via b"),
+    }
+
+
+async def _converged(
+    stub_a: api_grpc.SchedulerServiceStub, stub_b: api_grpc.SchedulerServiceStub, count: int
+) -> list[schedule_pb2.Schedule]:
+    """The schedules once both replicas list the same ``count`` (id, version, state, note)."""
+
+    def state(reply: api.ListSchedulesResponse) -> list[tuple[str, int, int, str]]:
+        return sorted((s.schedule_id, s.version, s.state, s.paused_note) for s in reply.schedules)
+
+    async def same() -> list[schedule_pb2.Schedule] | None:
+        a = await stub_a.ListSchedules(api.ListSchedulesRequest())
+        b = await stub_b.ListSchedules(api.ListSchedulesRequest())
+        ok = len(a.schedules) == count and state(a) == state(b)
+        return sorted(a.schedules, key=lambda s: s.schedule_id) if ok else None
+
+    return await eventually(same, timeout_s=5, what=f"both replicas listing {count} schedules")
+
+
+async def _visible(stub: api_grpc.SchedulerServiceStub, schedule: schedule_pb2.Schedule) -> bool:
+    try:
+        got = await stub.GetSchedule(
+            api.GetScheduleRequest(schedule_id=schedule.schedule_id), timeout=5
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return bool(got.version == schedule.version)
+
+
+async def _fires_at_least(redis: Redis, schedules: list[schedule_pb2.Schedule], count: int) -> bool:
+    ids = await _emitted_run_ids(redis)
+    return all(len(_fires(ids, s.schedule_id)) >= count for s in schedules)
+
+
+def _fires(run_ids: list[str], schedule_id: str) -> list[int]:
+    return [int(r.split(":")[1]) for r in run_ids if r.startswith(schedule_id + ":")]
 
 
 async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
