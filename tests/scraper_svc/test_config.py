@@ -34,3 +34,15 @@ def test_config_limit_defaults_from_the_environment(monkeypatch: pytest.MonkeyPa
     assert settings.max_cluster_runs == 10 and settings.run_timeout_s == 120
     assert settings.per_host_concurrency == 2 and settings.max_pages_per_run == 0
     assert settings.lock_max_lease_s > settings.run_timeout_s + settings.cluster_slot_wait_s
+
+
+def test_config_refuses_a_reclaim_idle_time_within_the_lock_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCRAPER_LOCK_REDIS_URLS", '["redis://a:1"]')
+    monkeypatch.setenv("SCRAPER_LOCK_TTL_MS", "30000")
+    monkeypatch.setenv("SCRAPER_RECLAIM_IDLE_MS", "30000")
+    with pytest.raises(ValidationError, match=r"reclaim_idle_ms .* longer than lock_ttl_ms"):
+        ScraperSettings()
+    monkeypatch.setenv("SCRAPER_RECLAIM_IDLE_MS", "30001")
+    assert ScraperSettings().reclaim_idle_ms == 30001
