@@ -16,6 +16,9 @@ Keys
     {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
     {runs}:emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
     {runs}:fence:<campaign_id>   highest lock fencing token that wrote for the campaign
+    {runs}:written:<run_id>:<attempt>
+                                 marker: that attempt's results are stored (TTL = run TTL), so
+                                 an attempt re-run after a crash never stores them twice
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def _emitted_key(schedule_id: str) -> str:
 
 def campaign_fence_key(campaign_id: str) -> str:
     return f"{{runs}}:fence:{campaign_id}"
+
+
+def _written_key(run_id: str, attempt: int) -> str:
+    return f"{{runs}}:written:{run_id}:{attempt}"
 
 
 def _results_key(campaign_id: str) -> str:
@@ -164,14 +171,17 @@ return id
 """
 )
 
-# KEYS[1] campaign results list, KEYS[2] campaign fence
-# ARGV[1] cap, ARGV[2] fence (0: unfenced), ARGV[3 ..] serialized results, oldest first
-# Returns 1, or 0 when fenced (nothing written).
+# KEYS[1] campaign results list, KEYS[2] campaign fence, KEYS[3] the attempt's written marker
+# ARGV[1] cap, ARGV[2] fence (0: unfenced), ARGV[3] marker ttl ms, ARGV[4 ..] serialized
+# results, oldest first
+# Returns 1, 2 when this attempt's results were stored already (nothing written), or 0 when
+# fenced (nothing written).
 _ADD_RESULTS = (
     FENCE_CHECK
     + """
 if fenced(KEYS[2], tonumber(ARGV[2])) then return 0 end
-for i = 3, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 2 end
+for i = 4, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 return 1
 """
@@ -411,14 +421,28 @@ class RunLog:
         return runs, token
 
     async def add_results(
-        self, campaign_id: str, results: list[run_pb2.ScrapeResult], *, fence: int = 0
+        self,
+        campaign_id: str,
+        results: list[run_pb2.ScrapeResult],
+        *,
+        fence: int = 0,
+        attempt: int = 0,
     ) -> None:
-        """Store results newest first (capped); a stale ``fence`` token raises `Fenced`."""
+        """Store results newest first (capped); a stale ``fence`` token raises `Fenced`.
+
+        Results of one run attempt (all of ``results`` belong to one run) are stored once:
+        a second call for the same run and attempt, a re-run after a crash, stores nothing.
+        """
         if not results:
             return
         blobs = [result.SerializeToString() for result in results]
-        keys = [_results_key(campaign_id), campaign_fence_key(campaign_id)]
-        if not await self._add_results(keys=keys, args=[self._results_cap, fence, *blobs]):
+        keys = [
+            _results_key(campaign_id),
+            campaign_fence_key(campaign_id),
+            _written_key(results[0].run_id, attempt),
+        ]
+        args: list[int | bytes] = [self._results_cap, fence, self._run_ttl_ms, *blobs]
+        if not await self._add_results(keys=keys, args=args):
             raise Fenced(f"campaign {campaign_id}: fencing token {fence} is stale; not written")
 
     async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:

@@ -296,7 +296,7 @@ class ScraperStore:
         self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
     ) -> None:
         results = [_result(run, page) for page in pages]
-        await self._runs.add_results(run.campaign_id, results, fence=fence)
+        await self._runs.add_results(run.campaign_id, results, fence=fence, attempt=run.attempt)
 
     async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None:
         at_ms = now_ms()

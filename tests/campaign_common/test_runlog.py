@@ -109,3 +109,13 @@ async def test_runlog_a_retry_scheduled_run_shows_running_when_it_starts_again(
     await log.append_event(started, state=RunState.RUNNING, changes={"started_at_ms": 5})
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.RUNNING and run.started_at_ms == 5
+
+
+async def test_runlog_results_of_one_attempt_are_stored_once(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    first = [run_pb2.ScrapeResult(run_id="r1", url="http://x/a")]
+    await log.add_results("c1", first, attempt=1)
+    await log.add_results("c1", first, attempt=1)  # the attempt re-run after a crash
+    await log.add_results("c1", [run_pb2.ScrapeResult(run_id="r1", url="http://x/b")], attempt=2)
+    results = await log.list_results("c1", limit=10)
+    assert [(r.run_id, r.url) for r in results] == [("r1", "http://x/b"), ("r1", "http://x/a")]
