@@ -178,8 +178,3 @@ class RetryQueue:
     async def waiting(self) -> int:
         """Retries waiting in the queue."""
         return int(await self._redis.zcard(DELAYED))
-
-    async def due_ms(self, run_id: str) -> int | None:
-        """When the run's waiting attempt is due (epoch ms), or None if none waits."""
-        score = await self._redis.zscore(DELAYED, run_id)
-        return int(score) if score is not None else None

@@ -200,7 +200,7 @@ class RunConsumer:
         while not self._runs_done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._runs_done.wait(), interval_s)
-            owned = sorted(self._entries | self._retries.entry_ids(), key=stream_order)
+            owned = list(self._entries | self._retries.entry_ids())
             if self._runs_done.is_set() or not owned:
                 continue
             try:
@@ -231,7 +231,7 @@ class RunConsumer:
         self._reclaim_cursor = cursor
         self._next_reclaim = now + (self._reclaim_interval_s if cursor == "0-0" else 0)
         for entry_id, fields, deliveries in entries:
-            if entry_id in self._entries or entry_id in self._retries.entry_ids():
+            if entry_id in self._entries or entry_id in self._retries:
                 continue  # ours already (a touch came late): never run an entry twice here
             log.info("reclaimed runs entry %s (delivery %d)", entry_id, deliveries)
             metrics.RECLAIMED.inc()

@@ -56,6 +56,9 @@ class RetryBook:
             entry.due = None
         return [entry.request for entry in due]
 
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._entries
+
     def entry_ids(self) -> set[str]:
         return set(self._entries)
 

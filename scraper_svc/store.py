@@ -36,7 +36,7 @@ from campaign_common.deadletters import DeadLetters
 from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, Fenced, RunLog, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
-from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
+from campaigns.v1 import events_pb2, run_pb2
 from scraper_svc.model import PageResult, RunRequest
 
 log = logging.getLogger(__name__)
@@ -342,17 +342,8 @@ class ScraperStore:
 
 
 def _requested(run: RunRequest) -> events_pb2.RunRequested:
-    """The run's request as it was received (rebuilt from the domain fields if absent)."""
-    if run.payload:
-        return events_pb2.RunRequested.FromString(run.payload)
-    return events_pb2.RunRequested(
-        run_id=run.run_id,
-        schedule_id=run.schedule_id,
-        campaign_id=run.campaign_id,
-        attempt=run.attempt,
-        scheduled_for=ms_to_timestamp(run.scheduled_for_ms),
-        scrape=schedule_pb2.ScrapeSpec(urls=list(run.urls), selectors=dict(run.selectors)),
-    )
+    """The run's request as it was received (the consumer keeps its body in ``payload``)."""
+    return events_pb2.RunRequested.FromString(run.payload)
 
 
 def _result(run: RunRequest, page: PageResult) -> run_pb2.ScrapeResult:

@@ -43,7 +43,7 @@ async def test_retryqueue_schedule_records_queues_and_acks_in_one_step(state_red
     run = await runs.get_run("s1:1")
     assert run is not None and run.state is RunState.RETRY_SCHEDULED and run.attempt == 1
     assert run.error == "HTTP 503" and run.next_attempt_at_ms == due_ms
-    assert await queue.due_ms("s1:1") == due_ms and await queue.waiting() == 1
+    assert await state_redis.zscore(DELAYED, "s1:1") == due_ms and await queue.waiting() == 1
     assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
     assert await queue.move_due() == 0  # not due yet
     assert await queue.waiting() == 1
