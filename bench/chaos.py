@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.server
-import json
 import random
 import sys
 import threading
@@ -29,21 +28,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from redis.asyncio import Redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from campaign_common.embedded import EmbeddedStack
-from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog
+from campaign_common.runlog import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
-from tests.support import ServiceProcess
-
-FINAL = (
-    events_pb2.RunSucceeded,
-    events_pb2.RunFailed,
-    events_pb2.RunSkipped,
-    events_pb2.RunDeadLettered,
+from tests.support import (
+    FINAL_EVENTS,
+    ServiceProcess,
+    event_run_id,
+    run_event_bodies,
+    scraper_process,
 )
+
 POLICY = schedule_pb2.RetryPolicy(max_attempts=5, initial_delay_seconds=0.1, max_delay_seconds=1)
 
 
@@ -65,21 +65,18 @@ class FlakyPages(http.server.BaseHTTPRequestHandler):
 
 
 def _worker(stack: EmbeddedStack, name: str) -> ServiceProcess:
-    env = {
-        "SCRAPER_STATE_REDIS_URL": stack.state.url,
-        "SCRAPER_LOCK_REDIS_URLS": json.dumps(stack.lock_urls),
-        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
-        "SCRAPER_CONSUMER_NAME": name,
-        "SCRAPER_BLOCK_MS": "100",
-        "SCRAPER_LOG_LEVEL": "WARNING",
-        "SCRAPER_LOCK_TTL_MS": "1000",
-        "SCRAPER_RECLAIM_IDLE_MS": "2000",
-        "SCRAPER_RECLAIM_INTERVAL_S": "0.2",
-        "SCRAPER_RETRY_POLL_MS": "50",
-        "SCRAPER_PER_HOST_CONCURRENCY": "8",
-        "SCRAPER_CONCURRENCY": "4",
-    }
-    return ServiceProcess("scraper_svc", env).start()
+    return scraper_process(
+        stack.state.url,
+        stack.lock_urls,
+        name,
+        SCRAPER_LOG_LEVEL="WARNING",
+        SCRAPER_LOCK_TTL_MS="1000",
+        SCRAPER_RECLAIM_IDLE_MS="2000",
+        SCRAPER_RECLAIM_INTERVAL_S="0.2",
+        SCRAPER_RETRY_POLL_MS="50",
+        SCRAPER_PER_HOST_CONCURRENCY="8",
+        SCRAPER_CONCURRENCY="4",
+    )
 
 
 def _request(n: int, url: str) -> events_pb2.RunRequested:
@@ -95,34 +92,28 @@ def _request(n: int, url: str) -> events_pb2.RunRequested:
     )
 
 
-async def _finals(
-    stack: EmbeddedStack, *, report: bool = False
-) -> tuple[Counter[str], dict[str, str], int, int]:
-    """Final events per run, the last final type per run, reclaims seen, retries queued."""
-    redis = make_client(stack.state.url, 10.0)
+# Final events per run, last final type per run, attempts re-run, retries queued.
+Ledger = tuple[Counter[str], dict[str, str], int, int]
+
+
+async def _finals(redis: Redis, *, report: bool = False) -> Ledger:
+    """Final events per run, the last final type per run, attempts re-run, retries queued."""
     finals: Counter[str] = Counter()
     kind: dict[str, str] = {}
     retries = 0
     starts: Counter[tuple[str, int]] = Counter()
-    try:
-        for _, fields in await redis.xrange(RUN_EVENTS_STREAM):
-            body = decode_body(Envelope.from_fields(fields))
-            if isinstance(body, events_pb2.RunDeadLettered):
-                run_id = body.request.run_id
-                if report:
-                    cause = "deliveries" if body.error.startswith("delivered") else "attempts"
-                    print(f"dead letter ({cause}): {run_id} attempt {body.request.attempt}")
-            else:
-                run_id = str(getattr(body, "run_id", ""))
-            if isinstance(body, events_pb2.RunStarted):
-                starts[(run_id, body.attempt)] += 1
-            if isinstance(body, events_pb2.RunRetryScheduled) and body.HasField("next_attempt_at"):
-                retries += 1
-            if isinstance(body, FINAL):
-                finals[run_id] += 1
-                kind[run_id] = type(body).__name__
-    finally:
-        await redis.aclose()
+    for body in await run_event_bodies(redis):
+        run_id = event_run_id(body)
+        if isinstance(body, events_pb2.RunDeadLettered) and report:
+            cause = "deliveries" if body.error.startswith("delivered") else "attempts"
+            print(f"dead letter ({cause}): {run_id} attempt {body.request.attempt}")
+        if isinstance(body, events_pb2.RunStarted):
+            starts[(run_id, body.attempt)] += 1
+        if isinstance(body, events_pb2.RunRetryScheduled) and body.HasField("next_attempt_at"):
+            retries += 1
+        if isinstance(body, FINAL_EVENTS):
+            finals[run_id] += 1
+            kind[run_id] = type(body).__name__
     rerun = sum(count - 1 for count in starts.values() if count > 1)
     return finals, kind, rerun, retries
 
@@ -143,7 +134,7 @@ async def main(runs: int, kill_every_s: float, deadline_s: float) -> None:
         started = time.monotonic()
         next_kill = started + kill_every_s
         while time.monotonic() - started < deadline_s:
-            finals, _, _, _ = await _finals(stack)
+            finals, _, _, _ = await _finals(redis)
             if len(finals) >= runs:
                 break
             if time.monotonic() >= next_kill:
@@ -154,7 +145,7 @@ async def main(runs: int, kill_every_s: float, deadline_s: float) -> None:
                 born, kills, next_kill = born + 1, kills + 1, next_kill + kill_every_s
             await asyncio.sleep(0.2)  # polling interval of this driver, not synchronisation
         elapsed = time.monotonic() - started
-        finals, kind, rerun, retries = await _finals(stack, report=True)
+        finals, kind, rerun, retries = await _finals(redis, report=True)
     finally:
         await redis.aclose()
         for worker in workers:

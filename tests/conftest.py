@@ -7,12 +7,13 @@ keyspace (FLUSHALL before the test), so tests never see each other's data.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
+from campaign_common.embedded import EmbeddedRedis, EmbeddedStack
 from campaign_common.redis_conn import make_client
 from campaign_common.telemetry import setup_tracing
 
@@ -48,6 +49,16 @@ def state_url(redis_stack: EmbeddedStack) -> Iterator[str]:
 def lock_urls(redis_stack: EmbeddedStack, state_url: str) -> list[str]:
     """URLs of the three (flushed) lock masters."""
     return redis_stack.lock_urls
+
+
+@pytest.fixture
+def durable_state(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A state Redis of the test's own, with an append-only file: it survives `restart()`."""
+    server = EmbeddedRedis("durable-state", data_dir=tmp_path / "state").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

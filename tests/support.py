@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import os
@@ -12,14 +13,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
 import grpc
+import httpx
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.asyncio import Redis
 
 from campaign_common.embedded import free_port
+from campaign_common.envelope import Envelope, decode_body
+from campaign_common.runlog import RUN_EVENTS_STREAM
+from campaigns.v1 import events_pb2
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,3 +228,105 @@ class WebhookReceiver(LocalHttpServer):
     @property
     def hook_url(self) -> str:
         return self.url("/hook")
+
+
+def scraper_process(
+    state_url: str, lock_urls: list[str], name: str, **extra: str
+) -> ServiceProcess:
+    """``python -m scraper_svc`` named ``name``, allowed to fetch 127.0.0.1, reading in 100 ms
+    blocks; ``extra`` are further SCRAPER_* settings."""
+    env = {
+        "SCRAPER_STATE_REDIS_URL": state_url,
+        "SCRAPER_LOCK_REDIS_URLS": json.dumps(lock_urls),
+        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
+        "SCRAPER_CONSUMER_NAME": name,
+        "SCRAPER_BLOCK_MS": "100",
+        "SCRAPER_LOCK_NODE_TIMEOUT_S": "0.2",
+        **extra,
+    }
+    return ServiceProcess("scraper_svc", env).start()
+
+
+# Events that end a run attempt for good (a RunRetryScheduled does not).
+FINAL_EVENTS = (
+    events_pb2.RunSucceeded,
+    events_pb2.RunFailed,
+    events_pb2.RunSkipped,
+    events_pb2.RunDeadLettered,
+)
+
+
+def event_run_id(body: Message) -> str:
+    """The run a run event is about (a dead letter carries it in its request)."""
+    if isinstance(body, events_pb2.RunDeadLettered):
+        return str(body.request.run_id)
+    return str(getattr(body, "run_id", ""))
+
+
+async def run_event_bodies(redis: Redis) -> list[Message]:
+    """Every decodable body of the run events stream, oldest first."""
+    bodies = [
+        decode_body(Envelope.from_fields(fields))
+        for _, fields in await redis.xrange(RUN_EVENTS_STREAM)
+    ]
+    return [body for body in bodies if body is not None]
+
+
+def metric_sample(text: str, series: str) -> float:
+    """Value of one exposed Prometheus series (name and labels exactly as exposed), 0 if absent."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    http: httpx.AsyncClient  # bound to the gateway
+    env: dict[str, str]  # the ports chosen, among the rest
+    started: set[int]  # every process the launcher started
+
+
+@contextlib.asynccontextmanager
+async def local_stack(**extra: str) -> AsyncIterator[LocalStack]:
+    """``python -m campaign_common.cli up`` (what `make run` runs) on free ports, once ready.
+
+    On the way out it is stopped with SIGINT (what Ctrl-C sends); it must exit 0 and leave no
+    process it started behind.
+    """
+    gateway_port = free_port()
+    env = {
+        "GATEWAY_PORT": str(gateway_port),
+        "SCHEDULER_PORT": str(free_port()),
+        "SCHEDULER_METRICS_PORT": str(free_port()),
+        "SCRAPER_METRICS_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    stack = ServiceProcess("campaign_common.cli", env)
+    launcher = stack.start("up")
+    started: set[int] = set()
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{gateway_port}", timeout=5.0
+        ) as http:
+
+            async def ready() -> bool:
+                assert launcher.proc is not None and launcher.proc.poll() is None, stack.logs()
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(ready, timeout_s=60, what="local stack ready")
+            started = descendants(launcher.pid)
+            assert len(started) >= 7, "expected 4 Redis servers and 3 services"
+            yield LocalStack(http, env, started)
+    finally:
+        code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)
+        logs = stack.logs()
+        stack.close()
+    assert code == 0, logs
+    leftover = [pid for pid in started if alive(pid)]
+    assert not leftover, f"processes left behind: {leftover}"

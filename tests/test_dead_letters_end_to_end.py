@@ -11,7 +11,6 @@ recovers and an operator retries the dead letter; a run against a 404 page fails
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -19,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from campaign_common.embedded import free_port
 from tests.scraper_svc.conftest import PageServer
-from tests.support import ServiceProcess, WebhookReceiver, alive, descendants, eventually
+from tests.support import WebhookReceiver, eventually, local_stack
 
 pytestmark = pytest.mark.slow
 
@@ -101,106 +99,74 @@ async def test_dead_letters_end_to_end_503_dead_lettered_alerted_retried_404_fai
 ) -> None:
     down_url = target.page("/down", PAGE, status=503)
     gone_url = target.page("/gone", "not here", status=404)
-    gateway_port = free_port()
-    env = {
-        "GATEWAY_PORT": str(gateway_port),
-        "SCHEDULER_PORT": str(free_port()),
-        "SCHEDULER_METRICS_PORT": str(free_port()),
-        "SCRAPER_METRICS_PORT": str(free_port()),
+    fast_retries = {
         "SCHEDULER_ALERT_WEBHOOK_URL": webhook.hook_url,
         "SCRAPER_RETRY_POLL_MS": "50",
         "SCRAPER_BLOCK_MS": "100",
-        "PYTHONUNBUFFERED": "1",
     }
-    stack = ServiceProcess("campaign_common.cli", env)
-    launcher = stack.start("up")
-    started: set[int] = set()
-    try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{gateway_port}", timeout=5.0
-        ) as http:
+    async with local_stack(**fast_retries) as stack:
+        http = stack.http
+        down = await _schedule(http, "down-shop", down_url)
+        gone = await _schedule(http, "gone-shop", gone_url)
+        down_run = await _trigger(http, down)
+        gone_run = await _trigger(http, gone)
 
-            async def ready() -> bool:
-                assert launcher.proc is not None and launcher.proc.poll() is None, stack.logs()
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
+        async def in_state(run_id: str, state: str) -> Json | None:
+            run = await _run(http, run_id)
+            return run if run["state"] == state else None
 
-            await eventually(ready, timeout_s=60, what="local stack ready")
-            started = descendants(launcher.pid)
-            assert len(started) >= 7, "expected 4 Redis servers and 3 services"
+        # The 503 is retryable: attempt 1 failed, attempt 2 is due after the delay.
+        waiting = await eventually(
+            lambda: in_state(down_run, "RETRY_SCHEDULED"), what="the 503 run RETRY_SCHEDULED"
+        )
+        assert waiting["attempt"] == 1 and waiting["nextAttemptAt"], waiting
+        assert waiting["error"] == f"GET {down_url}: HTTP 503", waiting
+        due_ms = _ms(waiting["nextAttemptAt"])
+        assert due_ms >= _ms(waiting["startedAt"]) + RETRY_DELAY_S * 1000, waiting
 
-            down = await _schedule(http, "down-shop", down_url)
-            gone = await _schedule(http, "gone-shop", gone_url)
-            down_run = await _trigger(http, down)
-            gone_run = await _trigger(http, gone)
+        dead = await eventually(
+            lambda: in_state(down_run, "DEAD_LETTERED"), what="the 503 run DEAD_LETTERED"
+        )
+        assert dead["attempt"] == 2 and dead["error"] == f"GET {down_url}: HTTP 503", dead
+        assert dead["nextAttemptAt"] is None and dead["finishedAt"], dead
+        assert _ms(dead["startedAt"]) >= due_ms, "attempt 2 ran before it was due"
+        assert target.hits["/down"] == 2
 
-            async def in_state(run_id: str, state: str) -> Json | None:
-                run = await _run(http, run_id)
-                return run if run["state"] == state else None
+        [letter] = await _dead_letters(http)
+        assert (letter["runId"], letter["attempt"]) == (down_run, 2), letter
+        assert letter["error"] == f"GET {down_url}: HTTP 503", letter
+        assert (letter["scheduleId"], letter["campaignId"]) == (down["scheduleId"], "down-shop")
 
-            # The 503 is retryable: attempt 1 failed, attempt 2 is due after the delay.
-            waiting = await eventually(
-                lambda: in_state(down_run, "RETRY_SCHEDULED"), what="the 503 run RETRY_SCHEDULED"
-            )
-            assert waiting["attempt"] == 1 and waiting["nextAttemptAt"], waiting
-            assert waiting["error"] == f"GET {down_url}: HTTP 503", waiting
-            due_ms = _ms(waiting["nextAttemptAt"])
-            assert due_ms >= _ms(waiting["startedAt"]) + RETRY_DELAY_S * 1000, waiting
+        async def dead_letter_alert() -> Json | None:
+            alerts = [a for a in webhook.received if a.get("event") == "run.dead_lettered"]
+            return alerts[0] if alerts else None
 
-            dead = await eventually(
-                lambda: in_state(down_run, "DEAD_LETTERED"), what="the 503 run DEAD_LETTERED"
-            )
-            assert dead["attempt"] == 2 and dead["error"] == f"GET {down_url}: HTTP 503", dead
-            assert dead["nextAttemptAt"] is None and dead["finishedAt"], dead
-            assert _ms(dead["startedAt"]) >= due_ms, "attempt 2 ran before it was due"
-            assert target.hits["/down"] == 2
+        alert = await eventually(dead_letter_alert, what="the run.dead_lettered alert")
+        assert alert["runId"] == down_run and alert["attempt"] == 2, alert
+        assert alert["campaignId"] == "down-shop", alert
+        assert alert["error"] == f"GET {down_url}: HTTP 503", alert
 
-            [letter] = await _dead_letters(http)
-            assert (letter["runId"], letter["attempt"]) == (down_run, 2), letter
-            assert letter["error"] == f"GET {down_url}: HTTP 503", letter
-            assert (letter["scheduleId"], letter["campaignId"]) == (down["scheduleId"], "down-shop")
+        # The 404 cannot be fixed by a retry: FAILED at once, never dead-lettered.
+        failed = await eventually(lambda: in_state(gone_run, "FAILED"), what="the 404 run FAILED")
+        assert failed["attempt"] == 1 and failed["nextAttemptAt"] is None, failed
+        assert failed["error"] == f"GET {gone_url}: HTTP 404", failed
 
-            async def dead_letter_alert() -> Json | None:
-                alerts = [a for a in webhook.received if a.get("event") == "run.dead_lettered"]
-                return alerts[0] if alerts else None
+        # The target recovers; an operator retries the dead letter.
+        target.page("/down", PAGE)
+        retried = await http.post(f"/v1/deadLetters/{letter['id']}:retry")
+        assert retried.status_code == 202, retried.text
+        assert retried.json() == {"runId": down_run, "attempt": 3}
+        done = await eventually(
+            lambda: in_state(down_run, "SUCCEEDED"), what="the retried run SUCCEEDED"
+        )
+        assert done["attempt"] == 3 and done["error"] is None, done
+        assert target.hits["/down"] == 3
+        assert await _dead_letters(http) == []
+        again = await http.post(f"/v1/deadLetters/{letter['id']}:retry")
+        assert again.status_code == 404, again.text
 
-            alert = await eventually(dead_letter_alert, what="the run.dead_lettered alert")
-            assert alert["runId"] == down_run and alert["attempt"] == 2, alert
-            assert alert["campaignId"] == "down-shop", alert
-            assert alert["error"] == f"GET {down_url}: HTTP 503", alert
-
-            # The 404 cannot be fixed by a retry: FAILED at once, never dead-lettered.
-            failed = await eventually(
-                lambda: in_state(gone_run, "FAILED"), what="the 404 run FAILED"
-            )
-            assert failed["attempt"] == 1 and failed["nextAttemptAt"] is None, failed
-            assert failed["error"] == f"GET {gone_url}: HTTP 404", failed
-
-            # The target recovers; an operator retries the dead letter.
-            target.page("/down", PAGE)
-            retried = await http.post(f"/v1/deadLetters/{letter['id']}:retry")
-            assert retried.status_code == 202, retried.text
-            assert retried.json() == {"runId": down_run, "attempt": 3}
-            done = await eventually(
-                lambda: in_state(down_run, "SUCCEEDED"), what="the retried run SUCCEEDED"
-            )
-            assert done["attempt"] == 3 and done["error"] is None, done
-            assert target.hits["/down"] == 3
-            assert await _dead_letters(http) == []
-            again = await http.post(f"/v1/deadLetters/{letter['id']}:retry")
-            assert again.status_code == 404, again.text
-
-            # Meanwhile the 404 run was never retried.
-            assert (await _run(http, gone_run))["state"] == "FAILED"
-            assert target.hits["/gone"] == 1
-    finally:
-        code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)  # what Ctrl-C sends
-    logs = stack.logs()
-    stack.close()
-    assert code == 0, logs
-    leftover = [pid for pid in started if alive(pid)]
-    assert not leftover, f"processes left behind: {leftover}"
+        # Meanwhile the 404 run was never retried.
+        assert (await _run(http, gone_run))["state"] == "FAILED"
+        assert target.hits["/gone"] == 1
     # The scheduler flushed its alerts on the way out: one alert, for the dead letter only.
     assert [a["event"] for a in webhook.received] == ["run.dead_lettered"], webhook.received

@@ -7,14 +7,11 @@ no process it started is left.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from campaign_common.embedded import free_port
-from tests.support import PageServer, ServiceProcess, alive, descendants, eventually
+from tests.support import PageServer, eventually, local_stack
 
 pytestmark = pytest.mark.slow
 
@@ -30,66 +27,38 @@ def pages() -> Iterator[PageServer]:
 async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
     pages: PageServer,
 ) -> None:
-    gateway_port = free_port()
-    env = {
-        "GATEWAY_PORT": str(gateway_port),
-        "SCHEDULER_PORT": str(free_port()),
-        "SCHEDULER_METRICS_PORT": str(free_port()),
-        "SCRAPER_METRICS_PORT": str(free_port()),
-    }
-    stack = ServiceProcess("campaign_common.cli", {**env, "PYTHONUNBUFFERED": "1"})
-    launcher = stack.start("up")
-    base = f"http://127.0.0.1:{gateway_port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=5.0) as http:
+    async with local_stack() as stack:
+        http, env = stack.http, stack.env
+        body = {
+            "campaignId": "spring-leads",
+            "name": "Spring leads",
+            "schedule": {"intervalSeconds": 1, "timezone": "Europe/Berlin"},
+            "scrape": {
+                "urls": [pages.url("/offer")],
+                "selectors": {"title": "h1", "price": ".price", "missing": ".nothing"},
+            },
+        }
+        created = await http.post("/campaign/addScheduledCampaign", json=body)
+        assert created.status_code == 201, created.text
+        schedule = created.json()
+        assert schedule["version"] == 1 and schedule["state"] == "ACTIVE"
+        assert len(schedule["nextFireTimes"]) == 5
 
-            async def ready() -> bool:
-                assert launcher.proc is not None and launcher.proc.poll() is None, stack.logs()
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
+        async def succeeded() -> dict[str, object] | None:
+            runs = await http.get("/v1/runs", params={"scheduleId": schedule["scheduleId"]})
+            done = [r for r in runs.json()["runs"] if r["state"] == "SUCCEEDED"]
+            return done[0] if done else None
 
-            await eventually(ready, timeout_s=60, what="local stack ready")
-            started = descendants(launcher.pid)
-            assert len(started) >= 7, "expected 4 Redis servers and 3 services"
-            body = {
-                "campaignId": "spring-leads",
-                "name": "Spring leads",
-                "schedule": {"intervalSeconds": 1, "timezone": "Europe/Berlin"},
-                "scrape": {
-                    "urls": [pages.url("/offer")],
-                    "selectors": {"title": "h1", "price": ".price", "missing": ".nothing"},
-                },
-            }
-            created = await http.post("/campaign/addScheduledCampaign", json=body)
-            assert created.status_code == 201, created.text
-            schedule = created.json()
-            assert schedule["version"] == 1 and schedule["state"] == "ACTIVE"
-            assert len(schedule["nextFireTimes"]) == 5
-
-            async def succeeded() -> dict[str, object] | None:
-                runs = await http.get("/v1/runs", params={"scheduleId": schedule["scheduleId"]})
-                done = [r for r in runs.json()["runs"] if r["state"] == "SUCCEEDED"]
-                return done[0] if done else None
-
-            run = await eventually(succeeded, timeout_s=30, what="a SUCCEEDED run")
-            assert run["campaignId"] == "spring-leads" and run["attempt"] == 1
-            assert str(run["runId"]).startswith(schedule["scheduleId"] + ":")
-            results = await http.get("/v1/campaigns/spring-leads/results", params={"pageSize": 5})
-            latest = results.json()["results"][0]
-            assert latest["url"] == pages.url("/offer") and latest["statusCode"] == 200
-            assert latest["fields"] == {"title": "Spring sale", "price": "9.99", "missing": None}
-            assert "campaigns_gateway_requests_total" in (await http.get("/metrics")).text
-            scheduler_metrics = f"http://127.0.0.1:{env['SCHEDULER_METRICS_PORT']}/metrics"
-            assert "campaigns_scheduler_fires_total" in (await http.get(scheduler_metrics)).text
-            scraper_metrics = f"http://127.0.0.1:{env['SCRAPER_METRICS_PORT']}/metrics"
-            scraped = (await http.get(scraper_metrics)).text
-            assert 'campaigns_scraper_runs_total{outcome="succeeded"}' in scraped
-    finally:
-        code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)  # what Ctrl-C sends
-    logs = stack.logs()
-    stack.close()
-    assert code == 0, logs
-    leftover = [pid for pid in started if alive(pid)]
-    assert not leftover, f"processes left behind: {leftover}"
+        run = await eventually(succeeded, timeout_s=30, what="a SUCCEEDED run")
+        assert run["campaignId"] == "spring-leads" and run["attempt"] == 1
+        assert str(run["runId"]).startswith(schedule["scheduleId"] + ":")
+        results = await http.get("/v1/campaigns/spring-leads/results", params={"pageSize": 5})
+        latest = results.json()["results"][0]
+        assert latest["url"] == pages.url("/offer") and latest["statusCode"] == 200
+        assert latest["fields"] == {"title": "Spring sale", "price": "9.99", "missing": None}
+        assert "campaigns_gateway_requests_total" in (await http.get("/metrics")).text
+        scheduler_metrics = f"http://127.0.0.1:{env['SCHEDULER_METRICS_PORT']}/metrics"
+        assert "campaigns_scheduler_fires_total" in (await http.get(scheduler_metrics)).text
+        scraper_metrics = f"http://127.0.0.1:{env['SCRAPER_METRICS_PORT']}/metrics"
+        scraped = (await http.get(scraper_metrics)).text
+        assert 'campaigns_scraper_runs_total{outcome="succeeded"}' in scraped

@@ -11,18 +11,9 @@ from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
-from tests.support import eventually
+from tests.support import eventually, metric_sample
 
 EMITTED = 'campaigns_scheduler_fires_total{result="emitted"}'
-
-
-def _sample(text: str, series: str) -> float:
-    """Value of one exposed series (name with its labels exactly as exposed), 0 if absent."""
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == series:
-            return float(value)
-    return 0.0
 
 
 async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
@@ -38,7 +29,7 @@ async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
     url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-            before = _sample(
+            before = metric_sample(
                 (await http.get(url)).text, 'campaigns_scheduler_fires_total{result="emitted"}'
             )
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -53,11 +44,11 @@ async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
             async def fired() -> str | None:
                 text = (await http.get(url)).text
                 # no scraper runs here, so the emitted run waits on the stream (lag)
-                waiting = _sample(text, "campaigns_runs_lag") >= 1
-                return text if _sample(text, EMITTED) > before and waiting else None
+                waiting = metric_sample(text, "campaigns_runs_lag") >= 1
+                return text if metric_sample(text, EMITTED) > before and waiting else None
 
             text = await eventually(fired, timeout_s=10, what="a fire counted")
     finally:
         await server.stop()
-    assert _sample(text, 'campaigns_scheduler_schedules{state="ACTIVE"}') >= 1
-    assert _sample(text, "campaigns_scheduler_fire_lag_seconds_count") >= 1
+    assert metric_sample(text, 'campaigns_scheduler_schedules{state="ACTIVE"}') >= 1
+    assert metric_sample(text, "campaigns_scheduler_fire_lag_seconds_count") >= 1

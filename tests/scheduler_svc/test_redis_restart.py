@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
 
@@ -17,15 +14,6 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.support import eventually, start_scheduler_process
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def durable_state(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis("durable-state", data_dir=tmp_path / "state").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_scheduler_keeps_firing_after_the_state_redis_restarts(

@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
 from campaign_common.redlock_scripts import lock_key
-from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunRecord, RunState
+from campaign_common.runlog import RunLog, RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scraper_svc.config import ScraperSettings
 from scraper_svc.server import ScraperServer
 from scraper_svc.store import campaign_lock_resource
-from tests.support import eventually
+from tests.support import event_run_id, eventually, run_event_bodies
 
 FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
 # One attempt: a retryable failure is dead-lettered at once.
@@ -205,13 +204,7 @@ async def run_in_state(state_redis: Redis, run_id: str, state: RunState) -> RunR
 
 async def run_events(state_redis: Redis, run_id: str) -> list[object]:
     """Bodies of the run events stream that concern ``run_id``, oldest first."""
-    found: list[object] = []
-    for _, fields in await state_redis.xrange(RUN_EVENTS_STREAM):
-        body = decode_body(Envelope.from_fields(fields))
-        owner = body.request.run_id if isinstance(body, events_pb2.RunDeadLettered) else None
-        if (owner or getattr(body, "run_id", None)) == run_id:
-            found.append(body)
-    return found
+    return [body for body in await run_event_bodies(state_redis) if event_run_id(body) == run_id]
 
 
 async def retry_reasons(state_redis: Redis, run_id: str) -> list[str]:
@@ -225,12 +218,11 @@ async def retry_reasons(state_redis: Redis, run_id: str) -> list[str]:
 
 async def started_workers(state_redis: Redis) -> dict[str, str]:
     """run id -> the ``worker`` field of its RunStarted event (``<name> fence=<token>``)."""
-    workers: dict[str, str] = {}
-    for _, fields in await state_redis.xrange(RUN_EVENTS_STREAM):
-        body = decode_body(Envelope.from_fields(fields))
-        if isinstance(body, events_pb2.RunStarted):
-            workers[body.run_id] = body.worker
-    return workers
+    return {
+        body.run_id: body.worker
+        for body in await run_event_bodies(state_redis)
+        if isinstance(body, events_pb2.RunStarted)
+    }
 
 
 async def lock_holders(lock_urls: list[str], campaign_id: str) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import itertools
-import json
 import os
 import random
 import re
@@ -37,7 +36,7 @@ from tests.scraper_svc.conftest import (
     retry_reasons,
     run_request,
 )
-from tests.support import ServiceProcess, eventually
+from tests.support import ServiceProcess, eventually, scraper_process
 
 pytestmark = pytest.mark.slow
 
@@ -117,19 +116,12 @@ def history() -> Iterator[HistoryServer]:
 
 
 def _scraper(state_url: str, lock_urls: list[str], name: str, **extra: str) -> ServiceProcess:
-    env = {
-        "SCRAPER_STATE_REDIS_URL": state_url,
-        "SCRAPER_LOCK_REDIS_URLS": json.dumps(lock_urls),
-        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
-        "SCRAPER_BLOCK_MS": "100",
-        "SCRAPER_CONSUMER_NAME": name,
+    quiet_fast_retries = {
         "SCRAPER_LOG_LEVEL": "WARNING",
-        "SCRAPER_LOCK_NODE_TIMEOUT_S": "0.2",
         "SCRAPER_RETRY_DELAY_S": "0.1",
         "SCRAPER_RETRY_MAX_DELAY_S": "0.5",
-        **extra,
     }
-    return ServiceProcess("scraper_svc", env).start()
+    return scraper_process(state_url, lock_urls, name, **{**quiet_fast_retries, **extra})
 
 
 class EventLog:

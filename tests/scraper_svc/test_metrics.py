@@ -14,6 +14,7 @@ from tests.scraper_svc.conftest import (
     finished_run,
     run_request,
 )
+from tests.support import metric_sample
 
 SUCCEEDED = 'campaigns_scraper_runs_total{outcome="succeeded"}'
 RETRIED = 'campaigns_scraper_runs_total{outcome="retry_scheduled"}'
@@ -21,14 +22,6 @@ DEAD = 'campaigns_scraper_dead_letters_total{cause="attempts"}'
 FAILED = 'campaigns_scraper_runs_total{outcome="failed"}'
 ACQUIRED = "campaigns_scraper_lock_acquire_seconds_count"
 DURATION = "campaigns_scraper_run_duration_seconds_count"
-
-
-def _sample(text: str, series: str) -> float:
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == series:
-            return float(value)
-    return 0.0
 
 
 async def _scrape(url: str) -> str:
@@ -70,5 +63,5 @@ async def test_metrics_count_outcomes_retries_dead_letters_and_locks(
         (ACQUIRED, 4),
         (DURATION, 4),
     ):
-        assert _sample(after, series) - _sample(before, series) == grew_by, series
+        assert metric_sample(after, series) - metric_sample(before, series) == grew_by, series
     assert "campaigns_scraper_runs_in_flight 0.0" in after

@@ -7,7 +7,6 @@ runs requested, completed, lost (never finished) and duplicated (more than one f
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -15,11 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.deadletters import DeadLetters
-from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
 from campaign_common.redlock import Redlock
 from campaign_common.retryqueue import DELAYED
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from scraper_svc.store import campaign_lock_resource
 from tests.scraper_svc.conftest import (
@@ -30,16 +28,17 @@ from tests.scraper_svc.conftest import (
     run_events,
     run_request,
 )
-from tests.support import ServiceProcess, eventually
+from tests.support import (
+    FINAL_EVENTS,
+    ServiceProcess,
+    event_run_id,
+    eventually,
+    run_event_bodies,
+    scraper_process,
+)
 
 PAGE = "<html><body><h1>Spring sale</h1></body></html>"
 FAST = schedule_pb2.RetryPolicy(initial_delay_seconds=0.3, multiplier=2, jitter=0)
-FINAL = (
-    events_pb2.RunSucceeded,
-    events_pb2.RunFailed,
-    events_pb2.RunSkipped,
-    events_pb2.RunDeadLettered,
-)
 
 
 async def _request(
@@ -197,7 +196,7 @@ async def test_recovery_taken_over_run_waits_while_its_previous_worker_holds_the
         for client in clients:
             await client.aclose()
     assert run.state is RunState.SUCCEEDED and run.attempt == 1
-    finals = [e for e in await run_events(state_redis, "r-cut") if isinstance(e, FINAL)]
+    finals = [e for e in await run_events(state_redis, "r-cut") if isinstance(e, FINAL_EVENTS)]
     assert len(finals) == 1  # never SKIPPED "overlap" as well
     assert await _pending(state_redis) == 0
 
@@ -213,22 +212,15 @@ async def _retried_in_place(redis: Redis, run_id: str) -> str | None:
 
 
 def _worker(state_url: str, lock_urls: list[str], name: str, **extra: str) -> ServiceProcess:
-    env = {
-        "SCRAPER_STATE_REDIS_URL": state_url,
-        "SCRAPER_LOCK_REDIS_URLS": json.dumps(lock_urls),
-        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
-        "SCRAPER_CONSUMER_NAME": name,
-        "SCRAPER_BLOCK_MS": "100",
+    fast_takeover = {
         "SCRAPER_LOG_LEVEL": "INFO",
-        "SCRAPER_LOCK_NODE_TIMEOUT_S": "0.2",
         "SCRAPER_LOCK_TTL_MS": "1000",
         "SCRAPER_RECLAIM_IDLE_MS": "2000",
         "SCRAPER_RECLAIM_INTERVAL_S": "0.2",
         "SCRAPER_FETCH_TIMEOUT_S": "60",  # pages hang until the test releases them
         "SCRAPER_PER_HOST_CONCURRENCY": "8",  # every page is on 127.0.0.1
-        **extra,
     }
-    return ServiceProcess("scraper_svc", env).start()
+    return scraper_process(state_url, lock_urls, name, **{**fast_takeover, **extra})
 
 
 @dataclass
@@ -246,15 +238,13 @@ async def _ledger(redis: Redis, run_ids: list[str]) -> Ledger:
     finals: Counter[str] = Counter()
     succeeded: set[str] = set()
     started_by: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
-    for _, fields in await redis.xrange(RUN_EVENTS_STREAM):
-        body = decode_body(Envelope.from_fields(fields))
-        run_id = body.request.run_id if isinstance(body, events_pb2.RunDeadLettered) else ""
-        run_id = run_id or str(getattr(body, "run_id", ""))
+    for body in await run_event_bodies(redis):
+        run_id = event_run_id(body)
         if run_id not in started_by:
             continue
         if isinstance(body, events_pb2.RunStarted):
             started_by[run_id].append(body.worker.split(" ")[0])
-        if isinstance(body, FINAL):
+        if isinstance(body, FINAL_EVENTS):
             finals[run_id] += 1
             if isinstance(body, events_pb2.RunSucceeded):
                 succeeded.add(run_id)

@@ -10,10 +10,7 @@ unreachable, and go on running the fires that come after the restart, each exact
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
@@ -23,47 +20,34 @@ from redis.exceptions import RedisError
 from campaign_common.embedded import EmbeddedRedis
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.scraper_svc.conftest import PageServer
-from tests.support import ServiceProcess, eventually, start_scheduler_process
+from tests.support import (
+    FINAL_EVENTS,
+    ServiceProcess,
+    event_run_id,
+    eventually,
+    run_event_bodies,
+    scraper_process,
+    start_scheduler_process,
+)
 
 pytestmark = pytest.mark.slow
 
 PAGE = "<html><body><h1>Spring sale</h1></body></html>"
 INTERVAL_MS = 1000
-FINAL = (
-    events_pb2.RunSucceeded,
-    events_pb2.RunFailed,
-    events_pb2.RunSkipped,
-    events_pb2.RunDeadLettered,
-)
 # What each worker logs while the state Redis is down (consumer loop, retry pump).
 UNREACHABLE = ("reading the runs stream failed", "retry delay queue in the state Redis unreachable")
 
 
-@pytest.fixture
-def durable_state(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis("durable-state", data_dir=tmp_path / "state").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _worker(state_url: str, lock_urls: list[str], name: str) -> ServiceProcess:
-    env = {
-        "SCRAPER_STATE_REDIS_URL": state_url,
-        "SCRAPER_LOCK_REDIS_URLS": json.dumps(lock_urls),
-        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
-        "SCRAPER_CONSUMER_NAME": name,
-        "SCRAPER_BLOCK_MS": "100",
+    fast_recovery = {
         "SCRAPER_LOG_LEVEL": "INFO",
         "SCRAPER_LOG_JSON": "false",
-        "SCRAPER_LOCK_NODE_TIMEOUT_S": "0.2",
         "SCRAPER_LOCK_TTL_MS": "1000",
         "SCRAPER_RECLAIM_IDLE_MS": "2000",
         "SCRAPER_RECLAIM_INTERVAL_S": "0.2",
@@ -72,7 +56,7 @@ def _worker(state_url: str, lock_urls: list[str], name: str) -> ServiceProcess:
         "SCRAPER_RETRY_MAX_DELAY_S": "1",
         "SCRAPER_FETCH_TIMEOUT_S": "5",
     }
-    return ServiceProcess("scraper_svc", env).start()
+    return scraper_process(state_url, lock_urls, name, **fast_recovery)
 
 
 def _unreachable_lines(log: str) -> list[str]:
@@ -112,15 +96,13 @@ async def _ledger(redis: Redis, run_ids: list[str]) -> Ledger:
             requested.add(body.run_id)
     finals: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
     started_by: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
-    for _, fields in await redis.xrange(RUN_EVENTS_STREAM):
-        body = decode_body(Envelope.from_fields(fields))
-        run_id = body.request.run_id if isinstance(body, events_pb2.RunDeadLettered) else ""
-        run_id = run_id or str(getattr(body, "run_id", ""))
+    for body in await run_event_bodies(redis):
+        run_id = event_run_id(body)
         if run_id not in finals:
             continue
         if isinstance(body, events_pb2.RunStarted):
             started_by[run_id].append(body.worker.split(" ")[0])
-        if isinstance(body, FINAL):
+        if isinstance(body, FINAL_EVENTS):
             skipped = isinstance(body, events_pb2.RunSkipped)
             finals[run_id].append(f"RunSkipped({body.reason})" if skipped else type(body).__name__)
     return Ledger(
@@ -139,9 +121,8 @@ async def _succeeded_fires(redis: Redis, schedule_id: str) -> dict[int, str]:
     """Nominal fire ms -> consumer, of the schedule's scheduled runs that SUCCEEDED so far."""
     workers: dict[str, str] = {}
     done: dict[int, str] = {}
-    for _, fields in await redis.xrange(RUN_EVENTS_STREAM):
-        body = decode_body(Envelope.from_fields(fields))
-        run_id = str(getattr(body, "run_id", ""))
+    for body in await run_event_bodies(redis):
+        run_id = event_run_id(body)
         if not run_id.startswith(f"{schedule_id}:") or "manual" in run_id:
             continue
         if isinstance(body, events_pb2.RunStarted):
