@@ -1,22 +1,73 @@
-"""Prometheus exposition: a `/metrics` HTTP endpoint for services without an HTTP server.
+"""Prometheus exposition and a health probe: the HTTP endpoint of services without their own.
 
 Metric names are declared by each service in its own ``metrics`` module (base units, counters
-end in ``_total``, no per-run labels). This module only serves the process's registry on a
-loopback-or-configured address, from a daemon thread, and stops it on shutdown.
+end in ``_total``, no per-run labels). This module serves the process's registry on a
+loopback-or-configured address, from a daemon thread, and stops it on shutdown:
+
+    GET /healthz   200 "ok" while the service's health check reports no problem, 503 with one
+                   problem per line otherwise (200 when no check was given)
+    anything else  the Prometheus exposition (as `prometheus_client` serves it)
+
+It is a small WSGI app of its own in front of `prometheus_client.make_wsgi_app`, served by a
+threading WSGI server. `stop` blocks (server shutdown, thread join): async callers run it in a
+thread (``await asyncio.to_thread(endpoint.stop)``).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+# What is wrong with the service now, one line each; empty when it is healthy.
+HealthCheck = Callable[[], Iterable[str]]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# How often the serving thread looks for a shutdown request (bounds `stop`).
+POLL_INTERVAL_S = 0.1
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # a scrape every few seconds is not worth a log line
+
+
+def _health_app(check: HealthCheck | None, metrics: WsgiApp) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/healthz":
+            return metrics(environ, start_response)
+        problems = list(check()) if check is not None else []
+        body = ("\n".join(problems) if problems else "ok").encode() + b"\n"
+        status = "503 Service Unavailable" if problems else "200 OK"
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ]
+        start_response(status, headers)
+        return [body]
+
+    return app
+
+
+def _server_class(host: str, port: int) -> type[WSGIServer]:
+    """The threading WSGI server for the address family of ``host`` (IPv4 or IPv6)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return Server
 
 
 class MetricsEndpoint:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, health: HealthCheck | None = None) -> None:
         self._host = host
         self._port = port
+        self._health = health
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -25,9 +76,24 @@ class MetricsEndpoint:
         return self._server.server_port if self._server is not None else self._port
 
     def start(self) -> None:
-        self._server, self._thread = start_http_server(self._port, addr=self._host)
+        app = _health_app(self._health, make_wsgi_app())
+        self._server = make_server(
+            self._host,
+            self._port,
+            app,
+            server_class=_server_class(self._host, self._port),
+            handler_class=_QuietHandler,
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL_S},
+            name="metrics-http",
+            daemon=True,
+        )
+        self._thread.start()
 
     def stop(self) -> None:
+        """Blocking (up to a poll interval, then a join): call it off the event loop."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -14,8 +14,9 @@ Usage::
 
 Acquisition (one attempt), on our monotonic clock (``time.monotonic``)::
 
-    t0   token (16 random bytes from `secrets`, one per ``acquire`` call) and the ACQUIRE script
-         go to every master at once: SET NX PX ttl, then INCR the resource's fence counter
+    t0   a fresh token (16 random bytes from `secrets`, new for every attempt) and the ACQUIRE
+         script go to every master at once: SET NX PX ttl, then INCR the resource's fence
+         counter (and raise it above ``fence_floor``, see below)
     ...  replies arrive; each master has a per-node timeout, min(node_timeout_s, ttl / 10)
     t1   a quorum (N//2 + 1) granted -> decide now, do not wait for the others; or so many
          refused/failed/timed out that a quorum is impossible -> the attempt failed
@@ -31,6 +32,14 @@ Acquisition (one attempt), on our monotonic clock (``time.monotonic``)::
          task: the requests ride the masters' pipelines, which ``aclose`` drains; on the
          pipelined transport a release sent after a grant also executes after it)
 
+Why a fresh token for every attempt: a failed attempt's replies, and the releases they trigger,
+can reach a master after the next attempt's ACQUIRE (a master answered after the node timeout).
+With one token for all attempts, attempt 1's late ACQUIRE would set the key that attempt 2's
+ACQUIRE then merely refreshes (same token), and attempt 1's late compare-and-delete would then
+delete the key of the lease attempt 2 returned: that lease would be short of a quorum while
+looking valid, and a second client could take the lock inside its validity. With a token per
+attempt every late reply, release and refresh matches only its own attempt's key.
+
 Why a returned lease is exclusive: every granting master set its key at some time >= t0, so
 (assumption A1 below) each key lives at least until t0 + ttl - drift = t2 + validity on our
 clock, and a quorum of masters hold our token until then; two quorums always share a master,
@@ -38,20 +47,38 @@ and a master holds one token at a time, so no other client can hold a quorum in 
 ``Lease.expires_at`` is t0 + (ttl - drift) / 1000 on the monotonic clock.
 
 Fencing token. Each master keeps a counter per resource that only grows. ACQUIRE increments it
-in the same script that sets the lock, so the value a master returns was written while our
-token held that master's key. The fence is the maximum over the granting quorum. If all of the
-quorum returned that same value, every master of the quorum already stores the fence and the
-lease is issued at once (the common case: masters see the same acquisitions, so their counters
-move in step). Otherwise CONFIRM_FENCE raises the counter to the fence on every master and
-counts the masters where our token still holds the key; the fence is issued only once a quorum
-has confirmed. Either way, at issue time a quorum W of masters stores a counter >= fence,
-written while we held their keys. Why the next holder B gets a larger fence than ours (A): W_A
-and B's granting quorum share a master m. On m the two holds are disjoint (SET NX). If B's hold
-on m came after A's, B's INCR ran after A's counter write, so B's fence > A's. B's hold on m
-cannot have come first: B's key on m would have had to vanish before A held m, i.e. before A's
-issue time, yet B's validity says that key outlived B's issue time, which comes after A's.
-A restarted master that lost its counters comes back lower than the others; the next grant it
-takes part in disagrees, which triggers CONFIRM_FENCE on every master and heals it.
+(and then raises it to ``fence_floor`` + 1 if it is not above the floor) in the same script that
+sets the lock, so the value a master returns was written while our token held that master's key.
+The fence is the maximum over the granting quorum. If all of the quorum returned that same
+value, every master of the quorum already stores the fence and the lease is issued at once (the
+common case: masters see the same acquisitions, so their counters move in step). Otherwise
+CONFIRM_FENCE raises the counter to the fence on every master and counts the masters where our
+token still holds the key; the fence is issued only once a quorum has confirmed. Either way, at
+issue time a quorum W of masters stores a counter >= fence, written while we held their keys.
+Why the next holder B gets a larger fence than ours (A): W_A and B's granting quorum share a
+master m. On m the two holds are disjoint (SET NX). If B's hold on m came after A's, B's INCR
+ran after A's counter write, so B's fence > A's. B's hold on m cannot have come first: B's key
+on m would have had to vanish before A held m, i.e. before A's issue time, yet B's validity says
+that key outlived B's issue time, which comes after A's. A restarted master that lost its
+counters comes back lower than the others; the next grant it takes part in disagrees, which
+triggers CONFIRM_FENCE on every master and heals it.
+
+Fence floor (how assumption A3 is relaxed). When more masters lose their data than A3 allows
+(all of them restarted without persistence, a FLUSHALL), their counters start again at 1, and a
+protected store that refuses fences below the highest it accepted would refuse every later
+holder for good. So ``acquire``/``hold`` take ``fence_floor``: the caller passes the highest
+fence its protected store accepted, and ACQUIRE makes every granting master's counter at least
+floor + 1, so the fence issued (the maximum over the quorum) is > floor and the store accepts it.
+Monotonicity is untouched: a floor only ever raises a counter, never lowers one, so every step
+of the proof above holds as written (counters only grow; B's counter write on the shared master
+comes after A's and yields more than A's fence), whatever floor a caller passes (0, stale or too
+low: no effect). The raised value is stored, so it heals the wiped masters: later acquisitions,
+with or without a floor, continue above it, and masters the floor did not reach are raised by
+CONFIRM_FENCE or the late-reply healing like any lagging counter. What a floor cannot restore:
+a fence issued before the loss that never reached the store can be issued again after it. Its
+holder's lease was either live at the loss (the A2 window, in which exclusion is at risk anyway)
+or had expired while the holder was paused (A4); such a holder's writes carry the same fence
+as the new holder's and are accepted until a later holder writes with a higher fence.
 
 Assumptions:
 
@@ -62,9 +89,11 @@ Assumptions:
 - A2 masters: independent (no replication between them). A master that restarts without its
   data should stay down for at least the longest TTL in use (the usual Redlock advice),
   otherwise mutual exclusion can be broken during that window.
-- A3 fences survive as long as a majority of masters keeps its data: at any moment at most
-  N - quorum masters may have lost their counters since an acquisition last reached them.
-  Counter keys have no TTL (one small key per resource ever locked).
+- A3 fences increase from lease to lease as long as a majority of masters keeps its data: at
+  any moment at most N - quorum masters may have lost their counters since an acquisition last
+  reached them. Counter keys have no TTL (one small key per resource ever locked). Relaxed by
+  ``fence_floor`` (above): when more masters lose their data, a caller that passes the highest
+  fence its store accepted still gets fences above it, so a wipe never blocks a resource.
 - A4 the process: a holder that is paused longer than its validity (GC, SIGSTOP) loses
   exclusivity silently, as with every lease; that is what the fence is for. ``hold`` cancels
   its body when an extension fails, but only a fenced write is safe against such a pause.
@@ -153,6 +182,14 @@ class LeaseLost(LockError):
     def __init__(self, resource: str, reason: str) -> None:
         super().__init__(resource, f"lease lost: {reason}")
         self.reason = reason
+
+
+class LeaseCapReached(LeaseLost):
+    """``hold`` gave the lease up because it lasted ``max_lease_s``: the work took too long.
+
+    Unlike another `LeaseLost`, the lease was still valid when the body was cancelled, so the
+    holder's fencing token is as good as it was (a newer holder's write still fences it off).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,20 +402,31 @@ class Redlock:
 
     # -- acquisition -------------------------------------------------------------------------
 
-    async def acquire(self, resource: str, ttl_ms: int, *, retry_count: int | None = None) -> Lease:
+    async def acquire(
+        self,
+        resource: str,
+        ttl_ms: int,
+        *,
+        retry_count: int | None = None,
+        fence_floor: int = 0,
+    ) -> Lease:
         """Take the lock on ``resource`` for ``ttl_ms``; see the module docstring.
 
-        Raises `LockHeld` when another owner holds it, `QuorumUnavailable` when too few masters
-        answered (or the validity ran out), after the last of ``retry_count`` retries.
+        The lease's fence is greater than ``fence_floor`` (pass the highest fence the protected
+        store accepted, so that fences continue above it even after the masters lost their
+        data). Raises `LockHeld` when another owner holds it, `QuorumUnavailable` when too few
+        masters answered (or the validity ran out), after the last of ``retry_count`` retries.
         """
         self._check_usable(resource, ttl_ms)
+        if fence_floor < 0:
+            raise ValueError(f"fence_floor must be >= 0, got {fence_floor}")
         retries = self.retry_count if retry_count is None else retry_count
-        token = secrets.token_bytes(TOKEN_BYTES)
         key = lock_key(resource).encode()
         counter = fence_key(resource).encode()
+        floor = b"%d" % fence_floor
         attempt = 1
         while True:
-            result = await self._attempt(resource, key, counter, token, ttl_ms, attempt)
+            result = await self._attempt(resource, key, counter, floor, ttl_ms, attempt)
             if isinstance(result, Lease):
                 return result
             if attempt > retries:
@@ -387,11 +435,14 @@ class Redlock:
             await asyncio.sleep(random.uniform(0.5, 1.5) * self.retry_delay_ms / 1000.0)
 
     async def _attempt(
-        self, resource: str, key: bytes, counter: bytes, token: bytes, ttl_ms: int, attempt: int
+        self, resource: str, key: bytes, counter: bytes, floor: bytes, ttl_ms: int, attempt: int
     ) -> Lease | LockError:
+        # A token of its own: this attempt's late replies and releases can then never touch the
+        # key of another attempt (see "Why a fresh token for every attempt" above).
+        token = secrets.token_bytes(TOKEN_BYTES)
         started = time.monotonic()
         timeout_s = self._node_timeout(ttl_ms)
-        parts = (key, counter, token, b"%d" % ttl_ms)
+        parts = (key, counter, token, b"%d" % ttl_ms, floor)
         acquired = self._fan_out(ACQUIRE, parts, self._all, self.quorum, timeout_s)
         await acquired.future
         self.counters.attempts += 1
@@ -564,13 +615,15 @@ class Redlock:
         *,
         max_lease_s: float | None = None,
         retry_count: int | None = None,
+        fence_floor: int = 0,
     ) -> HeldLock:
         """``async with`` context: acquire, auto-extend every ttl/3, release on exit.
 
         When an extension fails or the lease has lasted ``max_lease_s``, the body is cancelled
-        and the ``async with`` raises `LeaseLost` with the reason.
+        and the ``async with`` raises `LeaseLost` with the reason. ``fence_floor`` is passed to
+        `acquire`: the lease's fence is greater than it.
         """
-        return HeldLock(self, resource, ttl_ms, max_lease_s, retry_count)
+        return HeldLock(self, resource, ttl_ms, max_lease_s, retry_count, fence_floor)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -648,6 +701,7 @@ class HeldLock:
         ttl_ms: int,
         max_lease_s: float | None,
         retry_count: int | None,
+        fence_floor: int = 0,
     ) -> None:
         if max_lease_s is not None and max_lease_s <= 0:
             raise ValueError("max_lease_s must be positive")
@@ -656,17 +710,22 @@ class HeldLock:
         self._ttl_ms = ttl_ms
         self._max_lease_s = max_lease_s
         self._retry_count = retry_count
+        self._fence_floor = fence_floor
         self._task: asyncio.Task[Any] | None = None
         self._keeper: asyncio.Task[Any] | None = None
         self.current: Lease | None = None
         self.lost_reason: str | None = None
+        self.capped = False  # lost because the lease lasted max_lease_s
 
     async def __aenter__(self) -> Lease:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Redlock.hold must run inside a task")
         lease = await self._redlock.acquire(
-            self._resource, self._ttl_ms, retry_count=self._retry_count
+            self._resource,
+            self._ttl_ms,
+            retry_count=self._retry_count,
+            fence_floor=self._fence_floor,
         )
         self._task = task
         self.current = lease
@@ -681,6 +740,7 @@ class HeldLock:
             now = time.monotonic()
             await asyncio.sleep(max(0.0, min(now + interval_s, cap_at) - now))
             if time.monotonic() >= cap_at:
+                self.capped = True
                 self.lose(f"maximum lease time of {self._max_lease_s} s reached")
                 return
             try:
@@ -718,7 +778,7 @@ class HeldLock:
             if isinstance(exc, asyncio.CancelledError):
                 return False
             raise asyncio.CancelledError
-        lost = LeaseLost(self._resource, self.lost_reason)
+        lost = (LeaseCapReached if self.capped else LeaseLost)(self._resource, self.lost_reason)
         if exc is not None and not isinstance(exc, asyncio.CancelledError):
             raise lost from exc
         raise lost from None
@@ -738,6 +798,7 @@ __all__ = [
     "AttemptStats",
     "HeldLock",
     "Lease",
+    "LeaseCapReached",
     "LeaseLost",
     "LockError",
     "LockHeld",

@@ -68,10 +68,15 @@ class LuaScript:
 
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
-# ARGV[1] token; ARGV[2] TTL in milliseconds
-# Sets the lock if it is free, or refreshes it if this token already holds it (a retry after
-# an attempt whose reply was lost), then increments the fence counter.
-# Returns the counter after the increment (>= 1) when the token holds the lock, 0 otherwise.
+# ARGV[1] token (fresh for every acquisition attempt); ARGV[2] TTL in milliseconds;
+# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor)
+# Sets the lock if it is free, or refreshes it if this token already holds it (the same request
+# re-sent after its reply was lost; attempts never share a token, so this never refreshes the
+# key of another attempt), then increments the fence counter and, if the result is not above
+# the floor, raises the counter to floor + 1. The raise goes through SET floor + INCR so that
+# Redis does the arithmetic on 64-bit integers (Lua numbers are doubles, and a double passed to
+# redis.call may be formatted in exponent notation). The counter is never lowered.
+# Returns the counter after the increment (> floor, >= 1) when the token holds the lock, else 0.
 ACQUIRE = LuaScript(
     "acquire",
     b"""
@@ -81,10 +86,15 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return redis.call('INCR', KEYS[2])
+local fence = redis.call('INCR', KEYS[2])
+if fence <= tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
+  fence = redis.call('INCR', KEYS[2])
+end
+return fence
 """,
     numkeys=2,
-    nargs=2,
+    nargs=3,
 )
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)

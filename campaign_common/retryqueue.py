@@ -8,10 +8,12 @@ Keys (``{runs}`` hash tag, shared with `campaign_common.runlog`, so each script 
 A run has at most one attempt waiting (the member is the run id).
 
 `RetryQueue.schedule` is one script, so a crash leaves either nothing done (the failed
-attempt's entry is still pending and runs again) or all of it:
-    fence check -> RunRetryScheduled on the run events stream -> projection RETRY_SCHEDULED
-    (attempt n, next_attempt_at_ms) -> next request stored, ZADD at its due time ->
-    XACK of the failed attempt's runs entry
+attempt's entry is still pending and runs again) or all of it; it is safe to re-send
+(`campaign_common.opscript`), and refuses a writer that lost its entry or lock, or an attempt
+that has its outcome, exactly as the run log does:
+    writer and attempt checks -> RunRetryScheduled on the run events stream -> projection
+    RETRY_SCHEDULED (attempt n, next_attempt_at_ms) -> next request stored, ZADD at its due
+    time -> XACK of the failed attempt's runs entry
 
 `RetryQueue.move_due` is one script that any process may run at any time: for each member
 due by the server's clock, XADD the next attempt's RunRequested envelope to the runs stream,
@@ -26,15 +28,18 @@ from typing import Any
 from redis.asyncio import Redis
 
 from campaign_common.envelope import SCHEMA, wrap
+from campaign_common.opscript import idempotent, new_op_id, op_key
 from campaign_common.runlog import (
-    FENCE_CHECK,
+    ATTEMPT_CHECK,
     RUN_EVENTS_STREAM,
     RUNS_STREAM,
-    SCRAPER_GROUP,
+    UNCHECKED,
+    WRITER_CHECK,
     Rank,
     RunState,
-    campaign_fence_key,
+    Writer,
     flatten,
+    refusal,
     run_key,
 )
 from campaign_common.timeutil import ms_to_timestamp, now_ms
@@ -43,33 +48,34 @@ from campaigns.v1 import events_pb2
 DELAYED = "{runs}:delayed"
 DELAYED_REQUESTS = "{runs}:delayed:requests"
 
-# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] delayed set,
-# KEYS[5] delayed requests, KEYS[6] runs stream
-# ARGV[1] failed attempt, ARGV[2] run hash ttl ms, ARGV[3] fence (0: unfenced), ARGV[4] run
-# id, ARGV[5] due ms, ARGV[6] next request body, ARGV[7] traceparent, ARGV[8] tracestate,
-# ARGV[9] consumer group, ARGV[10] runs entry to ack ('': none), ARGV[11] number of envelope
-# pairs n, ARGV[12 .. 11+2n] the RunRetryScheduled envelope, the rest: run hash pairs.
-# Returns 1, or 0 when fenced (nothing written, nothing acked).
-_SCHEDULE = (
-    FENCE_CHECK
+# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] runs stream,
+# KEYS[5] delayed set, KEYS[6] delayed requests, KEYS[7] operation key
+# ARGV[1 .. 4] the writer (`runlog.Writer.args`: fence, group, consumer, runs entry to ack),
+# ARGV[5] failed attempt, ARGV[6] run hash ttl ms, ARGV[7] run id, ARGV[8] due ms, ARGV[9]
+# next request body, ARGV[10] traceparent, ARGV[11] tracestate, ARGV[12] number of envelope
+# pairs n, ARGV[13 .. 12+2n] the RunRetryScheduled envelope, the rest: run hash pairs.
+# Returns {1} when queued, {0, why} when the writer or the attempt is refused (nothing
+# written, nothing acked; see runlog WRITER_CHECK and ATTEMPT_CHECK).
+_SCHEDULE = idempotent(
+    WRITER_CHECK
+    + ATTEMPT_CHECK
     + """
-if fenced(KEYS[3], tonumber(ARGV[3])) then return 0 end
-local n = tonumber(ARGV[11])
+local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+  or attempt_refusal(KEYS[2], tonumber(ARGV[5]), 2)
+if why then return {0, why} end
+local n = tonumber(ARGV[12])
 local envelope = {}
-for i = 12, 11 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = 13, 12 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
 redis.call('XADD', KEYS[1], '*', unpack(envelope))
-local attempt = tonumber(ARGV[1])
-if attempt >= (tonumber(redis.call('HGET', KEYS[2], 'attempt')) or 0) then
-  local hash = {'attempt', ARGV[1]}
-  for i = 12 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[2], unpack(hash))
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-local run = ARGV[4]
-redis.call('HSET', KEYS[5], run, ARGV[6], run .. ':tp', ARGV[7], run .. ':ts', ARGV[8])
-redis.call('ZADD', KEYS[4], ARGV[5], run)
-if ARGV[10] ~= '' then redis.call('XACK', KEYS[6], ARGV[9], ARGV[10]) end
-return 1
+local hash = {'attempt', ARGV[5]}
+for i = 13 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(hash))
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local run = ARGV[7]
+redis.call('HSET', KEYS[6], run, ARGV[9], run .. ':tp', ARGV[10], run .. ':ts', ARGV[11])
+redis.call('ZADD', KEYS[5], ARGV[8], run)
+if ARGV[4] ~= '' then redis.call('XACK', KEYS[4], ARGV[2], ARGV[4]) end
+return {1}
 """
 )
 
@@ -120,13 +126,10 @@ class RetryQueue:
         reason: str,
         due_ms: int,
         *,
-        fence: tuple[str, int] | None = None,
-        ack_entry: str = "",
-    ) -> bool:
-        """Queue the attempt after ``failed`` for ``due_ms`` and ack ``ack_entry``, atomically.
-
-        Returns False (nothing written) when ``fence`` (campaign id, token) is stale.
-        """
+        writer: Writer = UNCHECKED,
+    ) -> None:
+        """Queue the attempt after ``failed`` for ``due_ms`` and ack the writer's runs entry,
+        atomically; a `WriteRefused` (nothing written) when the writer or attempt is refused."""
         at_ms = now_ms()
         event = events_pb2.RunRetryScheduled(
             run_id=failed.run_id,
@@ -143,31 +146,31 @@ class RetryQueue:
             "finished_at_ms": at_ms,
             "next_attempt_at_ms": due_ms,
         }
-        campaign_id, token = fence or ("", 0)
         keys = [
             RUN_EVENTS_STREAM,
             run_key(failed.run_id),
-            campaign_fence_key(campaign_id),
+            *writer.keys(),
             DELAYED,
             DELAYED_REQUESTS,
-            RUNS_STREAM,
+            op_key("runs", new_op_id()),
         ]
         args: list[Any] = [
+            *writer.args(),
             failed.attempt,
             self._run_ttl_ms,
-            token,
             failed.run_id,
             due_ms,
             following.body,
             following.traceparent,
             following.tracestate,
-            SCRAPER_GROUP,
-            ack_entry,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *flatten(hash_fields),
         ]
-        return bool(await self._schedule(keys=keys, args=args))
+        reply = await self._schedule(keys=keys, args=args)
+        refused = refusal(reply, f"retry of run {failed.run_id} attempt {failed.attempt}")
+        if refused is not None:
+            raise refused
 
     async def move_due(self, limit: int = 100) -> int:
         """Move retries due by now to the runs stream; returns how many were moved."""

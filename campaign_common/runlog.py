@@ -15,6 +15,10 @@ Keys
                                  so a reverse lexicographic range is "newest first"
     {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
     {runs}:emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
+    {runs}:guard:<schedule_id>   hash version, active: the schedule as the scheduler's command
+                                 path stored it; scheduled emissions are checked against it
+                                 (`EmissionGuard`). Kept while the schedule exists; a deleted
+                                 schedule's expires `GUARD_TOMBSTONE_TTL_MS` after the delete
     {runs}:fence:<campaign_id>   highest lock fencing token that wrote for the campaign
     {runs}:written:<run_id>:<attempt>
                                  marker: that attempt's results are stored (TTL = run TTL), so
@@ -31,6 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
+from campaign_common.opscript import idempotent, new_op_id, op_key
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
@@ -59,6 +64,10 @@ def _campaign_index(campaign_id: str) -> str:
 
 def _emitted_key(schedule_id: str) -> str:
     return f"{{runs}}:emitted:{schedule_id}"
+
+
+def _guard_key(schedule_id: str) -> str:
+    return f"{{runs}}:guard:{schedule_id}"
 
 
 def campaign_fence_key(campaign_id: str) -> str:
@@ -100,27 +109,33 @@ _RANKS = {
 
 # KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
 # KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign,
-# KEYS[7] counter of the schedule's scheduled runs
-# ARGV[1] dedupe ttl ms (0: no dedupe, the run id is unique by construction),
-# ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff member (members below
-# it are pruned), ARGV[5] cap on the counter (0: no cap, and the counter is not touched),
-# ARGV[6] number of envelope field/value pairs n, ARGV[7 .. 6+2n] envelope pairs, the rest:
-# run hash field/value pairs.
-# Returns the stream id; false when the dedupe key already existed; 0 when the cap is reached.
+# KEYS[7] counter of the schedule's scheduled runs, KEYS[8] the schedule's emission guard
+# ARGV[1] dedupe ttl ms, ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff
+# member (members below it are pruned), ARGV[5] cap on the counter (0: no cap, and the counter
+# is not touched), ARGV[6] schedule version the fire was computed from (0: not guarded, a
+# manual run), ARGV[7] number of envelope field/value pairs n, ARGV[8 .. 7+2n] envelope
+# pairs, the rest: run hash field/value pairs.
+# Returns the stream id; false when the run id was created already (by another replica, or
+# by this very call when the client re-sends it after a lost reply: safe to re-send); -1 when
+# the guard is not at ARGV[6] and active (a stale copy of the schedule fired); 0 when the cap
+# is reached. The dedupe check comes first, so a re-send still answers "already created" even
+# when the schedule changed in between.
 _EMIT_RUN = """
-if ARGV[1] ~= '0' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if ARGV[6] ~= '0' then
+  local guard = redis.call('HMGET', KEYS[8], 'version', 'active')
+  if guard[1] ~= ARGV[6] or guard[2] ~= '1' then return -1 end
 end
 local cap = tonumber(ARGV[5])
 if cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then return 0 end
-if ARGV[1] ~= '0' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 if cap > 0 then redis.call('INCR', KEYS[7]) end
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
 local envelope = {}
-for i = 7, 6 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = 8, 7 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
 local hash = {}
-for i = 7 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+for i = 8 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
 redis.call('HSET', KEYS[3], unpack(hash))
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 for k = 4, 6 do
@@ -130,66 +145,252 @@ end
 return id
 """
 
-# Fencing (both scripts below, and `campaign_common.retryqueue`): ARGV fence > 0 is the
-# writer's lock fencing token for the campaign. A write whose token is lower than the highest
-# one already seen for the campaign is refused (the writer lost its lock to a newer holder);
-# otherwise the highest is raised.
-FENCE_CHECK = """
-local function fenced(key, token)
-  if token == 0 then return false end
-  local seen = tonumber(redis.call('GET', key) or '0')
-  if token < seen then return true end
-  if token > seen then redis.call('SET', key, token) end
+# A deleted schedule's guard (a tombstone: inactive) is kept this long after the delete, far
+# longer than any replica lags behind the schedule log. After that a missing guard refuses
+# just the same: a guarded fire needs a guard that exists.
+GUARD_TOMBSTONE_TTL_MS = 30 * 24 * 3600 * 1000
+
+# KEYS[1] the schedule's emission guard
+# ARGV[1] schedule version, ARGV[2] '1' when the schedule fires at that version ('0': paused,
+# completed or deleted), ARGV[3] when the guard expires (unix ms; 0: never)
+# Raise only: a version not higher than the stored one changes nothing, so a late write (a
+# lagging log follower) never lowers the guard and a re-send is harmless. An expiry in the
+# past deletes the guard (a replayed old delete), which refuses all the same.
+# Returns 1 when raised, 0 when the guard was at that version or above already.
+_RAISE_GUARD = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'active', ARGV[2])
+if ARGV[3] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+
+# Manual run ids are unique by construction: their dedupe marker only has to outlive the
+# client's re-sends of one call (seconds), by a wide margin.
+_RESEND_DEDUPE_TTL_MS = 3600 * 1000
+
+
+class Emission(StrEnum):
+    """What `RunLog.request_run` or `RunLog.record_missed` did (the values are metric labels).
+
+    Only EMITTED is true, so ``if await runs.request_run(...)`` reads "if it was created".
+    """
+
+    EMITTED = "emitted"  # created by this call
+    DUPLICATE = "deduplicated"  # created before: by another replica, or by a lost first send
+    CAPPED = "capped"  # the schedule's max total runs were reached
+    STALE = "stale"  # the schedule is not active at the version the fire was computed from
+
+    def __bool__(self) -> bool:
+        return self is Emission.EMITTED
+
+
+def _emission(reply: Any) -> Emission:
+    """The meaning of an `_EMIT_RUN` reply."""
+    if reply is None:
+        return Emission.DUPLICATE
+    if isinstance(reply, bytes):
+        return Emission.EMITTED
+    return Emission.STALE if int(reply) < 0 else Emission.CAPPED
+
+
+@dataclass(frozen=True)
+class EmissionGuard:
+    """A schedule as the scheduler stored it, which scheduled fires are checked against.
+
+    ``active`` only for an ACTIVE schedule. ``deleted_at_ms`` (0: not deleted) starts the
+    tombstone's expiry. Written (raised) by the scheduler's command path right after each
+    schedule log append, and by every replica's log follower before it applies an entry.
+    """
+
+    schedule_id: str
+    version: int
+    active: bool
+    deleted_at_ms: int = 0
+
+    def args(self) -> list[int]:
+        expire_at_ms = self.deleted_at_ms + GUARD_TOMBSTONE_TTL_MS if self.deleted_at_ms else 0
+        return [self.version, int(self.active), expire_at_ms]
+
+
+class EmissionGuards:
+    """Raises emission guards (`_RAISE_GUARD`); a batch goes out as one pipeline."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._raise = redis.register_script(_RAISE_GUARD)
+
+    async def raise_all(self, guards: list[EmissionGuard]) -> None:
+        """Raise each guard (raise only, so their order does not matter)."""
+        if len(guards) == 1:  # the command path: one round trip
+            await self._raise(keys=[_guard_key(guards[0].schedule_id)], args=guards[0].args())
+            return
+        if not guards:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for guard in guards:
+                await self._raise(
+                    keys=[_guard_key(guard.schedule_id)], args=guard.args(), client=pipe
+                )
+            await pipe.execute()
+
+
+# Worker writes (`Writer`; used by the scripts below, `campaign_common.retryqueue` and
+# `campaign_common.deadletters`). A worker may write for a run only while it owns the run's
+# entry in the scraper group (a worker whose entry was taken over, or acked by another, is
+# refused: it lost the run) and, under a campaign lock, while its fencing token is not lower
+# than the highest one that wrote for the campaign (a newer lock holder wrote: it lost the
+# lock). A token higher than the highest raises it. Returns false, or why the writer is refused.
+WRITER_CHECK = """
+local function writer_refusal(fence_key, stream, token, group, consumer, entry)
+  if consumer ~= '' then
+    local row = redis.call('XPENDING', stream, group, entry, entry, 1)[1]
+    if not row or row[2] ~= consumer then return 'entry' end
+  end
+  if token > 0 then
+    local seen = tonumber(redis.call('GET', fence_key) or '0')
+    if token < seen then return 'fence' end
+    if token > seen then redis.call('SET', fence_key, token) end
+  end
   return false
 end
 """
 
-# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence
-# ARGV[1] attempt, ARGV[2] rank, ARGV[3] run hash ttl ms, ARGV[4] fence (0: unfenced),
-# ARGV[5] number of envelope pairs n, ARGV[6 .. 5+2n] envelope pairs, the rest: run hash
-# field/value pairs.
-# Appends the event and updates the projection unless (attempt, rank) would go back; returns
-# the entry id, or false when fenced (nothing written).
-_APPEND_RUN_EVENT = (
-    FENCE_CHECK
-    + """
-if fenced(KEYS[3], tonumber(ARGV[4])) then return false end
-local n = tonumber(ARGV[5])
-local envelope = {}
-for i = 6, 5 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
-local cur = redis.call('HMGET', KEYS[2], 'attempt', 'rank')
-local attempt, rank = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cur_attempt, cur_rank = tonumber(cur[1]) or 0, tonumber(cur[2]) or -1
-if attempt > cur_attempt or (attempt == cur_attempt and rank >= cur_rank) then
-  local hash = {'attempt', ARGV[1], 'rank', ARGV[2]}
-  for i = 6 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[2], unpack(hash))
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+# One outcome per attempt (every script that writes a run's state applies it): a run in a
+# final state never changes; a write for an earlier attempt than the run's is refused; once
+# an attempt has its outcome (rank FINISHED: final, or failed with the next attempt queued)
+# nothing else is accepted for it. Returns false, or why the write is refused ('final',
+# 'attempt'), or 'behind' for a write of a lower rank within the open attempt (a deferral
+# note after the attempt started somewhere): such an event may be recorded, never applied.
+ATTEMPT_CHECK = """
+local FINAL_STATES = {SUCCEEDED = true, FAILED = true, SKIPPED = true, DEAD_LETTERED = true}
+local function attempt_refusal(run_key, attempt, rank)
+  local cur = redis.call('HMGET', run_key, 'attempt', 'rank', 'state')
+  if cur[3] and FINAL_STATES[cur[3]] then return 'final' end
+  local cur_attempt, cur_rank = tonumber(cur[1]) or 0, tonumber(cur[2]) or -1
+  if attempt < cur_attempt then return 'attempt' end
+  if attempt == cur_attempt and cur_rank >= 2 then return 'attempt' end
+  if attempt == cur_attempt and rank < cur_rank then return 'behind' end
+  return false
 end
-return id
 """
-)
 
-# KEYS[1] campaign results list, KEYS[2] campaign fence, KEYS[3] the attempt's written marker
-# ARGV[1] cap, ARGV[2] fence (0: unfenced), ARGV[3] marker ttl ms, ARGV[4 ..] serialized
-# results, oldest first
-# Returns 1, 2 when this attempt's results were stored already (nothing written), or 0 when
-# fenced (nothing written).
-_ADD_RESULTS = (
-    FENCE_CHECK
+# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] runs stream,
+# KEYS[5] operation key (campaign_common.opscript)
+# ARGV[1 .. 4] the writer (fence, group, consumer, entry: `Writer.args`), ARGV[5] attempt,
+# ARGV[6] rank, ARGV[7] run hash ttl ms, ARGV[8] number of envelope pairs n,
+# ARGV[9 .. 8+2n] envelope pairs, the rest: run hash field/value pairs.
+# Appends the event and applies it to the projection (an event 'behind' the attempt is only
+# appended); returns {1, entry id}, or {0, why} when refused (nothing written): 'entry',
+# 'fence', 'final' or 'attempt'.
+_APPEND_RUN_EVENT = idempotent(
+    WRITER_CHECK
+    + ATTEMPT_CHECK
     + """
-if fenced(KEYS[2], tonumber(ARGV[2])) then return 0 end
-if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 2 end
-for i = 4, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-return 1
+local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+  or attempt_refusal(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]))
+if why and why ~= 'behind' then return {0, why} end
+local n = tonumber(ARGV[8])
+local envelope = {}
+for i = 9, 8 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
+if why then return {1, id} end
+local hash = {'attempt', ARGV[5], 'rank', ARGV[6]}
+for i = 9 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(hash))
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+return {1, id}
+"""
+)
+
+# KEYS[1] campaign results list, KEYS[2] the attempt's written marker, KEYS[3] run hash,
+# KEYS[4] campaign fence, KEYS[5] runs stream
+# ARGV[1 .. 4] the writer, ARGV[5] attempt, ARGV[6] cap, ARGV[7] marker ttl ms,
+# ARGV[8 ..] serialized results, oldest first
+# Returns {1} when stored, {2} when this attempt's results were stored already (a re-run or a
+# re-send: nothing written), {0, why} when refused (nothing written).
+_ADD_RESULTS = (
+    WRITER_CHECK
+    + ATTEMPT_CHECK
+    + """
+local why = writer_refusal(KEYS[4], KEYS[5], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+  or attempt_refusal(KEYS[3], tonumber(ARGV[5]), 1)
+if why then return {0, why} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[7]) then return {2} end
+for i = 8, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[6]) - 1)
+return {1}
 """
 )
 
 
-class Fenced(Exception):
+class WriteRefused(Exception):
+    """A worker's write was refused by the state Redis; nothing was written."""
+
+
+class Fenced(WriteRefused):
     """A write carried a fencing token lower than one already seen: its lock was lost."""
+
+
+class EntryLost(WriteRefused):
+    """The writer no longer owns the run's runs entry (taken over or acked by another)."""
+
+
+class AttemptClosed(WriteRefused):
+    """The run attempt already has its outcome (or the run is final): a later one is refused."""
+
+
+_REFUSALS: dict[str, type[WriteRefused]] = {
+    "entry": EntryLost,
+    "fence": Fenced,
+    "final": AttemptClosed,
+    "attempt": AttemptClosed,
+    "behind": AttemptClosed,
+}
+
+
+def refusal(reply: Any, what: str) -> WriteRefused | None:
+    """The error for a script's ``{0, why}`` reply (None for a ``{1, ...}`` or ``{2}``)."""
+    if int(reply[0]) != 0:
+        return None
+    why = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+    messages = {
+        "entry": "its runs entry is no longer this worker's",
+        "fence": "its fencing token is stale (a newer lock holder wrote)",
+        "final": "the run is final already",
+        "attempt": "the attempt has its outcome already (or a later attempt started)",
+        "behind": "the attempt is past this step",
+    }
+    return _REFUSALS[why](f"{what}: refused, {messages[why]}; nothing written")
+
+
+@dataclass(frozen=True)
+class Writer:
+    """What a worker's write for a run claims, checked by the writing script.
+
+    ``fence`` is the campaign lock's fencing token (0: not under a lock); ``consumer`` must own
+    ``entry_id`` in the scraper group ("": no entry check, for writers outside the group).
+    """
+
+    campaign_id: str = ""
+    fence: int = 0
+    consumer: str = ""
+    entry_id: str = ""
+
+    def keys(self) -> list[str]:
+        """The campaign fence key and the runs stream, in the order the scripts take them."""
+        return [campaign_fence_key(self.campaign_id), RUNS_STREAM]
+
+    def args(self) -> list[str | int]:
+        return [self.fence, SCRAPER_GROUP, self.consumer, self.entry_id]
+
+
+UNCHECKED = Writer()
 
 
 @dataclass(frozen=True)
@@ -241,14 +442,25 @@ class RunLog:
         self._add_results = redis.register_script(_ADD_RESULTS)
 
     async def request_run(
-        self, request: events_pb2.RunRequested, *, dedupe: bool, max_total: int = 0
-    ) -> bool:
-        """Append a RunRequested and its REQUESTED projection; False if not appended.
+        self,
+        request: events_pb2.RunRequested,
+        *,
+        dedupe: bool,
+        max_total: int = 0,
+        schedule_version: int = 0,
+    ) -> Emission:
+        """Append a RunRequested and its REQUESTED projection; what happened (true if appended).
 
-        With ``dedupe`` the append happens at most once per run id across every process
-        within the dedupe TTL; with ``max_total`` at most that many runs of the schedule are
-        ever appended this way. The checks and the XADD are one script, so a crash between
-        them is impossible and two replicas can never both pass them.
+        A run id is appended at most once: a second replica emitting the same scheduled fire,
+        or redis-py re-sending this call after a lost reply, gets `Emission.DUPLICATE`.
+        ``dedupe`` says the run id may come from several processes (scheduled fires: the
+        marker outlives any catch-up window); without it the id is unique by construction
+        (manual runs) and the marker only outlives a client's re-sends. With ``max_total`` at
+        most that many runs of the schedule are ever appended this way (`Emission.CAPPED`).
+        With ``schedule_version`` (every scheduled fire) the run is appended only while the
+        schedule's `EmissionGuard` is at that version and active, else `Emission.STALE`; 0
+        (manual runs) skips the guard. The checks and the XADD are one script, so a crash
+        between them is impossible and two replicas can never both pass them.
         """
         fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
@@ -256,15 +468,26 @@ class RunLog:
             "rank": int(Rank.REQUESTED),
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
         }
+        ttl_ms = self._dedupe_ttl_ms if dedupe else _RESEND_DEDUPE_TTL_MS
         return await self._create_run(
-            RUNS_STREAM, wrap(request), request, fields, dedupe=dedupe, cap=max_total
+            RUNS_STREAM,
+            wrap(request),
+            request,
+            fields,
+            dedupe_ttl_ms=ttl_ms,
+            cap=max_total,
+            schedule_version=schedule_version,
         )
 
-    async def record_missed(self, run: events_pb2.RunRequested, reason: str) -> bool:
+    async def record_missed(
+        self, run: events_pb2.RunRequested, reason: str, *, schedule_version: int
+    ) -> Emission:
         """Record a fire that will not run as a SKIPPED run (once per run id), not as a request.
 
         The run id is deduplicated exactly like an emission, so a fire is either requested
-        or recorded as missed, never both, whichever replica gets there first.
+        or recorded as missed, never both, whichever replica gets there first. It is guarded
+        like an emission too: a replica whose copy of the schedule is stale records nothing
+        (`Emission.STALE`).
         """
         at_ms = now_ms()
         skipped = events_pb2.RunSkipped(
@@ -281,7 +504,14 @@ class RunLog:
             "error": reason,
             "finished_at_ms": at_ms,
         }
-        return await self._create_run(RUN_EVENTS_STREAM, wrap(skipped), run, fields, dedupe=True)
+        return await self._create_run(
+            RUN_EVENTS_STREAM,
+            wrap(skipped),
+            run,
+            fields,
+            dedupe_ttl_ms=self._dedupe_ttl_ms,
+            schedule_version=schedule_version,
+        )
 
     async def _create_run(
         self,
@@ -290,9 +520,10 @@ class RunLog:
         run: events_pb2.RunRequested,
         fields: dict[str, str | int],
         *,
-        dedupe: bool,
+        dedupe_ttl_ms: int,
         cap: int = 0,
-    ) -> bool:
+        schedule_version: int = 0,
+    ) -> Emission:
         scheduled_ms = run.scheduled_for.ToMilliseconds()
         hash_fields = {
             "run_id": run.run_id,
@@ -310,18 +541,20 @@ class RunLog:
             _schedule_index(run.schedule_id),
             _campaign_index(run.campaign_id),
             _emitted_key(run.schedule_id),
+            _guard_key(run.schedule_id),
         ]
         args = [
-            self._dedupe_ttl_ms if dedupe else 0,
+            dedupe_ttl_ms,
             _index_member(scheduled_ms, run.run_id),
             self._run_ttl_ms,
             cutoff,
             cap,
+            schedule_version,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *flatten(hash_fields),
         ]
-        return bool(await self._emit(keys=keys, args=args))
+        return _emission(await self._emit(keys=keys, args=args))
 
     async def emitted_count(self, schedule_id: str) -> int:
         """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
@@ -351,30 +584,36 @@ class RunLog:
         *,
         state: RunState,
         changes: dict[str, str | int] | None = None,
-        fence: tuple[str, int] | None = None,
+        writer: Writer = UNCHECKED,
     ) -> bytes:
         """Append a lifecycle event and apply it to the run projection; returns the entry id.
 
-        ``fence`` is (campaign id, fencing token) of the lock the writer holds; a token lower
-        than the campaign's highest raises `Fenced` and writes nothing.
+        Raises a `WriteRefused` (`EntryLost`, `Fenced`, `AttemptClosed`) and writes nothing
+        when ``writer`` lost its entry or its lock, or the attempt is past this event (see
+        ``ATTEMPT_CHECK``). Safe to re-send: a lost reply is answered from the operation key.
         """
         envelope: Envelope = wrap(event)
         fields: dict[str, str | int] = {"state": state.value, **(changes or {})}
-        campaign_id, token = fence or ("", 0)
         args = [
+            *writer.args(),
             event.attempt,
             int(_RANKS.get(state, Rank.FINISHED)),
             self._run_ttl_ms,
-            token,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *flatten(fields),
         ]
-        keys = [RUN_EVENTS_STREAM, run_key(event.run_id), campaign_fence_key(campaign_id)]
-        entry_id: bytes | None = await self._append(keys=keys, args=args)
-        if entry_id is None:
-            raise Fenced(f"run {event.run_id}: fencing token {token} is stale; not written")
-        return entry_id
+        keys = [
+            RUN_EVENTS_STREAM,
+            run_key(event.run_id),
+            *writer.keys(),
+            op_key("runs", new_op_id()),
+        ]
+        reply: Any = await self._append(keys=keys, args=args)
+        refused = refusal(reply, f"{state.value} of run {event.run_id} attempt {event.attempt}")
+        if refused is not None:
+            raise refused
+        return cast(bytes, reply[1])
 
     async def backlog(self) -> tuple[int, int]:
         """(pending, lag) of the scraper group: delivered but unacked, and not yet delivered."""
@@ -425,10 +664,10 @@ class RunLog:
         campaign_id: str,
         results: list[run_pb2.ScrapeResult],
         *,
-        fence: int = 0,
+        writer: Writer = UNCHECKED,
         attempt: int = 0,
     ) -> None:
-        """Store results newest first (capped); a stale ``fence`` token raises `Fenced`.
+        """Store results newest first (capped); a `WriteRefused` when ``writer`` is refused.
 
         Results of one run attempt (all of ``results`` belong to one run) are stored once:
         a second call for the same run and attempt, a re-run after a crash, stores nothing.
@@ -436,14 +675,17 @@ class RunLog:
         if not results:
             return
         blobs = [result.SerializeToString() for result in results]
+        run_id = results[0].run_id
         keys = [
             _results_key(campaign_id),
-            campaign_fence_key(campaign_id),
-            _written_key(results[0].run_id, attempt),
+            _written_key(run_id, attempt),
+            run_key(run_id),
+            *writer.keys(),
         ]
-        args: list[int | bytes] = [self._results_cap, fence, self._run_ttl_ms, *blobs]
-        if not await self._add_results(keys=keys, args=args):
-            raise Fenced(f"campaign {campaign_id}: fencing token {fence} is stale; not written")
+        args: list[Any] = [*writer.args(), attempt, self._results_cap, self._run_ttl_ms, *blobs]
+        refused = refusal(await self._add_results(keys=keys, args=args), f"results of {run_id}")
+        if refused is not None:
+            raise refused
 
     async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:
         raw = cast(list[bytes], await self._redis.lrange(_results_key(campaign_id), 0, limit - 1))

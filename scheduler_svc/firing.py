@@ -1,17 +1,41 @@
-"""Turning a due fire into exactly one run request, and manual triggers into new runs."""
+"""Turning a due fire into exactly one run request, or one SKIPPED run saying why it did not
+run; and manual triggers into new runs.
+
+Emission is conditioned on the schedule as stored, never on this replica's copy of it:
+1. A command appends its event (version v+1), then the schedule's emission guard is raised to
+   v+1 (active only for an ACTIVE schedule), and only then does the command answer
+   (`scheduler_svc.commands`, `scheduler_svc.store`).
+2. A replica fires from its copy at version v: the emission script emits only while the guard
+   is at v and active, in one atomic step with the dedupe check and the XADD.
+3. So once a pause (delete, re-time, completion) has answered, no fire computed from v can be
+   emitted: a replica that applied the change has disarmed the schedule, and one that has not
+   (frozen, lagging) fires from v and is refused (`Emission.STALE`: logged, counted as
+   ``stale``, never retried). A fire emitted before the raise was emitted before the answer,
+   and no fire is emitted before its nominal time, so no run's nominal time is after it.
+
+A fire is emitted while it is within the catch-up window of its nominal time. After that it is
+recorded as a SKIPPED run with the reason: ``MISSED_REASON`` for fires missed while no
+scheduler ran (start-up), ``missed (emission failed: <error>)`` for a fire whose emission kept
+failing for the whole window and for the fires that came due meanwhile (the timer hands those
+over once it gets to them), ``LATE_REASON`` for a fire reached too late otherwise (a frozen
+process). The record is retried with jittered backoff until the state Redis answers or the
+scheduler stops (the timer's shutdown cancels it), so no fire vanishes without a trace.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 from collections import deque
 
+from apscheduler.triggers.base import BaseTrigger
 from opentelemetry.context import Context
 from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
-from campaign_common.runlog import RunLog
+from campaign_common.runlog import Emission, RunLog
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.telemetry import tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
@@ -24,10 +48,17 @@ from scheduler_svc.triggers import build_trigger, next_fire_ms
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 MISSED_REASON = "missed (scheduler down)"
-# At most this many missed fires per schedule are recorded one by one (the newest ones);
-# the total is logged. Bounds start-up work after a long outage of a fast schedule.
+LATE_REASON = "missed (scheduler behind)"
+# At most this many missed fires per schedule are recorded one by one (the newest ones).
+# Bounds the work after a long outage of a fast schedule.
 MAX_MISSED_RECORDS = 100
 _MAX_MISSED_SCAN = 100_000
+# A fire handed in just past the window is still emitted: the timer reads the clock a moment
+# before this module does, and start-up arms its catch-up fires a moment after computing the
+# window. Fires in that margin are late, not missed.
+_LATE_GRACE_MS = 1000
+_FIRST_DELAY_S = 0.1
+_MAX_DELAY_S = 5.0
 
 
 def scheduled_run_id(schedule_id: str, fire_ms: int) -> str:
@@ -56,16 +87,26 @@ def run_request(
     )
 
 
+def _backoff(delay_s: float) -> tuple[float, float]:
+    """(jittered pause now, next delay): replicas retrying together spread out."""
+    return delay_s * random.uniform(0.5, 1.0), min(delay_s * 2, _MAX_DELAY_S)
+
+
 class Firing:
     def __init__(self, runs: RunLog, retry_window_ms: int) -> None:
         self._runs = runs
-        self._retry_window_ms = retry_window_ms
+        self._window_ms = retry_window_ms
+        # schedule id -> (version, reason): why the schedule's last fire was not emitted, the
+        # reason recorded for the fires handed in too late after it. Kept from a failed fire
+        # until the schedule's next emission attempt answers.
+        self._behind: dict[str, tuple[int, str]] = {}
 
-    async def fire(self, schedule: Schedule, fire_ms: int) -> bool:
-        """Emit the scheduled run; True if this call emitted it, False if it existed.
+    async def fire(self, schedule: Schedule, fire_ms: int) -> Emission:
+        """Emit the scheduled run, or record it as missed once it is past the window.
 
-        While the state Redis is unreachable the emission is retried with backoff until the
-        fire leaves the catch-up window (a restart's catch-up covers the same window).
+        Returns what happened (true if this call emitted it). While the state Redis is
+        unreachable the emission is retried with backoff until the fire leaves the catch-up
+        window; then it is recorded as missed (see the module doc).
         """
         run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
         # Each fire starts a new trace: the scraper continues it from the envelope.
@@ -75,31 +116,74 @@ class Firing:
             attributes={"run.id": run_id, "schedule.id": schedule.schedule_id},
         ):
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            return await self._emit_with_retry(schedule, request, fire_ms)
+            if now_ms() > fire_ms + self._window_ms + _LATE_GRACE_MS:
+                return await self._record(schedule, request, self._late_reason(schedule))
+            try:
+                emission = await self._emit_with_retry(schedule, request, fire_ms)
+            except RedisError as exc:
+                reason = f"missed (emission failed: {exc})"
+                self._behind[schedule.schedule_id] = (schedule.version, reason)
+                return await self._record(schedule, request, reason)
+            self._behind.pop(schedule.schedule_id, None)
+            return emission
+
+    def _late_reason(self, schedule: Schedule) -> str:
+        behind = self._behind.get(schedule.schedule_id)
+        return behind[1] if behind is not None and behind[0] == schedule.version else LATE_REASON
 
     async def _emit_with_retry(
         self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
-    ) -> bool:
-        delay_s = 0.1
+    ) -> Emission:
+        delay_s = _FIRST_DELAY_S
         while True:
             try:
-                emitted = await self._runs.request_run(
-                    request, dedupe=True, max_total=schedule.limits.max_total_runs
+                emission = await self._runs.request_run(
+                    request,
+                    dedupe=True,
+                    max_total=schedule.limits.max_total_runs,
+                    schedule_version=schedule.version,
                 )
             except RedisError as exc:
                 raise_if_cancelling()
-                if now_ms() > fire_ms + self._retry_window_ms:
+                if now_ms() > fire_ms + self._window_ms:
                     raise
+                pause_s, delay_s = _backoff(delay_s)
                 log.warning("emitting %s failed (%s); retrying", request.run_id, exc)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+                await asyncio.sleep(pause_s)
                 continue
-            if emitted:
-                lag_ms = now_ms() - fire_ms
-                metrics.FIRE_LAG.observe(lag_ms / 1000)
-                log.info("fired", extra={"run_id": request.run_id, "lag_ms": lag_ms})
-            metrics.FIRES.labels(result="emitted" if emitted else "deduplicated").inc()
-            return emitted
+            _report(request, emission, schedule.version, fire_ms)
+            return emission
+
+    async def _record(
+        self, schedule: Schedule, request: events_pb2.RunRequested, reason: str
+    ) -> Emission:
+        """Record the fire as a SKIPPED run; retried until Redis answers or we are cancelled."""
+        delay_s = _FIRST_DELAY_S
+        while True:
+            raise_if_cancelling()  # a cancellation swallowed inside a Redis call still stops us
+            try:
+                recorded = await self._runs.record_missed(
+                    request, reason, schedule_version=schedule.version
+                )
+            except RedisError as exc:
+                raise_if_cancelling()
+                pause_s, delay_s = _backoff(delay_s)
+                log.warning(
+                    "recording missed fire %s failed (%s); retrying in %.1fs",
+                    request.run_id,
+                    exc,
+                    pause_s,
+                )
+                await asyncio.sleep(pause_s)
+                continue
+            if recorded:
+                metrics.MISSED.inc()
+                log.warning(
+                    "recorded a missed fire as skipped",
+                    extra={"run_id": request.run_id, "reason": reason},
+                )
+            metrics.FIRES.labels(result="missed" if recorded else recorded.value).inc()
+            return recorded
 
     async def exhausted(self, schedule: Schedule) -> bool:
         """True when the schedule has no scheduled runs left (one-shot fired, cap reached)."""
@@ -109,6 +193,11 @@ class Firing:
         return cap > 0 and await self._runs.emitted_count(schedule.schedule_id) >= cap
 
     async def trigger(self, schedule: Schedule) -> str:
+        """Request a manual run now (paused schedules too); its run id.
+
+        Not guarded by the schedule's version; deduplicated by its unique run id, so a re-send
+        of the emission after a lost reply requests nothing more.
+        """
         at_ms = now_ms()
         run_id = manual_run_id(schedule.schedule_id, at_ms)
         request = run_request(schedule, run_id, at_ms, run_pb2.RUN_TRIGGER_MANUAL)
@@ -126,12 +215,15 @@ class Firing:
             return 0
         last = await self._runs.last_scheduled_fire_ms(schedule.schedule_id)
         since = max(last or 0, schedule.updated_at_ms)
-        missed = _fires_between(schedule, since, until_ms)
+        trigger = build_trigger(schedule.timing, schedule.created_at_ms)
         recorded = 0
-        for fire_ms in missed:
+        for fire_ms in fires_between(trigger, since, until_ms):
             run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            recorded += await self._runs.record_missed(request, MISSED_REASON)
+            emission = await self._runs.record_missed(
+                request, MISSED_REASON, schedule_version=schedule.version
+            )
+            recorded += emission is Emission.EMITTED
         if recorded:
             metrics.MISSED.inc(recorded)
             log.warning(
@@ -141,9 +233,24 @@ class Firing:
         return recorded
 
 
-def _fires_between(schedule: Schedule, since_ms: int, until_ms: int) -> deque[int]:
-    """The newest MAX_MISSED_RECORDS fire times in (since_ms, until_ms)."""
-    trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+def _report(
+    request: events_pb2.RunRequested, emission: Emission, version: int, fire_ms: int
+) -> None:
+    if emission is Emission.EMITTED:
+        lag_ms = now_ms() - fire_ms
+        metrics.FIRE_LAG.observe(lag_ms / 1000)
+        log.info("fired", extra={"run_id": request.run_id, "lag_ms": lag_ms})
+    elif emission is Emission.STALE:
+        log.warning(
+            "refused a stale fire: the schedule is no longer active at version %d",
+            version,
+            extra={"run_id": request.run_id, "schedule_version": version},
+        )
+    metrics.FIRES.labels(result=emission.value).inc()
+
+
+def fires_between(trigger: BaseTrigger, since_ms: int, until_ms: int) -> deque[int]:
+    """The newest MAX_MISSED_RECORDS fire times in (since_ms, until_ms), oldest first."""
     fires: deque[int] = deque(maxlen=MAX_MISSED_RECORDS)
     previous = since_ms
     for _ in range(_MAX_MISSED_SCAN):

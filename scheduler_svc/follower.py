@@ -1,19 +1,36 @@
-"""Replays the schedule event log into the registry at start-up, then tails it for good."""
+"""Replays the schedule event log into the registry at start-up, then tails it for good.
+
+Before the registry applies an entry (and so before the timer arms what it says), the entry's
+emission guard is raised (`ScheduleStore.raise_guards`): a command whose own raise failed
+still converges, the replay at start-up writes every schedule's guard (one pipeline per
+batch), and a command, which waits until its replica applied its entry, never answers before
+its guard is raised.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import decode_body
+from campaign_common.runlog import EmissionGuard
 from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.codec import schedule_from_event
-from scheduler_svc.registry import Registry
-from scheduler_svc.store import Entry, ScheduleStore
+from scheduler_svc.model import Schedule
+from scheduler_svc.registry import Registry, StreamId
+from scheduler_svc.store import Entry, ScheduleStore, guard_of
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    entry_id: StreamId
+    schedule: Schedule | None  # None: an entry this version skips
+    deleted: bool = False
 
 
 class LogFollower:
@@ -24,12 +41,22 @@ class LogFollower:
         self._batch = batch
 
     async def replay(self) -> int:
-        """Apply the whole log as it is now; returns the number of entries read."""
+        """Apply the whole log as it is now; returns the number of entries read.
+
+        The guards are raised once at the end, each schedule's from its last entry only (the
+        timer arms nothing before this returns), so a replay never raises a guard to a version
+        that a later entry of the same replay supersedes.
+        """
         total = 0
+        guards: dict[str, EmissionGuard] = {}
         while entries := await self._store.read_after(self._registry.applied, self._batch):
-            for entry in entries:
-                await self._apply(entry)
+            decoded = [_decode(entry) for entry in entries]
+            _latest_guards(decoded, guards)
+            await self._apply_all(decoded)
             total += len(entries)
+        latest = list(guards.values())
+        for start in range(0, len(latest), self._batch):
+            await self._store.raise_guards(latest[start : start + self._batch])
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -40,8 +67,7 @@ class LogFollower:
                 entries = await self._store.tail(
                     self._registry.applied, self._block_ms, self._batch
                 )
-                for entry in entries:
-                    await self._apply(entry)
+                await self._apply_batch(entries)
             except RedisError as exc:
                 raise_if_cancelling()
                 log.warning("schedule log unreachable (%s); retrying in %.1fs", exc, delay_s)
@@ -54,12 +80,34 @@ class LogFollower:
             await pause(stop, delay_s)  # backoff while the log is unreachable
             delay_s = min(delay_s * 2, 5.0)
 
-    async def _apply(self, entry: Entry) -> None:
-        entry_id, envelope = entry
-        body = decode_body(envelope) if envelope is not None else None
-        decoded = schedule_from_event(body) if body is not None else None
-        if decoded is None:
-            await self._registry.apply(entry_id, None, False)
-            return
-        schedule, deleted = decoded
-        await self._registry.apply(entry_id, schedule, deleted)
+    async def _apply_batch(self, entries: list[Entry]) -> None:
+        """Raise the batch's guards, then apply it (a failed raise applies nothing: re-read)."""
+        decoded = [_decode(entry) for entry in entries]
+        guards: dict[str, EmissionGuard] = {}
+        _latest_guards(decoded, guards)
+        await self._store.raise_guards(list(guards.values()))
+        await self._apply_all(decoded)
+
+    async def _apply_all(self, decoded: list[_Decoded]) -> None:
+        for each in decoded:
+            await self._registry.apply(each.entry_id, each.schedule, each.deleted)
+
+
+def _decode(entry: Entry) -> _Decoded:
+    entry_id, envelope = entry
+    body = decode_body(envelope) if envelope is not None else None
+    decoded = schedule_from_event(body) if body is not None else None
+    if decoded is None:
+        return _Decoded(entry_id, None)
+    return _Decoded(entry_id, *decoded)
+
+
+def _latest_guards(decoded: list[_Decoded], guards: dict[str, EmissionGuard]) -> None:
+    """Fold the entries' guards into ``guards``: the highest version per schedule."""
+    for each in decoded:
+        if each.schedule is None:
+            continue
+        guard = guard_of(each.schedule, each.deleted)
+        current = guards.get(guard.schedule_id)
+        if current is None or guard.version > current.version:
+            guards[guard.schedule_id] = guard

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from campaign_common.deadletters import DeadLetters
 from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
+from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.model import Schedule, ScheduleState
 
@@ -40,6 +41,12 @@ MISSED = Counter(
 AUTO_PAUSES = Counter(
     "campaigns_scheduler_auto_pauses_total", "Schedules paused after consecutive failures"
 )
+OUTCOME_ERRORS = Counter(
+    "campaigns_scheduler_outcome_errors_total",
+    "Run events the outcome follower failed on (a bug or bad data): logged, acked, skipped",
+)
+# campaigns_scheduler_loop_up{loop}, campaigns_scheduler_loop_restarts_total{loop}
+LOOPS = LoopMetrics.declare("campaigns_scheduler")
 
 
 def count_schedules(schedules: list[Schedule]) -> None:

@@ -5,6 +5,14 @@ Keys:
     {runs}:events        run events stream (owned by `campaign_common.runlog`); this module
                          only reads it through the consumer group ``schedulers``
     {sched}:streaks      hash ``s:<schedule id>`` / ``c:<campaign id>`` -> consecutive failures
+    {sched}:counted:<run events entry id>
+                         a failure already counted in the streaks (TTL `COUNTED_TTL_MS`)
+
+A failure is counted once per run events entry, whoever handles it how often: redis-py
+re-sends a script whose reply a dropped connection lost, and a replica may take over an
+entry another replica handled but died before acking. So the increment is one script that
+first records the entry id (``SET NX`` beside the streaks, same ``{sched}`` hash tag) and
+increments only when that was new; a repeat answers the streaks as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +27,25 @@ from campaign_common.runlog import RUN_EVENTS_STREAM
 
 OUTCOME_GROUP = "schedulers"
 _STREAKS = "{sched}:streaks"
+# Longer than any redelivery of a run event: a re-send takes seconds, a take-over happens
+# after outcome_claim_idle_ms (30 s by default); an entry left pending for a day counts again.
+COUNTED_TTL_MS = 24 * 3600 * 1000
+
+# KEYS[1] streaks hash, KEYS[2] the counted marker of the run events entry
+# ARGV[1] schedule field, ARGV[2] campaign field, ARGV[3] marker TTL ms
+# Returns {schedule streak, campaign streak}; increments only on the entry's first call.
+_COUNT_FAILURE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+  return {redis.call('HINCRBY', KEYS[1], ARGV[1], 1), redis.call('HINCRBY', KEYS[1], ARGV[2], 1)}
+end
+local streaks = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2])
+return {tonumber(streaks[1] or 0), tonumber(streaks[2] or 0)}
+"""
+
+
+def _counted_key(entry_id: str) -> str:
+    return f"{{sched}}:counted:{entry_id}"
+
 
 Event = tuple[str, Envelope | None]
 
@@ -38,6 +65,7 @@ class OutcomeStore:
     def __init__(self, redis: Redis, consumer: str) -> None:
         self._redis = redis
         self._consumer = consumer
+        self._count_failure = redis.register_script(_COUNT_FAILURE)
 
     async def ensure_group(self) -> None:
         """The group starts at the stream's end: outcomes from before it existed are history."""
@@ -63,12 +91,12 @@ class OutcomeStore:
     async def ack(self, entry_id: str) -> None:
         await self._redis.xack(RUN_EVENTS_STREAM, OUTCOME_GROUP, entry_id)
 
-    async def failed(self, schedule_id: str, campaign_id: str) -> tuple[int, int]:
-        """One more consecutive failure; (schedule streak, campaign streak)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(_STREAKS, f"s:{schedule_id}", 1)
-            pipe.hincrby(_STREAKS, f"c:{campaign_id}", 1)
-            schedule_streak, campaign_streak = await pipe.execute()
+    async def failed(self, entry_id: str, schedule_id: str, campaign_id: str) -> tuple[int, int]:
+        """The failure of run events entry ``entry_id`` counted (once, however often this is
+        called for it); (schedule streak, campaign streak)."""
+        keys = [_STREAKS, _counted_key(entry_id)]
+        args: list[str | int] = [f"s:{schedule_id}", f"c:{campaign_id}", COUNTED_TTL_MS]
+        schedule_streak, campaign_streak = await self._count_failure(keys=keys, args=args)
         return int(schedule_streak), int(campaign_streak)
 
     async def succeeded(self, schedule_id: str, campaign_id: str) -> None:

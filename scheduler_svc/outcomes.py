@@ -11,7 +11,14 @@ after ``claim_idle_ms``. Per outcome:
     RunDeadLettered  counts as a failure too, and sends a ``run.dead_lettered`` alert
 
 The entry is acked after it was handled; a crash in between hands it to another replica
-(at-least-once: a streak may count one failure twice, a pause is idempotent).
+(at-least-once handling: a failure still counts once in the streaks, see
+`scheduler_svc.outcome_store`; a pause is idempotent; an alert may be sent twice).
+
+An entry whose handling fails on anything but Redis (a bug, or data it cannot read) is a
+poison entry: logged with its id and traceback, counted
+(``campaigns_scheduler_outcome_errors_total``) and acked, so it is neither retried forever
+nor able to stop the follower. A Redis error leaves the entry pending (handled again later)
+and the loop backs off.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Failure:
+    entry_id: str  # of the run event that reported it: the failure counts once per entry
     run_id: str
     schedule_id: str
     campaign_id: str
@@ -85,14 +93,20 @@ class OutcomeFollower:
                 delay_s = min(delay_s * 2, 5.0)
 
     async def _handle(self, entry_id: str, envelope: Envelope | None) -> None:
-        body = decode_body(envelope) if envelope is not None else None
         try:
-            await self._apply(body)
+            body = decode_body(envelope) if envelope is not None else None
+            await self._apply(entry_id, body)
         except SchedulerError as exc:  # e.g. the schedule was deleted meanwhile
             log.info("outcome %s not applied: %s", entry_id, exc)
+        except RedisError:
+            raise  # not the entry's fault: it stays pending and is handled again
+        except Exception:
+            raise_if_cancelling()
+            metrics.OUTCOME_ERRORS.inc()
+            log.exception("run event %s could not be handled; skipping it (acked)", entry_id)
         await self._store.ack(entry_id)
 
-    async def _apply(self, body: Message | None) -> None:
+    async def _apply(self, entry_id: str, body: Message | None) -> None:
         if isinstance(body, events_pb2.RunSucceeded):
             metrics.OUTCOMES.labels(outcome="succeeded").inc()
             record = await self._runs.get_run(body.run_id)
@@ -102,18 +116,22 @@ class OutcomeFollower:
             metrics.OUTCOMES.labels(outcome="failed").inc()
             record = await self._runs.get_run(body.run_id)
             if record is not None:
-                failure = Failure(body.run_id, record.schedule_id, record.campaign_id, body.error)
+                failure = Failure(
+                    entry_id, body.run_id, record.schedule_id, record.campaign_id, body.error
+                )
                 await self._failed(failure)
         elif isinstance(body, events_pb2.RunDeadLettered):
             metrics.OUTCOMES.labels(outcome="dead_lettered").inc()
             request = body.request
-            failure = Failure(request.run_id, request.schedule_id, request.campaign_id, body.error)
+            failure = Failure(
+                entry_id, request.run_id, request.schedule_id, request.campaign_id, body.error
+            )
             self._alert("run.dead_lettered", failure, attempt=request.attempt)
             await self._failed(failure)
 
     async def _failed(self, failure: Failure) -> None:
         schedule_streak, campaign_streak = await self._store.failed(
-            failure.schedule_id, failure.campaign_id
+            failure.entry_id, failure.schedule_id, failure.campaign_id
         )
         if campaign_streak == self._alert_after:
             self._alert("campaign.failing", failure, consecutiveFailures=campaign_streak)

@@ -1,11 +1,15 @@
 """Wiring of the scheduler process: Redis, log replay, timer, gRPC server, health, signals.
 
 Start-up order: connect (version check) -> replay the log into the registry -> arm every
-active schedule with catch-up -> follow the log and the run outcomes (one TaskGroup) -> serve
-gRPC -> health SERVING.
+active schedule with catch-up -> background loops under a `Supervisor` (schedule log
+follower, run outcome follower, stream gauges) -> serve gRPC -> health SERVING.
+While running: a loop that crashes is restarted with backoff; between its crash and its
+restart health is NOT_SERVING (load balancers stop routing to a replica whose schedules may be
+stale), and SERVING again after.
 Shutdown (SIGTERM/SIGINT): health NOT_SERVING -> stop gRPC within the grace period (in-flight
-calls finish) -> stop the timer and the followers -> flush alerts -> close Redis. Every step
-is bounded.
+calls finish) -> stop the timer and the loops (a restart backoff ends at once) -> flush
+alerts -> stop the metrics endpoint (in a thread: it blocks) -> close Redis. Every step is
+bounded.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
 from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
+from campaign_common.supervisor import Backoff, Loop, Supervisor
 from campaign_common.tasks import cancel_and_wait
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
@@ -48,6 +53,9 @@ SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerServi
 
 
 class SchedulerServer:
+    # Restart delays of a crashed background loop.
+    loop_backoff = Backoff(initial_s=0.5, max_s=30.0)
+
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
         self.port = 0
@@ -56,6 +64,7 @@ class SchedulerServer:
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
         self._background: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
         self._notifier: WebhookNotifier | None = None
         self._stopping = asyncio.Event()
         self.metrics: MetricsEndpoint | None = None
@@ -85,15 +94,20 @@ class SchedulerServer:
         gauges = StreamGauges(
             runs, DeadLetters(self._redis), RetryQueue(self._redis), s.gauge_refresh_s
         )
-        self._background = asyncio.create_task(
-            _follow(self._stopping, follower, outcomes, gauges), name="followers"
+        self._supervisor = Supervisor(
+            self._loops(follower, outcomes, gauges),
+            metrics.LOOPS,
+            stop=self._stopping,
+            backoff=self.loop_backoff,
+            on_health_change=self._report_health,
         )
+        self._background = asyncio.create_task(self._supervisor.run(), name="background-loops")
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
             SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
         )
         if s.metrics_port is not None:
-            self.metrics = MetricsEndpoint(s.host, s.metrics_port)
+            self.metrics = MetricsEndpoint(s.host, s.metrics_port, self._supervisor.problems)
             self.metrics.start()
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
@@ -127,8 +141,33 @@ class SchedulerServer:
         self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         await server.start()
         self._grpc = server
+        await self._report_health()
+
+    def _loops(
+        self, log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
+    ) -> list[Loop]:
+        """The background work of a replica; each loop returns soon after ``_stopping``."""
+        stop = self._stopping
+        return [
+            Loop("schedule-log-follower", lambda: log_follower.run(stop)),
+            Loop("run-outcome-follower", lambda: outcomes.run(stop)),
+            Loop("stream-gauges", lambda: gauges.run(stop)),
+        ]
+
+    async def _report_health(self) -> None:
+        """SERVING while every background loop is up (once gRPC serves; ignored on shutdown)."""
+        if self._grpc is None or self._supervisor is None:
+            return
+        up = self._supervisor.all_up
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if up
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if not up:
+            log.warning("health NOT_SERVING: %s", "; ".join(self._supervisor.problems()))
         for name in ("", SERVICE_NAME):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self._health.set(name, status)
 
     async def stop(self) -> None:
         await self._health.enter_graceful_shutdown()
@@ -136,7 +175,7 @@ class SchedulerServer:
             await self._grpc.stop(self.settings.shutdown_grace_s)
         if self._timer is not None:
             self._timer.shutdown()
-        # The followers stop between two Redis commands (a blocking read ends within
+        # The loops stop between two Redis commands (a blocking read ends within
         # log_block_ms); cancelling is only the fallback for one that overstays.
         self._stopping.set()
         if self._background is not None:
@@ -152,16 +191,6 @@ class SchedulerServer:
         if self._redis is not None:
             await self._redis.aclose()
         log.info("scheduler stopped")
-
-
-async def _follow(
-    stop: asyncio.Event, log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
-) -> None:
-    """The background work of a replica, owned by one TaskGroup; ends soon after ``stop``."""
-    async with asyncio.TaskGroup() as group:
-        group.create_task(log_follower.run(stop), name="schedule-log-follower")
-        group.create_task(outcomes.run(stop), name="run-outcome-follower")
-        group.create_task(gauges.run(stop), name="stream-gauges")
 
 
 async def _arm_all(

@@ -1,8 +1,18 @@
-"""All Redis access of the scheduler: the schedule event log and its optimistic append.
+"""All Redis access of the scheduler: the schedule event log, its optimistic append, and the
+emission guards the log's entries raise.
 
-Keys (hash tag ``{sched}``; run keys belong to `campaign_common.runlog`):
+Keys (hash tag ``{sched}``; run keys, the emission guards among them, belong to
+`campaign_common.runlog`):
     {sched}:log        stream of schedule event envelopes (the event log, never trimmed)
     {sched}:versions   hash schedule_id -> current version (the optimistic-concurrency check)
+    {sched}:op:<id>    reply of one append (`campaign_common.opscript`), so a re-send is safe
+
+Emission guards: the emission script runs in the ``{runs}`` slot and cannot read
+``{sched}:versions``, so each schedule's version and state are mirrored into its guard
+(`campaign_common.runlog.EmissionGuard`): by `append` right after the log append succeeded,
+and by every replica's log follower (`raise_guards`) before it applies an entry. A command
+answers only after its replica applied its entry, so never before its guard is raised, even
+when the first raise failed (the follower's raise converges it).
 """
 
 from __future__ import annotations
@@ -12,20 +22,27 @@ from typing import Any, cast
 
 from google.protobuf.message import Message
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
+from campaign_common.opscript import idempotent, new_op_id, op_key
+from campaign_common.runlog import EmissionGuard, EmissionGuards
+from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.errors import VersionConflict
+from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import StreamId, parse_stream_id
 
 SCHEDULE_LOG = "{sched}:log"
 _VERSIONS = "{sched}:versions"
 
-# KEYS[1] versions hash, KEYS[2] schedule log stream
+# KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
 # ARGV[1] schedule id, ARGV[2] expected current version (0: must not exist yet),
 # ARGV[3 ..] envelope field/value pairs.
 # Returns {1, entry id} when appended, {0, current version} on a version mismatch. The check
-# and the append are one script, so two writers can never both append version v+1.
-_APPEND = """
+# and the append are one script, so two writers can never both append version v+1; the
+# operation key makes a re-send after a lost reply answer {1, entry id} again instead of a
+# conflict with its own append.
+_APPEND = idempotent("""
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if current ~= tonumber(ARGV[2]) then return {0, tostring(current)} end
 local envelope = {}
@@ -33,27 +50,59 @@ for i = 3, #ARGV do envelope[#envelope + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
 redis.call('HSET', KEYS[1], ARGV[1], current + 1)
 return {1, id}
-"""
+""")
 
 log = logging.getLogger(__name__)
 Entry = tuple[StreamId, Envelope | None]
+
+
+def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
+    """The emission guard of ``schedule`` as a log entry leaves it."""
+    return EmissionGuard(
+        schedule.schedule_id,
+        schedule.version,
+        active=not deleted and schedule.state is ScheduleState.ACTIVE,
+        deleted_at_ms=schedule.updated_at_ms if deleted else 0,
+    )
 
 
 class ScheduleStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._append = redis.register_script(_APPEND)
+        self._guards = EmissionGuards(redis)
 
     async def append(self, schedule_id: str, expected_version: int, event: Message) -> StreamId:
-        """Append ``event`` if the schedule is at ``expected_version``; its log entry id."""
+        """Append ``event`` if the schedule is at ``expected_version``; its log entry id.
+
+        Then raises the schedule's emission guard to the event's version, before the caller
+        answers. Safe to re-send (an operation id per call).
+        """
         args = [schedule_id, expected_version, *wrap(event).flat_fields()]
-        ok, value = await self._append(keys=[_VERSIONS, SCHEDULE_LOG], args=args)
+        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
+        ok, value = await self._append(keys=keys, args=args)
         if not ok:
             raise VersionConflict(
                 f"schedule {schedule_id} is at version {int(value)}, not {expected_version}: "
                 "read it again and retry"
             )
+        await self._raise_guard_of(event)
         return parse_stream_id(cast(bytes, value))
+
+    async def _raise_guard_of(self, event: Message) -> None:
+        decoded = schedule_from_event(event)
+        if decoded is None:
+            return
+        try:
+            await self._guards.raise_all([guard_of(*decoded)])
+        except RedisError as exc:
+            # The entry is in the log: this replica's follower raises the guard before it
+            # applies the entry, and the command waits for that (or times out UNAVAILABLE).
+            log.warning("emission guard of %s not raised yet: %s", decoded[0].schedule_id, exc)
+
+    async def raise_guards(self, guards: list[EmissionGuard]) -> None:
+        """Raise the emission guards of applied log entries (one round trip)."""
+        await self._guards.raise_all(guards)
 
     async def read_after(self, after: StreamId, count: int) -> list[Entry]:
         """Up to ``count`` entries strictly after ``after``, oldest first (replay)."""

@@ -7,12 +7,19 @@ When the job runs, `on_fire` emits the run and the timer arms the following fire
 
 Timeline that keeps this correct:
 1. `sync(schedule)` runs whenever the registry applies a change; it replaces the job, so a
-   paused, deleted or re-timed schedule never keeps a stale job.
-2. A job that was already running when its schedule changed still emits its fire (the fire
-   time came before the change); afterwards it re-arms only if the armed entry is still the
-   one it started from (`_armed[sid][0] is entry`), so it never resurrects a stale schedule.
+   paused, deleted or re-timed schedule never keeps a stale job here.
+2. A job that was already running when its schedule changed (or that ran on a replica which has
+   not applied the change yet, e.g. one that was frozen) still hands its fire over; the
+   emission script refuses it unless the schedule as stored is still active at the version the
+   job fired from (`scheduler_svc.firing`). Afterwards the job re-arms only if the armed entry
+   is still the one it started from (`_armed[sid][0] is entry`), so it never resurrects a
+   stale schedule.
 3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
    after a restart's catch-up, still yields exactly one run.
+4. No fire is skipped silently: when a fire took so long (an emission retried for the whole
+   catch-up window, a frozen process) that later fires are past the window by now, those are
+   handed over too, one after the other in the same job, and `on_fire` records them as
+   missed; the next job is armed at the first fire not yet past the window.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from campaign_common.timeutil import ms_to_datetime, now_ms
+from scheduler_svc.firing import MAX_MISSED_RECORDS, fires_between
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.triggers import build_trigger, next_fire_ms
 
@@ -105,12 +113,30 @@ class Timer:
         )
 
     async def _fire(self, entry: _Armed, fire_ms: int) -> None:
+        await self._handle(entry, fire_ms)
+        cutoff_ms = now_ms() - self._window_ms
+        late = fires_between(entry.trigger, fire_ms, cutoff_ms)
+        if len(late) == MAX_MISSED_RECORDS:
+            log.warning(
+                "%s fell far behind: only its newest %d late fires are recorded",
+                entry.schedule.schedule_id,
+                MAX_MISSED_RECORDS,
+            )
+        for late_ms in late:  # past the window: on_fire records each as missed
+            if not self._is_armed(entry):
+                return
+            await self._handle(entry, late_ms)
+        if not self._is_armed(entry):
+            return  # the schedule changed meanwhile; sync() armed the new version
+        after = max(fire_ms + 1, cutoff_ms)
+        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms))
+
+    async def _handle(self, entry: _Armed, fire_ms: int) -> None:
         try:
             await self._on_fire(entry.schedule, fire_ms)
         except Exception:
             log.exception("fire of %s at %d failed", entry.schedule.schedule_id, fire_ms)
+
+    def _is_armed(self, entry: _Armed) -> bool:
         armed = self._armed.get(entry.schedule.schedule_id)
-        if armed is None or armed[0] is not entry:
-            return  # the schedule changed meanwhile; sync() armed the new version
-        after = max(fire_ms + 1, now_ms() - self._window_ms)
-        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms))
+        return armed is not None and armed[0] is entry

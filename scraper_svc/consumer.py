@@ -29,15 +29,19 @@ its writes are fenced off by the newer lock holder.
 
 - A slot is reserved before reading, so entries delivered to this consumer but not yet being
   processed never exceed ``concurrency``; nothing waits in a local queue where another worker
-  could not see it.
+  could not see it. Entries waiting for a retry hold their slot too: during a lock or state
+  Redis outage the consumer stops reading once its slots are full of waiting entries, instead
+  of pulling the stream into an unbounded in-memory backlog.
 - A read is never cancelled, because entries the server delivered to a cancelled read would
   sit in this consumer's pending list unprocessed; stopping waits for the read instead.
 - Every run task catches its own errors: one run can never tear down the TaskGroup and with it
   the loop. A run that raised `RetryLater` (no lock quorum, no cluster slot) or failed on the
   state Redis keeps its entry pending; `scraper_svc.retries` says when it is due, with
   exponential backoff, and the sweep runs it again, after checking that the entry is still in
-  this consumer's pending list (another worker may own it by then). Retries never count as
-  deliveries: the entry is not read again, the request is kept in memory.
+  this consumer's pending list (another worker may own it by then). Waiting out an outage
+  never counts as a delivery (the entry is not read again, the request is kept in memory);
+  running an attempt again that got under way and was cut short (a lost lease, fenced off,
+  an unexpected exception) does, so the delivery limit bounds every entry.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -188,6 +193,7 @@ class RunConsumer:
         async with asyncio.TaskGroup() as group:
             after = PENDING_START
             while after and not self._stop.is_set():  # this consumer's pending entries first
+                await self._sweep(group)
                 after = await self._read(group, after, block_ms=None)
             while not self._stop.is_set():
                 await self._sweep(group)
@@ -212,7 +218,7 @@ class RunConsumer:
     async def _reclaim(self, group: asyncio.TaskGroup) -> None:
         """Take over entries other consumers stopped processing (XAUTOCLAIM), a page at a time."""
         now = time.monotonic()
-        free = self._concurrency - len(self._running)
+        free = self._concurrency - len(self._running) - self._retries.waiting()
         if now < self._next_reclaim or free <= 0:
             return
         try:
@@ -238,10 +244,11 @@ class RunConsumer:
             self._start(group, self._process(entry_id, fields, deliveries), entry_id)
 
     async def _read(self, group: asyncio.TaskGroup, after: str, *, block_ms: int | None) -> str:
-        """One read of up to the free slots; returns the last id read ("" when none)."""
+        """One read of up to the free slots; returns the last id read ("" when none or when
+        stopping; ``after`` unchanged when no slot came free before a retry was due)."""
         free = await self._wait_for_slot()
         if not free:
-            return ""
+            return "" if self._stop.is_set() else after
         count = min(free, self._read_batch)
         try:
             entries = await self._store.read(
@@ -319,15 +326,26 @@ class RunConsumer:
         task.add_done_callback(lambda done: self._finished(done, entry_id))
 
     async def _wait_for_slot(self) -> int:
-        """Free slots (> 0), or 0 once stop was requested."""
+        """Free slots (> 0); 0 once stop was requested, or when a waiting retry came due
+        (or ``block_ms`` passed) while every slot was taken: the loop sweeps then."""
         while True:
             self._wake.clear()  # cleared before the check: a wake-up after it is never lost
             if self._stop.is_set():
                 return 0
-            free = self._concurrency - len(self._running)
+            waiting = self._retries.waiting()
+            free = self._concurrency - len(self._running) - waiting
             if free > 0:
                 return free
-            await self._wake.wait()
+            if not waiting:
+                await self._wake.wait()
+                continue
+            due = self._retries.next_due()
+            wait_s = self._block_ms / 1000
+            if due is not None:
+                wait_s = min(wait_s, max(0.0, due - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+            return 0
 
     def _finished(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._running.discard(task)
@@ -359,12 +377,25 @@ class RunConsumer:
             ):
                 await self._runner.run(request)
         except RetryLater as exc:
-            delay = self._retries.schedule(request, time.monotonic())
+            again = _redelivered(request) if exc.redelivery else request
+            delay = self._retries.schedule(again, time.monotonic())
             log.info("run %s stays pending, retried in %.1f s: %s", request.run_id, delay, exc)
-        except Exception:
+        except (RedisError, OSError):
             delay = self._retries.schedule(request, time.monotonic())
+            log.exception(
+                "run %s: the state Redis failed; its entry stays pending (retried in %.1f s)",
+                request.run_id,
+                delay,
+            )
+        except Exception:
+            delay = self._retries.schedule(_redelivered(request), time.monotonic())
             log.exception(
                 "run %s failed; its entry stays pending (retried in %.1f s)", request.run_id, delay
             )
         else:
             self._retries.done(request.entry_id)
+
+
+def _redelivered(request: RunRequest) -> RunRequest:
+    """The request run again after its attempt was cut short: one more delivery."""
+    return replace(request, deliveries=request.deliveries + 1)

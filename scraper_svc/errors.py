@@ -32,5 +32,13 @@ class ByteBudgetExceeded(FetchError):
 
 
 class RetryLater(ScraperError):
-    """The run cannot go on now for a reason outside it (lock quorum, cluster slots): its
-    entry stays pending and the consumer runs it again after a backoff."""
+    """The run cannot go on now (lock quorum, cluster slots, a lost lease): its entry stays
+    pending and the consumer runs it again after a backoff, if the entry is still its own.
+
+    ``redelivery``: the attempt got under way and was cut short (lease lost, fenced off), so
+    running it again counts as a delivery, bounded by the delivery limit like a reclaim.
+    """
+
+    def __init__(self, reason: str, *, redelivery: bool = False) -> None:
+        super().__init__(reason)
+        self.redelivery = redelivery

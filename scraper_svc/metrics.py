@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from campaign_common.supervisor import LoopMetrics
+
 RUNS = Counter(
     "campaigns_scraper_runs_total",
     "Run attempts ended by this worker, by outcome (succeeded, failed, skipped, "
@@ -45,3 +47,5 @@ RETRIES_MOVED = Counter(
     "Next attempts this worker moved from the retry delay queue to the runs stream",
 )
 IN_FLIGHT = Gauge("campaigns_scraper_runs_in_flight", "Runs this worker is processing now")
+# campaigns_scraper_loop_up{loop}, campaigns_scraper_loop_restarts_total{loop}
+LOOPS = LoopMetrics.declare("campaigns_scraper")

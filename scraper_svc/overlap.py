@@ -3,8 +3,12 @@
 Every run of a campaign (whatever schedule) contends for one Redlock resource,
 ``campaign:<campaign_id>``, held with `Redlock.hold`: auto-extended every ttl/3, the total
 lease capped at ``max_lease_s``; when the lease is lost the run's task is cancelled and the
-``async with`` raises `LeaseLost`. The guard yields the lease's fencing token, which every
-write of the run carries (0 under ALLOW_ALL: nothing is fenced).
+``async with`` raises `LeaseLost`. The guard yields a `Hold`: the lease's fencing token, which
+every write of the run carries (0 under ALLOW_ALL: nothing is fenced), and a check the scrape
+runs before each fetch (a holder paused past its lease stops there instead of fetching beside
+the next holder). The fence is asked to be above the highest one the state Redis accepted for
+the campaign (`fence_floor`), so fences keep rising even after the lock masters lost their
+data.
 
 Timeline per policy:
 
@@ -36,11 +40,12 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from campaign_common.redlock import Lease, LockHeld, Redlock
+from campaign_common.redlock import HeldLock, LeaseLost, LockHeld, Redlock
 from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
 from scraper_svc.limits import OVERLAP, Overlap
@@ -62,7 +67,27 @@ class Overlapped(ScraperError):
         super().__init__(OVERLAP + (f" ({detail})" if detail else ""))
 
 
+@dataclass(frozen=True)
+class Hold:
+    """The campaign lock a run executes under: no lock (fence 0) under ALLOW_ALL."""
+
+    fence: int = 0
+    lock: HeldLock | None = None
+
+    def check(self) -> None:
+        """Raise `LeaseLost` if the lease ran out by this process's clock (a pause, a stall):
+        the holder must not start more work the lock is meant to protect."""
+        lock = self.lock
+        if lock is None:
+            return
+        current = lock.current
+        if lock.lost_reason is not None or current is None or current.remaining_ms() <= 0:
+            reason = lock.lost_reason or "the lease ran out before the next fetch"
+            raise LeaseLost(current.resource if current else "campaign", reason)
+
+
 class BufferStore(Protocol):
+    async def fence_floor(self, campaign_id: str) -> int: ...
     async def claim_buffer(self, run: RunRequest, ttl_ms: int) -> bool: ...
     async def release_buffer(self, run: RunRequest) -> None: ...
     async def buffered_run(self, campaign_id: str) -> str | None: ...
@@ -81,18 +106,19 @@ class CampaignGuard:
         self._marker_ttl_ms = max(ttl_ms, MIN_MARKER_TTL_MS)
 
     @contextlib.asynccontextmanager
-    async def hold(self, run: RunRequest, policy: Overlap) -> AsyncIterator[int]:
-        """Yield the fencing token the run writes with (see the module docstring)."""
+    async def hold(self, run: RunRequest, policy: Overlap) -> AsyncIterator[Hold]:
+        """Yield the run's `Hold` (see the module docstring)."""
         if policy is Overlap.ALLOW_ALL:
-            yield 0
+            yield Hold()
             return
         async with contextlib.AsyncExitStack() as stack:
-            lease = await self._enter(stack, run, policy)
-            yield lease.fence
+            lock = await self._enter(stack, run, policy)
+            assert lock.current is not None
+            yield Hold(lock.current.fence, lock)
 
     async def _enter(
         self, stack: contextlib.AsyncExitStack, run: RunRequest, policy: Overlap
-    ) -> Lease:
+    ) -> HeldLock:
         if policy is Overlap.BUFFER_ONE:
             waiting = await self._store.buffered_run(run.campaign_id)
             if waiting is not None and waiting != run.run_id:
@@ -104,19 +130,20 @@ class CampaignGuard:
                 raise Overlapped() from None
         return await self._wait_buffered(stack, run)
 
-    async def _lock(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> Lease:
+    async def _lock(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> HeldLock:
         held = self._redlock.hold(
             campaign_lock_resource(run.campaign_id),
             self._ttl_ms,
             max_lease_s=self._max_lease_s,
             retry_count=0,
+            fence_floor=await self._store.fence_floor(run.campaign_id),
         )
         started = time.monotonic()
-        lease = await stack.enter_async_context(held)
+        await stack.enter_async_context(held)
         metrics.LOCK_ACQUIRE.observe(time.monotonic() - started)
-        return lease
+        return held
 
-    async def _wait_buffered(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> Lease:
+    async def _wait_buffered(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> HeldLock:
         if not await self._store.claim_buffer(run, self._marker_ttl_ms):
             raise Overlapped()
         log.info("run %s waits for campaign %s (BUFFER_ONE)", run.run_id, run.campaign_id)
@@ -126,7 +153,7 @@ class CampaignGuard:
             with contextlib.suppress(RedisError, OSError):  # else the marker expires
                 await self._store.release_buffer(run)
 
-    async def _poll_lock(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> Lease:
+    async def _poll_lock(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> HeldLock:
         deadline = time.monotonic() + self._max_wait_s
         delay_s = POLL_MIN_S
         while True:

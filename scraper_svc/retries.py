@@ -34,8 +34,11 @@ class RetryBook:
         return len(self._entries)
 
     def schedule(self, request: RunRequest, now: float) -> float:
-        """Note one more failure of the entry; returns the delay until it is due again."""
+        """Note one more failure of the entry; returns the delay until it is due again.
+
+        ``request`` replaces the one kept (its delivery count may have grown)."""
         entry = self._entries.setdefault(request.entry_id, _Entry(request))
+        entry.request = request
         entry.failures += 1
         delay: float = min(self._max_s, self._base_s * 2.0 ** (entry.failures - 1))
         delay *= random.uniform(0.5, 1.0)
@@ -61,6 +64,10 @@ class RetryBook:
 
     def entry_ids(self) -> set[str]:
         return set(self._entries)
+
+    def waiting(self) -> int:
+        """Entries waiting for their due time (not running)."""
+        return sum(1 for entry in self._entries.values() if entry.due is not None)
 
     def next_due(self) -> float | None:
         dues = [entry.due for entry in self._entries.values() if entry.due is not None]

@@ -1,50 +1,63 @@
-"""One run's lifecycle: limits, campaign lock, scrape, fenced writes of the outcome, ack.
+"""One run's lifecycle: limits, campaign lock, scrape, checked writes of the outcome, ack.
 
 Redis and protobuf stay behind the `RunStore` port that `scraper_svc.store` implements; the
 domain types are in `scraper_svc.model`.
 
 Timeline of one run, and why it is correct:
 
-    is_finished? ─ yes ─> XACK (a redelivered entry whose outcome is already recorded)
-    delivered more than max_deliveries times? ─ yes ─> DEAD_LETTERED (+ XACK, one script)
-    start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> XACK
-    overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> XACK
+    is_finished? ─ yes ─> ack (a redelivered entry whose outcome is already recorded)
+    delivered more than max_deliveries times? ─ yes ─> DEAD_LETTERED (+ ack, one script)
+    start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> ack
+    overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> ack
        │    ├ a taken-over entry whose attempt shows RUNNING ─> RETRY_SCHEDULED, RetryLater
        │    └ lock quorum unavailable ─> RETRY_SCHEDULED ─> RetryLater (entry not acked)
        │ campaign lock held and auto-extended; its fence F (0 under ALLOW_ALL)
        ├ cluster slot (scraper_svc.semaphore) ─ none in time ─> RETRY_SCHEDULED ─> RetryLater
        ├ start deadline passed while waiting? ─> SKIPPED "missed start deadline" (F)
        ├ the campaign's rate window is full? ─> SKIPPED "rate limit" (F)
-       ├ RunStarted (F) ─> scrape within the budgets, under the run timeout ─> results (F)
-       │    ─> SUCCEEDED | failure (F), see below
-       ├ any write refused as stale (Fenced) ─> failure "fenced" (unfenced), retryable
+       ├ RunStarted (F) ─> scrape within the budgets, under the run timeout, the lease checked
+       │    before every fetch ─> results (F) ─> SUCCEEDED | failure (F), see below
        └ release the slot, then the lock (also after errors and cancellation)
-    lease lost while held (extension failed, lease cap) ─> body cancelled ─>
-       failure "lease lost: <why>", retryable
-    XACK
+    lease lost (extension failed, ran out before a fetch) ─> body cancelled ─> stop: nothing
+       written, RetryLater counted as a delivery (entry not acked)
+    lease cap reached (the run took longer than lock_max_lease_s) ─> body cancelled ─>
+       failure "lease lost: maximum lease time ..." (F), see below
+    a write refused (campaign_common.runlog.WriteRefused), nothing written, then:
+       EntryLost (another worker owns the entry) ─> stop; the entry is its business now
+       Fenced (a newer lock holder wrote) ─> stop; RetryLater counted as a delivery
+       AttemptClosed (the attempt has its outcome) ─> ack (if still ours), stop
+    ack (only while this worker owns the entry)
 
-    failure ─ permanent (invalid selector, 4xx but 408/429, refused target, budget) ─> FAILED
+    failure ─ permanent (invalid selector, 4xx but 408/429, refused target, budget, a URL
+              that can never be fetched) ─> FAILED
             ─ retryable, attempts left ─> RETRY_SCHEDULED + next attempt in the delay queue
-                                          + XACK (one script)
-            ─ retryable, last attempt ─> DEAD_LETTERED + XACK (one script)
+                                          + ack (one script)
+            ─ retryable, last attempt ─> DEAD_LETTERED + ack (one script)
 
 - Mutual exclusion: runs of one campaign (SKIP, BUFFER_ONE) execute under the campaign's
   Redlock, kept alive for the whole run by auto-extension. A holder that stalls (GC, SIGSTOP)
-  past its lease can still wake up and write: every write carries the lease's fencing token
-  and the state Redis refuses a token lower than the newest one seen for the campaign, in the
-  same script as the write. So results of an older holder never land after a newer holder's.
+  past its lease can still wake up: before each fetch it checks its lease on its own clock,
+  and every write carries the lease's fencing token, which the state Redis refuses once a
+  newer holder has written, in the same script as the write.
+- One outcome per attempt, whatever fails: every write of a run (start, results, outcome,
+  retry, dead letter, ack) is checked in its script against the entry's owner, the fence and
+  the attempt's rank (`campaign_common.runlog`), and a worker that lost its lease or its
+  entry writes nothing but a log line. So a worker that was frozen, or cut off from the state
+  Redis while another took its run over, can never add a second outcome or ack the run the
+  other worker now owns.
 - RunStarted's ``worker`` field reads ``<worker> fence=<F>``, so the run events show which
   lease each execution held (and in which order the leases were issued).
-- XACK comes after the outcome is recorded: a crash before it leaves the entry pending and
+- Ack comes after the outcome is recorded: a crash before it leaves the entry pending and
   the run runs again (at least once); the `is_finished` check turns a redelivery after the
-  outcome was recorded into a plain XACK. A rate window admission is idempotent per run id.
-- Errors of the run itself (HTTP errors, budgets, timeout, lost lease, fencing) end the
-  attempt as a failure, retried per the schedule's retry policy as a new attempt (same run
-  id, attempt + 1); reasons outside it (lock quorum, cluster slots) leave the same attempt
-  RETRY_SCHEDULED and pending, and errors of the state Redis propagate; in both cases the
-  consumer runs the entry again after a backoff, never acks it as if it had run.
-- An entry delivered again and again (its workers keep dying mid-run) is dead-lettered once
-  its deliveries pass ``max_deliveries``, with the last error the run recorded.
+  outcome was recorded into a plain ack. A rate window admission is idempotent per run id.
+- Errors of the run itself (HTTP errors, budgets, timeout, any other exception of the scrape)
+  end the attempt as a failure, retried per the schedule's retry policy as a new attempt
+  (same run id, attempt + 1); reasons outside it (lock quorum, cluster slots) leave the same
+  attempt RETRY_SCHEDULED and pending, and errors of the state Redis propagate; in both cases
+  the consumer runs the entry again after a backoff, never acks it as if it had run.
+- An entry delivered again and again (its workers keep dying mid-run, its lease keeps being
+  lost, or it keeps raising) is dead-lettered once its deliveries pass ``max_deliveries``,
+  with the last error the run recorded.
 """
 
 from __future__ import annotations
@@ -55,8 +68,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from campaign_common.redlock import LeaseLost, QuorumUnavailable
-from campaign_common.runlog import Fenced
+from campaign_common.redlock import LeaseCapReached, LeaseLost, QuorumUnavailable
+from campaign_common.runlog import AttemptClosed, EntryLost, Fenced, WriteRefused
 from campaign_common.timeutil import now_ms
 from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
@@ -75,7 +88,7 @@ from scraper_svc.limits import (
     resolve,
 )
 from scraper_svc.model import PageResult, RunRequest
-from scraper_svc.overlap import CampaignGuard, Overlapped
+from scraper_svc.overlap import CampaignGuard, Hold, Overlapped
 from scraper_svc.scrape import ScrapeOutcome, Scraper
 from scraper_svc.semaphore import ClusterSemaphore, NoSlot
 
@@ -98,10 +111,10 @@ class RunStore(Protocol):
     async def schedule_retry(
         self, run: RunRequest, reason: str, due_ms: int, *, fence: int = 0
     ) -> None: ...
-    async def dead_letter(self, run: RunRequest, error: str) -> str: ...
+    async def dead_letter(self, run: RunRequest, error: str, *, fence: int = 0) -> str: ...
     async def last_error(self, run: RunRequest) -> str: ...
     async def is_running(self, run: RunRequest) -> bool: ...
-    async def ack(self, entry_id: str) -> None: ...
+    async def ack(self, entry_id: str) -> bool: ...
 
 
 def worker_label(worker: str, fence: int) -> str:
@@ -134,6 +147,19 @@ class RunRunner:
 
         Raises `RetryLater` when the run must run again later (its entry is not acked).
         """
+        try:
+            await self._run_entry(request)
+        except EntryLost as exc:
+            log.warning("run %s stops: %s", request.run_id, exc)
+        except AttemptClosed as exc:
+            log.warning("run %s stops: %s", request.run_id, exc)
+            await self._store.ack(request.entry_id)
+        except Fenced as exc:
+            log.warning("run %s stops: %s", request.run_id, exc)
+            metrics.LOCK_FAILURES.labels("fenced").inc()
+            raise RetryLater(FENCED, redelivery=True) from exc
+
+    async def _run_entry(self, request: RunRequest) -> None:
         if await self._store.is_finished(request):
             log.info("run %s already finished; acking its redelivered entry", request.run_id)
             await self._store.ack(request.entry_id)
@@ -149,9 +175,17 @@ class RunRunner:
         await self._store.ack(request.entry_id)
 
     async def _run_guarded(self, request: RunRequest, limits: RunLimits) -> None:
+        fence = 0
         try:
-            async with self._guard.hold(request, limits.overlap) as fence:
-                await self._run_fenced(request, limits, fence)
+            async with self._guard.hold(request, limits.overlap) as hold:
+                fence = hold.fence
+                await self._run_fenced(request, limits, hold)
+        except LeaseCapReached as exc:
+            # The run itself took too long; its lease was valid up to here, so its token may
+            # still record the failure (a newer holder's write would fence it off).
+            log.warning("run %s reached the lease cap: %s", request.run_id, exc.reason)
+            metrics.LOCK_FAILURES.labels("lease_lost").inc()
+            await self._fail(request, f"{LEASE_LOST}: {exc.reason}", retryable=True, fence=fence)
         except Overlapped as exc:
             metrics.LOCK_FAILURES.labels("held").inc()
             if request.deliveries > 1 and await self._store.is_running(request):
@@ -162,25 +196,27 @@ class RunRunner:
             log.info("run %s skipped: %s", request.run_id, exc)
             await self._skip(request, str(exc))
         except LeaseLost as exc:
-            log.warning("run %s lost its campaign lock: %s", request.run_id, exc.reason)
+            # Another worker may run the campaign now: stop, write nothing, run it again later
+            # if the entry is still this worker's (it counts as a delivery).
+            log.warning(
+                "run %s lost its campaign lock (%s); it stops without writing",
+                request.run_id,
+                exc.reason,
+            )
             metrics.LOCK_FAILURES.labels("lease_lost").inc()
-            await self._fail(request, f"{LEASE_LOST}: {exc.reason}", retryable=True)
+            raise RetryLater(f"{LEASE_LOST}: {exc.reason}", redelivery=True) from exc
         except QuorumUnavailable as exc:
             metrics.LOCK_FAILURES.labels("quorum_unavailable").inc()
             detail = ", ".join(exc.nodes) or exc.reason or str(exc)
             await self._retry_later(request, f"{LOCK_QUORUM_UNAVAILABLE}: {detail}")
 
-    async def _run_fenced(self, request: RunRequest, limits: RunLimits, fence: int) -> None:
+    async def _run_fenced(self, request: RunRequest, limits: RunLimits, hold: Hold) -> None:
         holder = f"{self._worker}/{request.run_id}/{request.entry_id}"
         try:
             async with self._slots.slot(holder):
-                await self._execute(request, limits, fence)
+                await self._execute(request, limits, hold)
         except NoSlot as exc:
             await self._retry_later(request, f"{CLUSTER_LIMIT}: {exc}")
-        except Fenced as exc:
-            log.warning("run %s was fenced off: %s", request.run_id, exc)
-            metrics.LOCK_FAILURES.labels("fenced").inc()
-            await self._fail(request, FENCED, retryable=True)
 
     async def _retry_later(self, request: RunRequest, reason: str) -> None:
         log.warning("run %s will be retried: %s", request.run_id, reason)
@@ -188,7 +224,8 @@ class RunRunner:
         await self._store.record_retry_scheduled(request, reason)
         raise RetryLater(reason)
 
-    async def _execute(self, request: RunRequest, limits: RunLimits, fence: int) -> None:
+    async def _execute(self, request: RunRequest, limits: RunLimits, hold: Hold) -> None:
+        fence = hold.fence
         if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
             await self._skip(request, MISSED_START_DEADLINE, fence=fence)
             return
@@ -206,10 +243,15 @@ class RunRunner:
         errors: list[str]
         try:
             async with asyncio.timeout(limits.run_timeout_s or None):
-                await self._scraper.scrape(request, limits, outcome)
+                await self._scraper.scrape(request, limits, outcome, hold.check)
             errors = outcome.all_errors()
         except TimeoutError:
             errors = [TIMEOUT]
+        except (LeaseLost, WriteRefused):
+            raise
+        except Exception as exc:  # a bug or input nobody foresaw still ends the attempt
+            log.exception("run %s: the scrape raised", request.run_id)
+            errors = [f"scrape failed: {type(exc).__name__}: {exc}", *outcome.all_errors()]
         await self._store.record_results(request, outcome.pages, fence=fence)
         metrics.RUN_DURATION.observe(time.monotonic() - started)
         if errors:
@@ -248,7 +290,7 @@ class RunRunner:
             metrics.RUNS.labels("retry_scheduled").inc()
         else:
             log.warning("run %s failed its last attempt; dead-lettering it", request.run_id)
-            await self._store.dead_letter(request, error)
+            await self._store.dead_letter(request, error, fence=fence)
             metrics.RUNS.labels("dead_lettered").inc()
             metrics.DEAD_LETTERS.labels("attempts").inc()
 

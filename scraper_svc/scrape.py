@@ -10,13 +10,18 @@ The scrape fills a `ScrapeOutcome` the caller owns, so the pages fetched so far 
 the caller's run timeout cancels the scrape half-way. The outcome also says whether a retry
 could help: an invalid selector, a 4xx answer other than 408/429, a target the SSRF guard
 refuses, a response over the size cap and an exhausted budget fail the same way every time
-(``permanent``); network errors, timeouts, 408, 429 and 5xx answers may pass.
+(``permanent``), as does a URL that cannot be fetched at all (malformed, with a control
+character); network errors, timeouts, 408, 429 and 5xx answers may pass. Any other exception
+of a fetch or an extraction ends that URL with its type and message, never the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import httpx
 
 from scraper_svc.errors import (
     ByteBudgetExceeded,
@@ -55,6 +60,15 @@ class ScrapeOutcome:
         self.permanent = True
 
 
+def _nothing() -> None:
+    return None
+
+
+# Errors a URL raises every time, whatever the network does (a malformed URL, a control
+# character, a host name that cannot be encoded): retrying cannot help.
+_INPUT_ERRORS = (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, UnicodeError)
+
+
 def retryable_status(status_code: int) -> bool:
     """Whether an HTTP error answer may change on a later attempt (408, 429 and 5xx)."""
     return status_code in (408, 429) or status_code >= 500
@@ -65,7 +79,15 @@ class Scraper:
         self._fetcher = fetcher
         self._gate = gate
 
-    async def scrape(self, request: RunRequest, limits: RunLimits, outcome: ScrapeOutcome) -> None:
+    async def scrape(
+        self,
+        request: RunRequest,
+        limits: RunLimits,
+        outcome: ScrapeOutcome,
+        before_fetch: Callable[[], None] = _nothing,
+    ) -> None:
+        """Fetch and extract into ``outcome``; ``before_fetch`` runs before each request and
+        may raise to stop the scrape (a lost campaign lease)."""
         urls = request.urls
         if 0 < limits.max_pages < len(urls):
             outcome.exceed_budget(
@@ -74,6 +96,7 @@ class Scraper:
             )
             urls = urls[: limits.max_pages]
         for url in urls:
+            before_fetch()
             try:
                 page = await self._fetch(url, limits, outcome)
             except ByteBudgetExceeded as exc:
@@ -100,6 +123,12 @@ class Scraper:
             permanent = isinstance(exc, TargetRefused | ResponseTooLarge)
             outcome.add_error(str(exc), retryable=not permanent)
             return None
+        except Exception as exc:  # anything else still ends this URL with a reason
+            outcome.add_error(
+                f"GET {url!r}: {type(exc).__name__}: {exc}",
+                retryable=not isinstance(exc, _INPUT_ERRORS),
+            )
+            return None
         outcome.bytes_read += page.size
         return page
 
@@ -113,4 +142,6 @@ class Scraper:
                 fields = await asyncio.to_thread(extract_fields, page.text, request.selectors)
             except ExtractError as exc:
                 outcome.add_error(f"{page.url}: {exc}", retryable=False)
+            except Exception as exc:  # the same page and selectors fail the same way again
+                outcome.add_error(f"{page.url}: {type(exc).__name__}: {exc}", retryable=False)
         outcome.pages.append(PageResult(page.url, page.status_code, fields, page.fetched_at_ms))

@@ -3,7 +3,14 @@
 Start-up: connect to the state Redis and every lock master with the version check (a
 majority of lock masters must answer; the others are used once they come back), build the
 Redlock client over the masters, create the consumer group, start the consumer loop and the
-retry pump (one TaskGroup), and the metrics endpoint if configured.
+retry pump under a `Supervisor`, and the metrics endpoint (``/metrics``, ``/healthz``) if
+configured.
+
+While running: the retry pump is restarted with backoff after an unexpected error (it never
+takes the consumer down with it). The consumer loop is fatal: restarting it in place would
+lose what it holds, so its unexpected error stops the pump, `serve_until` raises and the
+process exits non-zero for its own supervisor to restart. ``/healthz`` answers 503 while a
+loop is down (between a crash and its restart, or until the exit), 200 otherwise.
 
 Shutdown (SIGTERM/SIGINT), every step bounded:
     stop reading and pumping (the read in progress returns within block_ms)
@@ -12,6 +19,7 @@ Shutdown (SIGTERM/SIGINT), every step bounded:
        entry stays pending)
     -> hand back: every entry still pending for this worker is made idle, so another worker
        takes it over at its next reclaim (not lost, and not waiting for reclaim_idle_ms)
+    -> stop the metrics endpoint (in a thread: it blocks)
     -> close the Redlock client (pending releases finish), the HTTP client, the Redis clients.
 """
 
@@ -29,6 +37,8 @@ from campaign_common.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.redlock import QuorumUnavailable, Redlock
 from campaign_common.server_version import UnsupportedServerError
+from campaign_common.supervisor import Backoff, Loop, Supervisor
+from scraper_svc import metrics
 from scraper_svc.config import ScraperSettings
 from scraper_svc.consumer import RunConsumer
 from scraper_svc.errors import StartupError
@@ -48,6 +58,9 @@ CANCEL_WAIT_S = 5.0
 
 
 class ScraperServer:
+    # Restart delays of a crashed background loop (the retry pump).
+    loop_backoff = Backoff(initial_s=0.5, max_s=30.0)
+
     def __init__(self, settings: ScraperSettings) -> None:
         self.settings = settings
         self._redis: Redis | None = None
@@ -58,6 +71,7 @@ class ScraperServer:
         self._consumer: RunConsumer | None = None
         self._pump: RetryPump | None = None
         self.metrics: MetricsEndpoint | None = None
+        self._supervisor: Supervisor | None = None
         self._loop: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -83,7 +97,7 @@ class ScraperServer:
                 drift_factor=s.lock_drift_factor,
             )
             await _connect_redlock(self._redlock)
-            store = ScraperStore(self._redis, results_cap=s.results_cap)
+            store = ScraperStore(self._redis, consumer=s.consumer_name, results_cap=s.results_cap)
             await store.ensure_group()
         except BaseException:
             await self._close_clients()
@@ -103,16 +117,29 @@ class ScraperServer:
             reclaim_idle_ms=s.reclaim_idle_ms,
             reclaim_interval_s=s.reclaim_interval_s,
         )
-        if s.metrics_port is not None:
-            self.metrics = MetricsEndpoint(s.metrics_host, s.metrics_port)
-            self.metrics.start()
-        self._loop = asyncio.create_task(
-            _run_both(self._consumer, self._pump), name="runs-consumer"
+        self._supervisor = Supervisor(
+            self._loops(self._consumer, self._pump),
+            metrics.LOOPS,
+            stop=asyncio.Event(),
+            backoff=self.loop_backoff,
         )
+        if s.metrics_port is not None:
+            self.metrics = MetricsEndpoint(
+                s.metrics_host, s.metrics_port, self._supervisor.problems
+            )
+            self.metrics.start()
+        self._loop = asyncio.create_task(self._supervisor.run(), name="background-loops")
         log.info(
             "scraper ready",
             extra={"consumer": s.consumer_name, "lock_masters": len(s.lock_redis_urls)},
         )
+
+    def _loops(self, consumer: RunConsumer, pump: RetryPump) -> list[Loop]:
+        """The consumer loop (fatal, see the module doc) and the retry pump (restarted)."""
+        return [
+            Loop("runs-consumer", consumer.run, consumer.request_stop, fatal=True),
+            Loop("retry-pump", pump.run, pump.request_stop),
+        ]
 
     def _runner(self, store: ScraperStore, redlock: Redlock, fetcher: Fetcher) -> RunRunner:
         s = self.settings
@@ -135,7 +162,8 @@ class ScraperServer:
         )
 
     async def serve_until(self, stop: asyncio.Event) -> None:
-        """Return when ``stop`` is set; raise if the consumer loop ended on its own first."""
+        """Return when ``stop`` is set; raise if the background loops ended on their own first
+        (`LoopFailed`: the consumer loop failed)."""
         assert self._loop is not None, "start() first"
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -144,22 +172,20 @@ class ScraperServer:
             stopping.cancel()
         if self._loop.done() and not stop.is_set():
             self._loop.result()  # raises what killed the loop
-            raise RuntimeError("the runs consumer loop ended unexpectedly")
+            raise RuntimeError("the background loops ended unexpectedly")
 
     async def stop(self) -> None:
         """Bounded graceful shutdown (see the module docstring); safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
-        if self._consumer is not None and self._loop is not None:
-            if self._pump is not None:
-                self._pump.request_stop()
-            self._consumer.request_stop()
+        if self._consumer is not None and self._supervisor is not None and self._loop is not None:
+            self._supervisor.request_stop()  # also ends a restart backoff at once
             grace_s = self.settings.shutdown_grace_s + self.settings.block_ms / 1000
             await _finish(self._loop, grace_s, self._consumer)
             await self._hand_back()
         if self.metrics is not None:
-            self.metrics.stop()
+            await asyncio.to_thread(self.metrics.stop)  # blocking: off the event loop
         if self._fetcher is not None:
             await self._fetcher.aclose()
         await self._close_clients()
@@ -190,16 +216,6 @@ class ScraperServer:
         self._lock_clients, self._redis = [], None
 
 
-async def _run_both(consumer: RunConsumer, pump: RetryPump) -> None:
-    """The consumer loop and the retry pump, under one TaskGroup (the pump ends with it)."""
-    async with asyncio.TaskGroup() as group:
-        group.create_task(pump.run(), name="retry-pump")
-        try:
-            await consumer.run()
-        finally:
-            pump.request_stop()
-
-
 async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsumer) -> None:
     """Let the loop end within ``grace_s``, then cancel it; never raises."""
     done, _ = await asyncio.wait({loop}, timeout=grace_s)
@@ -208,7 +224,7 @@ async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsume
         loop.cancel()
         await asyncio.wait({loop}, timeout=CANCEL_WAIT_S)
     if loop.done() and not loop.cancelled() and loop.exception() is not None:
-        log.error("the runs consumer loop had failed", exc_info=loop.exception())
+        log.error("the background loops had failed", exc_info=loop.exception())
 
 
 async def _connect_state(s: ScraperSettings) -> Redis:

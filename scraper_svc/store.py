@@ -10,11 +10,14 @@ directly); lock keys belong to `campaign_common.redlock_scripts`, the cluster sl
     {scraper}:buffer:<campaign_id>    string: id of the one run waiting for the campaign lock
                                       (BUFFER_ONE), TTL refreshed while it waits
 
-Writes under a campaign lock pass the lock's fencing token to `RunLog`, which refuses them
-atomically once a newer holder has written (`Fenced`). Domain types go in, protobuf events
-come out only here. Failed attempts go to the retry delay queue (`campaign_common.retryqueue`)
-or the dead-letter stream (`campaign_common.deadletters`), each acking the attempt's runs
-entry in the same script.
+Every write for a run carries a `campaign_common.runlog.Writer`: this worker must still own
+the run's runs entry, and a write under a campaign lock carries the lock's fencing token,
+refused atomically once a newer holder has written; a refused write raises a `WriteRefused`
+(`EntryLost`, `Fenced`, `AttemptClosed`) and leaves nothing behind. Acks are checked the same
+way (`_ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
+in, protobuf events come out only here. Failed attempts go to the retry delay queue
+(`campaign_common.retryqueue`) or the dead-letter stream (`campaign_common.deadletters`),
+each acking the attempt's runs entry in the same script.
 
 Pending entries: a worker keeps the entries it is processing "fresh" (`touch` resets their
 idle time every few seconds without counting a delivery), so only entries of a worker that
@@ -34,7 +37,15 @@ from redis.exceptions import ResponseError
 
 from campaign_common.deadletters import DeadLetters
 from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, Fenced, RunLog, RunState
+from campaign_common.runlog import (
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+    AttemptClosed,
+    RunLog,
+    RunState,
+    Writer,
+    campaign_fence_key,
+)
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scraper_svc.model import PageResult, RunRequest
@@ -62,6 +73,18 @@ for i = 4, #ARGV do
   end
 end
 return set
+"""
+
+# KEYS[1] runs stream
+# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] entry id
+# Acks the entry only while this consumer owns it: an entry another worker took over is
+# that worker's to ack. Returns 1 when acked, 0 when it was not pending (acked already: a
+# re-send, or its new owner finished it), -1 when another consumer owns it (left alone).
+_ACK_OWNED = """
+local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1]
+if not row then return 0 end
+if row[2] ~= ARGV[2] then return -1 end
+return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 """
 
 # KEYS[1] the campaign's window (sorted set: run id -> start time ms)
@@ -114,24 +137,24 @@ def buffer_key(campaign_id: str) -> str:
     return f"{{scraper}}:buffer:{campaign_id}"
 
 
-def _fence(run: RunRequest, fence: int) -> tuple[str, int] | None:
-    return (run.campaign_id, fence) if fence else None
-
-
 class ScraperStore:
     """Implements `scraper_svc.runner.RunStore` plus the consumer-group reads.
 
-    ``fence`` arguments are the campaign lock's fencing token (0: not under a lock); a stale
-    one raises `campaign_common.runlog.Fenced` and writes nothing.
+    Every write for a run is checked in its script (`campaign_common.runlog.Writer`): this
+    worker (``consumer``) must still own the run's entry, and ``fence`` (the campaign lock's
+    fencing token, 0: not under a lock) must not be stale; otherwise a
+    `campaign_common.runlog.WriteRefused` is raised and nothing is written.
     """
 
-    def __init__(self, redis: Redis, *, results_cap: int) -> None:
+    def __init__(self, redis: Redis, *, consumer: str, results_cap: int) -> None:
         self._redis = redis
+        self.consumer = consumer
         self._runs = RunLog(redis, results_cap=results_cap)
         self._admit = redis.register_script(_ADMIT_TO_WINDOW)
         self._claim_buffer = redis.register_script(_CLAIM_BUFFER)
         self._release_buffer = redis.register_script(_RELEASE_BUFFER)
         self._set_idle = redis.register_script(_SET_IDLE)
+        self._ack_owned = redis.register_script(_ACK_OWNED)
         self._retries = RetryQueue(redis)
         self._dead = DeadLetters(redis)
 
@@ -186,17 +209,20 @@ class ScraperStore:
     async def _with_deliveries(
         self, consumer: str, entries: list[tuple[str, dict[bytes, bytes] | None]]
     ) -> list[StreamEntry]:
+        """The delivery count of each entry, read per id: a range read could be cut short by
+        other entries of this consumer that lie inside the range."""
         if not entries:
             return []
-        rows: Any = await self._redis.xpending_range(
-            RUNS_STREAM,
-            SCRAPER_GROUP,
-            min=entries[0][0],
-            max=entries[-1][0],
-            count=len(entries),
-            consumername=consumer,
-        )
-        counts = {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(RUNS_STREAM, SCRAPER_GROUP, min=entry_id, max=entry_id, count=1)
+            replies: list[Any] = await pipe.execute()
+        counts = {
+            _text(row["message_id"]): int(row["times_delivered"])
+            for rows in replies
+            for row in rows
+            if _text(row["consumer"]) == consumer
+        }
         return [(entry_id, fields, counts.get(entry_id, 1)) for entry_id, fields in entries]
 
     async def touch(self, consumer: str, entry_ids: Sequence[str]) -> int:
@@ -219,20 +245,28 @@ class ScraperStore:
         """Move retries that are due from the delay queue to the runs stream (any worker)."""
         return await self._retries.move_due(limit)
 
+    def _writer(self, run: RunRequest, fence: int = 0) -> Writer:
+        return Writer(run.campaign_id, fence, self.consumer, run.entry_id)
+
     async def schedule_retry(
         self, run: RunRequest, reason: str, due_ms: int, *, fence: int = 0
     ) -> None:
         """The attempt failed and another is allowed: RETRY_SCHEDULED until ``due_ms``, the
-        next attempt in the delay queue, the entry acked, all at once; `Fenced` if stale."""
-        done = await self._retries.schedule(
-            _requested(run), reason, due_ms, fence=_fence(run, fence), ack_entry=run.entry_id
+        next attempt in the delay queue, the entry acked, all at once (or `WriteRefused`)."""
+        await self._retries.schedule(
+            _requested(run), reason, due_ms, writer=self._writer(run, fence)
         )
-        if not done:
-            raise Fenced(f"run {run.run_id}: fencing token {fence} is stale; retry not queued")
 
-    async def dead_letter(self, run: RunRequest, error: str) -> str:
+    async def dead_letter(self, run: RunRequest, error: str, *, fence: int = 0) -> str:
         """Park the run in the dead-letter stream (DEAD_LETTERED) and ack its entry."""
-        return await self._dead.add(_requested(run), error, run.deliveries, ack_entry=run.entry_id)
+        return await self._dead.add(
+            _requested(run), error, run.deliveries, writer=self._writer(run, fence)
+        )
+
+    async def fence_floor(self, campaign_id: str) -> int:
+        """The highest fencing token that wrote for the campaign: the next lock's fence must
+        be above it, even if the lock masters lost their counters."""
+        return int(await self._redis.get(campaign_fence_key(campaign_id)) or 0)
 
     async def is_running(self, run: RunRequest) -> bool:
         """Whether the run's projection shows this very attempt RUNNING (started somewhere)."""
@@ -247,8 +281,10 @@ class ScraperStore:
         record = await self._runs.get_run(run.run_id)
         return record.error if record is not None else ""
 
-    async def ack(self, entry_id: str) -> None:
-        await self._redis.xack(RUNS_STREAM, SCRAPER_GROUP, entry_id)
+    async def ack(self, entry_id: str) -> bool:
+        """Ack an entry this worker owns; False (nothing done) when another worker owns it."""
+        args = [SCRAPER_GROUP, self.consumer, entry_id]
+        return int(await self._ack_owned(keys=[RUNS_STREAM], args=args)) >= 0
 
     async def pending_ids(self, consumer: str, *, start: str, count: int) -> list[str]:
         """Ids of this consumer's pending entries from ``start`` on (an id, ``(id`` to
@@ -289,14 +325,16 @@ class ScraperStore:
             event,
             state=RunState.RUNNING,
             changes={"started_at_ms": at_ms, "error": "", "next_attempt_at_ms": 0},
-            fence=_fence(run, fence),
+            writer=self._writer(run, fence),
         )
 
     async def record_results(
         self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
     ) -> None:
         results = [_result(run, page) for page in pages]
-        await self._runs.add_results(run.campaign_id, results, fence=fence, attempt=run.attempt)
+        await self._runs.add_results(
+            run.campaign_id, results, writer=self._writer(run, fence), attempt=run.attempt
+        )
 
     async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None:
         at_ms = now_ms()
@@ -305,7 +343,7 @@ class ScraperStore:
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": ""}
         await self._runs.append_event(
-            event, state=RunState.SUCCEEDED, changes=changes, fence=_fence(run, fence)
+            event, state=RunState.SUCCEEDED, changes=changes, writer=self._writer(run, fence)
         )
 
     async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None:
@@ -315,7 +353,7 @@ class ScraperStore:
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": error}
         await self._runs.append_event(
-            event, state=RunState.FAILED, changes=changes, fence=_fence(run, fence)
+            event, state=RunState.FAILED, changes=changes, writer=self._writer(run, fence)
         )
 
     async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None:
@@ -328,17 +366,26 @@ class ScraperStore:
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": reason}
         await self._runs.append_event(
-            event, state=RunState.SKIPPED, changes=changes, fence=_fence(run, fence)
+            event, state=RunState.SKIPPED, changes=changes, writer=self._writer(run, fence)
         )
 
     async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None:
         """The run could not start for a reason outside it; it stays pending and runs again.
 
-        Never a RunFailed: the scheduler counts those towards pause-on-failure.
+        Never a RunFailed: the scheduler counts those towards pause-on-failure. Only a note:
+        when the attempt is past it (it started somewhere already), nothing is written.
         """
         event = events_pb2.RunRetryScheduled(run_id=run.run_id, attempt=run.attempt, reason=reason)
         changes: dict[str, str | int] = {"error": reason, "next_attempt_at_ms": 0}
-        await self._runs.append_event(event, state=RunState.RETRY_SCHEDULED, changes=changes)
+        try:
+            await self._runs.append_event(
+                event,
+                state=RunState.RETRY_SCHEDULED,
+                changes=changes,
+                writer=self._writer(run),
+            )
+        except AttemptClosed:
+            log.info("run %s: the deferral note was not needed (%s)", run.run_id, reason)
 
 
 def _requested(run: RunRequest) -> events_pb2.RunRequested:
@@ -350,6 +397,7 @@ def _result(run: RunRequest, page: PageResult) -> run_pb2.ScrapeResult:
     return run_pb2.ScrapeResult(
         run_id=run.run_id,
         campaign_id=run.campaign_id,
+        attempt=run.attempt,
         url=page.url,
         status_code=page.status_code,
         fields=[_field(name, text) for name, text in page.fields],

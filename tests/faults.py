@@ -81,6 +81,10 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
         self._close_all()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _heal(self) -> None:
         self._blackhole = False

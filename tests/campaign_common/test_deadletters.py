@@ -60,3 +60,14 @@ async def test_deadletters_page_newest_first_and_purge(state_redis: Redis) -> No
     with pytest.raises(DeadLetterNotFound):
         await dead.get("not-an-id")
     assert await dead.count() == 4
+
+
+async def test_deadletters_a_run_attempt_is_parked_once(state_redis: Redis) -> None:
+    from campaign_common.runlog import AttemptClosed
+
+    runs, dead = RunLog(state_redis), DeadLetters(state_redis)
+    await runs.request_run(_request("s1:9"), dedupe=False)
+    await dead.add(_request("s1:9"), "HTTP 503", deliveries=1)
+    with pytest.raises(AttemptClosed):
+        await dead.add(_request("s1:9"), "HTTP 503", deliveries=2)
+    assert await dead.count() == 1

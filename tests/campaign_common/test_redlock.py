@@ -23,6 +23,7 @@ from campaign_common.redlock import (
     Redlock,
 )
 from campaign_common.redlock_scripts import fence_key, lock_key
+from tests.faults import TcpProxy
 from tests.support import eventually
 
 FOREIGN = b"someone-else-token"
@@ -205,6 +206,127 @@ async def test_redlock_fence_written_back_when_counters_disagree(
     await eventually(all_raised, timeout_s=5, what="every counter raised to the fence")
     await redlock.release(lease)
     assert (await redlock.acquire("camp", 5_000)).fence > lease.fence
+
+
+async def test_redlock_a_late_reply_of_one_attempt_never_touches_the_next_attempts_key(
+    make_redlock: MakeRedlock, masters: list[Redis], lock_urls: list[str]
+) -> None:
+    # Master 1 is held by someone else, so every quorum needs masters 0 and 2. Master 2 is
+    # behind a proxy that holds its first EVALSHA back until the next request on the connection
+    # arrives (no timing involved): attempt 1 gets master 0, times out on master 2 and fails.
+    # Attempt 2's ACQUIRE lets master 2 run attempt 1's ACQUIRE, then attempt 2's; attempt 1's
+    # grant arrives late and its clean-up (compare-and-delete) follows on the same connection.
+    # With one token for both attempts, attempt 2's ACQUIRE merely refreshed attempt 1's key and
+    # the clean-up deleted the key of the lease attempt 2 returned.
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    proxy = TcpProxy.to_url(lock_urls[2])
+    redlock = make_redlock([*lock_urls[:2], proxy.url], node_timeout_s=1.0, retry_count=5)
+    try:
+        proxy.hold_first(b"EVALSHA")
+        await redlock.connect()
+        assert proxy.held == 0  # the connection's set-up (SCRIPT LOAD, PING) was not held
+        lease = await redlock.acquire("res", 60_000)
+        assert proxy.held == 1
+        # connect() PINGs every master on its pipelined connection, behind every request sent
+        # earlier (late clean-ups included): once it returns, they have all run
+        await redlock.connect()
+        holders = await _holders(masters, "res")
+        assert holders.count(lease.token) >= redlock.quorum, (lease.token, holders)
+        await masters[1].delete(lock_key("res"))
+        with pytest.raises(LockHeld):  # master 1 is free now, yet the lease keeps its quorum
+            await make_redlock(retry_count=0).acquire("res", 60_000)
+        assert lease.remaining_ms() > 0
+        lease = await redlock.extend(lease)
+        # attempt 2 cannot win: master 2 held attempt 1's key (another token) when it asked
+        assert lease.attempts >= 3
+        await redlock.release(lease)
+        assert await _holders(masters, "res") == [None] * 3
+    finally:
+        await redlock.aclose()
+        proxy.close()
+
+
+async def test_redlock_fence_floor_continues_fences_after_every_master_lost_its_data(
+    make_redlock: MakeRedlock, masters: list[Redis], pipelined: bool
+) -> None:
+    redlock = make_redlock(pipelined=pipelined)
+    for _ in range(3):
+        lease = await redlock.acquire("camp", 5_000)
+        await redlock.release(lease)
+    accepted = lease.fence  # the highest fence a fenced store would have accepted
+    assert accepted == 3
+    for master in masters:
+        await master.flushall()
+    # The failure mode the floor exists for: the counters start again at 1, and a store that
+    # refuses fences below the highest it accepted would refuse this holder and all later ones.
+    unfloored = await redlock.acquire("camp", 5_000)
+    assert unfloored.fence == 1
+    await redlock.release(unfloored)
+    floored = await redlock.acquire("camp", 5_000, fence_floor=accepted)
+    assert floored.fence > accepted
+    await redlock.release(floored)
+    # the floor was written into the counters: later fences continue above it without one
+    after = await redlock.acquire("camp", 5_000)
+    assert after.fence > floored.fence
+    await redlock.release(after)
+
+
+async def test_redlock_holds_with_a_fence_floor_keep_fences_increasing_across_a_wipe(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    accepted = 0  # what the protected store remembers: the highest fence that wrote
+    fences: list[int] = []
+    for turn in range(6):
+        if turn == 3:  # between two holds every master loses its data
+            for master in masters:
+                await master.flushall()
+        async with redlock.hold("camp", 5_000, fence_floor=accepted) as lease:
+            fences.append(lease.fence)
+            accepted = max(accepted, lease.fence)
+    assert fences == [1, 2, 3, 4, 5, 6]  # strictly increasing, the wipe included
+
+
+@pytest.mark.parametrize(("floor", "fence", "confirmations"), [(0, 4, 1), (2, 4, 1), (5, 6, 0)])
+async def test_redlock_fence_floor_with_one_wiped_master(
+    make_redlock: MakeRedlock, masters: list[Redis], floor: int, fence: int, confirmations: int
+) -> None:
+    redlock = make_redlock()
+    for _ in range(3):
+        await redlock.release(await redlock.acquire("camp", 5_000))
+
+    async def counters_at_3() -> bool:
+        return await _counters(masters, "camp") == [3, 3, 3]
+
+    await eventually(counters_at_3, timeout_s=5, what="every counter at 3")
+    await masters[0].flushall()
+    # master 2 is held by someone else, so the quorum is master 0 (wiped, its counter gives
+    # max(1, floor + 1)) and master 1 (4): below 4 they disagree and CONFIRM_FENCE settles it
+    await masters[2].set(lock_key("camp"), FOREIGN, px=60_000)
+    lease = await redlock.acquire("camp", 5_000, fence_floor=floor)
+    assert lease.fence == fence
+    assert redlock.counters.fence_confirmations == confirmations
+
+    async def all_raised() -> bool:
+        return min(await _counters(masters, "camp")) >= fence
+
+    await eventually(all_raised, timeout_s=5, what="every counter raised to the fence")
+    await redlock.release(lease)
+    await masters[2].delete(lock_key("camp"))
+    again = await redlock.acquire("camp", 5_000)
+    assert again.fence == fence + 1
+    await redlock.release(again)
+
+
+async def test_redlock_fence_floor_is_exact_beyond_lua_number_formatting(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    # 10**15 + 1 has more digits than Lua's %.14g shows: the script must not format it
+    redlock = make_redlock()
+    lease = await redlock.acquire("camp", 5_000, fence_floor=10**15)
+    assert lease.fence == 10**15 + 1
+    await redlock.release(lease)  # waits for every master, each ran the ACQUIRE before it
+    assert await _counters(masters, "camp") == [10**15 + 1] * 3
 
 
 async def test_redlock_returns_at_quorum_without_waiting_for_a_slow_master(
@@ -412,6 +534,8 @@ async def test_redlock_rejects_bad_arguments(make_redlock: MakeRedlock) -> None:
         await redlock.acquire("a{b}", 1_000)
     with pytest.raises(ValueError):
         await redlock.acquire("res", 0)
+    with pytest.raises(ValueError, match="fence_floor"):
+        await redlock.acquire("res", 1_000, fence_floor=-1)
     await redlock.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await redlock.acquire("res", 1_000)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
 from campaign_common.retryqueue import DELAYED, RetryQueue
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.runlog import (
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+    AttemptClosed,
+    EntryLost,
+    Fenced,
+    RunLog,
+    RunState,
+    Writer,
+)
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
@@ -38,7 +48,9 @@ async def test_retryqueue_schedule_records_queues_and_acks_in_one_step(state_red
     entry_id = await _delivered(state_redis)
     due_ms = now_ms() + 60_000
 
-    assert await queue.schedule(_request("s1:1"), "HTTP 503", due_ms, ack_entry=entry_id)
+    await queue.schedule(
+        _request("s1:1"), "HTTP 503", due_ms, writer=Writer("c1", 0, "w1", entry_id)
+    )
 
     run = await runs.get_run("s1:1")
     assert run is not None and run.state is RunState.RETRY_SCHEDULED and run.attempt == 1
@@ -53,13 +65,14 @@ async def test_retryqueue_stale_fence_writes_nothing(state_redis: Redis) -> None
     runs, queue = RunLog(state_redis), RetryQueue(state_redis)
     await runs.request_run(_request("s1:2"), dedupe=False)
     entry_id = await _delivered(state_redis)
-    await runs.add_results("c1", [run_pb2.ScrapeResult(run_id="newer")], fence=50)
+    await runs.add_results("c1", [run_pb2.ScrapeResult(run_id="newer")], writer=Writer("c1", 50))
 
-    queued = await queue.schedule(
-        _request("s1:2"), "boom", now_ms(), fence=("c1", 7), ack_entry=entry_id
-    )
+    with pytest.raises(Fenced):
+        await queue.schedule(
+            _request("s1:2"), "boom", now_ms(), writer=Writer("c1", 7, "w1", entry_id)
+        )
 
-    assert not queued and await queue.waiting() == 0
+    assert await queue.waiting() == 0
     run = await runs.get_run("s1:2")
     assert run is not None and run.state is RunState.REQUESTED
     assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 1
@@ -70,7 +83,7 @@ async def test_retryqueue_racing_movers_move_each_retry_once(
 ) -> None:
     retries = 60
     for n in range(retries):
-        assert await RetryQueue(state_redis).schedule(_request(f"s1:{n}"), "boom", now_ms())
+        await RetryQueue(state_redis).schedule(_request(f"s1:{n}"), "boom", now_ms())
     movers = [make_client(state_url, 2.0) for _ in range(3)]
     try:
         queues = [RetryQueue(client) for client in movers]
@@ -85,3 +98,34 @@ async def test_retryqueue_racing_movers_move_each_retry_once(
     assert all(isinstance(body, events_pb2.RunRequested) for body in bodies)
     attempts = {body.run_id: body.attempt for body in bodies}  # type: ignore[union-attr]
     assert len(bodies) == retries and attempts == {f"s1:{n}": 2 for n in range(retries)}
+
+
+async def test_retryqueue_refuses_a_worker_that_lost_its_entry(state_redis: Redis) -> None:
+    runs, queue = RunLog(state_redis), RetryQueue(state_redis)
+    await runs.request_run(_request("s1:3"), dedupe=False)
+    entry_id = await _delivered(state_redis)  # delivered to w1
+    await state_redis.xclaim(RUNS_STREAM, SCRAPER_GROUP, "w2", 0, [entry_id])  # w2 took it over
+
+    with pytest.raises(EntryLost):
+        await queue.schedule(
+            _request("s1:3"), "boom", now_ms(), writer=Writer("c1", 0, "w1", entry_id)
+        )
+
+    assert await queue.waiting() == 0
+    run = await runs.get_run("s1:3")
+    assert run is not None and run.state is RunState.REQUESTED
+    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 1  # w2's still
+
+
+async def test_retryqueue_never_turns_a_final_run_back(state_redis: Redis) -> None:
+    runs, queue = RunLog(state_redis), RetryQueue(state_redis)
+    await runs.request_run(_request("s1:4"), dedupe=False)
+    done = events_pb2.RunSucceeded(run_id="s1:4", attempt=1)
+    await runs.append_event(done, state=RunState.SUCCEEDED)
+
+    with pytest.raises(AttemptClosed):
+        await queue.schedule(_request("s1:4"), "lease lost", now_ms())
+
+    run = await runs.get_run("s1:4")
+    assert run is not None and run.state is RunState.SUCCEEDED
+    assert await queue.waiting() == 0

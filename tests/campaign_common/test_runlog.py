@@ -6,7 +6,17 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.page_tokens import InvalidPageToken
-from campaign_common.runlog import RUNS_STREAM, RunLog, RunState
+from campaign_common.runlog import (
+    RUN_EVENTS_STREAM,
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+    AttemptClosed,
+    EntryLost,
+    Fenced,
+    RunLog,
+    RunState,
+    Writer,
+)
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
@@ -37,13 +47,15 @@ async def test_runlog_projection_never_goes_back_within_an_attempt(state_redis: 
     done = events_pb2.RunSucceeded(run_id="r", attempt=1)
     await log.append_event(done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 9})
     late_start = events_pb2.RunStarted(run_id="r", attempt=1)
-    await log.append_event(late_start, state=RunState.RUNNING, changes={"started_at_ms": 7})
+    with pytest.raises(AttemptClosed):
+        await log.append_event(late_start, state=RunState.RUNNING, changes={"started_at_ms": 7})
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED and run.finished_at_ms == 9
     retry = events_pb2.RunStarted(run_id="r", attempt=2)
-    await log.append_event(retry, state=RunState.RUNNING)
+    with pytest.raises(AttemptClosed):  # a final run never changes, not even for a new attempt
+        await log.append_event(retry, state=RunState.RUNNING)
     run = await log.get_run("r")
-    assert run is not None and run.state is RunState.RUNNING and run.attempt == 2
+    assert run is not None and run.state is RunState.SUCCEEDED and run.attempt == 1
 
 
 async def test_runlog_list_runs_pages_newest_first(state_redis: Redis) -> None:
@@ -79,21 +91,19 @@ async def test_runlog_results_newest_first_and_capped(state_redis: Redis) -> Non
 
 
 async def test_runlog_writes_with_a_stale_fencing_token_are_refused(state_redis: Redis) -> None:
-    from campaign_common.runlog import Fenced
-
     log = RunLog(state_redis)
     await log.request_run(_request("r1", now_ms()), dedupe=False)
-    await log.add_results("c1", [run_pb2.ScrapeResult(run_id="new")], fence=7)
+    await log.add_results("c1", [run_pb2.ScrapeResult(run_id="new")], writer=Writer("c1", 7))
     with pytest.raises(Fenced):
-        await log.add_results("c1", [run_pb2.ScrapeResult(run_id="old")], fence=6)
+        await log.add_results("c1", [run_pb2.ScrapeResult(run_id="old")], writer=Writer("c1", 6))
     late = events_pb2.RunSucceeded(run_id="r1", attempt=1)
     with pytest.raises(Fenced):
-        await log.append_event(late, state=RunState.SUCCEEDED, fence=("c1", 6))
+        await log.append_event(late, state=RunState.SUCCEEDED, writer=Writer("c1", 6))
     run = await log.get_run("r1")
     assert run is not None and run.state is RunState.REQUESTED  # the stale write left no trace
     assert [r.run_id for r in await log.list_results("c1", 10)] == ["new"]
-    await log.append_event(late, state=RunState.SUCCEEDED, fence=("c1", 7))  # same holder again
-    await log.add_results("other", [run_pb2.ScrapeResult(run_id="x")], fence=1)  # per campaign
+    await log.append_event(late, state=RunState.SUCCEEDED, writer=Writer("c1", 7))  # same holder
+    await log.add_results("other", [run_pb2.ScrapeResult(run_id="x")], writer=Writer("other", 1))
 
 
 async def test_runlog_a_retry_scheduled_run_shows_running_when_it_starts_again(
@@ -119,3 +129,45 @@ async def test_runlog_results_of_one_attempt_are_stored_once(state_redis: Redis)
     await log.add_results("c1", [run_pb2.ScrapeResult(run_id="r1", url="http://x/b")], attempt=2)
     results = await log.list_results("c1", limit=10)
     assert [(r.run_id, r.url) for r in results] == [("r1", "http://x/b"), ("r1", "http://x/a")]
+
+
+async def _deliver(redis: Redis, consumer: str) -> str:
+    await redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
+    [[_, [(entry_id, _)]]] = await redis.xreadgroup(SCRAPER_GROUP, consumer, {RUNS_STREAM: ">"})
+    return str(entry_id.decode())
+
+
+async def test_runlog_one_final_outcome_per_attempt_the_first_wins(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    await log.request_run(_request("r", now_ms()), dedupe=False)
+    await log.append_event(events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING)
+    skipped = events_pb2.RunSkipped(run_id="r", attempt=1, reason="overlap")
+    await log.append_event(skipped, state=RunState.SKIPPED, changes={"error": "overlap"})
+    late = events_pb2.RunSucceeded(run_id="r", attempt=1)
+    with pytest.raises(AttemptClosed):
+        await log.append_event(late, state=RunState.SUCCEEDED)
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.SKIPPED and run.error == "overlap"
+    events = await state_redis.xrange(RUN_EVENTS_STREAM)
+    assert len(events) == 2  # the refused outcome left no event either
+
+
+async def test_runlog_a_worker_that_lost_its_entry_writes_nothing(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    await log.request_run(_request("r", now_ms()), dedupe=False)
+    entry_id = await _deliver(state_redis, "w1")
+    mine = Writer("c1", 0, "w1", entry_id)
+    await log.append_event(
+        events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING, writer=mine
+    )
+    await state_redis.xclaim(RUNS_STREAM, SCRAPER_GROUP, "w2", 0, [entry_id])
+    done = events_pb2.RunSucceeded(run_id="r", attempt=1)
+    with pytest.raises(EntryLost):
+        await log.append_event(done, state=RunState.SUCCEEDED, writer=mine)
+    with pytest.raises(EntryLost):
+        await log.add_results("c1", [run_pb2.ScrapeResult(run_id="r")], writer=mine, attempt=1)
+    theirs = Writer("c1", 0, "w2", entry_id)
+    await log.append_event(done, state=RunState.SUCCEEDED, writer=theirs)
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.SUCCEEDED
+    assert await log.list_results("c1", 10) == []

@@ -14,14 +14,15 @@ async def test_dead_letters_list_retry_purge_over_rest(
 ) -> None:
     dead = DeadLetters(state_redis)
     parked = events_pb2.RunRequested(run_id="s1:1000", schedule_id="s1", campaign_id="c", attempt=3)
+    other = events_pb2.RunRequested(run_id="s1:2000", schedule_id="s1", campaign_id="c", attempt=3)
     first = await dead.add(parked, "GET http://x/: HTTP 503", deliveries=3)
-    second = await dead.add(parked, "GET http://x/: HTTP 503", deliveries=5)
+    second = await dead.add(other, "GET http://x/: HTTP 503", deliveries=5)  # once per run attempt
     listed = await gateway.get("/v1/deadLetters", params={"pageSize": 1})
     assert listed.status_code == 200
     body = listed.json()
     assert [d["id"] for d in body["deadLetters"]] == [second] and body["nextPageToken"]
     entry = body["deadLetters"][0]
-    assert entry["runId"] == "s1:1000" and entry["attempt"] == 3 and entry["deliveries"] == 5
+    assert entry["runId"] == "s1:2000" and entry["attempt"] == 3 and entry["deliveries"] == 5
     assert entry["error"] == "GET http://x/: HTTP 503" and entry["deadLetteredAt"].endswith("Z")
     retried = await gateway.post(f"/v1/deadLetters/{first}:retry")
     assert retried.status_code == 202

@@ -1,4 +1,5 @@
-"""Run outcomes seen by the scheduler: pause after K failures, webhook alerts."""
+"""Run outcomes seen by the scheduler: pause after K failures, webhook alerts, each failure
+counted once."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.deadletters import DeadLetters
-from campaign_common.runlog import RunLog, RunState
+from campaign_common.envelope import wrap
+from campaign_common.redis_conn import make_client
+from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.outcome_store import OUTCOME_GROUP, OutcomeStore
 from scheduler_svc.server import SchedulerServer
+from tests.faults import TcpProxy
 from tests.support import WebhookReceiver, eventually
 
 
@@ -91,3 +96,91 @@ async def test_outcomes_dead_letter_alert_reaches_the_webhook(
 
     (dead,) = await eventually(alert, timeout_s=10, what="a run.dead_lettered alert")
     assert dead["runId"] == "s9:1" and dead["attempt"] == 5 and dead["error"] == "HTTP 500"
+
+
+async def _outcomes_handled(redis: Redis) -> bool:
+    """True once the outcome group has read and acked every run event."""
+    for group in await redis.xinfo_groups(RUN_EVENTS_STREAM):
+        if group["name"] in (OUTCOME_GROUP, OUTCOME_GROUP.encode()):
+            return bool(group["lag"] == 0 and group["pending"] == 0)
+    return False
+
+
+async def test_a_failure_counts_once_when_its_streak_update_is_resent(
+    state_url: str, state_redis: Redis
+) -> None:
+    proxy = TcpProxy.to_url(state_url)  # the scheduler's every Redis command goes through it
+    server = SchedulerServer(SchedulerSettings(state_redis_url=proxy.url, port=0, log_block_ms=200))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = api_grpc.SchedulerServiceStub(channel)
+            created = await stub.AddScheduledCampaign(
+                api.AddScheduledCampaignRequest(
+                    name="resent",
+                    campaign_id="streak-camp",
+                    schedule=schedule_pb2.ScheduleSpec(interval_seconds=3600),
+                    scrape=schedule_pb2.ScrapeSpec(urls=["http://127.0.0.1:1/"]),
+                    limits=schedule_pb2.RunLimits(pause_after_failures=3),
+                )
+            )
+            get = api.GetScheduleRequest(schedule_id=created.schedule_id)
+            trigger = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
+            run_ids = [(await stub.TriggerCampaign(trigger)).run_id for _ in range(3)]
+            runs = RunLog(state_redis)
+            await _fail(runs, run_ids[0], "first")
+            await eventually(lambda: _outcomes_handled(state_redis), what="first failure")
+            # The streak update's reply is lost with its connection: redis-py sends it again.
+            # Only the streak update names the campaign's streak field.
+            proxy.drop_replies(b"c:streak-camp")
+            await _fail(runs, run_ids[1], "second")
+            await eventually(lambda: _outcomes_handled(state_redis), what="second failure")
+            assert proxy.dropped == 1
+            after_two = await stub.GetSchedule(get)
+            assert after_two.state == schedule_pb2.SCHEDULE_STATE_ACTIVE, after_two.paused_note
+            await _fail(runs, run_ids[2], "third")
+
+            async def paused() -> str:
+                got = await stub.GetSchedule(get)
+                return got.paused_note if got.state == schedule_pb2.SCHEDULE_STATE_PAUSED else ""
+
+            note = await eventually(paused, timeout_s=10, what="paused after the third failure")
+            assert "after 3 consecutive failed runs" in note and "third" in note
+    finally:
+        await server.stop()
+        proxy.close()
+
+
+async def test_a_run_event_handled_by_two_replicas_counts_once(state_redis: Redis) -> None:
+    dead = OutcomeStore(state_redis, "replica-that-died")
+    live = OutcomeStore(state_redis, "replica-that-took-over")
+    await dead.ensure_group()
+
+    async def append_failure(run_id: str) -> None:
+        event = events_pb2.RunFailed(run_id=run_id, attempt=1, error="HTTP 500")
+        await state_redis.xadd(RUN_EVENTS_STREAM, wrap(event).to_fields())
+
+    await append_failure("s1:1")
+    [(entry_id, _)] = await dead.read(10, 100)
+    assert await dead.failed(entry_id, "s1", "c1") == (1, 1)  # died before its ack
+    [(claimed, _)] = await live.claim_stale(0, 10)
+    assert claimed == entry_id
+    assert await live.failed(claimed, "s1", "c1") == (1, 1)
+    await live.ack(claimed)
+    await append_failure("s1:2")
+    [(second, _)] = await live.read(10, 100)
+    assert await live.failed(second, "s1", "c1") == (2, 2)
+
+
+async def test_a_resent_streak_update_counts_once(state_url: str) -> None:
+    proxy = TcpProxy.to_url(state_url)
+    client = make_client(proxy.url, timeout_s=5.0)
+    try:
+        store = OutcomeStore(client, "replica")
+        assert await store.failed("1-1", "warm", "warm") == (1, 1)  # the script is loaded now
+        proxy.drop_replies(b"EVALSHA")
+        assert await store.failed("1-2", "s1", "c1") == (1, 1)
+        assert proxy.dropped == 1
+    finally:
+        await client.aclose()
+        proxy.close()

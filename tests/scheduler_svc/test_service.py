@@ -278,8 +278,11 @@ async def test_service_dead_letters_list_retry_purge(
         run_id=run_id, schedule_id=created.schedule_id, campaign_id="spring-leads", attempt=3
     )
     dead = DeadLetters(state_redis)
+    other = events_pb2.RunRequested()
+    other.CopyFrom(parked)
+    other.run_id = f"{run_id}-other"
     first = await dead.add(parked, "HTTP 503", deliveries=3)
-    second = await dead.add(parked, "HTTP 503", deliveries=3)
+    second = await dead.add(other, "HTTP 503", deliveries=3)  # a run attempt is parked once
     listed = await stub.ListDeadLetters(api.ListDeadLettersRequest(page_size=1))
     assert [d.id for d in listed.dead_letters] == [second] and listed.next_page_token
     assert listed.dead_letters[0].error == "HTTP 503"

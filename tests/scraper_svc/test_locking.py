@@ -7,7 +7,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from campaign_common.embedded import EmbeddedStack
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState, Writer
 from campaigns.v1 import run_pb2, schedule_pb2
 from scraper_svc.store import buffer_key
 from tests.scraper_svc.conftest import (
@@ -90,20 +90,25 @@ async def test_locking_allow_all_runs_overlap_without_a_lock(
     assert await started_workers(state_redis) == {"r-a": "test-worker", "r-b": "test-worker"}
 
 
-async def test_locking_stale_fence_fails_the_run_and_keeps_newer_results(
+async def test_locking_fences_continue_above_the_last_accepted_one_after_masters_lost_data(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
+    # The state accepted fence 1000 for the campaign; the lock masters (fresh, as after a
+    # wipe) count from 0. The next lock must still write: its fence continues above 1000.
     runs = RunLog(state_redis)
-    newer = run_pb2.ScrapeResult(run_id="newer", campaign_id="fenced", url="https://x.test/")
-    await runs.add_results("fenced", [newer], fence=1000)  # a holder with fence 1000 wrote
+    newer = run_pb2.ScrapeResult(run_id="newer", campaign_id="wiped", url="https://x.test/")
+    await runs.add_results("wiped", [newer], writer=Writer("wiped", 1000))
     await start_scraper()
     url = pages.page("/p", PAGE)
-    await _request(state_redis, "r-stale", "fenced", url, schedule_pb2.RunLimits(), NO_RETRIES)
+    await _request(state_redis, "r-next", "wiped", url, schedule_pb2.RunLimits(), NO_RETRIES)
 
-    run = await finished_run(state_redis, "r-stale")
-    assert run.state is RunState.DEAD_LETTERED and run.error == "fenced"
-    assert [result.run_id for result in await runs.list_results("fenced", 10)] == ["newer"]
-    assert pages.hits == {}  # RunStarted was refused already, so nothing was fetched
+    run = await finished_run(state_redis, "r-next")
+    assert run.state is RunState.SUCCEEDED, run.error
+    assert (await started_workers(state_redis))["r-next"] == "test-worker fence=1001"
+    assert [result.run_id for result in await runs.list_results("wiped", 10)] == [
+        "r-next",
+        "newer",
+    ]
     assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
 
 

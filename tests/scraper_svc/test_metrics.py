@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 from redis.asyncio import Redis
 
@@ -65,3 +67,33 @@ async def test_metrics_count_outcomes_retries_dead_letters_and_locks(
     ):
         assert metric_sample(after, series) - metric_sample(before, series) == grew_by, series
     assert "campaigns_scraper_runs_in_flight 0.0" in after
+
+
+class _ThreadRecordingEndpoint:
+    """The scraper's endpoint, noting which thread stops it (its stop blocks that thread)."""
+
+    def __init__(self, endpoint: object) -> None:
+        self._endpoint = endpoint
+        self.stopped_on: threading.Thread | None = None
+
+    def stop(self) -> None:
+        self.stopped_on = threading.current_thread()
+        self._endpoint.stop()  # type: ignore[attr-defined]
+
+
+async def test_stop_shuts_the_metrics_endpoint_down_off_the_event_loop(
+    start_scraper: StartScraper,
+) -> None:
+    port = free_port()
+    server = await start_scraper(metrics_port=port)
+    recording = _ThreadRecordingEndpoint(server.metrics)
+    server.metrics = recording  # type: ignore[assignment]
+    await server.stop()
+    assert recording.stopped_on is not None
+    assert recording.stopped_on is not threading.current_thread(), "blocked the event loop"
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            await http.get(f"http://127.0.0.1:{port}/metrics")
+        except httpx.ConnectError:
+            return
+    raise AssertionError("the metrics endpoint still answers after stop")

@@ -366,3 +366,28 @@ async def _in_state(redis: Redis, run_id: str, state: RunState) -> object:
 
 def _is(body: object, name: str) -> bool:
     return type(body).__name__ == name
+
+
+async def test_recovery_reclaimed_entries_get_their_exact_delivery_counts(
+    state_redis: Redis,
+) -> None:
+    # "old" read three entries and went quiet on the first and last; this worker ("me") owns
+    # the middle one already. A count read over the claimed range must not let the middle
+    # entry push the last one out (it would default to 1 delivery).
+    from scraper_svc.store import ScraperStore
+
+    for n in range(3):
+        await _request(state_redis, f"r-{n}", "http://127.0.0.1:1/", campaign=f"d{n}")
+    store = ScraperStore(state_redis, consumer="me", results_cap=10)
+    await store.ensure_group()
+    first, middle, last = [
+        entry for entry, _, _ in await store.read("old", after=">", count=3, block_ms=None)
+    ]
+    await state_redis.xclaim(RUNS_STREAM, SCRAPER_GROUP, "me", 0, [middle])
+    await state_redis.xclaim(
+        RUNS_STREAM, SCRAPER_GROUP, "old", 0, [first, last], idle=60_000, justid=True
+    )
+
+    _, claimed = await store.claim_stale("me", min_idle_ms=30_000, cursor="0-0", count=10)
+
+    assert {entry: deliveries for entry, _, deliveries in claimed} == {first: 2, last: 2}

@@ -310,3 +310,19 @@ async def test_server_run_events_continue_the_requesters_trace(
     events = [Envelope.from_fields(f) for _, f in await state_redis.xrange(RUN_EVENTS_STREAM)]
     assert [e.type for e in events] == ["RunStarted", "RunSucceeded"]
     assert all(e.traceparent.split("-")[1] == trace_id for e in events)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/a\x01b", "http://[::1"],
+)
+async def test_server_run_with_a_url_that_can_never_be_fetched_fails_once(
+    state_redis: Redis, start_scraper: StartScraper, url: str
+) -> None:
+    await start_scraper()
+    request = run_request("r-bad-url", "c", [url], {})
+    await RunLog(state_redis).request_run(request, dedupe=False)
+    run = await finished_run(state_redis, "r-bad-url")
+    assert run.state is RunState.FAILED and run.attempt == 1, run  # never retried: it cannot pass
+    assert run.error.startswith("GET "), run.error
+    assert await eventually(lambda: _no_pending(state_redis), what="the entry acked")

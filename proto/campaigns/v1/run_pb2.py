@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61mpaigns/v1/run.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.campaigns.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x31\n\rscheduled_for\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\t \x01(\t\x12)\n\x07trigger\x18\n \x01(\x0e\x32\x18.campaigns.v1.RunTrigger\x12\x33\n\x0fnext_attempt_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x45xtractedField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"\xb3\x01\n\x0cScrapeResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0bstatus_code\x18\x04 \x01(\x05\x12,\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x1c.campaigns.v1.ExtractedField\x12.\n\nfetched_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x01\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0bschedule_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ndeliveries\x18\x07 \x01(\x03\x12\x34\n\x10\x64\x65\x61\x64_lettered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd7\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_REQUESTED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x15\n\x11RUN_STATE_SKIPPED\x10\x05\x12\x1d\n\x19RUN_STATE_RETRY_SCHEDULED\x10\x06\x12\x1b\n\x17RUN_STATE_DEAD_LETTERED\x10\x07*\\\n\nRunTrigger\x12\x1b\n\x17RUN_TRIGGER_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_TRIGGER_SCHEDULED\x10\x01\x12\x16\n\x12RUN_TRIGGER_MANUAL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61mpaigns/v1/run.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.campaigns.v1.RunState\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x31\n\rscheduled_for\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\t \x01(\t\x12)\n\x07trigger\x18\n \x01(\x0e\x32\x18.campaigns.v1.RunTrigger\x12\x33\n\x0fnext_attempt_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x0e\x45xtractedField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"\xc4\x01\n\x0cScrapeResult\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0bstatus_code\x18\x04 \x01(\x05\x12,\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x1c.campaigns.v1.ExtractedField\x12.\n\nfetched_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\"\xbc\x01\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0bschedule_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ndeliveries\x18\x07 \x01(\x03\x12\x34\n\x10\x64\x65\x61\x64_lettered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd7\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_REQUESTED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x15\n\x11RUN_STATE_SKIPPED\x10\x05\x12\x1d\n\x19RUN_STATE_RETRY_SCHEDULED\x10\x06\x12\x1b\n\x17RUN_STATE_DEAD_LETTERED\x10\x07*\\\n\nRunTrigger\x12\x1b\n\x17RUN_TRIGGER_UNSPECIFIED\x10\x00\x12\x19\n\x15RUN_TRIGGER_SCHEDULED\x10\x01\x12\x16\n\x12RUN_TRIGGER_MANUAL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'campaigns.v1.run_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=888
-  _globals['_RUNSTATE']._serialized_end=1103
-  _globals['_RUNTRIGGER']._serialized_start=1105
-  _globals['_RUNTRIGGER']._serialized_end=1197
+  _globals['_RUNSTATE']._serialized_start=905
+  _globals['_RUNSTATE']._serialized_end=1120
+  _globals['_RUNTRIGGER']._serialized_start=1122
+  _globals['_RUNTRIGGER']._serialized_end=1214
   _globals['_RUN']._serialized_start=74
   _globals['_RUN']._serialized_end=452
   _globals['_EXTRACTEDFIELD']._serialized_start=454
   _globals['_EXTRACTEDFIELD']._serialized_end=512
   _globals['_SCRAPERESULT']._serialized_start=515
-  _globals['_SCRAPERESULT']._serialized_end=694
-  _globals['_DEADLETTER']._serialized_start=697
-  _globals['_DEADLETTER']._serialized_end=885
+  _globals['_SCRAPERESULT']._serialized_end=711
+  _globals['_DEADLETTER']._serialized_start=714
+  _globals['_DEADLETTER']._serialized_end=902
 # @@protoc_insertion_point(module_scope)

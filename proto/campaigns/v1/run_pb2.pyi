@@ -73,20 +73,22 @@ class ExtractedField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ScrapeResult(_message.Message):
-    __slots__ = ("run_id", "campaign_id", "url", "status_code", "fields", "fetched_at")
+    __slots__ = ("run_id", "campaign_id", "url", "status_code", "fields", "fetched_at", "attempt")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     FETCHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     campaign_id: str
     url: str
     status_code: int
     fields: _containers.RepeatedCompositeFieldContainer[ExtractedField]
     fetched_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., url: _Optional[str] = ..., status_code: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[ExtractedField, _Mapping]]] = ..., fetched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, run_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., url: _Optional[str] = ..., status_code: _Optional[int] = ..., fields: _Optional[_Iterable[_Union[ExtractedField, _Mapping]]] = ..., fetched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("id", "run_id", "schedule_id", "campaign_id", "attempt", "error", "deliveries", "dead_lettered_at")
