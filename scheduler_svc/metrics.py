@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 FIRES = Counter(
     "campaigns_scheduler_fires_total",
-    "Scheduled fires handled, by result (emitted here, duplicate of another replica's, capped)",
+    "Scheduled fires handled, by result: emitted here, deduplicated (another replica's or a "
+    "re-send), capped, stale (the replica's copy of the schedule is behind: refused), missed "
+    "(recorded as SKIPPED)",
     ["result"],
 )
 FIRE_LAG = Histogram(
@@ -36,7 +38,8 @@ OUTCOMES = Counter(
 )
 MISSED = Counter(
     "campaigns_scheduler_missed_fires_total",
-    "Fires older than the catch-up window, recorded as SKIPPED at start-up",
+    "Fires recorded as SKIPPED instead of run: missed while no scheduler ran, emission failing "
+    "for the whole catch-up window, or handled later than the window",
 )
 AUTO_PAUSES = Counter(
     "campaigns_scheduler_auto_pauses_total", "Schedules paused after consecutive failures"

@@ -67,6 +67,7 @@ class SchedulerServer:
         self._supervisor: Supervisor | None = None
         self._notifier: WebhookNotifier | None = None
         self._stopping = asyncio.Event()
+        self._stopped = False
         self.metrics: MetricsEndpoint | None = None
 
     async def start(self) -> None:
@@ -170,6 +171,10 @@ class SchedulerServer:
             await self._health.set(name, status)
 
     async def stop(self) -> None:
+        """Bounded graceful shutdown (see the module docstring); safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         await self._health.enter_graceful_shutdown()
         if self._grpc is not None:
             await self._grpc.stop(self.settings.shutdown_grace_s)

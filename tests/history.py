@@ -224,17 +224,15 @@ def _check_gapless(history: History, interval_ms: int) -> list[str]:
 
 def check(
     recorder: FetchRecorder, history: History, interval_ms: int, paused: dict[str, range]
-) -> list[str]:
-    """Every invariant in the module docstring; ``paused``: schedule id -> nominal times (ms)
-    in which it was paused (no run may exist there). Returns the offending histories."""
-    problems = _check_overlaps(recorder) + _check_fences(history) + _check_outcomes(history)
-    problems += _check_results(history)
+) -> dict[str, list[str]]:
+    """Every invariant in the module docstring, by kind; ``paused``: schedule id -> nominal
+    times (ms) in which it was paused (no run may exist there). Values are the offending
+    histories (all empty when every invariant holds)."""
     in_pause = [
         run_id
         for run_id, schedule_id in history.schedule_of.items()
         if schedule_id in paused and int(run_id.rsplit(":", 1)[1]) in paused[schedule_id]
     ]
-    problems += [f"{run_id}: fired while its schedule was paused" for run_id in in_pause]
     unpaused = History(
         history.events,
         history.requested,
@@ -243,7 +241,14 @@ def check(
         history.stored,
         history.results,
     )
-    return problems + _check_gapless(unpaused, interval_ms)
+    return {
+        "overlapping fetches": _check_overlaps(recorder),
+        "fences not increasing": _check_fences(history),
+        "runs without exactly one unchanged outcome": _check_outcomes(history),
+        "results stored twice": _check_results(history),
+        "fired while paused": [f"{run_id}: fired while paused" for run_id in in_pause],
+        "lost fires (gaps)": _check_gapless(unpaused, interval_ms),
+    }
 
 
 def summary(history: History) -> dict[str, int]:

@@ -260,9 +260,11 @@ async def test_history_under_faults_one_outcome_per_run_no_overlap_nothing_lost(
     problems = check(recorder, history, INTERVAL_MS, paused)
     counts = summary(history)
     print(
-        f"history: {counts}, fetches {recorder.fetches()}, faults {cluster.faults}, "
-        f"{time.monotonic() - started:.0f} s"
+        f"\nhistory: {counts}, fetches {recorder.fetches()}, "
+        f"{time.monotonic() - started:.0f} s\nfaults injected: {cluster.faults}\n"
+        + "\n".join(f"{kind}: {len(found)}" for kind, found in problems.items())
     )
-    assert not problems, "\n".join(problems[:50])
+    offending = [line for found in problems.values() for line in found]
+    assert not offending, "\n".join(offending[:50])
     assert counts["runs"] >= RUNS and len(cluster.faults) >= 10
     assert await RunLog(state_redis).list_runs(page_size=1)
