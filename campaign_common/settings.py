@@ -1,10 +1,14 @@
-"""Settings base: one frozen settings object per service, read from its env prefix only.
+"""Settings base: one frozen settings object per service, read from its env prefix only, and
+the standard ``OTEL_*`` variables (`TelemetrySettings`), shared by every service.
 
 Only `__main__`/`server` modules build settings; everything else receives them as arguments.
 """
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,3 +24,109 @@ class ServiceSettings(BaseSettings):
     redis_timeout_s: float = 5.0
     # OTLP/gRPC collector (Jaeger: http://127.0.0.1:4317); empty: spans are not exported.
     otlp_endpoint: str = ""
+
+
+# Values OTEL_TRACES_EXPORTER may list; OTEL_TRACES_SAMPLER may name.
+TRACE_EXPORTERS = frozenset({"otlp", "console", "none"})
+TRACE_SAMPLERS = frozenset(
+    {
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    }
+)
+
+
+class TelemetrySettings(BaseSettings):
+    """The standard OpenTelemetry variables (no prefix), read the way the SDKs read them.
+
+    A service's own ``<PREFIX>_OTLP_ENDPOINT`` overrides the collector address; nothing of
+    ours overrides ``OTEL_SERVICE_NAME``. Differences from the SDK defaults, on purpose: with
+    no endpoint and no ``OTEL_TRACES_EXPORTER`` set, spans are not exported (a laptop without
+    a collector logs nothing about one), and ``service.namespace`` defaults to ``campaigns``.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    sdk_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    service_name: str = Field("", validation_alias="OTEL_SERVICE_NAME")
+    resource_attributes: str = Field("", validation_alias="OTEL_RESOURCE_ATTRIBUTES")
+    # Comma-separated: otlp, console, none. Empty: otlp when an endpoint is set, else none.
+    traces_exporter: str = Field("", validation_alias="OTEL_TRACES_EXPORTER")
+    otlp_endpoint: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
+    # Only OTLP over gRPC is shipped (Jaeger and every collector accept it on 4317).
+    otlp_protocol: str = Field(
+        "grpc",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"
+        ),
+    )
+    traces_sampler: str = Field("parentbased_always_on", validation_alias="OTEL_TRACES_SAMPLER")
+    traces_sampler_arg: float = Field(1.0, ge=0, le=1, validation_alias="OTEL_TRACES_SAMPLER_ARG")
+
+    @field_validator("resource_attributes")
+    @classmethod
+    def _parsable_attributes(cls, value: str) -> str:
+        resource_pairs(value)
+        return value
+
+    @field_validator("traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(names) - TRACE_EXPORTERS)
+        if unknown:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(TRACE_EXPORTERS))})"
+            )
+        return ",".join(names)
+
+    @field_validator("traces_sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name not in TRACE_SAMPLERS:
+            raise ValueError(
+                f"OTEL_TRACES_SAMPLER: unknown sampler {value!r} "
+                f"(known: {', '.join(sorted(TRACE_SAMPLERS))})"
+            )
+        return name
+
+    @field_validator("otlp_protocol")
+    @classmethod
+    def _grpc_only(cls, value: str) -> str:
+        if value.strip().lower() not in ("", "grpc"):
+            raise ValueError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL: {value!r} is not supported; only grpc "
+                "(send to the collector's OTLP/gRPC port, 4317)"
+            )
+        return "grpc"
+
+    def exporters(self, endpoint_override: str = "") -> list[str]:
+        """The exporters to install, ``none`` left out."""
+        names = [name for name in self.traces_exporter.split(",") if name]
+        if not names:
+            names = ["otlp"] if endpoint_override or self.otlp_endpoint else []
+        return [name for name in names if name != "none"]
+
+
+def resource_pairs(text: str) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k2=v2``, values percent-encoded) as a dict."""
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"OTEL_RESOURCE_ATTRIBUTES: {item.strip()!r} is not key=value")
+        pairs[key.strip()] = unquote(value.strip())
+    return pairs

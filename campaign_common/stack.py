@@ -69,7 +69,20 @@ def _service_env(settings: StackSettings, servers: EmbeddedStack) -> dict[str, s
         "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
         "GATEWAY_PORT": str(settings.gateway_port),
         "GATEWAY_SCHEDULER_TARGET": f"127.0.0.1:{settings.scheduler_port}",
+        # The dashboard's health page reads the services' gauges.
+        "GATEWAY_UI_SCHEDULER_METRICS_URL": (
+            f"http://127.0.0.1:{settings.scheduler_metrics_port}/metrics"
+        ),
+        "GATEWAY_UI_SCRAPER_METRICS_URL": f"http://127.0.0.1:{settings.scraper_metrics_port}/metrics",
     }
+
+
+def _terminal_logs() -> dict[str, str]:
+    """On a terminal the services log in the human format (JSON lines otherwise); a
+    ``*_LOG_JSON`` variable the caller set still wins."""
+    if not sys.stderr.isatty():
+        return {}
+    return {f"{prefix}_LOG_JSON": "false" for prefix in ("SCHEDULER", "SCRAPER", "GATEWAY")}
 
 
 def _spawn(name: str, module: str, env: dict[str, str]) -> Child:
@@ -111,7 +124,7 @@ class LocalStack:
 
     def start(self) -> None:
         self.servers.start()
-        env = {**self._environ, **_service_env(self.settings, self.servers)}
+        env = {**_terminal_logs(), **self._environ, **_service_env(self.settings, self.servers)}
         self.children.append(_spawn("scheduler", "scheduler_svc", env))
         self._wait("scheduler", lambda: _scheduler_ready(self.settings.scheduler_port))
         self.children.append(_spawn("scraper", "scraper_svc", env))
@@ -172,6 +185,7 @@ class LocalStack:
             [
                 "campaign platform is up",
                 f"  REST gateway   {gateway}   (docs: {gateway}/docs)",
+                f"  dashboard      {gateway}/ui",
                 f"  gRPC scheduler 127.0.0.1:{self.settings.scheduler_port}",
                 f"  metrics        {gateway}/metrics  "
                 f"http://127.0.0.1:{self.settings.scheduler_metrics_port}/metrics  "

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from campaign_common.logs import setup_logging
+from campaign_common.settings import TelemetrySettings
 from campaign_common.telemetry import setup_tracing
 from gateway.config import GatewaySettings
 from gateway.server import StartupError, serve
@@ -13,8 +14,10 @@ from gateway.server import StartupError, serve
 
 def main() -> int:
     settings = GatewaySettings()
-    setup_logging("gateway", settings.log_level, settings.log_json)
-    setup_tracing("gateway", settings.otlp_endpoint)
+    service = setup_tracing("gateway", settings.otlp_endpoint, TelemetrySettings())
+    setup_logging(
+        service, settings.log_level, settings.log_json, probe_access_logs=settings.probe_access_log
+    )
     try:
         asyncio.run(serve(settings))
     except StartupError as exc:

@@ -22,12 +22,15 @@ import grpc
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.auth import api_key_guard
+from gateway.body_limit import BodyLimit
 from gateway.config import GatewaySettings
 from gateway.dead_letters import dead_letter_routes
 from gateway.errors import (
@@ -36,6 +39,7 @@ from gateway.errors import (
     from_validation_errors,
     internal,
 )
+from gateway.etags import IdempotencyKey, IfMatch, expected_version, request_id, set_etag
 from gateway.metrics import install_metrics
 from gateway.models import (
     AddScheduledCampaignBody,
@@ -48,19 +52,43 @@ from gateway.models import (
     ScheduleList,
     ScheduleOut,
     TriggerOut,
+    UpdateScheduleBody,
 )
-from gateway.params import PageSize, PageToken, SchedulerDep
+from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
+from gateway.run_watch import watch_routes
 from gateway.scheduler_client import SchedulerClient
+from gateway.ui import ui_router
 
 log = logging.getLogger(__name__)
 CHANNEL_CLOSE_GRACE_S = 1.0
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Requests are capped by the body limit long before 4 MiB; answers (pages) may be larger.
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorOut, "description": "the request is wrong; see code and fields"},
     "5XX": {"model": ErrorOut, "description": "the gateway or the scheduler failed"},
 }
+
+
+LOCATION = {
+    "Location": {"description": "path of the created resource", "schema": {"type": "string"}}
+}
+ETAG = {"ETag": {"description": 'the schedule\'s version, e.g. "1"', "schema": {"type": "string"}}}
+
+SCHEDULE_200: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the schedule", "headers": ETAG}
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operationIds for client generators: the route function's name in camelCase
+    (``add_scheduled_campaign`` -> ``addScheduledCampaign``)."""
+    return to_camel(route.name)
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -72,18 +100,46 @@ def _schedule_routes(router: APIRouter) -> None:
         status_code=201,
         response_model=ScheduleOut,
         summary="Create a scheduled campaign",
+        responses={201: {"description": "created", "headers": {**LOCATION, **ETAG}}},
     )
     async def add_scheduled_campaign(
-        body: AddScheduledCampaignBody, scheduler: SchedulerDep, response: Response
+        body: AddScheduledCampaignBody,
+        scheduler: SchedulerDep,
+        response: Response,
+        idempotency_key: IdempotencyKey = None,
     ) -> dict[str, Any]:
-        created = await scheduler.call("AddScheduledCampaign", convert.add_request_to_proto(body))
+        key = request_id(idempotency_key, body.request_id)
+        request = convert.add_request_to_proto(body, key)
+        created = await scheduler.call("AddScheduledCampaign", request)
         response.headers["Location"] = f"/v1/schedules/{created.schedule_id}"
+        set_etag(response, created.version)
         return convert.schedule_to_json(created)
 
-    @router.get("/v1/schedules/{scheduleId}", response_model=ScheduleOut)
-    async def get_schedule(scheduleId: str, scheduler: SchedulerDep) -> dict[str, Any]:
+    @router.get("/v1/schedules/{scheduleId:id}", response_model=ScheduleOut, responses=SCHEDULE_200)
+    async def get_schedule(
+        scheduleId: ResourceId, scheduler: SchedulerDep, response: Response
+    ) -> dict[str, Any]:
         found = await scheduler.call("GetSchedule", api.GetScheduleRequest(schedule_id=scheduleId))
+        set_etag(response, found.version)
         return convert.schedule_to_json(found)
+
+    @router.put(
+        "/v1/schedules/{scheduleId:id}",
+        response_model=ScheduleOut,
+        summary="Replace what a schedule does and when (If-Match: its ETag)",
+        responses=SCHEDULE_200,
+    )
+    async def update_schedule(
+        scheduleId: ResourceId,
+        body: UpdateScheduleBody,
+        scheduler: SchedulerDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> dict[str, Any]:
+        request = convert.update_request_to_proto(scheduleId, body, expected_version(if_match))
+        updated = await scheduler.call("UpdateSchedule", request)
+        set_etag(response, updated.version)
+        return convert.schedule_to_json(updated)
 
     @router.get("/v1/schedules", response_model=ScheduleList)
     async def list_schedules(
@@ -96,36 +152,61 @@ def _schedule_routes(router: APIRouter) -> None:
             "nextPageToken": page.next_page_token,
         }
 
-    @router.delete("/v1/schedules/{scheduleId}", status_code=204, response_class=Response)
-    async def delete_schedule(scheduleId: str, scheduler: SchedulerDep) -> Response:
-        await scheduler.call("DeleteSchedule", api.DeleteScheduleRequest(schedule_id=scheduleId))
+    @router.delete("/v1/schedules/{scheduleId:id}", status_code=204, response_class=Response)
+    async def delete_schedule(
+        scheduleId: ResourceId, scheduler: SchedulerDep, if_match: IfMatch = None
+    ) -> Response:
+        request = api.DeleteScheduleRequest(
+            schedule_id=scheduleId, expected_version=expected_version(if_match)
+        )
+        await scheduler.call("DeleteSchedule", request)
         return Response(status_code=204)
 
 
 def _command_routes(router: APIRouter) -> None:
-    @router.post("/v1/schedules/{scheduleId}:pause", response_model=ScheduleOut)
+    @router.post(
+        "/v1/schedules/{scheduleId:id}:pause", response_model=ScheduleOut, responses=SCHEDULE_200
+    )
     async def pause_schedule(
-        scheduleId: str,
+        scheduleId: ResourceId,
         scheduler: SchedulerDep,
+        response: Response,
         body: Annotated[PauseBody | None, Body()] = None,
+        if_match: IfMatch = None,
     ) -> dict[str, Any]:
         note = body.note if body is not None and body.note is not None else ""
-        request = api.PauseScheduleRequest(schedule_id=scheduleId, note=note)
-        return convert.schedule_to_json(await scheduler.call("PauseSchedule", request))
-
-    @router.post("/v1/schedules/{scheduleId}:resume", response_model=ScheduleOut)
-    async def resume_schedule(scheduleId: str, scheduler: SchedulerDep) -> dict[str, Any]:
-        request = api.ResumeScheduleRequest(schedule_id=scheduleId)
-        return convert.schedule_to_json(await scheduler.call("ResumeSchedule", request))
+        request = api.PauseScheduleRequest(
+            schedule_id=scheduleId, note=note, expected_version=expected_version(if_match)
+        )
+        paused = await scheduler.call("PauseSchedule", request)
+        set_etag(response, paused.version)
+        return convert.schedule_to_json(paused)
 
     @router.post(
-        "/v1/schedules/{scheduleId}:trigger",
+        "/v1/schedules/{scheduleId:id}:resume", response_model=ScheduleOut, responses=SCHEDULE_200
+    )
+    async def resume_schedule(
+        scheduleId: ResourceId,
+        scheduler: SchedulerDep,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> dict[str, Any]:
+        request = api.ResumeScheduleRequest(
+            schedule_id=scheduleId, expected_version=expected_version(if_match)
+        )
+        resumed = await scheduler.call("ResumeSchedule", request)
+        set_etag(response, resumed.version)
+        return convert.schedule_to_json(resumed)
+
+    @router.post(
+        "/v1/schedules/{scheduleId:id}:trigger",
         status_code=202,
         response_model=TriggerOut,
         summary="Run the campaign now (asynchronously; follow the run's Location)",
+        responses={202: {"description": "the run is requested", "headers": LOCATION}},
     )
     async def trigger_campaign(
-        scheduleId: str, scheduler: SchedulerDep, response: Response
+        scheduleId: ResourceId, scheduler: SchedulerDep, response: Response
     ) -> dict[str, Any]:
         request = api.TriggerCampaignRequest(schedule_id=scheduleId)
         triggered = await scheduler.call("TriggerCampaign", request)
@@ -155,7 +236,7 @@ def _run_routes(router: APIRouter) -> None:
         }
 
     @router.get("/v1/runs/{runId}", response_model=RunOut)
-    async def get_run(runId: str, scheduler: SchedulerDep) -> dict[str, Any]:
+    async def get_run(runId: ResourceId, scheduler: SchedulerDep) -> dict[str, Any]:
         run = await scheduler.call("GetRun", api.GetRunRequest(run_id=runId))
         return convert.run_to_json(run)
 
@@ -165,7 +246,7 @@ def _run_routes(router: APIRouter) -> None:
         summary="Latest scrape results of a campaign, newest first",
     )
     async def list_results(
-        campaignId: str, scheduler: SchedulerDep, page_size: PageSize = 0
+        campaignId: ResourceId, scheduler: SchedulerDep, page_size: PageSize = 0
     ) -> dict[str, Any]:
         request = api.ListResultsRequest(campaign_id=campaignId, page_size=page_size)
         page = await scheduler.call("ListResults", request)
@@ -238,8 +319,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.scheduler_target)
-        app.state.scheduler = SchedulerClient(channel, settings.grpc_timeout_s)
+        channel = grpc.aio.insecure_channel(settings.scheduler_target, options=CHANNEL_OPTIONS)
+        token = settings.scheduler_token.get_secret_value()
+        app.state.scheduler = SchedulerClient(channel, settings.grpc_timeout_s, token)
         if not settings.api_keys:
             log.warning("no GATEWAY_API_KEYS configured: the API is open to every caller")
         try:
@@ -253,6 +335,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="REST front of the campaign scheduler (gRPC campaigns.v1.SchedulerService).",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        generate_unique_id_function=operation_id,
         # Spans use the provider of `campaign_common.telemetry`; exporters are configured there.
         telemetry=TelemetryConfig(operation_spans=False, auto_configure=False, exclude=_untraced),
     )
@@ -262,8 +345,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     _command_routes(router)
     _run_routes(router)
     dead_letter_routes(router)
+    watch_routes(router)
     app.include_router(router, tags=["campaigns"])
+    app.include_router(ui_router(settings))  # the operator dashboard at /ui
     _health_routes(app)
     install_metrics(app)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

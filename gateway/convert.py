@@ -17,7 +17,13 @@ from google.protobuf.message import Message
 from campaign_common import retry_policy
 from campaign_common.timeutil import datetime_to_ms, ms_to_rfc3339, ms_to_timestamp
 from campaigns.v1 import run_pb2, schedule_pb2, scheduler_service_pb2
-from gateway.models import AddScheduledCampaignBody, RetryPolicyIn, RunLimitsIn, ScheduleSpecIn
+from gateway.models import (
+    AddScheduledCampaignBody,
+    RetryPolicyIn,
+    RunLimitsIn,
+    ScheduleSpecIn,
+    UpdateScheduleBody,
+)
 
 UNSPECIFIED = "UNSPECIFIED"
 _SCHEDULE_STATE = schedule_pb2.ScheduleState.DESCRIPTOR
@@ -64,6 +70,8 @@ def spec_to_json(spec: schedule_pb2.ScheduleSpec) -> dict[str, Any]:
         "intervalSeconds": spec.interval_seconds if kind == "interval_seconds" else None,
         "runAt": _time(spec, "run_at") if kind == "run_at" else None,
         "timezone": spec.timezone or "UTC",
+        "startTime": _time(spec, "start_time"),
+        "endTime": _time(spec, "end_time"),
     }
 
 
@@ -155,6 +163,10 @@ def spec_to_proto(spec: ScheduleSpecIn) -> schedule_pb2.ScheduleSpec:
         message.interval_seconds = spec.interval_seconds
     if spec.run_at is not None:
         message.run_at.CopyFrom(ms_to_timestamp(datetime_to_ms(spec.run_at)))
+    if spec.start_time is not None:
+        message.start_time.CopyFrom(ms_to_timestamp(datetime_to_ms(spec.start_time)))
+    if spec.end_time is not None:
+        message.end_time.CopyFrom(ms_to_timestamp(datetime_to_ms(spec.end_time)))
     return message
 
 
@@ -179,9 +191,26 @@ def retry_policy_to_proto(policy: RetryPolicyIn | None) -> schedule_pb2.RetryPol
     return message
 
 
+def update_request_to_proto(
+    schedule_id: str, body: UpdateScheduleBody, expected_version: int
+) -> scheduler_service_pb2.UpdateScheduleRequest:
+    return scheduler_service_pb2.UpdateScheduleRequest(
+        schedule_id=schedule_id,
+        expected_version=expected_version,
+        name=body.name,
+        schedule=spec_to_proto(body.schedule),
+        scrape=schedule_pb2.ScrapeSpec(
+            urls=list(body.scrape.urls), selectors=dict(body.scrape.selectors)
+        ),
+        limits=limits_to_proto(body.limits),
+        retry_policy=retry_policy_to_proto(body.retry_policy),
+    )
+
+
 def add_request_to_proto(
-    body: AddScheduledCampaignBody,
+    body: AddScheduledCampaignBody, request_id: str = ""
 ) -> scheduler_service_pb2.AddScheduledCampaignRequest:
+    """``request_id``: the Idempotency-Key header (the body's requestId when absent)."""
     return scheduler_service_pb2.AddScheduledCampaignRequest(
         campaign_id=body.campaign_id or "",
         name=body.name,
@@ -191,6 +220,7 @@ def add_request_to_proto(
         ),
         limits=limits_to_proto(body.limits),
         retry_policy=retry_policy_to_proto(body.retry_policy),
+        request_id=request_id or body.request_id or "",
     )
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.models import DeadLetterList, RetryOut
-from gateway.params import PageSize, PageToken, SchedulerDep
+from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
 
 
 def dead_letter_routes(router: APIRouter) -> None:
@@ -27,20 +27,20 @@ def dead_letter_routes(router: APIRouter) -> None:
         }
 
     @router.post(
-        "/v1/deadLetters/{deadLetterId}:retry",
+        "/v1/deadLetters/{deadLetterId:id}:retry",
         status_code=202,
         response_model=RetryOut,
         summary="Run a dead-lettered run again as its next attempt",
     )
     async def retry_dead_letter(
-        deadLetterId: str, scheduler: SchedulerDep, response: Response
+        deadLetterId: ResourceId, scheduler: SchedulerDep, response: Response
     ) -> dict[str, Any]:
         request = api.RetryDeadLetterRequest(id=deadLetterId)
         retried = await scheduler.call("RetryDeadLetter", request)
         response.headers["Location"] = f"/v1/runs/{retried.run_id}"
         return {"runId": retried.run_id, "attempt": retried.attempt}
 
-    @router.delete("/v1/deadLetters/{deadLetterId}", status_code=204, response_class=Response)
-    async def purge_dead_letter(deadLetterId: str, scheduler: SchedulerDep) -> Response:
+    @router.delete("/v1/deadLetters/{deadLetterId:id}", status_code=204, response_class=Response)
+    async def purge_dead_letter(deadLetterId: ResourceId, scheduler: SchedulerDep) -> Response:
         await scheduler.call("PurgeDeadLetter", api.PurgeDeadLetterRequest(id=deadLetterId))
         return Response(status_code=204)

@@ -54,6 +54,8 @@ _CODE_FOR_HTTP: Mapping[int, grpc.StatusCode] = {
     404: grpc.StatusCode.NOT_FOUND,
     405: grpc.StatusCode.UNIMPLEMENTED,
     409: grpc.StatusCode.ABORTED,
+    412: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
@@ -94,11 +96,17 @@ class GatewayError(Exception):
     def body(self) -> dict[str, Any]:
         return {
             "code": self.code.name,
-            "message": self.message,
+            "message": printable(self.message),
             "fieldViolations": [
-                {"field": v.field, "description": v.description} for v in self.violations
+                {"field": printable(v.field), "description": printable(v.description)}
+                for v in self.violations
             ],
         }
+
+
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: a lone surrogate echoed from a request becomes ``\\ud800``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def invalid_argument(violations: Sequence[FieldViolation], fallback: str) -> GatewayError:
@@ -154,9 +162,30 @@ def _transport_error(error: grpc.aio.AioRpcError, timeout_s: float) -> GatewayEr
         message = f"the scheduler did not answer within {timeout_s:g}s; retry later"
     elif code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
         message = "the scheduler failed to handle the request; retry later or report it"
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return _size_limit_error(error)
     else:
         message = error.details() or f"the scheduler answered {code.name}"
     return GatewayError(code, message)
+
+
+def _size_limit_error(error: grpc.aio.AioRpcError) -> GatewayError:
+    """RESOURCE_EXHAUSTED from gRPC itself is a size limit: retrying can never succeed.
+
+    A request over the limit is the caller's (413); an answer over it is the gateway's (500).
+    Neither is 429, which clients retry.
+    """
+    details = error.details() or ""
+    if "Sent message larger" in details or "SERVER: Received message larger" in details:
+        return GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the request is too large for the scheduler; send less",
+            status=413,
+        )
+    return GatewayError(
+        grpc.StatusCode.INTERNAL,
+        "the scheduler's answer exceeded the gateway's size limit; ask for a smaller page",
+    )
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError, request: Message, timeout_s: float) -> GatewayError:
@@ -216,6 +245,7 @@ def from_validation_errors(errors: Sequence[Mapping[str, Any]]) -> GatewayError:
 def from_http_status(status: int, method: str, path: str, allow: str = "") -> GatewayError:
     """Errors raised by routing itself (no such route, method not allowed, ...)."""
     code = _CODE_FOR_HTTP.get(status, grpc.StatusCode.INTERNAL)
+    path = path if len(path) <= 200 else f"{path[:200]}..."
     if status == 404:
         message = f"no route {method} {path}; see /docs for the API"
     elif status == 405:

@@ -1,7 +1,8 @@
 """The gateway's Prometheus metrics and its `/metrics` route.
 
 Requests are counted by route template (never by raw path, so ids do not become labels),
-method and status; latency is a histogram in seconds.
+method (the standard methods; anything else is ``OTHER``) and status; latency is a histogram
+in seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from campaign_common.metrics import declare_build_info
+
 REQUESTS = Counter(
     "campaigns_gateway_requests_total", "HTTP requests by route, method and status",
     ["route", "method", "status"],
@@ -19,6 +22,13 @@ REQUESTS = Counter(
 LATENCY = Histogram(
     "campaigns_gateway_request_duration_seconds", "HTTP request latency by route", ["route"]
 )
+
+BUILD_INFO = declare_build_info("gateway")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(request: Request) -> str:
+    return request.method if request.method in METHODS else "OTHER"
 
 
 def _route(request: Request) -> str:
@@ -34,7 +44,7 @@ def install_metrics(app: FastAPI) -> None:
         started = time.perf_counter()
         response = await call_next(request)
         route = _route(request)
-        REQUESTS.labels(route=route, method=request.method, status=response.status_code).inc()
+        REQUESTS.labels(route=route, method=_method(request), status=response.status_code).inc()
         LATENCY.labels(route=route).observe(time.perf_counter() - started)
         return response
 

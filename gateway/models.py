@@ -1,8 +1,11 @@
 """The REST documents: pydantic models of every request and response body (camelCase on the wire).
 
-Request models check shape and JSON types only (``extra="forbid"``: an unknown field is an
-error); what the values mean (cron syntax, time zones, URL schemes, lengths) is the scheduler's
-to judge. Response models exist so OpenAPI describes exactly what the gateway returns.
+Request models check shape and JSON types (``extra="forbid"``: an unknown field is an error),
+that every string is valid Unicode (a lone UTF-16 surrogate such as ``"\\ud800"`` is legal
+JSON but cannot be sent on: `Text`), and that whole numbers written as ``3600.0`` count as the
+integers they are (`WholeNumber`). The length limits shown here are the scheduler's, stated
+for clients; what the values mean (cron syntax, time zones, URLs) is the scheduler's to judge.
+Response models exist so OpenAPI describes exactly what the gateway returns.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -23,10 +28,30 @@ from pydantic.alias_generators import to_camel
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
+
+def _whole(value: object) -> object:
+    """``3600.0`` is the integer 3600 (JSON has one number type); ``30.5`` stays refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _valid_unicode(value: str) -> str:
+    """Refuse lone UTF-16 surrogates: they cannot be encoded as UTF-8 for the scheduler."""
+    for index, char in enumerate(value):
+        if "\ud800" <= char <= "\udfff":
+            raise ValueError(
+                f"contains a lone UTF-16 surrogate (U+{ord(char):04X}) at position {index}; "
+                "send valid Unicode"
+            )
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
 # Integers that fit the proto field they are copied into (range checks are the scheduler's).
 Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
-StrictInt32 = Annotated[StrictInt, Field(ge=-(2**31), le=INT32_MAX)]
-StrictInt64 = Annotated[StrictInt, Field(ge=-(2**63), le=INT64_MAX)]
+StrictInt32 = Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-(2**31), le=INT32_MAX)]
+StrictInt64 = Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-(2**63), le=INT64_MAX)]
 
 ScheduleStateName = Literal["UNSPECIFIED", "ACTIVE", "PAUSED", "COMPLETED"]
 RunStateName = Literal[
@@ -67,10 +92,21 @@ class ResponseModel(BaseModel):
 class ScheduleSpecIn(RequestModel):
     """When the campaign runs: exactly one of cron, intervalSeconds or runAt."""
 
-    cron: str | None = Field(None, examples=["0 9 * * 1-5"])
+    cron: Annotated[Text, Field(max_length=200)] | None = Field(
+        None,
+        description="POSIX 5-field cron in the time zone, or @yearly, @annually, @monthly, "
+        "@weekly, @daily, @midnight, @hourly",
+        examples=["0 9 * * 1-5"],
+    )
     interval_seconds: StrictInt64 | None = Field(None, examples=[30])
     run_at: AwareDatetime | None = Field(None, examples=["2026-12-01T09:00:00Z"])
-    timezone: str | None = Field(None, description='IANA time zone; default "UTC"')
+    timezone: Annotated[Text, Field(max_length=64)] | None = Field(
+        None, description='IANA time zone name; default "UTC"'
+    )
+    start_time: AwareDatetime | None = Field(None, description="no fire before this time")
+    end_time: AwareDatetime | None = Field(
+        None, description="no fire after this time; then the schedule completes"
+    )
 
     @model_validator(mode="after")
     def _at_most_one_kind(self) -> ScheduleSpecIn:
@@ -82,8 +118,10 @@ class ScheduleSpecIn(RequestModel):
 
 
 class ScrapeSpecIn(RequestModel):
-    urls: list[str] = Field(description="1-100 absolute http(s) URLs")
-    selectors: dict[str, str] = Field(
+    urls: list[Annotated[Text, Field(max_length=2048)]] = Field(
+        min_length=1, max_length=100, description="1-100 absolute http(s) URLs, no credentials"
+    )
+    selectors: dict[Text, Text] = Field(
         default_factory=dict,
         description="field name -> CSS selector",
         examples=[{"title": "h1", "price": ".price"}],
@@ -132,21 +170,36 @@ class RetryPolicyIn(RequestModel):
     )
 
 
-class AddScheduledCampaignBody(RequestModel):
-    campaign_id: str | None = Field(
-        None,
-        description="[a-z0-9][a-z0-9-]{0,62}; generated when absent",
-        examples=["spring-leads"],
-    )
-    name: str = Field(description="1-200 characters", examples=["Spring leads"])
+class UpdateScheduleBody(RequestModel):
+    """What a schedule does and when: the whole of it (PUT replaces; absent = the default)."""
+
+    name: Text = Field(max_length=200, description="1-200 characters", examples=["Spring leads"])
     schedule: ScheduleSpecIn
     scrape: ScrapeSpecIn
     limits: RunLimitsIn | None = None
     retry_policy: RetryPolicyIn | None = None
 
 
+class AddScheduledCampaignBody(UpdateScheduleBody):
+    campaign_id: Annotated[Text, Field(max_length=63)] | None = Field(
+        None,
+        description="[a-z0-9][a-z0-9-]{0,62}; generated when absent",
+        examples=["spring-leads"],
+    )
+    request_id: Annotated[Text, Field(min_length=1, max_length=128)] | None = Field(
+        None,
+        description="idempotent create (AIP-155; or the Idempotency-Key header): a retry "
+        "within an hour answers the schedule the first call created",
+        examples=["6f1c2e4a-9b0d-4c43-8a57-1f2e3d4c5b6a"],
+    )
+
+
 class PauseBody(RequestModel):
-    note: str | None = Field(None, description="why the schedule is paused, shown on reads")
+    note: Annotated[Text, Field(max_length=1000)] | None = Field(
+        None,
+        description="why the schedule is paused, shown on reads; absent or empty keeps the "
+        "current note when the schedule is paused already",
+    )
 
 
 # --- responses ------------------------------------------------------------------------------------
@@ -157,6 +210,8 @@ class ScheduleSpecOut(ResponseModel):
     interval_seconds: int | None
     run_at: str | None = Field(description="RFC 3339 UTC")
     timezone: str
+    start_time: str | None = Field(None, description="RFC 3339 UTC; null: no bound")
+    end_time: str | None = Field(None, description="RFC 3339 UTC; null: no bound")
 
 
 class ScrapeSpecOut(ResponseModel):

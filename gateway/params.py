@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.models import INT32_MAX
 from gateway.scheduler_client import SchedulerClient
@@ -21,3 +22,26 @@ PageSize = Annotated[
     Query(alias="pageSize", ge=0, le=INT32_MAX, description="0 = the server's default"),
 ]
 PageToken = Annotated[str, Query(alias="pageToken", description="nextPageToken of a page")]
+
+
+# Ids in paths are bounded: an oversized id is a 400 naming it, never a huge error text.
+MAX_ID_CHARS = 128
+ResourceId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+class _IdWithoutColon(Convertor[str]):
+    """A path segment without ':', so ``/v1/schedules/x:bogus`` is no schedule id: custom
+    methods (``:pause``) are matched whole, an unknown one is 404 and ``DELETE`` on a custom
+    method's path is 405, never a lookup of the id ``x:trigger``."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# Routes write ``{scheduleId:id}`` for a schedule or dead-letter id (run ids hold ':').
+register_url_convertor("id", _IdWithoutColon())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from campaign_common.logs import setup_logging
+from campaign_common.settings import TelemetrySettings
 from campaign_common.telemetry import setup_tracing
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import serve
@@ -12,8 +13,8 @@ from scheduler_svc.server import serve
 
 def main() -> None:
     settings = SchedulerSettings()
-    setup_logging("scheduler", settings.log_level, settings.log_json)
-    setup_tracing("scheduler", settings.otlp_endpoint)
+    service = setup_tracing("scheduler", settings.otlp_endpoint, TelemetrySettings())
+    setup_logging(service, settings.log_level, settings.log_json)
     asyncio.run(serve(settings))
 
 

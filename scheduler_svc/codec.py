@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from google.protobuf.message import Message
 
 from campaign_common import retry_policy
@@ -9,7 +11,10 @@ from campaign_common.deadletters import DeadLetterRecord
 from campaign_common.runlog import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
-from campaigns.v1.scheduler_service_pb2 import AddScheduledCampaignRequest
+from campaigns.v1.scheduler_service_pb2 import (
+    AddScheduledCampaignRequest,
+    UpdateScheduleRequest,
+)
 from scheduler_svc.model import (
     Limits,
     NewSchedule,
@@ -69,21 +74,34 @@ def limits_to_proto(limits: Limits) -> schedule_pb2.RunLimits:
     )
 
 
+def _bound_ms(spec: schedule_pb2.ScheduleSpec, field: str) -> int:
+    return timestamp_to_ms(getattr(spec, field)) if spec.HasField(field) else 0
+
+
 def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
     kind = spec.WhichOneof("kind")
-    timezone = spec.timezone or "UTC"
     if kind == "cron":
-        return Timing(TimingKind.CRON, cron=spec.cron.strip(), timezone=timezone)
-    if kind == "interval_seconds":
-        return Timing(TimingKind.INTERVAL, interval_s=spec.interval_seconds, timezone=timezone)
-    if kind == "run_at":
-        run_at_ms = timestamp_to_ms(spec.run_at)
-        return Timing(TimingKind.RUN_AT, run_at_ms=run_at_ms, timezone=timezone)
-    return None
+        timing = Timing(TimingKind.CRON, cron=spec.cron.strip())
+    elif kind == "interval_seconds":
+        timing = Timing(TimingKind.INTERVAL, interval_s=spec.interval_seconds)
+    elif kind == "run_at":
+        timing = Timing(TimingKind.RUN_AT, run_at_ms=timestamp_to_ms(spec.run_at))
+    else:
+        return None
+    return replace(
+        timing,
+        timezone=spec.timezone or "UTC",
+        start_ms=_bound_ms(spec, "start_time"),
+        end_ms=_bound_ms(spec, "end_time"),
+    )
 
 
 def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
     spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone)
+    if timing.start_ms:
+        spec.start_time.CopyFrom(ms_to_timestamp(timing.start_ms))
+    if timing.end_ms:
+        spec.end_time.CopyFrom(ms_to_timestamp(timing.end_ms))
     if timing.kind is TimingKind.CRON:
         spec.cron = timing.cron
     elif timing.kind is TimingKind.INTERVAL:
@@ -102,16 +120,18 @@ def scrape_to_proto(scrape: Scrape) -> schedule_pb2.ScrapeSpec:
 
 
 def new_schedule_from_proto(
-    request: AddScheduledCampaignRequest,
+    request: AddScheduledCampaignRequest | UpdateScheduleRequest,
 ) -> NewSchedule:
+    """A create or update request as a command (an update has no campaign id)."""
     spec = request.schedule if request.HasField("schedule") else None
     return NewSchedule(
-        campaign_id=request.campaign_id,
+        campaign_id=request.campaign_id if isinstance(request, AddScheduledCampaignRequest) else "",
         name=request.name,
         timing=timing_from_proto(spec) if spec is not None else None,
         scrape=scrape_from_proto(request.scrape),
         limits=limits_from_proto(request.limits),
         retry=retry_policy.from_proto(request.retry_policy),
+        request_id=request.request_id if isinstance(request, AddScheduledCampaignRequest) else "",
     )
 
 

@@ -12,26 +12,67 @@ from version v, whichever replica holds it (see `scheduler_svc.firing`).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 
 from google.protobuf.message import Message
 
+from campaign_common.envelope import decode_body
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import now_ms
-from scheduler_svc.codec import schedule_event
-from scheduler_svc.errors import InvalidArgument, NotFound, Unavailable, VersionConflict
+from scheduler_svc.codec import schedule_event, schedule_from_event
+from scheduler_svc.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    VersionConflict,
+)
 from scheduler_svc.model import NewSchedule, Schedule, ScheduleState
 from scheduler_svc.registry import Registry, StreamId
 from scheduler_svc.store import ScheduleStore
 from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
+_SCHEDULE_ID = re.compile(r"[0-9a-f]{20}")
 
 
 def new_schedule_id(at_ms: int) -> str:
     """Time-ordered: sorting ids sorts schedules by creation."""
     return f"{at_ms:012x}{secrets.token_hex(4)}"
+
+
+def _is_schedule_id(position: str) -> bool:
+    """A page token's position is a schedule id as `new_schedule_id` makes them."""
+    return _SCHEDULE_ID.fullmatch(position) is not None
+
+
+def _stale(current: Schedule, expected: int) -> VersionConflict:
+    return VersionConflict(
+        f"schedule {current.schedule_id} is at version {current.version}, not {expected}: "
+        "read it again, then retry with the version you read"
+    )
+
+
+def _create_op_id(request_id: str) -> str:
+    """The append's operation id for an idempotent create ('' = a fresh one per call)."""
+    if not request_id:
+        return ""
+    return "create-" + hashlib.sha256(request_id.encode()).hexdigest()[:40]
+
+
+def _same_request(first: Schedule, command: NewSchedule) -> bool:
+    same_campaign = not command.campaign_id or command.campaign_id == first.campaign_id
+    return same_campaign and (
+        first.name,
+        first.timing,
+        first.scrape,
+        first.limits,
+        first.retry,
+    ) == (command.name.strip(), command.timing, command.scrape, command.limits, command.retry)
 
 
 def new_campaign_id() -> str:
@@ -62,7 +103,7 @@ class Commands:
         return self._registry.get(schedule_id)
 
     def page(self, page_size: int, page_token: str) -> tuple[list[Schedule], str]:
-        after = decode_page_token(page_token) if page_token else ""
+        after = decode_page_token(page_token, _is_schedule_id) if page_token else ""
         remaining = [s for s in self._registry.all() if s.schedule_id > after]
         page = remaining[:page_size]
         more = len(remaining) > page_size
@@ -88,28 +129,74 @@ class Commands:
             updated_at_ms=at,
         )
         entry = await self._store.append(
-            schedule.schedule_id, 0, schedule_event("created", schedule)
+            schedule.schedule_id,
+            0,
+            schedule_event("created", schedule),
+            _create_op_id(command.request_id),
         )
         await self._wait(entry)
+        if command.request_id:
+            return await self._first_created(entry, command)
         return self.get(schedule.schedule_id)
 
-    async def pause(self, schedule_id: str, note: str) -> Schedule:
+    async def _first_created(self, entry: StreamId, command: NewSchedule) -> Schedule:
+        """The schedule the first create with this request id made (this call's, or a retry's
+        answer); a different request under the same id is ALREADY_EXISTS."""
+        envelope = await self._store.read_entry(entry)
+        body = decode_body(envelope) if envelope is not None else None
+        decoded = schedule_from_event(body) if body is not None else None
+        if decoded is None:
+            raise Unavailable("the create was recorded but cannot be read back yet; retry it")
+        first = decoded[0]
+        if not _same_request(first, command):
+            raise AlreadyExists(
+                f"request_id {command.request_id[:64]!r} was used for a different create "
+                f"(schedule {first.schedule_id}); use a new request_id for a new schedule"
+            )
+        return self.get(first.schedule_id)
+
+    async def update(self, schedule_id: str, command: NewSchedule, expected: int = 0) -> Schedule:
+        """Replace name, timing, scrape, limits and retry policy; id, campaign, state stay."""
+        at = now_ms()
+        current = self.get(schedule_id)
+        command = replace(command, campaign_id=current.campaign_id)
+        violations = check_new_schedule(command, at, self._past_grace_ms)
+        if violations:
+            raise InvalidArgument(violations)
+        assert command.timing is not None  # checked by validation
+
+        def change(current: Schedule) -> Message:
+            updated = current.evolve(
+                now_ms(),
+                name=command.name.strip(),
+                timing=command.timing,
+                scrape=command.scrape,
+                limits=command.limits,
+                retry=command.retry,
+            )
+            return schedule_event("updated", updated)
+
+        return await self._mutate(schedule_id, change, expected)
+
+    async def pause(self, schedule_id: str, note: str, expected: int = 0) -> Schedule:
+        """Pause with ``note``; an empty note keeps the note of a paused schedule."""
+
         def change(current: Schedule) -> Message | None:
-            if current.state is ScheduleState.PAUSED and current.paused_note == note:
+            if current.state is ScheduleState.PAUSED and note in ("", current.paused_note):
                 return None
             paused = current.evolve(now_ms(), state=ScheduleState.PAUSED, paused_note=note)
             return schedule_event("paused", paused, note)
 
-        return await self._mutate(schedule_id, change)
+        return await self._mutate(schedule_id, change, expected)
 
-    async def resume(self, schedule_id: str) -> Schedule:
+    async def resume(self, schedule_id: str, expected: int = 0) -> Schedule:
         def change(current: Schedule) -> Message | None:
             if current.state is not ScheduleState.PAUSED:
                 return None
             resumed = current.evolve(now_ms(), state=ScheduleState.ACTIVE, paused_note="")
             return schedule_event("resumed", resumed)
 
-        return await self._mutate(schedule_id, change)
+        return await self._mutate(schedule_id, change, expected)
 
     async def complete(self, schedule: Schedule) -> None:
         """Mark a schedule with no fires left COMPLETED (a lost race with a replica is fine)."""
@@ -122,17 +209,23 @@ class Commands:
             return
         await self._wait(entry)
 
-    async def delete(self, schedule_id: str) -> None:
+    async def delete(self, schedule_id: str, expected: int = 0) -> None:
         def change(current: Schedule) -> Message:
             return schedule_event("deleted", current.evolve(now_ms()))
 
-        await self._mutate(schedule_id, change)
+        await self._mutate(schedule_id, change, expected)
 
     async def _mutate(
-        self, schedule_id: str, change: Callable[[Schedule], Message | None]
+        self,
+        schedule_id: str,
+        change: Callable[[Schedule], Message | None],
+        expected: int = 0,
     ) -> Schedule:
+        """Apply ``change`` to the current version; with ``expected`` only to that version."""
         for _ in range(_CONFLICT_RETRIES):
             current = self.get(schedule_id)
+            if expected and current.version != expected:
+                raise _stale(current, expected)
             event = change(current)
             if event is None:
                 return current

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from campaign_common.settings import ServiceSettings
+from scheduler_svc.auth import split_keys
 
 
 class SchedulerSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SCHEDULER_", frozen=True, extra="ignore")
+    # A malformed setting is reported without its value (API keys are secrets).
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEDULER_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = 50051
+    # Bearer tokens accepted on the gRPC API (JSON list or comma-separated; health and
+    # reflection stay open). Empty: no authentication.
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
     # Fires missed while no scheduler ran are emitted on start-up if this recent.
     catch_up_window_s: float = 60.0
     next_fire_preview: int = 5
@@ -36,3 +44,18 @@ class SchedulerSettings(ServiceSettings):
     metrics_port: int | None = None
     # How often the stream gauges (pending, lag, dead letters) are refreshed.
     gauge_refresh_s: float = 5.0
+    # Retention of the runs stream and the run events stream: entries older than this are
+    # trimmed, but never one a consumer group still needs (see campaign_common.retention).
+    runs_stream_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    run_events_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    # Dead letters nobody retried or purged are dropped after this long.
+    dead_letters_retention_s: float = Field(30 * 24 * 3600.0, gt=0)
+    # Consumers with nothing pending and idle this long are forgotten (gone processes).
+    idle_consumer_s: float = Field(24 * 3600.0, gt=0)
+    # How often one replica's housekeeping trims and forgets (every replica may run it).
+    housekeeping_interval_s: float = Field(60.0, gt=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return split_keys(value)

@@ -7,18 +7,39 @@ Dialect ``posix5``: ``minute hour day-of-month month day-of-week``.
 - Day-of-month / day-of-week OR rule (as in Vixie cron): when both fields are restricted
   (neither starts with ``*``) a day matches if EITHER matches; APScheduler alone would AND
   them, so such expressions become the OR of two triggers.
+- Macros: ``@yearly`` (= ``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (=
+  ``@midnight``) and ``@hourly``. ``@reboot`` is refused: a schedule has no boot.
+- Times are local wall-clock times in the schedule's zone; `scheduler_svc.wallclock` maps them
+  to instants with the DST policy (a skipped time runs once at the end of the gap, a repeated
+  time runs once).
+- An expression that can never fire (``0 0 31 2 *``) is refused: no date in 29 years of
+  calendar (every weekday of every date, leap days included) matches it.
 """
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from scheduler_svc.wallclock import WallClockTrigger
+
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# The probe for "can never fire": a 28-year calendar cycle has every date on every weekday.
+_PROBE_FROM = datetime(2001, 1, 1, tzinfo=UTC)
+_PROBE_UNTIL = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class CronSyntaxError(ValueError):
@@ -30,7 +51,7 @@ def _day_number(token: str) -> int:
     if lowered in _DAY_NAMES:
         return _DAY_NAMES.index(lowered)
     if not token.isdigit() or int(token) > 7:
-        raise CronSyntaxError(f"day-of-week {token!r} is not 0-7 or sun..sat")
+        raise CronSyntaxError(f"day-of-week {token[:20]!r} is not 0-7 or sun..sat")
     return int(token) % 7
 
 
@@ -39,7 +60,7 @@ def _expand_item(item: str) -> set[int]:
     step = 1
     if step_text:
         if not step_text.isdigit() or int(step_text) == 0:
-            raise CronSyntaxError(f"day-of-week step {step_text!r} must be a positive number")
+            raise CronSyntaxError(f"day-of-week step {step_text[:20]!r} must be a positive number")
         step = int(step_text)
     if base == "*":
         low, high = 0, 6
@@ -48,7 +69,7 @@ def _expand_item(item: str) -> set[int]:
         low, high = _day_number(first), _day_number(last)
         high = 7 if last == "7" else high  # "5-7" is Friday to Sunday
         if low > high:
-            raise CronSyntaxError(f"day-of-week range {base!r} runs backwards")
+            raise CronSyntaxError(f"day-of-week range {base[:20]!r} runs backwards")
     else:
         low = _day_number(base)
         high = 6 if step_text else low  # "1/2": from Monday every second day
@@ -60,31 +81,67 @@ def weekday_names(field: str) -> str:
     days: set[int] = set()
     for item in field.split(","):
         if not item:
-            raise CronSyntaxError(f"day-of-week {field!r} has an empty list item")
+            raise CronSyntaxError(f"day-of-week {field[:40]!r} has an empty list item")
         days |= _expand_item(item)
     return ",".join(_DAY_NAMES[day] for day in sorted(days))
 
 
-def _trigger(minute: str, hour: str, day: str, month: str, dow: str, tz: tzinfo) -> CronTrigger:
+def _trigger(minute: str, hour: str, day: str, month: str, dow: str) -> CronTrigger:
+    """A trigger on naive wall-clock time (computed in UTC, where no time is skipped)."""
     try:
         return CronTrigger(
-            minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=tz
+            minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=UTC
         )
     except ValueError as exc:
-        raise CronSyntaxError(str(exc)) from exc
+        raise CronSyntaxError(str(exc)[:200]) from exc
 
 
-def parse_cron(expression: str, tz: tzinfo) -> BaseTrigger:
-    """Trigger for a posix5 expression in time zone ``tz``; raises CronSyntaxError."""
-    parts = expression.split()
+def expand_macro(expression: str) -> str:
+    """``@daily`` -> ``0 0 * * *``; other expressions unchanged."""
+    text = expression.strip()
+    if not text.startswith("@"):
+        return text
+    lowered = text.lower()
+    if lowered == "@reboot":
+        raise CronSyntaxError(
+            "@reboot is not supported: a schedule has no boot; use runAt for one run, or "
+            "trigger the schedule by hand"
+        )
+    if lowered not in MACROS:
+        raise CronSyntaxError(f"unknown macro {text[:20]!r}; use one of {', '.join(MACROS)}")
+    return MACROS[lowered]
+
+
+def _never_fires(trigger: CronTrigger) -> bool:
+    probe = CronTrigger(
+        **{field.name: str(field) for field in trigger.fields}, timezone=UTC, end_date=_PROBE_UNTIL
+    )
+    return probe.get_next_fire_time(None, _PROBE_FROM) is None
+
+
+def _wall_trigger(expression: str) -> BaseTrigger:
+    parts = expand_macro(expression).split()
     if len(parts) != len(_FIELDS):
         raise CronSyntaxError(
-            f"expected 5 fields ({' '.join(_FIELDS)}), got {len(parts)}: {expression!r}"
+            f"expected 5 fields ({' '.join(_FIELDS)}) or a macro such as @daily, "
+            f"got {len(parts)}: {expression[:80]!r}"
         )
     minute, hour, dom, month, dow = parts
     days = weekday_names(dow)
     if dom.startswith("*") or dow.startswith("*"):
-        return _trigger(minute, hour, dom, month, days, tz)
-    by_date = _trigger(minute, hour, dom, month, "*", tz)
-    by_weekday = _trigger(minute, hour, "*", month, days, tz)
+        single = _trigger(minute, hour, dom, month, days)
+        if _never_fires(single):
+            raise CronSyntaxError(
+                f"{expression[:80]!r} can never fire: no date matches its day-of-month, "
+                "month and day-of-week fields"
+            )
+        return single
+    # OR of a date rule and a weekday rule: every weekday occurs in every month, so it fires.
+    by_date = _trigger(minute, hour, dom, month, "*")
+    by_weekday = _trigger(minute, hour, "*", month, days)
     return OrTrigger([by_date, by_weekday])
+
+
+def parse_cron(expression: str, tz: tzinfo) -> BaseTrigger:
+    """Trigger for a posix5 expression (or macro) in time zone ``tz``; raises CronSyntaxError."""
+    return WallClockTrigger(_wall_trigger(expression), tz)

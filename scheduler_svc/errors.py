@@ -28,6 +28,10 @@ class NotFound(SchedulerError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class AlreadyExists(SchedulerError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class VersionConflict(SchedulerError):
     """The schedule changed since the caller read it (optimistic concurrency)."""
 

@@ -31,19 +31,22 @@ import secrets
 from collections import deque
 
 from apscheduler.triggers.base import BaseTrigger
+from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
-from campaign_common.runlog import Emission, RunLog
+from campaign_common.logs import run_logging
+from campaign_common.runlog import RUNS_STREAM, Emission, RunLog
 from campaign_common.tasks import raise_if_cancelling
-from campaign_common.telemetry import tracer
+from campaign_common.telemetry import mark_error, tracer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
 from scheduler_svc.codec import limits_to_proto, scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
-from scheduler_svc.triggers import build_trigger, next_fire_ms
+from scheduler_svc.triggers import build_trigger, fires_left, next_fire_ms
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -87,6 +90,23 @@ def run_request(
     )
 
 
+def send_attributes(schedule: Schedule, run_id: str) -> dict[str, str]:
+    """Attributes of the PRODUCER span ``send`` of a fire (messaging semantic conventions).
+
+    The run id is the message's id: deterministic, the dedupe key of the emission.
+    """
+    return {
+        "messaging.system": "redis",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": RUNS_STREAM,
+        "messaging.message.id": run_id,
+        "run.id": run_id,
+        "schedule.id": schedule.schedule_id,
+        "campaign.id": schedule.campaign_id,
+    }
+
+
 def _backoff(delay_s: float) -> tuple[float, float]:
     """(jittered pause now, next delay): replicas retrying together spread out."""
     return delay_s * random.uniform(0.5, 1.0), min(delay_s * 2, _MAX_DELAY_S)
@@ -110,10 +130,14 @@ class Firing:
         """
         run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
         # Each fire starts a new trace: the scraper continues it from the envelope.
-        with _tracer.start_as_current_span(
-            "fire",
-            context=Context(),
-            attributes={"run.id": run_id, "schedule.id": schedule.schedule_id},
+        with (
+            _tracer.start_as_current_span(
+                "send",
+                context=Context(),
+                kind=SpanKind.PRODUCER,
+                attributes=send_attributes(schedule, run_id),
+            ),
+            run_logging(run_id),
         ):
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
             if now_ms() > fire_ms + self._window_ms + _LATE_GRACE_MS:
@@ -121,6 +145,7 @@ class Firing:
             try:
                 emission = await self._emit_with_retry(schedule, request, fire_ms)
             except RedisError as exc:
+                mark_error(trace.get_current_span(), type(exc).__name__, str(exc))
                 reason = f"missed (emission failed: {exc})"
                 self._behind[schedule.schedule_id] = (schedule.version, reason)
                 return await self._record(schedule, request, reason)
@@ -189,6 +214,8 @@ class Firing:
         """True when the schedule has no scheduled runs left (one-shot fired, cap reached)."""
         if schedule.timing.kind is TimingKind.RUN_AT:
             return True
+        if schedule.timing.end_ms and not fires_left(schedule, now_ms()):
+            return True  # past its end time
         cap = schedule.limits.max_total_runs
         return cap > 0 and await self._runs.emitted_count(schedule.schedule_id) >= cap
 
@@ -201,7 +228,10 @@ class Firing:
         at_ms = now_ms()
         run_id = manual_run_id(schedule.schedule_id, at_ms)
         request = run_request(schedule, run_id, at_ms, run_pb2.RUN_TRIGGER_MANUAL)
-        await self._runs.request_run(request, dedupe=False)
+        with _tracer.start_as_current_span(
+            "send", kind=SpanKind.PRODUCER, attributes=send_attributes(schedule, run_id)
+        ):
+            await self._runs.request_run(request, dedupe=False)
         return run_id
 
     async def record_missed(self, schedule: Schedule, until_ms: int) -> int:

@@ -10,10 +10,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
 from campaign_common.deadletters import DeadLetters
+from campaign_common.grpc_metrics import MetricsInterceptor, ServerMetrics
+from campaign_common.metrics import declare_build_info
 from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import RunLog
+from campaign_common.runlog import Emission, RunLog
 from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import pause, raise_if_cancelling
+from campaigns.v1 import scheduler_service_pb2
 from scheduler_svc.model import Schedule, ScheduleState
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,23 @@ OUTCOME_ERRORS = Counter(
 )
 # campaigns_scheduler_loop_up{loop}, campaigns_scheduler_loop_restarts_total{loop}
 LOOPS = LoopMetrics.declare("campaigns_scheduler")
+
+
+GRPC = ServerMetrics.declare("campaigns_scheduler")
+BUILD_INFO = declare_build_info("scheduler")
+# Every label value is known up front: each series exists (at 0) from start-up.
+for _result in [*(emission.value for emission in Emission), "missed"]:
+    FIRES.labels(result=_result)
+for _outcome in ("succeeded", "failed", "dead_lettered"):
+    OUTCOMES.labels(outcome=_outcome)
+for _state in ScheduleState:
+    SCHEDULES.labels(state=_state.value)
+
+
+def grpc_interceptor() -> MetricsInterceptor:
+    """Counts every SchedulerService call (health and reflection are not counted)."""
+    service = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"]
+    return MetricsInterceptor(GRPC, [service])
 
 
 def count_schedules(schedules: list[Schedule]) -> None:

@@ -53,6 +53,8 @@ class Timing:
     interval_s: int = 0
     run_at_ms: int = 0
     timezone: str = "UTC"
+    start_ms: int = 0  # no fire before (0: no bound)
+    end_ms: int = 0  # no fire after (0: no bound)
 
 
 @dataclass(frozen=True)
@@ -91,3 +93,4 @@ class NewSchedule:
     scrape: Scrape
     limits: Limits = Limits()
     retry: RetryPolicy = DEFAULT_RETRY
+    request_id: str = ""  # idempotent create: a retry answers the first call's schedule

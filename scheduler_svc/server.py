@@ -28,6 +28,7 @@ from campaign_common.deadletters import DeadLetters
 from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.redis_conn import connect_checked
+from campaign_common.retention import Retention
 from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
 from campaign_common.supervisor import Backoff, Loop, Supervisor
@@ -35,21 +36,32 @@ from campaign_common.tasks import cancel_and_wait
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from scheduler_svc import metrics
+from scheduler_svc.auth import TokenAuth
 from scheduler_svc.commands import Commands
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
+from scheduler_svc.housekeeping import Housekeeping, stream_rules
 from scheduler_svc.metrics import StreamGauges
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
+from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.store import ScheduleStore
 from scheduler_svc.timer import Timer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+
+
+# A request never needs more than 4 MiB (gateway bodies are capped at 1 MiB); pages of
+# schedules may be large answers.
+GRPC_SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+)
 
 
 class SchedulerServer:
@@ -95,8 +107,16 @@ class SchedulerServer:
         gauges = StreamGauges(
             runs, DeadLetters(self._redis), RetryQueue(self._redis), s.gauge_refresh_s
         )
+        housekeeping = Housekeeping(
+            Retention(self._redis, consumer_idle_ms=int(s.idle_consumer_s * 1000)),
+            stream_rules(
+                s.runs_stream_retention_s, s.run_events_retention_s, s.dead_letters_retention_s
+            ),
+            interval_s=s.housekeeping_interval_s,
+        )
+        housekeeper = Loop("housekeeping", lambda: housekeeping.run(self._stopping))
         self._supervisor = Supervisor(
-            self._loops(follower, outcomes, gauges),
+            [*self._loops(follower, outcomes, gauges), housekeeper],
             metrics.LOOPS,
             stop=self._stopping,
             backoff=self.loop_backoff,
@@ -105,7 +125,14 @@ class SchedulerServer:
         self._background = asyncio.create_task(self._supervisor.run(), name="background-loops")
         dead_letters = DeadLetters(self._redis)
         await self._serve_grpc(
-            SchedulerServicer(commands, firing, runs, dead_letters, s.next_fire_preview)
+            SchedulerServicer(
+                commands,
+                firing,
+                runs,
+                dead_letters,
+                s.next_fire_preview,
+                RunWatch(self._redis, block_ms=s.log_block_ms),
+            )
         )
         if s.metrics_port is not None:
             self.metrics = MetricsEndpoint(s.host, s.metrics_port, self._supervisor.problems)
@@ -131,7 +158,11 @@ class SchedulerServer:
         )
 
     async def _serve_grpc(self, servicer: SchedulerServicer) -> None:
-        server = grpc.aio.server()
+        keys = [key.get_secret_value() for key in self.settings.api_keys]
+        auth = [TokenAuth(keys)] if keys else []
+        server = grpc.aio.server(
+            options=GRPC_SERVER_OPTIONS, interceptors=[metrics.grpc_interceptor(), *auth]
+        )
         scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )

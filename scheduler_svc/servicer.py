@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common.deadletters import DeadLetterNotFound, DeadLetters
 from campaign_common.page_tokens import InvalidPageToken
-from campaign_common.runlog import RunLog
-from campaign_common.telemetry import context_from_metadata, tracer
+from campaign_common.runlog import RunLog, RunRecord
+from campaign_common.telemetry import context_from_metadata, mark_error, rpc_attributes, tracer
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -33,12 +33,15 @@ from scheduler_svc.errors import (
 )
 from scheduler_svc.firing import Firing
 from scheduler_svc.model import Schedule, ScheduleState
+from scheduler_svc.request_strings import string_violations
+from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.triggers import upcoming_fires
 from scheduler_svc.validation import FieldViolation
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 Response = TypeVar("Response")
+SERVICE = api.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Response]]
 
 DEFAULT_PAGE = 50
@@ -48,13 +51,31 @@ MAX_PAGE = 500
 def _rpc(method: Handler[Response]) -> Handler[Response]:
     """Map domain and infrastructure errors to gRPC statuses, in one place."""
 
+    name = method.__name__
+    attributes = rpc_attributes(SERVICE, name)
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Response:
         parent = context_from_metadata(context.invocation_metadata())
+        # Named as the client names it (`<package>.<Service>/<Method>`), so the pair matches.
         with _tracer.start_as_current_span(
-            f"SchedulerService/{method.__name__}", context=parent, kind=SpanKind.SERVER
-        ):
-            return await _handle(method, self, request, context)
+            f"{SERVICE}/{name}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,  # an abort is an answer: `_record_error` judged it
+        ) as span:
+            try:
+                reply = await _handle(method, self, request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # a bug: the caller gets UNKNOWN
+                span.record_exception(exc)
+                mark_error(span, type(exc).__name__, str(exc))
+                raise
+            span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+            return reply
 
     return wrapper
 
@@ -63,6 +84,9 @@ async def _handle(
     method: Handler[Response], self: Any, request: Any, context: grpc.aio.ServicerContext
 ) -> Response:
     try:
+        violations = string_violations(request)
+        if violations:
+            raise InvalidArgument(violations)
         return await method(self, request, context)
     except SchedulerError as exc:
         error: SchedulerError = exc
@@ -73,16 +97,54 @@ async def _handle(
     except RedisError as exc:
         log.warning("state Redis error in %s: %s", method.__name__, exc)
         error = Unavailable("state store unreachable; retry with backoff")
-    trace.get_current_span().set_status(StatusCode.ERROR, str(error))
+    _record_error(error)
     status = to_grpc_status(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable: abort raises")
+
+
+# Codes that mean the server failed; the others (NOT_FOUND, INVALID_ARGUMENT, ABORTED ...)
+# answer the caller's request as designed, so they leave the server span's status unset.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _record_error(error: SchedulerError) -> None:
+    span = trace.get_current_span()
+    span.set_attribute("rpc.grpc.status_code", error.code.value[0])
+    if error.code in _SERVER_ERRORS:
+        mark_error(span, error.code.name, str(error))
 
 
 def _page_size(requested: int, default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:
     if requested < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     return min(requested or default, maximum)
+
+
+def _watched(record: RunRecord, request: Any) -> bool:
+    if request.schedule_id and record.schedule_id != request.schedule_id:
+        return False
+    return not request.campaign_id or record.campaign_id == request.campaign_id
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: SchedulerError) -> None:
+    status = to_grpc_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _expected_version(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument([FieldViolation("expected_version", "must not be negative")])
+    return value
 
 
 class SchedulerServicer(api_grpc.SchedulerServiceServicer):
@@ -93,12 +155,14 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         runs: RunLog,
         dead_letters: DeadLetters,
         preview: int,
+        watch: RunWatch | None = None,
     ) -> None:
         self._commands = commands
         self._firing = firing
         self._runs = runs
         self._dead = dead_letters
         self._preview = preview
+        self._watch = watch
 
     def _out(self, schedule: Schedule) -> Any:
         fires: list[int] = []
@@ -123,17 +187,26 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         )
 
     @_rpc
+    async def UpdateSchedule(self, request: Any, context: Any) -> Any:
+        command = codec.new_schedule_from_proto(request)
+        expected = _expected_version(request.expected_version)
+        return self._out(await self._commands.update(request.schedule_id, command, expected))
+
+    @_rpc
     async def DeleteSchedule(self, request: Any, context: Any) -> Any:
-        await self._commands.delete(request.schedule_id)
+        expected = _expected_version(request.expected_version)
+        await self._commands.delete(request.schedule_id, expected)
         return api.DeleteScheduleResponse()
 
     @_rpc
     async def PauseSchedule(self, request: Any, context: Any) -> Any:
-        return self._out(await self._commands.pause(request.schedule_id, request.note))
+        expected = _expected_version(request.expected_version)
+        return self._out(await self._commands.pause(request.schedule_id, request.note, expected))
 
     @_rpc
     async def ResumeSchedule(self, request: Any, context: Any) -> Any:
-        return self._out(await self._commands.resume(request.schedule_id))
+        expected = _expected_version(request.expected_version)
+        return self._out(await self._commands.resume(request.schedule_id, expected))
 
     @_rpc
     async def TriggerCampaign(self, request: Any, context: Any) -> Any:
@@ -142,12 +215,17 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
 
     @_rpc
     async def ListRuns(self, request: Any, context: Any) -> Any:
+        # Filters apply before paging: every run of a schedule has the schedule's (immutable)
+        # campaign, so with both filters a page by schedule is either all in or all out.
         runs, token = await self._runs.list_runs(
             schedule_id=request.schedule_id,
-            campaign_id=request.campaign_id,
+            campaign_id="" if request.schedule_id else request.campaign_id,
             page_size=_page_size(request.page_size),
             page_token=request.page_token,
         )
+        wanted = request.campaign_id
+        if request.schedule_id and wanted and any(r.campaign_id != wanted for r in runs):
+            runs, token = [], ""
         return api.ListRunsResponse(
             runs=[codec.run_to_proto(r) for r in runs], next_page_token=token
         )
@@ -158,6 +236,40 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         if record is None:
             raise NotFound(f"run {request.run_id!r} not found (runs are kept 14 days)")
         return codec.run_to_proto(record)
+
+    async def WatchRuns(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        """Stream run changes; errors end the stream with their status (resume from the last
+        position seen)."""
+        try:
+            after = await self._watch_start(request)
+            await context.send_initial_metadata(())  # accepted: the caller may stream now
+            while True:
+                for change in await self._require_watch().changes(after):
+                    record = await self._runs.get_run(change.run_id)
+                    if record is not None and _watched(record, request):
+                        run = codec.run_to_proto(record)
+                        yield api.WatchRunsResponse(run=run, position=change.position)
+        except RedisError as exc:
+            log.warning("state Redis error in WatchRuns: %s", exc)
+            await _abort(context, Unavailable("state store unreachable; resume from the position"))
+        except SchedulerError as exc:
+            await _abort(context, exc)
+
+    def _require_watch(self) -> RunWatch:
+        if self._watch is None:
+            raise SchedulerError("run watching is not configured on this scheduler")
+        return self._watch
+
+    async def _watch_start(self, request: Any) -> list[str]:
+        violations = string_violations(request)
+        if violations:
+            raise InvalidArgument(violations)
+        try:
+            return await self._require_watch().start(request.position)
+        except InvalidPageToken as exc:
+            raise InvalidArgument([FieldViolation("position", str(exc))]) from exc
 
     @_rpc
     async def ListResults(self, request: Any, context: Any) -> Any:

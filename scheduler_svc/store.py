@@ -72,14 +72,17 @@ class ScheduleStore:
         self._append = redis.register_script(_APPEND)
         self._guards = EmissionGuards(redis)
 
-    async def append(self, schedule_id: str, expected_version: int, event: Message) -> StreamId:
+    async def append(
+        self, schedule_id: str, expected_version: int, event: Message, op_id: str = ""
+    ) -> StreamId:
         """Append ``event`` if the schedule is at ``expected_version``; its log entry id.
 
         Then raises the schedule's emission guard to the event's version, before the caller
-        answers. Safe to re-send (an operation id per call).
+        answers. Safe to re-send (an operation id per call; a caller's own ``op_id``, e.g.
+        from a create's request id, makes a repeated call answer the first call's entry).
         """
         args = [schedule_id, expected_version, *wrap(event).flat_fields()]
-        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
+        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", op_id or new_op_id())]
         ok, value = await self._append(keys=keys, args=args)
         if not ok:
             raise VersionConflict(
@@ -109,6 +112,12 @@ class ScheduleStore:
         start = f"({after[0]}-{after[1]}"
         raw: Any = await self._redis.xrange(SCHEDULE_LOG, min=start, max="+", count=count)
         return [_entry(entry_id, fields) for entry_id, fields in raw]
+
+    async def read_entry(self, entry: StreamId) -> Envelope | None:
+        """The log entry ``entry`` (None if it is not there or malformed)."""
+        text = f"{entry[0]}-{entry[1]}"
+        raw: Any = await self._redis.xrange(SCHEDULE_LOG, min=text, max=text, count=1)
+        return _entry(raw[0][0], raw[0][1])[1] if raw else None
 
     async def latest_id(self) -> StreamId | None:
         newest: Any = await self._redis.xrevrange(SCHEDULE_LOG, count=1)

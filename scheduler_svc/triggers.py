@@ -1,11 +1,18 @@
 """Fire-time arithmetic: a schedule's timing as an APScheduler trigger, and its next fires.
 
-APScheduler's triggers only compute times here; nothing in this module waits.
+APScheduler's triggers only compute times here; nothing in this module waits. Cron triggers
+are shared by every schedule with the same expression and zone (they hold no state), and a
+stored expression that cannot be parsed or can never fire (one accepted before validation
+refused it) becomes a trigger with no fires: computing fire times is always bounded.
+Intervals and one-shot times are instants, so daylight saving time does not move them; cron
+times are local wall-clock times (see `scheduler_svc.wallclock` for the DST policy).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -13,15 +20,36 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from campaign_common.timeutil import datetime_to_ms, ms_to_datetime
-from scheduler_svc.cron import parse_cron
+from scheduler_svc.cron import CronSyntaxError, parse_cron
 from scheduler_svc.model import Schedule, Timing, TimingKind
+from scheduler_svc.wallclock import BoundedTrigger, NeverTrigger
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4096)
+def cron_trigger(expression: str, timezone: str) -> BaseTrigger:
+    """The shared trigger of a cron expression in a zone (no fires if it cannot fire)."""
+    try:
+        return parse_cron(expression, ZoneInfo(timezone))
+    except (CronSyntaxError, ValueError, KeyError, OSError) as exc:
+        log.warning("cron %r in %s never fires: %s", expression[:80], timezone[:80], exc)
+        return NeverTrigger()
 
 
 def build_trigger(timing: Timing, anchor_ms: int) -> BaseTrigger:
-    """Trigger for ``timing``; interval fires are ``anchor_ms + k * interval`` for k >= 1."""
-    tz = ZoneInfo(timing.timezone or "UTC")
+    """Trigger for ``timing``; interval fires are ``anchor_ms + k * interval`` for k >= 1,
+    all within the timing's start and end bounds."""
+    trigger = _unbounded(timing, anchor_ms)
+    if timing.start_ms or timing.end_ms:
+        return BoundedTrigger(trigger, timing.start_ms, timing.end_ms)
+    return trigger
+
+
+def _unbounded(timing: Timing, anchor_ms: int) -> BaseTrigger:
     if timing.kind is TimingKind.CRON:
-        return parse_cron(timing.cron, tz)
+        return cron_trigger(timing.cron, timing.timezone or "UTC")
+    tz = UTC
     if timing.kind is TimingKind.INTERVAL:
         first = ms_to_datetime(anchor_ms + timing.interval_s * 1000)
         return IntervalTrigger(seconds=timing.interval_s, start_date=first, timezone=tz)
@@ -43,6 +71,12 @@ def next_fire_ms(
         return None
     fire_ms = datetime_to_ms(fire.astimezone(UTC))
     return fire_ms if fire_ms >= after_ms else None  # a one-shot whose time has passed
+
+
+def fires_left(schedule: Schedule, after_ms: int) -> bool:
+    """Whether ``schedule`` has a fire after ``after_ms`` (False past its end time)."""
+    trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+    return next_fire_ms(trigger, after_ms=after_ms + 1) is not None
 
 
 def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC
+from functools import cache
+from zoneinfo import available_timezones
 
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from campaign_common import retry_policy
 from scheduler_svc.cron import CronSyntaxError, parse_cron
 from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing, TimingKind
+from scheduler_svc.triggers import build_trigger, next_fire_ms
+from scheduler_svc.urls import url_problem
 
 CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 MAX_NAME = 200
 MAX_URLS = 100
-MAX_URL_LENGTH = 2048
 MAX_SELECTORS = 50
 MAX_INTERVAL_S = 366 * 24 * 3600
 
@@ -49,25 +51,52 @@ def _check_name(name: str) -> list[FieldViolation]:
     return []
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The IANA zone names this build knows (files, never directories such as ``Europe``)."""
+    return frozenset(available_timezones())
+
+
 def check_timezone(name: str) -> list[FieldViolation]:
-    try:
-        ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return [
-            FieldViolation(
-                "schedule.timezone", f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)"
-            )
-        ]
+    if not name or name in iana_zones():
+        return []
+    return [
+        FieldViolation(
+            "schedule.timezone",
+            f"{name[:64]!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC)",
+        )
+    ]
+
+
+def _check_bounds(timing: Timing, now_ms: int) -> list[FieldViolation]:
+    if timing.start_ms and timing.end_ms and timing.end_ms <= timing.start_ms:
+        return [FieldViolation("schedule.end_time", "must be after schedule.start_time")]
+    if timing.end_ms and timing.end_ms <= now_ms:
+        return [FieldViolation("schedule.end_time", "is in the past")]
+    if timing.kind is TimingKind.RUN_AT and not (
+        (timing.start_ms or 0) <= timing.run_at_ms <= (timing.end_ms or timing.run_at_ms)
+    ):
+        return [FieldViolation("schedule.run_at", "is outside schedule.start_time/end_time")]
+    return []
+
+
+def _check_fires(timing: Timing, now_ms: int) -> list[FieldViolation]:
+    """A timing that is valid in itself but leaves no fire between its bounds."""
+    if not (timing.start_ms or timing.end_ms) or timing.kind is TimingKind.RUN_AT:
+        return []
+    trigger = build_trigger(timing, now_ms)
+    if next_fire_ms(trigger, after_ms=now_ms) is None:
+        return [FieldViolation("schedule", "no fire time falls between start_time and end_time")]
     return []
 
 
 def _check_timing(timing: Timing | None, now_ms: int, grace_ms: int) -> list[FieldViolation]:
     if timing is None:
         return [FieldViolation("schedule", "set exactly one of cron, interval_seconds or run_at")]
-    violations = check_timezone(timing.timezone)
+    violations = check_timezone(timing.timezone) + _check_bounds(timing, now_ms)
     if timing.kind is TimingKind.CRON:
         try:
-            parse_cron(timing.cron, ZoneInfo("UTC"))
+            parse_cron(timing.cron, UTC)
         except CronSyntaxError as exc:
             violations.append(FieldViolation("schedule.cron", f"invalid cron expression: {exc}"))
     elif timing.kind is TimingKind.INTERVAL:
@@ -79,33 +108,28 @@ def _check_timing(timing: Timing | None, now_ms: int, grace_ms: int) -> list[Fie
             )
     elif timing.run_at_ms < now_ms - grace_ms:
         violations.append(FieldViolation("schedule.run_at", "is in the past"))
-    return violations
+    return violations or _check_fires(timing, now_ms)
 
 
 def _check_url(index: int, url: str) -> list[FieldViolation]:
-    parts = urlsplit(url)
-    if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname:
-        return [
-            FieldViolation(
-                f"scrape.urls[{index}]",
-                f"must be an absolute http(s) URL of at most {MAX_URL_LENGTH} characters",
-            )
-        ]
-    return []
+    problem = url_problem(url)
+    return [FieldViolation(f"scrape.urls[{index}]", problem)] if problem else []
 
 
 def _check_selector(name: str, selector: str) -> list[FieldViolation]:
     if not FIELD_NAME.fullmatch(name):
         return [
             FieldViolation(
-                f"scrape.selectors.{name}",
+                f"scrape.selectors.{name[:64]}",
                 "field names are letters, digits, '_' or '-' (1-64, not starting with a digit)",
             )
         ]
     try:
         LexborHTMLParser("<html></html>").css_first(selector)
     except SelectolaxError:
-        return [FieldViolation(f"scrape.selectors.{name}", f"invalid CSS selector {selector!r}")]
+        return [
+            FieldViolation(f"scrape.selectors.{name}", f"invalid CSS selector {selector[:100]!r}")
+        ]
     return []
 
 

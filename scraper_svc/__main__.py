@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from campaign_common.logs import setup_logging
 from campaign_common.server_version import UnsupportedServerError
+from campaign_common.settings import TelemetrySettings
 from campaign_common.telemetry import setup_tracing
 from scraper_svc.config import ScraperSettings
 from scraper_svc.errors import StartupError
@@ -20,8 +21,8 @@ def main() -> None:
         settings = ScraperSettings()
     except ValidationError as exc:
         sys.exit(f"scraper: invalid SCRAPER_* settings: {exc}")
-    setup_logging("scraper", settings.log_level, settings.log_json)
-    setup_tracing("scraper", settings.otlp_endpoint)
+    service = setup_tracing("scraper", settings.otlp_endpoint, TelemetrySettings())
+    setup_logging(service, settings.log_level, settings.log_json)
     try:
         asyncio.run(serve(settings))
     except (StartupError, UnsupportedServerError) as exc:

@@ -1,9 +1,9 @@
 """The consumer-group loop: stream entries in, one task per run, bounded concurrency, retries.
 
 This is the edge between the runs stream and the domain: it turns ``RunRequested`` envelopes
-into `RunRequest`s (limits included), runs each under the trace context its producer sent (a
-span ``run <run_id>``), and acks and skips entries it cannot understand (a warning, never a
-crash).
+into `RunRequest`s (limits included), runs each in a CONSUMER span ``process`` that continues
+the trace its producer sent (`scraper_svc.spans`), and acks and skips entries it cannot
+understand (a warning, never a crash).
 
 Timeline that keeps it correct:
 
@@ -54,13 +54,12 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
-from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
 from campaign_common.tasks import raise_if_cancelling
-from campaign_common.telemetry import context_from_headers, tracer
+from campaign_common.telemetry import mark_error
 from campaign_common.timeutil import timestamp_to_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from scraper_svc import metrics
@@ -69,10 +68,10 @@ from scraper_svc.limits import Overlap, RunLimits
 from scraper_svc.model import RunRequest
 from scraper_svc.retries import RetryBook, stream_order
 from scraper_svc.runner import RunRunner
+from scraper_svc.spans import process_span
 from scraper_svc.store import ScraperStore
 
 log = logging.getLogger(__name__)
-_tracer = tracer(__name__)
 PENDING_START = "0"
 NEW_ENTRIES = ">"
 # Reads retry at least this often while the state Redis is down, so a restart is noticed soon.
@@ -358,24 +357,27 @@ class RunConsumer:
     ) -> None:
         try:
             request = to_request(entry_id, fields, deliveries)
-            if request is None:
+        except Exception:  # would fail the same way on every delivery: skip it, once
+            log.exception("runs entry %s is not a run request this worker can read", entry_id)
+            request = None
+        if request is None:
+            try:
                 await self._store.ack(entry_id)
-                return
-        except Exception:
-            log.exception("processing runs entry %s failed; it stays pending", entry_id)
+            except (RedisError, OSError) as exc:  # still pending: taken over and skipped later
+                raise_if_cancelling()
+                log.warning("acking skipped runs entry %s failed (%s)", entry_id, exc)
             return
         await self._run(request)
 
     async def _run(self, request: RunRequest) -> None:
-        context = context_from_headers(request.traceparent, request.tracestate)
         try:
-            with _tracer.start_as_current_span(
-                f"run {request.run_id}",
-                context=context,
-                kind=SpanKind.CONSUMER,
-                attributes={"run.id": request.run_id, "campaign.id": request.campaign_id},
-            ):
-                await self._runner.run(request)
+            with process_span(request, self._consumer) as span:
+                try:
+                    await self._runner.run(request)
+                except Exception as exc:
+                    if not isinstance(exc, RetryLater):
+                        mark_error(span, type(exc).__qualname__, str(exc))
+                    raise
         except RetryLater as exc:
             again = _redelivered(request) if exc.redelivery else request
             delay = self._retries.schedule(again, time.monotonic())

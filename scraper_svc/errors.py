@@ -15,6 +15,10 @@ class FetchError(ScraperError):
     """A URL could not be fetched; the message names the URL and what went wrong."""
 
 
+class FetchTimeout(FetchError):
+    """A fetch did not finish within ``fetch_timeout_s`` (every hop and the body included)."""
+
+
 class TargetRefused(FetchError):
     """The SSRF guard refused a target (scheme or address); the message names the setting."""
 

@@ -20,18 +20,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpcore
 import httpx
-from opentelemetry.trace import SpanKind
 
-from campaign_common.telemetry import tracer
 from campaign_common.timeutil import now_ms
-from scraper_svc.errors import ByteBudgetExceeded, FetchError, ResponseTooLarge, TargetRefused
+from scraper_svc.errors import (
+    ByteBudgetExceeded,
+    FetchError,
+    FetchTimeout,
+    ResponseTooLarge,
+    TargetRefused,
+)
+from scraper_svc.fetch_telemetry import fetch_failed, fetch_span, fetched
 
-_tracer = tracer(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_SETTING = "SCRAPER_ALLOW_PRIVATE_TARGETS=true"
 _METADATA = frozenset(
@@ -186,15 +191,23 @@ class Fetcher:
         ``byte_budget`` is what is left of the run's byte budget: a body larger than that
         raises `ByteBudgetExceeded` as soon as the excess is read.
         """
+        with fetch_span(url) as span:
+            started = time.monotonic()
+            try:
+                page = await self._fetch(url, byte_budget)
+            except FetchError as exc:
+                fetch_failed(span, url, exc, time.monotonic() - started)
+                raise
+            fetched(span, page, time.monotonic() - started)
+            return page
+
+    async def _fetch(self, url: str, byte_budget: int | None) -> Page:
         timeout = self._limits.timeout_s
         try:
-            with _tracer.start_as_current_span(
-                "GET", kind=SpanKind.CLIENT, attributes={"url.full": url}
-            ):
-                async with asyncio.timeout(timeout):
-                    return await self._follow(url, byte_budget)
+            async with asyncio.timeout(timeout):
+                return await self._follow(url, byte_budget)
         except (TimeoutError, httpx.TimeoutException):
-            raise FetchError(f"GET {url}: timeout after {timeout:g}s") from None
+            raise FetchTimeout(f"GET {url}: timeout after {timeout:g}s") from None
         except FetchError as exc:
             raise type(exc)(f"GET {url}: {exc}") from exc
         except httpx.HTTPError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from campaign_common.metrics import declare_build_info
 from campaign_common.supervisor import LoopMetrics
 
 RUNS = Counter(
@@ -46,6 +47,32 @@ RETRIES_MOVED = Counter(
     "campaigns_scraper_retries_moved_total",
     "Next attempts this worker moved from the retry delay queue to the runs stream",
 )
+FETCHES = Counter(
+    "campaigns_scraper_fetches_total",
+    "Page fetches by status class of the final response (2xx, 3xx, 4xx, 5xx; error: no "
+    "response: refused, timed out, too large, connection failed)",
+    ["status_class"],
+)
+FETCH_BYTES = Counter(
+    "campaigns_scraper_fetched_bytes_total", "Response body bytes read by page fetches"
+)
+FETCH_DURATION = Histogram(
+    "campaigns_scraper_fetch_duration_seconds",
+    "Time of one page fetch, redirects and body included",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 IN_FLIGHT = Gauge("campaigns_scraper_runs_in_flight", "Runs this worker is processing now")
 # campaigns_scraper_loop_up{loop}, campaigns_scraper_loop_restarts_total{loop}
 LOOPS = LoopMetrics.declare("campaigns_scraper")
+BUILD_INFO = declare_build_info("scraper")
+# Every label value is known up front: each series exists (at 0) from start-up.
+for _outcome in (
+    "succeeded", "failed", "skipped", "retry_scheduled", "dead_lettered", "deferred"
+):  # fmt: skip
+    RUNS.labels(outcome=_outcome)
+for _cause in ("attempts", "deliveries"):
+    DEAD_LETTERS.labels(cause=_cause)
+for _reason in ("held", "quorum_unavailable", "lease_lost", "fenced"):
+    LOCK_FAILURES.labels(reason=_reason)
+for _class in ("2xx", "3xx", "4xx", "5xx", "error"):
+    FETCHES.labels(status_class=_class)

@@ -46,6 +46,7 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from campaign_common.redlock import HeldLock, LeaseLost, LockHeld, Redlock
+from campaign_common.telemetry import mark_error, tracer
 from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
 from scraper_svc.limits import OVERLAP, Overlap
@@ -53,6 +54,7 @@ from scraper_svc.model import RunRequest
 from scraper_svc.store import campaign_lock_resource
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 POLL_MIN_S = 0.02
 POLL_MAX_S = 0.25
@@ -139,7 +141,16 @@ class CampaignGuard:
             fence_floor=await self._store.fence_floor(run.campaign_id),
         )
         started = time.monotonic()
-        await stack.enter_async_context(held)
+        with _tracer.start_as_current_span(
+            "acquire lock", record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                await stack.enter_async_context(held)
+            except Exception as exc:
+                mark_error(span, type(exc).__name__, str(exc))
+                raise
+            if held.current is not None:
+                span.set_attribute("lock.fence", held.current.fence)
         metrics.LOCK_ACQUIRE.observe(time.monotonic() - started)
         return held
 

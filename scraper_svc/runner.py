@@ -68,8 +68,11 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from opentelemetry import trace
+
 from campaign_common.redlock import LeaseCapReached, LeaseLost, QuorumUnavailable
 from campaign_common.runlog import AttemptClosed, EntryLost, Fenced, WriteRefused
+from campaign_common.telemetry import mark_error, tracer
 from campaign_common.timeutil import now_ms
 from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
@@ -93,6 +96,7 @@ from scraper_svc.scrape import ScrapeOutcome, Scraper
 from scraper_svc.semaphore import ClusterSemaphore, NoSlot
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 MAX_REPORTED_ERRORS = 3
 
@@ -252,7 +256,10 @@ class RunRunner:
         except Exception as exc:  # a bug or input nobody foresaw still ends the attempt
             log.exception("run %s: the scrape raised", request.run_id)
             errors = [f"scrape failed: {type(exc).__name__}: {exc}", *outcome.all_errors()]
-        await self._store.record_results(request, outcome.pages, fence=fence)
+        with _tracer.start_as_current_span(
+            "write results", attributes={"pages": len(outcome.pages)}
+        ):
+            await self._store.record_results(request, outcome.pages, fence=fence)
         metrics.RUN_DURATION.observe(time.monotonic() - started)
         if errors:
             log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
@@ -272,8 +279,10 @@ class RunRunner:
     ) -> None:
         """End a failed attempt: FAILED, another attempt later, or the dead-letter stream."""
         policy = request.retry
+        span = trace.get_current_span()
         if not retryable:
             await self._store.record_failed(request, error, fence=fence)
+            mark_error(span, "failed", error)
             metrics.RUNS.labels("failed").inc()
         elif policy.allows_another(request.attempt):
             delay_s = policy.delay_s(request.attempt)
@@ -287,10 +296,12 @@ class RunRunner:
                 policy.max_attempts,
                 delay_s,
             )
+            mark_error(span, "retry_scheduled", error)
             metrics.RUNS.labels("retry_scheduled").inc()
         else:
             log.warning("run %s failed its last attempt; dead-lettering it", request.run_id)
             await self._store.dead_letter(request, error, fence=fence)
+            mark_error(span, "dead_lettered", error)
             metrics.RUNS.labels("dead_lettered").inc()
             metrics.DEAD_LETTERS.labels("attempts").inc()
 
@@ -303,6 +314,7 @@ class RunRunner:
         )
         log.warning("run %s dead-lettered: %s", request.run_id, error)
         await self._store.dead_letter(request, error)
+        mark_error(trace.get_current_span(), "dead_lettered", error)
         metrics.RUNS.labels("dead_lettered").inc()
         metrics.DEAD_LETTERS.labels("deliveries").inc()
 

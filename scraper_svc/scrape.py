@@ -30,7 +30,7 @@ from scraper_svc.errors import (
     ResponseTooLarge,
     TargetRefused,
 )
-from scraper_svc.extract import extract_fields, no_fields
+from scraper_svc.extract import Fields, extract_fields, no_fields
 from scraper_svc.fetcher import Fetcher, Page
 from scraper_svc.limits import RunLimits
 from scraper_svc.model import PageResult, RunRequest
@@ -67,6 +67,17 @@ def _nothing() -> None:
 # Errors a URL raises every time, whatever the network does (a malformed URL, a control
 # character, a host name that cannot be encoded): retrying cannot help.
 _INPUT_ERRORS = (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, UnicodeError)
+
+
+# Parsing a page this small takes well under a millisecond: a thread hop would cost more than
+# it keeps off the event loop. Larger pages are parsed in a worker thread.
+INLINE_PARSE_MAX_CHARS = 64 * 1024
+
+
+async def _extract_fields(text: str, selectors: tuple[tuple[str, str], ...]) -> Fields:
+    if len(text) <= INLINE_PARSE_MAX_CHARS:
+        return extract_fields(text, selectors)
+    return await asyncio.to_thread(extract_fields, text, selectors)
 
 
 def retryable_status(status_code: int) -> bool:
@@ -139,7 +150,7 @@ class Scraper:
             outcome.add_error(f"GET {page.url}: HTTP {status}", retryable=retryable_status(status))
         else:
             try:
-                fields = await asyncio.to_thread(extract_fields, page.text, request.selectors)
+                fields = await _extract_fields(page.text, request.selectors)
             except ExtractError as exc:
                 outcome.add_error(f"{page.url}: {exc}", retryable=False)
             except Exception as exc:  # the same page and selectors fail the same way again

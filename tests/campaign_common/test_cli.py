@@ -53,7 +53,7 @@ async def test_cli_lists_pauses_triggers_and_reports_errors(scheduler_target: st
     assert code == 0 and out.split() == ["ID", "RUN", "ATTEMPT", "DELIVERIES", "PARKED", "AT",
                                          "LAST", "ERROR"]  # fmt: skip
     code, out = await _cli(scheduler_target, "schedules", "get", "nope")
-    assert code == 1 and "NOT_FOUND" in out
+    assert code == 4 and "NOT_FOUND" in out  # exit status 4: not found
 
 
 def test_cli_runs_table_and_watch_show_the_next_attempt_of_a_retry() -> None:

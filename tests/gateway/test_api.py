@@ -49,6 +49,8 @@ async def test_api_create_returns_201_with_the_schedule(gateway: httpx.AsyncClie
         "intervalSeconds": None,
         "runAt": None,
         "timezone": "Europe/Berlin",
+        "startTime": None,
+        "endTime": None,
     }
     assert body["scrape"] == {"urls": ["http://127.0.0.1:1/offer"], "selectors": {"title": "h1"}}
     assert len(body["nextFireTimes"]) == 5

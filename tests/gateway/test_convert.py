@@ -73,6 +73,8 @@ def test_schedule_to_json_uses_rest_names_and_rfc3339() -> None:
             "intervalSeconds": None,
             "runAt": None,
             "timezone": "Europe/Berlin",
+            "startTime": None,
+            "endTime": None,
         },
         "scrape": {"urls": ["http://example.test/"], "selectors": {"t": "h1"}},
         "limits": {
@@ -117,6 +119,8 @@ def test_schedule_to_json_unset_times_are_null_and_timezone_defaults_to_utc() ->
         "intervalSeconds": None,
         "runAt": "2026-01-05T09:00:00.000Z",
         "timezone": "UTC",
+        "startTime": None,
+        "endTime": None,
     }
     assert (doc["createdAt"], doc["updatedAt"], doc["nextFireTimes"]) == (None, None, [])
     assert (doc["state"], doc["pausedNote"]) == ("PAUSED", "holiday")
@@ -236,7 +240,7 @@ def test_add_request_to_proto_copies_every_field() -> None:
 
 def test_add_request_to_proto_leaves_absent_fields_empty() -> None:
     body = AddScheduledCampaignBody.model_validate(
-        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": []}}
+        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": ["http://a.test/"]}}
     )
     message = add_request_to_proto(body)
     assert message.campaign_id == "" and message.schedule.timezone == ""
@@ -245,7 +249,7 @@ def test_add_request_to_proto_leaves_absent_fields_empty() -> None:
 
 def test_add_request_to_proto_with_no_schedule_kind_sends_no_kind() -> None:
     body = AddScheduledCampaignBody.model_validate(
-        {"name": "n", "schedule": {"timezone": "UTC"}, "scrape": {"urls": []}}
+        {"name": "n", "schedule": {"timezone": "UTC"}, "scrape": {"urls": ["http://a.test/"]}}
     )
     assert add_request_to_proto(body).schedule.WhichOneof("kind") is None
 
@@ -255,7 +259,7 @@ def test_add_request_to_proto_run_at_offset_is_normalised_to_utc() -> None:
         {
             "name": "n",
             "schedule": {"runAt": datetime(2026, 12, 1, 4, tzinfo=timezone(timedelta(hours=-5)))},
-            "scrape": {"urls": []},
+            "scrape": {"urls": ["http://a.test/"]},
         }
     )
     run_at = add_request_to_proto(body).schedule.run_at
@@ -267,7 +271,7 @@ def test_add_request_to_proto_copies_limits() -> None:
         {
             "name": "n",
             "schedule": {"intervalSeconds": 30},
-            "scrape": {"urls": []},
+            "scrape": {"urls": ["http://a.test/"]},
             "limits": {
                 "overlap": "ALLOW_ALL",
                 "maxRunsPerWindow": 3,
@@ -298,7 +302,7 @@ def test_add_request_to_proto_copies_limits() -> None:
 
 def test_add_request_to_proto_without_limits_sends_defaults() -> None:
     body = AddScheduledCampaignBody.model_validate(
-        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": []}}
+        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": ["http://a.test/"]}}
     )
     assert add_request_to_proto(body).limits == schedule_pb2.RunLimits()
 
@@ -308,7 +312,7 @@ def test_add_request_to_proto_copies_the_retry_policy() -> None:
         {
             "name": "n",
             "schedule": {"intervalSeconds": 30},
-            "scrape": {"urls": []},
+            "scrape": {"urls": ["http://a.test/"]},
             "retryPolicy": {
                 "maxAttempts": 4,
                 "initialDelaySeconds": 1,
@@ -330,12 +334,12 @@ def test_add_request_to_proto_absent_retry_fields_stay_unset() -> None:
         {
             "name": "n",
             "schedule": {"intervalSeconds": 30},
-            "scrape": {"urls": []},
+            "scrape": {"urls": ["http://a.test/"]},
             "retryPolicy": {"maxAttempts": 2},
         }
     )
     assert add_request_to_proto(body).retry_policy == schedule_pb2.RetryPolicy(max_attempts=2)
     without = AddScheduledCampaignBody.model_validate(
-        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": []}}
+        {"name": "n", "schedule": {"intervalSeconds": 30}, "scrape": {"urls": ["http://a.test/"]}}
     )
     assert add_request_to_proto(without).retry_policy == schedule_pb2.RetryPolicy()

@@ -72,3 +72,46 @@ def test_cron_time_zone_is_honoured() -> None:
 def test_cron_invalid_expressions_say_what_is_wrong(expression: str, fragment: str) -> None:
     with pytest.raises(CronSyntaxError, match=fragment):
         parse_cron(expression, ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize(
+    ("macro", "same_as"),
+    [
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+        ("@monthly", "0 0 1 * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@HOURLY", "0 * * * *"),
+    ],
+)
+def test_cron_macros_are_their_expressions(macro: str, same_as: str) -> None:
+    assert _fires(macro, 3, "Europe/Berlin") == _fires(same_as, 3, "Europe/Berlin")
+
+
+def test_cron_reboot_is_refused_with_a_reason() -> None:
+    with pytest.raises(CronSyntaxError, match="@reboot is not supported"):
+        parse_cron("@reboot", ZoneInfo("UTC"))
+    with pytest.raises(CronSyntaxError, match="unknown macro"):
+        parse_cron("@sometimes", ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_cron_that_can_never_fire_is_refused(expression: str) -> None:
+    with pytest.raises(CronSyntaxError, match="can never fire"):
+        parse_cron(expression, ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "0 0 31 2 1", "0 0 31 * *"])
+def test_cron_rare_but_possible_dates_are_accepted(expression: str) -> None:
+    assert _fires(expression, 1)
+
+
+def test_cron_stored_expression_that_never_fires_computes_no_fires_quickly() -> None:
+    # One accepted before validation refused it: bounded, no fires, no hang.
+    from scheduler_svc.model import Timing, TimingKind
+    from scheduler_svc.triggers import build_trigger
+
+    trigger = build_trigger(Timing(TimingKind.CRON, cron="0 0 31 2 *"), 0)
+    assert next_fire_ms(trigger, after_ms=datetime_to_ms(SUNDAY_NOON)) is None

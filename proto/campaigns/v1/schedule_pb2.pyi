@@ -33,16 +33,20 @@ SCHEDULE_STATE_PAUSED: ScheduleState
 SCHEDULE_STATE_COMPLETED: ScheduleState
 
 class ScheduleSpec(_message.Message):
-    __slots__ = ("cron", "interval_seconds", "run_at", "timezone")
+    __slots__ = ("cron", "interval_seconds", "run_at", "timezone", "start_time", "end_time")
     CRON_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUN_AT_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     cron: str
     interval_seconds: int
     run_at: _timestamp_pb2.Timestamp
     timezone: str
-    def __init__(self, cron: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ...) -> None: ...
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, cron: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ScrapeSpec(_message.Message):
     __slots__ = ("urls", "selectors")

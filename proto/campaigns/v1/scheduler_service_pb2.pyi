@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddScheduledCampaignRequest(_message.Message):
-    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits", "retry_policy")
+    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits", "retry_policy", "request_id")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     SCRAPE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     name: str
     schedule: _schedule_pb2.ScheduleSpec
     scrape: _schedule_pb2.ScrapeSpec
     limits: _schedule_pb2.RunLimits
     retry_policy: _schedule_pb2.RetryPolicy
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("schedule_id",)
@@ -46,29 +48,53 @@ class ListSchedulesResponse(_message.Message):
     next_page_token: str
     def __init__(self, schedules: _Optional[_Iterable[_Union[_schedule_pb2.Schedule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
-class DeleteScheduleRequest(_message.Message):
-    __slots__ = ("schedule_id",)
+class UpdateScheduleRequest(_message.Message):
+    __slots__ = ("schedule_id", "expected_version", "name", "schedule", "scrape", "limits", "retry_policy")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    SCRAPE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
-    def __init__(self, schedule_id: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    name: str
+    schedule: _schedule_pb2.ScheduleSpec
+    scrape: _schedule_pb2.ScrapeSpec
+    limits: _schedule_pb2.RunLimits
+    retry_policy: _schedule_pb2.RetryPolicy
+    def __init__(self, schedule_id: _Optional[str] = ..., expected_version: _Optional[int] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ...) -> None: ...
+
+class DeleteScheduleRequest(_message.Message):
+    __slots__ = ("schedule_id", "expected_version")
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    schedule_id: str
+    expected_version: int
+    def __init__(self, schedule_id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class DeleteScheduleResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class PauseScheduleRequest(_message.Message):
-    __slots__ = ("schedule_id", "note")
+    __slots__ = ("schedule_id", "note", "expected_version")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     note: str
-    def __init__(self, schedule_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, schedule_id: _Optional[str] = ..., note: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class ResumeScheduleRequest(_message.Message):
-    __slots__ = ("schedule_id",)
+    __slots__ = ("schedule_id", "expected_version")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
-    def __init__(self, schedule_id: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, schedule_id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class TriggerCampaignRequest(_message.Message):
     __slots__ = ("schedule_id",)
@@ -107,6 +133,24 @@ class GetRunRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class WatchRunsRequest(_message.Message):
+    __slots__ = ("schedule_id", "campaign_id", "position")
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    schedule_id: str
+    campaign_id: str
+    position: str
+    def __init__(self, schedule_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., position: _Optional[str] = ...) -> None: ...
+
+class WatchRunsResponse(_message.Message):
+    __slots__ = ("run", "position")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    run: _run_pb2.Run
+    position: str
+    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
 
 class ListResultsRequest(_message.Message):
     __slots__ = ("campaign_id", "page_size")

@@ -46,6 +46,11 @@ class SchedulerServiceStub:
                 request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
                 response_deserializer=campaigns_dot_v1_dot_schedule__pb2.Schedule.FromString,
                 _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/campaigns.v1.SchedulerService/UpdateSchedule',
+                request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=campaigns_dot_v1_dot_schedule__pb2.Schedule.FromString,
+                _registered_method=True)
         self.ListSchedules = channel.unary_unary(
                 '/campaigns.v1.SchedulerService/ListSchedules',
                 request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListSchedulesRequest.SerializeToString,
@@ -81,6 +86,11 @@ class SchedulerServiceStub:
                 request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=campaigns_dot_v1_dot_run__pb2.Run.FromString,
                 _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/campaigns.v1.SchedulerService/WatchRuns',
+                request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsResponse.FromString,
+                _registered_method=True)
         self.ListResults = channel.unary_unary(
                 '/campaigns.v1.SchedulerService/ListResults',
                 request_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListResultsRequest.SerializeToString,
@@ -114,6 +124,14 @@ class SchedulerServiceServicer:
 
     def GetSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Replace what a schedule does and when (name, spec, scrape, limits, retry policy); its id,
+        campaign and state stay. With expected_version, a schedule at another version is ABORTED.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -160,6 +178,14 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRuns(self, request, context):
+        """Every change of a run as it happens (requested, started, retried, finished, dead-lettered),
+        filtered by schedule or campaign, resumable from the position of a change seen before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListResults(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -198,6 +224,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.FromString,
                     response_serializer=campaigns_dot_v1_dot_schedule__pb2.Schedule.SerializeToString,
             ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=campaigns_dot_v1_dot_schedule__pb2.Schedule.SerializeToString,
+            ),
             'ListSchedules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSchedules,
                     request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.ListSchedulesRequest.FromString,
@@ -232,6 +263,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetRun,
                     request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.GetRunRequest.FromString,
                     response_serializer=campaigns_dot_v1_dot_run__pb2.Run.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsRequest.FromString,
+                    response_serializer=campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsResponse.SerializeToString,
             ),
             'ListResults': grpc.unary_unary_rpc_method_handler(
                     servicer.ListResults,
@@ -307,6 +343,33 @@ class SchedulerService:
             target,
             '/campaigns.v1.SchedulerService/GetSchedule',
             campaigns_dot_v1_dot_scheduler__service__pb2.GetScheduleRequest.SerializeToString,
+            campaigns_dot_v1_dot_schedule__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/campaigns.v1.SchedulerService/UpdateSchedule',
+            campaigns_dot_v1_dot_scheduler__service__pb2.UpdateScheduleRequest.SerializeToString,
             campaigns_dot_v1_dot_schedule__pb2.Schedule.FromString,
             options,
             channel_credentials,
@@ -497,6 +560,33 @@ class SchedulerService:
             '/campaigns.v1.SchedulerService/GetRun',
             campaigns_dot_v1_dot_scheduler__service__pb2.GetRunRequest.SerializeToString,
             campaigns_dot_v1_dot_run__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/campaigns.v1.SchedulerService/WatchRuns',
+            campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsRequest.SerializeToString,
+            campaigns_dot_v1_dot_scheduler__service__pb2.WatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

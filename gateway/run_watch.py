@@ -1,0 +1,63 @@
+"""``GET /v1/runs:watch``: WatchRuns as Server-Sent Events.
+
+Each change is one event ``run`` whose ``data`` is the run (as ``GET /v1/runs/{runId}``) and
+whose ``id`` is its position: a client that reconnects with ``Last-Event-ID`` (browsers do it
+on their own) or ``?position=`` continues after it. A refused watch (bad position, scheduler
+down) is an ordinary JSON error before the stream starts; an error during the stream ends it
+with an event ``error`` carrying the JSON error body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from campaigns.v1 import scheduler_service_pb2 as api
+from gateway import convert
+from gateway.errors import from_rpc_error
+from gateway.params import SchedulerDep
+
+
+def _event(kind: str, data: dict[str, Any], event_id: str = "") -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _events(call: Any, request: api.WatchRunsRequest, timeout_s: float) -> AsyncIterator[str]:
+    try:
+        async for reply in call:
+            yield _event("run", convert.run_to_json(reply.run), reply.position)
+    except grpc.aio.AioRpcError as exc:
+        yield _event("error", from_rpc_error(exc, request, timeout_s).body())
+    finally:
+        call.cancel()
+
+
+def watch_routes(router: APIRouter) -> None:
+    @router.get(
+        "/v1/runs:watch",
+        response_class=StreamingResponse,
+        summary="Run changes as Server-Sent Events (resumable with Last-Event-ID)",
+        responses={200: {"content": {"text/event-stream": {}}, "description": "event stream"}},
+    )
+    async def watch_runs(
+        scheduler: SchedulerDep,
+        schedule_id: Annotated[str, Query(alias="scheduleId", max_length=256)] = "",
+        campaign_id: Annotated[str, Query(alias="campaignId", max_length=256)] = "",
+        position: Annotated[str, Query(max_length=512)] = "",
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=512)] = None,
+    ) -> StreamingResponse:
+        request = api.WatchRunsRequest(
+            schedule_id=schedule_id, campaign_id=campaign_id, position=last_event_id or position
+        )
+        call = await scheduler.open_stream("WatchRuns", request)
+        return StreamingResponse(
+            _events(call, request, scheduler.timeout_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )

@@ -1,0 +1,125 @@
+"""HTML forms: reading ``application/x-www-form-urlencoded`` bodies, the create form's fields
+as the REST document of ``POST /campaign/addScheduledCampaign``, and field violations placed
+next to the form field they are about.
+
+Form values are copied into the REST document as typed as they can be (a number field that
+does not parse stays text), so the API's own validation, not a second copy of it, judges them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import grpc
+from fastapi import Request
+
+from gateway.errors import FieldViolation, GatewayError
+
+MAX_FORM_BYTES = 64 * 1024
+INT_FIELDS = {
+    "schedule.intervalSeconds": "intervalSeconds",
+    "limits.maxTotalRuns": "maxTotalRuns",
+    "limits.pauseAfterFailures": "pauseAfterFailures",
+    "retryPolicy.maxAttempts": "maxAttempts",
+}
+FLOAT_FIELDS = {
+    "retryPolicy.initialDelaySeconds": "initialDelaySeconds",
+    "retryPolicy.maxDelaySeconds": "maxDelaySeconds",
+    "retryPolicy.multiplier": "multiplier",
+    "retryPolicy.jitter": "jitter",
+}
+TEXT_FIELDS = ("name", "campaignId", "schedule.cron", "schedule.runAt", "schedule.timezone")
+FORM_FIELDS = (*TEXT_FIELDS, "schedule", "scrape.urls", "scrape.selectors", "limits.overlap")
+_INDEX = re.compile(r"\[\d+\]")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The urlencoded body as a dict (last value of a repeated name wins)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise GatewayError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the form is larger than {MAX_FORM_BYTES // 1024} KiB; send less",
+        )
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float | str | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        return text  # the API answers with a violation for this field
+
+
+def _selectors(text: str) -> dict[str, str]:
+    """ "name: css selector" per line."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        name, _, selector = line.partition(":")
+        if name.strip():
+            found[name.strip()] = selector.strip()
+    return found
+
+
+def _put(document: dict[str, Any], path: str, value: Any) -> None:
+    section, _, name = path.partition(".")
+    if value is None or value == "":
+        return
+    document.setdefault(section, {})[name] = value
+
+
+def create_document(form: Mapping[str, str]) -> dict[str, Any]:
+    """The REST body of a create request from the create form's fields."""
+    document: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "schedule": {},
+        "scrape": {
+            "urls": [u.strip() for u in form.get("scrape.urls", "").splitlines() if u.strip()],
+            "selectors": _selectors(form.get("scrape.selectors", "")),
+        },
+    }
+    for path in ("campaignId", "schedule.cron", "schedule.runAt", "schedule.timezone"):
+        value = form.get(path, "").strip()
+        if "." in path:
+            _put(document, path, value)
+        elif value:
+            document[path] = value
+    for path, kind in [*((p, int) for p in INT_FIELDS), *((p, float) for p in FLOAT_FIELDS)]:
+        _put(document, path, _number(form.get(path, ""), kind))
+    _put(document, "limits.overlap", form.get("limits.overlap", "").strip())
+    return document
+
+
+def form_field(path: str) -> str:
+    """The form field a REST field path is about: ``scrape.urls[2]`` -> ``scrape.urls``,
+    ``scrape.selectors.price`` -> ``scrape.selectors``; "" when no field shows it."""
+    path = _INDEX.sub("", path)
+    if path.startswith("scrape.selectors"):
+        return "scrape.selectors"
+    if path in FORM_FIELDS or path in INT_FIELDS or path in FLOAT_FIELDS:
+        return path
+    return ""
+
+
+def field_errors(violations: Iterable[FieldViolation]) -> dict[str, list[str]]:
+    """Descriptions by form field; those no field shows are under "" (shown on top)."""
+    errors: dict[str, list[str]] = {}
+    for violation in violations:
+        key = form_field(violation.field)
+        prefix = "" if key == violation.field else f"{violation.field or 'request'}: "
+        errors.setdefault(key, []).append(prefix + violation.description)
+    return errors
+
+
+def errors_of(error: GatewayError) -> dict[str, list[str]]:
+    """What to show for a failed create: the violations, or the message on top."""
+    errors = field_errors(error.violations)
+    if not errors:
+        errors[""] = [error.message]
+    return errors

@@ -1,0 +1,62 @@
+"""The scheduler's housekeeping loop: stream retention and forgetting gone consumers.
+
+Every replica runs it every ``interval_s``; the work is idempotent (`campaign_common.retention`),
+so replicas running it together only repeat it. Redis outages are logged and waited out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from campaign_common.deadletters import DEAD_LETTER_STREAM
+from campaign_common.retention import Retention, StreamRetention
+from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.tasks import pause, raise_if_cancelling
+from campaign_common.timeutil import now_ms
+from scheduler_svc.outcome_store import OUTCOME_GROUP
+
+log = logging.getLogger(__name__)
+
+
+def stream_rules(
+    runs_retention_s: float, events_retention_s: float, dead_letters_retention_s: float
+) -> list[StreamRetention]:
+    """The streams the scheduler keeps bounded, with the groups that read them."""
+    return [
+        StreamRetention(RUNS_STREAM, int(runs_retention_s * 1000), (SCRAPER_GROUP,)),
+        StreamRetention(RUN_EVENTS_STREAM, int(events_retention_s * 1000), (OUTCOME_GROUP,)),
+        StreamRetention(DEAD_LETTER_STREAM, int(dead_letters_retention_s * 1000)),
+    ]
+
+
+class Housekeeping:
+    def __init__(
+        self, retention: Retention, rules: list[StreamRetention], *, interval_s: float
+    ) -> None:
+        self._retention = retention
+        self._rules = rules
+        self._interval_s = interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.once()
+            except RedisError as exc:
+                raise_if_cancelling()
+                log.warning("housekeeping skipped this round: %s", exc)
+            await pause(stop, self._interval_s)
+
+    async def once(self) -> tuple[int, int]:
+        """One round; (entries trimmed, consumers forgotten)."""
+        trimmed = forgotten = 0
+        for rule in self._rules:
+            trimmed += await self._retention.trim(rule, now_ms())
+            forgotten += await self._retention.forget_idle_consumers(rule)
+        if trimmed or forgotten:
+            log.info(
+                "housekeeping", extra={"trimmed_entries": trimmed, "forgotten_consumers": forgotten}
+            )
+        return trimmed, forgotten

@@ -1,0 +1,297 @@
+"""The dashboard over real HTTP: gateway (uvicorn) -> real gRPC scheduler -> real Redis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+
+from gateway.ui.routing import CONTENT_SECURITY_POLICY
+from gateway.ui.session import COOKIE
+from tests.gateway.conftest import API_KEY, running_gateway
+from tests.gateway.ui.conftest import log_in
+from tests.support import PageServer
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+def assert_no_inline_code(html: str) -> None:
+    for tag, attrs in tags(html):
+        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
+        assert "style" not in attrs, (tag, attrs)
+        if tag == "script":
+            assert attrs.get("src"), "inline script"
+    assert "<style" not in html
+
+
+def field_error(html: str, field: str) -> str:
+    """The text of the error shown next to ``field`` ("" when none)."""
+    match = re.search(rf'id="error-{re.escape(field)}">(.*?)</div>', html, re.S)
+    return re.sub(r"<[^>]+>", " ", match.group(1)).strip() if match else ""
+
+
+def schedule_id_of(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith("/ui/schedules/") and location.endswith("?done=created")
+    return location.removeprefix("/ui/schedules/").removesuffix("?done=created")
+
+
+FORM = {
+    "name": "Spring leads",
+    "campaignId": "spring-leads",
+    "schedule.cron": "30 8 * * 1-5",
+    "schedule.timezone": "Europe/Berlin",
+    "scrape.urls": "http://127.0.0.1:1/offer",
+    "scrape.selectors": "title: h1",
+}
+
+
+async def test_ui_pages_need_a_login_and_the_form_sets_a_strict_session_cookie(
+    ui: httpx.AsyncClient,
+) -> None:
+    response = await ui.get("/ui/schedules?state=ACTIVE")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/login?next=%2Fui%2Fschedules%3Fstate%3DACTIVE"
+    form = await ui.get("/ui/login")
+    assert form.status_code == 200 and 'name="key"' in form.text and 'type="password"' in form.text
+
+    wrong = await log_in(ui, "not-the-key")
+    assert (
+        wrong.status_code == 401 and "not valid" in wrong.text and "set-cookie" not in wrong.headers
+    )
+
+    right = await log_in(ui)
+    assert right.status_code == 303 and right.headers["location"] == "/ui/schedules"
+    cookie = right.headers["set-cookie"].lower()
+    for attribute in ("httponly", "secure", "samesite=strict", "path=/ui", "max-age="):
+        assert attribute in cookie, cookie
+    assert API_KEY.lower() not in cookie, "the cookie holds a derived token, not the key"
+
+    token = cookie.split(";")[0].split("=", 1)[1]
+    page = await ui.get("/ui/schedules", headers={"cookie": f"{COOKIE}={token}"})
+    assert page.status_code == 200 and "<h1>Schedules</h1>" in page.text
+    forged = await ui.get("/ui/schedules", headers={"cookie": f"{COOKIE}={token[:-1]}0"})
+    assert forged.status_code == 303
+
+
+async def test_ui_login_never_redirects_off_the_dashboard(ui: httpx.AsyncClient) -> None:
+    for target in ("https://evil.example/", "//evil.example/ui/", "/v1/schedules"):
+        response = await ui.post("/ui/login", data={"key": API_KEY, "next": target})
+        assert response.headers["location"] == "/ui/", target
+
+
+async def test_ui_logout_clears_the_cookie(session: httpx.AsyncClient) -> None:
+    response = await session.post("/ui/logout")
+    assert response.status_code == 303 and response.headers["location"].startswith("/ui/login")
+    assert f'{COOKIE}=""' in response.headers["set-cookie"]
+
+
+async def test_ui_without_api_keys_is_open_like_the_api(scheduler_target: str) -> None:
+    async with running_gateway(scheduler_target=scheduler_target) as open_ui:
+        assert (await open_ui.get("/ui/schedules")).status_code == 200
+        home = await open_ui.get("/ui", follow_redirects=True)
+        assert home.status_code == 200 and str(home.url).endswith("/ui/schedules")
+        assert "Log out" not in home.text, "nothing to log out of"
+        login = await open_ui.get("/ui/login")
+        assert login.status_code == 303 and login.headers["location"] == "/ui/"
+
+
+async def test_ui_every_page_sends_the_policy_and_has_no_inline_code(
+    session: httpx.AsyncClient,
+) -> None:
+    created = await session.post("/ui/schedules/new", data=FORM)
+    schedule_id = schedule_id_of(created)
+    run = await session.post(f"/ui/schedules/{schedule_id}/trigger")
+    run_page = run.headers["location"].split("?")[0]
+    paths = [
+        "/ui/login",
+        "/ui/schedules",
+        "/ui/schedules/new",
+        f"/ui/schedules/{schedule_id}",
+        f"/ui/schedules/{schedule_id}/delete",
+        "/ui/runs",
+        run_page,
+        "/ui/dead-letters",
+        "/ui/health",
+        "/ui/schedules/no-such-schedule",
+    ]
+    for path in paths:
+        response = await session.get(path)
+        assert response.status_code in (200, 404), (path, response.status_code)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+        assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-type"].startswith("text/html")
+        assert_no_inline_code(response.text)
+        assert '<meta name="viewport"' in response.text
+
+
+async def test_ui_create_form_shows_the_api_field_errors_next_to_the_fields(
+    session: httpx.AsyncClient,
+) -> None:
+    bad = {**FORM, "schedule.cron": "61 8 * * *", "scrape.urls": "ftp://example.com/x"}
+    response = await session.post("/ui/schedules/new", data=bad)
+    assert response.status_code == 400
+    assert "cron" in field_error(response.text, "schedule.cron")
+    assert "scrape.urls[0]" in field_error(response.text, "scrape.urls")
+    assert 'id="schedule.cron" name="schedule.cron" type="text" value="61 8 * * *"' in (
+        response.text
+    ), "the form keeps what was typed"
+    assert 'aria-describedby="error-schedule.cron"' in response.text
+
+    typed = await session.post(
+        "/ui/schedules/new", data={**FORM, "schedule.cron": "", "schedule.intervalSeconds": "x"}
+    )
+    assert typed.status_code == 400
+    assert "integer" in field_error(typed.text, "schedule.intervalSeconds")
+
+    huge = await session.post("/ui/schedules/new", data={**FORM, "scrape.urls": "x" * 70_000})
+    assert huge.status_code == 400 and "larger than 64 KiB" in huge.text
+
+    both = await session.post("/ui/schedules/new", data={**FORM, "schedule.intervalSeconds": "5"})
+    assert both.status_code == 400
+    assert "exactly one" in field_error(both.text, "schedule")
+
+
+async def test_ui_schedule_lifecycle_through_the_forms(session: httpx.AsyncClient) -> None:
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
+    page = await session.get(f"/ui/schedules/{schedule_id}?done=created")
+    assert "Schedule created." in page.text
+    assert "every weekday at 08:30 Europe/Berlin" in page.text
+    assert ">ACTIVE<" in page.text
+
+    listed = await session.get("/ui/schedules", params={"q": "spring"})
+    assert "Spring leads" in listed.text and "every weekday at 08:30 Europe/Berlin" in listed.text
+    assert "Spring leads" not in (await session.get("/ui/schedules?state=PAUSED")).text
+    assert "Spring leads" not in (await session.get("/ui/schedules?q=autumn")).text
+
+    paused = await session.post(
+        f"/ui/schedules/{schedule_id}/pause", data={"note": "supplier down"}
+    )
+    assert paused.headers["location"] == f"/ui/schedules/{schedule_id}?done=paused"
+    page = await session.get(f"/ui/schedules/{schedule_id}")
+    assert ">PAUSED<" in page.text and "supplier down" in page.text
+    resumed = await session.post(f"/ui/schedules/{schedule_id}/resume")
+    assert resumed.status_code == 303
+    assert ">ACTIVE<" in (await session.get(f"/ui/schedules/{schedule_id}")).text
+
+    triggered = await session.post(f"/ui/schedules/{schedule_id}/trigger")
+    assert triggered.status_code == 303 and "/ui/runs/" in triggered.headers["location"]
+    feed = (await session.get("/ui/runs.json", params={"scheduleId": schedule_id})).json()
+    [run] = feed["runs"]
+    assert run["state"] == "REQUESTED" and run["href"].startswith("/ui/runs/")
+    assert (await session.get("/ui/runs.json", params={"state": "SUCCEEDED"})).json() == {
+        "runs": []
+    }
+    run_page = await session.get(run["href"])
+    assert run_page.status_code == 200 and "requested (manual)" in run_page.text
+    state = await session.get(f"{run['href']}/state.json")
+    assert state.json() == {"state": "REQUESTED"}
+
+    confirm = await session.get(f"/ui/schedules/{schedule_id}/delete")
+    assert confirm.status_code == 200 and "Delete schedule" in confirm.text
+    deleted = await session.post(f"/ui/schedules/{schedule_id}/delete")
+    assert deleted.headers["location"] == "/ui/schedules?done=deleted"
+    gone = await session.get(f"/ui/schedules/{schedule_id}")
+    assert gone.status_code == 404 and "NOT_FOUND" in gone.text
+
+
+async def test_ui_dead_letter_commands_on_unknown_ids_are_404_pages(
+    session: httpx.AsyncClient,
+) -> None:
+    listed = await session.get("/ui/dead-letters")
+    assert listed.status_code == 200 and "No dead letters." in listed.text
+    retried = await session.post("/ui/dead-letters/1-0/retry")
+    assert retried.status_code == 404 and "NOT_FOUND" in retried.text
+    purged = await session.post("/ui/dead-letters/1-0/purge")
+    assert purged.status_code == 404
+
+
+@pytest.fixture
+def metrics_endpoint() -> Iterator[str]:
+    exposition = (
+        "# HELP campaigns_runs_lag Run requests not yet delivered to any scraper\n"
+        "# TYPE campaigns_runs_lag gauge\n"
+        "campaigns_runs_lag 7.0\n"
+        "# HELP campaigns_scheduler_schedules Schedules by state\n"
+        "# TYPE campaigns_scheduler_schedules gauge\n"
+        'campaigns_scheduler_schedules{state="active"} 3.0\n'
+        "# HELP campaigns_fires_created When the counter was created\n"
+        "# TYPE campaigns_fires_created gauge\n"
+        "campaigns_fires_created 1.7e9\n"
+        "# HELP campaigns_run_outcomes_total Final run outcomes\n"
+        "# TYPE campaigns_run_outcomes_total counter\n"
+        'campaigns_run_outcomes_total{outcome="succeeded"} 4.0\n'
+    )
+    with PageServer({"/metrics": (200, exposition)}) as server:
+        yield server.url("/metrics")
+
+
+async def test_ui_health_shows_the_scheduler_and_its_gauges(
+    scheduler_target: str, metrics_endpoint: str
+) -> None:
+    down = metrics_endpoint.replace("/metrics", "/missing")
+    async with running_gateway(
+        scheduler_target=scheduler_target,
+        ui_scheduler_metrics_url=metrics_endpoint,
+        ui_scraper_metrics_url=down,
+    ) as client:
+        page = (await client.get("/ui/health")).text
+    assert "SERVING" in page
+    assert "Queue lag (run requests not yet delivered)</dt><dd>7<" in page
+    assert "campaigns_scheduler_schedules" in page and "state=active" in page
+    assert "campaigns_run_outcomes_total" not in page, "counters are not gauges"
+    assert "campaigns_fires_created" not in page
+    assert "not readable" in page and "404" in page
+
+
+async def test_ui_static_files_are_served_and_nothing_else(session: httpx.AsyncClient) -> None:
+    js = await session.get("/ui/static/live.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    css = await session.get("/ui/static/ui.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert (await session.get("/ui/static/..%2Fsession.py")).status_code == 404
+    assert (await session.get("/ui/static/nope.js")).status_code == 404
+
+
+async def test_ui_is_not_in_the_openapi_document(ui: httpx.AsyncClient) -> None:
+    paths = (await ui.get("/openapi.json")).json()["paths"]
+    assert not [path for path in paths if path.startswith("/ui")]
+
+
+async def test_ui_forms_sent_from_another_site_are_refused(session: httpx.AsyncClient) -> None:
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
+    pause = f"/ui/schedules/{schedule_id}/pause"
+    host = session.base_url.netloc.decode()
+    for headers in (
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://evil.example"},
+    ):
+        refused = await session.post(pause, data={"note": "x"}, headers=headers)
+        assert refused.status_code == 403 and "another site" in refused.text, headers
+    assert ">ACTIVE<" in (await session.get(f"/ui/schedules/{schedule_id}")).text
+    same = {"sec-fetch-site": "same-origin", "origin": f"http://{host}"}
+    accepted = await session.post(pause, data={"note": "x"}, headers=same)
+    assert accepted.status_code == 303

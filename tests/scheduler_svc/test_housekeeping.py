@@ -1,0 +1,30 @@
+"""The scheduler's housekeeping bounds the run streams behind their consumer groups."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from campaign_common.retention import Retention
+from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from scheduler_svc.housekeeping import Housekeeping, stream_rules
+from scheduler_svc.outcome_store import OUTCOME_GROUP
+
+
+async def test_housekeeping_trims_both_run_streams_behind_their_groups(state_redis: Redis) -> None:
+    for stream, group in ((RUNS_STREAM, SCRAPER_GROUP), (RUN_EVENTS_STREAM, OUTCOME_GROUP)):
+        ids = [await state_redis.xadd(stream, {"n": n}, id=f"{1000 + n}-0") for n in range(600)]
+        await state_redis.xgroup_create(stream, group, id="0")
+        await state_redis.xreadgroup(group, "w", {stream: ">"}, count=600)
+        await state_redis.xack(stream, group, *ids[:500])  # 100 still pending
+    housekeeping = Housekeeping(
+        Retention(state_redis, consumer_idle_ms=3_600_000),
+        stream_rules(runs_retention_s=60, events_retention_s=60, dead_letters_retention_s=60),
+        interval_s=60,
+    )
+
+    trimmed, forgotten = await housekeeping.once()
+
+    assert trimmed >= 2 * 400 and forgotten == 0
+    for stream in (RUNS_STREAM, RUN_EVENTS_STREAM):
+        left = [entry_id for entry_id, _ in await state_redis.xrange(stream)]
+        assert b"1500-0" in left and b"1599-0" in left and len(left) < 200
