@@ -69,6 +69,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from campaign_common.redlock import LeaseCapReached, LeaseLost, QuorumUnavailable
 from campaign_common.runlog import AttemptClosed, EntryLost, Fenced, WriteRefused
@@ -261,25 +262,43 @@ class RunRunner:
         ):
             await self._store.record_results(request, outcome.pages, fence=fence)
         metrics.RUN_DURATION.observe(time.monotonic() - started)
-        if errors:
-            log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
-            error = _summary(errors)
-            await self._fail(request, error, retryable=not outcome.permanent, fence=fence)
-        else:
-            log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
-            await self._store.record_succeeded(request, len(outcome.pages), fence=fence)
-            metrics.RUNS.labels("succeeded").inc()
+        process = trace.get_current_span()  # the run's status goes there, not on the write
+        with _tracer.start_as_current_span("record outcome"):
+            if errors:
+                log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
+                error = _summary(errors)
+                retryable = not outcome.permanent
+                await self._fail(request, error, retryable=retryable, fence=fence, span=process)
+            else:
+                log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
+                await self._store.record_succeeded(request, len(outcome.pages), fence=fence)
+                metrics.RUNS.labels("succeeded").inc()
 
     async def _skip(self, request: RunRequest, reason: str, *, fence: int = 0) -> None:
         await self._store.record_skipped(request, reason, fence=fence)
         metrics.RUNS.labels("skipped").inc()
 
     async def _fail(
-        self, request: RunRequest, error: str, *, retryable: bool, fence: int = 0
+        self,
+        request: RunRequest,
+        error: str,
+        *,
+        retryable: bool,
+        fence: int = 0,
+        span: Span | None = None,
     ) -> None:
-        """End a failed attempt: FAILED, another attempt later, or the dead-letter stream."""
+        """End a failed attempt: FAILED, another attempt later, or the dead-letter stream;
+        ``span`` (default: the current one) is the run's span that gets the error status."""
+        span = span or trace.get_current_span()
+        # The next attempt and the dead letter carry the run span's context: later attempts
+        # link to it (not to the span of this write).
+        with trace.use_span(span, end_on_exit=False):
+            await self._end_failed(request, error, retryable=retryable, fence=fence, span=span)
+
+    async def _end_failed(
+        self, request: RunRequest, error: str, *, retryable: bool, fence: int, span: Span
+    ) -> None:
         policy = request.retry
-        span = trace.get_current_span()
         if not retryable:
             await self._store.record_failed(request, error, fence=fence)
             mark_error(span, "failed", error)

@@ -38,7 +38,7 @@ from tests.support import (
 pytestmark = pytest.mark.slow
 
 PRODUCER, CONSUMER, CLIENT = 4, 5, 3  # opentelemetry.proto Span.SpanKind values
-BOUNDED_NAMES = {"send", "process", "acquire lock", "GET", "write results"}
+BOUNDED_NAMES = {"send", "process", "acquire lock", "GET", "write results", "record outcome"}
 
 
 @pytest.fixture
@@ -143,7 +143,9 @@ async def test_a_succeeded_run_is_one_trace_from_send_to_fetch(
     _assert_continues_send(receiver, process)
     assert not process.is_error
     children = await eventually(
-        lambda: _ready(_children(receiver, process), "acquire lock", "GET", "write results"),
+        lambda: _ready(
+            _children(receiver, process), "acquire lock", "GET", "write results", "record outcome"
+        ),
         what="lock, fetch and results spans",
     )
     fetch = children["GET"]
