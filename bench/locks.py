@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import logging
 import os
 import platform
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ import redis
 from redis.asyncio import Redis
 
 from campaign_common.embedded import EmbeddedStack
-from campaign_common.redlock import Redlock
+from campaign_common.redlock import AttemptStats, Redlock
 
 TTL_MS = 10_000
 WARMUP_S = 0.5
@@ -49,11 +51,31 @@ WARMUP_S = 0.5
 
 @dataclass
 class Sample:
-    """What one worker measured: completed cycles, acquire latencies (ns), errors."""
+    """What one worker measured: completed cycles, acquire latencies (ns), errors (calls that
+    raised or returned a failure), failed attempts the client retried internally."""
 
     cycles: int = 0
     latencies_ns: list[int] = field(default_factory=list)
     errors: int = 0
+    failed_attempts: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    warmup_errors: int = 0
+    warmup_failed_attempts: int = 0
+
+    def error(self, exc: BaseException | str) -> None:
+        self.errors += 1
+        self.kinds[exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"[:80]] += 1
+
+    def reset(self) -> None:
+        """End of the warm-up: its cycles are discarded, its failures kept apart."""
+        self.warmup_errors += self.errors
+        self.warmup_failed_attempts += self.failed_attempts
+        self.kinds = Counter({f"warm-up: {kind}": n for kind, n in self.kinds.items()})
+        self.cycles, self.latencies_ns, self.errors, self.failed_attempts = 0, [], 0, 0
+
+
+# The sample of the asyncio task whose acquire is running (for failed-attempt hooks).
+CURRENT: contextvars.ContextVar[Sample] = contextvars.ContextVar("current_sample")
 
 
 @dataclass
@@ -64,12 +86,22 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    failed_attempts: int
+    kinds: Counter[str]
+    warmup: str
 
 
 def summarise(client: str, mode: str, samples: list[Sample], seconds: float) -> Result:
     latencies = sorted(ns for sample in samples for ns in sample.latencies_ns)
+    errors = sum(s.errors for s in samples)
+    failed = sum(s.failed_attempts for s in samples)
+    kinds: Counter[str] = sum((s.kinds for s in samples), Counter())
+    warmup = (
+        f"{sum(s.warmup_errors for s in samples)} / "
+        f"{sum(s.warmup_failed_attempts for s in samples)}"
+    )
     if not latencies:
-        return Result(client, mode, 0.0, float("nan"), float("nan"), sum(s.errors for s in samples))
+        return Result(client, mode, 0.0, float("nan"), float("nan"), errors, failed, kinds, warmup)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return Result(
         client,
@@ -77,7 +109,10 @@ def summarise(client: str, mode: str, samples: list[Sample], seconds: float) -> 
         sum(s.cycles for s in samples) / seconds,
         statistics.median(latencies) / 1e6,
         p99 / 1e6,
-        sum(s.errors for s in samples),
+        errors,
+        failed,
+        kinds,
+        warmup,
     )
 
 
@@ -89,19 +124,18 @@ AsyncCycle = Callable[[str, Sample], Awaitable[None]]
 async def run_async(cycle: AsyncCycle, prefix: str, tasks: int, seconds: float) -> list[Sample]:
     """``tasks`` workers on distinct keys: warm up, then measure for ``seconds``."""
     samples = [Sample() for _ in range(tasks)]
-    phase = {"measure": False, "stop": False}
+    phase = {"stop": False}
 
     async def worker(index: int) -> None:
         key = f"{prefix}-{index}"
-        warm = Sample()
+        CURRENT.set(samples[index])
         while not phase["stop"]:
-            await cycle(key, samples[index] if phase["measure"] else warm)
+            await cycle(key, samples[index])
 
     workers = [asyncio.create_task(worker(i)) for i in range(tasks)]
     await asyncio.sleep(WARMUP_S)
-    for sample in samples:  # anything counted during warm-up is discarded
-        sample.cycles, sample.latencies_ns, sample.errors = 0, [], 0
-    phase["measure"] = True
+    for sample in samples:  # warm-up cycles are discarded, its failures reported apart
+        sample.reset()
     started = time.monotonic()
     await asyncio.sleep(seconds)
     phase["stop"] = True
@@ -116,18 +150,37 @@ async def bench_ours(
     urls: list[str], tasks: int, seconds: float, *, pipelined: bool = True
 ) -> list[Sample]:
     clients = [Redis.from_url(url) for url in urls]
-    redlock = Redlock(clients, pipelined=pipelined)
+
+    def on_attempt(stats: AttemptStats) -> None:
+        if stats.operation == "release":
+            if stats.granted >= stats.nodes // 2 + 1:
+                return
+            # not an exception (releasing an expired lease is benign), but worth showing
+            kind = f"release deleted on {stats.granted} of {stats.nodes} masters"
+        elif stats.outcome in ("granted", "extended"):
+            return
+        else:  # retried inside acquire, or the last attempt (then also an error)
+            kind = f"{stats.operation} attempt {stats.outcome}"
+        sample = CURRENT.get()
+        sample.failed_attempts += 1
+        sample.kinds[kind] += 1
+
+    redlock = Redlock(clients, pipelined=pipelined, on_attempt=on_attempt)
     await redlock.connect()
 
     async def cycle(key: str, sample: Sample) -> None:
         started = time.perf_counter_ns()
         try:
             lease = await redlock.acquire(key, TTL_MS)
-        except Exception:
-            sample.errors += 1
+        except Exception as exc:
+            sample.error(exc)
             return
         sample.latencies_ns.append(time.perf_counter_ns() - started)
-        await redlock.release(lease)
+        try:
+            await redlock.release(lease)
+        except Exception as exc:
+            sample.error(exc)
+            return
         sample.cycles += 1
 
     try:
@@ -146,16 +199,32 @@ async def bench_aioredlock(urls: list[str], tasks: int, seconds: float) -> list[
         {"host": "127.0.0.1", "port": int(url.rsplit(":", 1)[1].split("/")[0])} for url in urls
     ]
     manager = Aioredlock(masters)
+    set_lock = manager.redis.set_lock
+
+    async def counted_set_lock(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await set_lock(*args, **kwargs)
+        except Exception as exc:  # aioredlock retries it (retry_count=3 by default)
+            sample = CURRENT.get()
+            sample.failed_attempts += 1
+            sample.kinds[f"acquire attempt {type(exc).__name__}: {exc}"[:80]] += 1
+            raise
+
+    manager.redis.set_lock = counted_set_lock
 
     async def cycle(key: str, sample: Sample) -> None:
         started = time.perf_counter_ns()
         try:
             lock = await manager.lock(key, lock_timeout=TTL_MS / 1000)
-        except Exception:
-            sample.errors += 1
+        except Exception as exc:
+            sample.error(exc)
             return
         sample.latencies_ns.append(time.perf_counter_ns() - started)
-        await manager.unlock(lock)
+        try:
+            await manager.unlock(lock)
+        except Exception as exc:
+            sample.error(exc)
+            return
         sample.cycles += 1
 
     try:
@@ -172,22 +241,36 @@ def bench_pottery(urls: list[str], threads: int, seconds: float) -> list[Sample]
 
     masters = {redis.Redis.from_url(url, max_connections=4 * threads + 8) for url in urls}
     samples = [Sample() for _ in range(threads)]
-    measure = threading.Event()
+    current = threading.local()  # the sample of this thread's cycle
+    acquire_masters = PotteryRedlock._acquire_masters
+
+    def counted(self: PotteryRedlock, *args: Any, **kwargs: Any) -> bool:
+        # pottery's blocking acquire retries this until it succeeds; count each failure
+        acquired = bool(acquire_masters(self, *args, **kwargs))
+        if not acquired:
+            current.sample.failed_attempts += 1
+            current.sample.kinds["acquire attempt failed"] += 1
+        return acquired
+
+    PotteryRedlock._acquire_masters = counted  # type: ignore[method-assign]
     stop = threading.Event()
 
     def worker(index: int) -> None:
         lock = PotteryRedlock(
             key=f"pottery-{index}", masters=masters, auto_release_time=TTL_MS / 1000
         )
-        warm = Sample()
+        sample = current.sample = samples[index]
         while not stop.is_set():
-            sample = samples[index] if measure.is_set() else warm
             started = time.perf_counter_ns()
-            if not lock.acquire():
-                sample.errors += 1
+            try:
+                if not lock.acquire():
+                    sample.error("acquire returned False")
+                    continue
+                sample.latencies_ns.append(time.perf_counter_ns() - started)
+                lock.release()
+            except Exception as exc:
+                sample.error(exc)
                 continue
-            sample.latencies_ns.append(time.perf_counter_ns() - started)
-            lock.release()
             sample.cycles += 1
 
     pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
@@ -195,8 +278,7 @@ def bench_pottery(urls: list[str], threads: int, seconds: float) -> list[Sample]
         thread.start()
     time.sleep(WARMUP_S)
     for sample in samples:
-        sample.cycles, sample.latencies_ns, sample.errors = 0, [], 0
-    measure.set()
+        sample.reset()
     started = time.monotonic()
     time.sleep(seconds)
     stop.set()
@@ -207,6 +289,7 @@ def bench_pottery(urls: list[str], threads: int, seconds: float) -> list[Sample]
         sample.cycles = round(sample.cycles * seconds / elapsed)
     for master in masters:
         master.close()
+    PotteryRedlock._acquire_masters = acquire_masters  # type: ignore[method-assign]
     return samples
 
 
@@ -249,13 +332,22 @@ def measure(name: str, urls: list[str], tasks: int, seconds: float) -> list[Samp
 
 
 def print_table(results: list[Result]) -> None:
-    print("| client | mode | cycles/s | acquire p50 ms | acquire p99 ms | errors |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| client | mode | cycles/s | acquire p50 ms | acquire p99 ms | errors "
+        "| failed attempts (retried inside the client) | warm-up: errors / failed attempts |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.client} | {r.mode} | {r.cycles_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f}"
-            f" | {r.errors} |"
+            f" | {r.errors} | {r.failed_attempts} | {r.warmup} |"
         )
+    failing = [r for r in results if r.kinds]
+    if failing:
+        print("\nWhat failed, by variant (warm-up included, marked):")
+    for r in failing:
+        detail = "; ".join(f"{count} x {kind}" for kind, count in r.kinds.most_common(5))
+        print(f"- {r.client}, {r.mode}: {detail}")
 
 
 def print_ratios(results: list[Result]) -> None:

@@ -629,6 +629,15 @@ class RunLog:
                 return int(group.get("pending") or 0), int(group.get("lag") or 0)
         return 0, await self._redis.xlen(RUNS_STREAM)
 
+    async def workers_seen(self, within_ms: int) -> int:
+        """Consumers of the scraper group that read the runs stream within ``within_ms``
+        (XINFO CONSUMERS ``idle``: since the consumer's last read or claim)."""
+        try:
+            consumers: Any = await self._redis.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)
+        except ResponseError:  # no stream or group yet
+            return 0
+        return sum(1 for consumer in consumers if int(consumer.get("idle") or 0) < within_ms)
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(run_key(run_id)))
         return _record(raw) if raw else None

@@ -99,8 +99,11 @@ def _schedule_routes(router: APIRouter) -> None:
         "/campaign/addScheduledCampaign",
         status_code=201,
         response_model=ScheduleOut,
-        summary="Create a scheduled campaign",
-        responses={201: {"description": "created", "headers": {**LOCATION, **ETAG}}},
+        summary="Create a scheduled campaign (or preview it: validateOnly)",
+        responses={
+            201: {"description": "created", "headers": {**LOCATION, **ETAG}},
+            200: {"description": "validateOnly: the schedule it would create, not created"},
+        },
     )
     async def add_scheduled_campaign(
         body: AddScheduledCampaignBody,
@@ -111,6 +114,9 @@ def _schedule_routes(router: APIRouter) -> None:
         key = request_id(idempotency_key, body.request_id)
         request = convert.add_request_to_proto(body, key)
         created = await scheduler.call("AddScheduledCampaign", request)
+        if body.validate_only:
+            response.status_code = 200
+            return convert.schedule_to_json(created)
         response.headers["Location"] = f"/v1/schedules/{created.schedule_id}"
         set_etag(response, created.version)
         return convert.schedule_to_json(created)

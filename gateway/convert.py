@@ -221,6 +221,7 @@ def add_request_to_proto(
         limits=limits_to_proto(body.limits),
         retry_policy=retry_policy_to_proto(body.retry_policy),
         request_id=request_id or body.request_id or "",
+        validate_only=body.validate_only,
     )
 
 

@@ -192,6 +192,11 @@ class AddScheduledCampaignBody(UpdateScheduleBody):
         "within an hour answers the schedule the first call created",
         examples=["6f1c2e4a-9b0d-4c43-8a57-1f2e3d4c5b6a"],
     )
+    validate_only: bool = Field(
+        False,
+        description="AIP-163: validate and answer 200 with the schedule this request would "
+        "create (its nextFireTimes, an empty scheduleId, version 0) without creating it",
+    )
 
 
 class PauseBody(RequestModel):

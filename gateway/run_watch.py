@@ -28,7 +28,10 @@ def _event(kind: str, data: dict[str, Any], event_id: str = "") -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _events(call: Any, request: api.WatchRunsRequest, timeout_s: float) -> AsyncIterator[str]:
+async def sse_events(
+    call: Any, request: api.WatchRunsRequest, timeout_s: float
+) -> AsyncIterator[str]:
+    """The WatchRuns call's replies as SSE events (also relayed by the dashboard)."""
     try:
         async for reply in call:
             yield _event("run", convert.run_to_json(reply.run), reply.position)
@@ -57,7 +60,7 @@ def watch_routes(router: APIRouter) -> None:
         )
         call = await scheduler.open_stream("WatchRuns", request)
         return StreamingResponse(
-            _events(call, request, scheduler.timeout_s),
+            sse_events(call, request, scheduler.timeout_s),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -109,15 +109,23 @@ class Commands:
         more = len(remaining) > page_size
         return page, encode_page_token(page[-1].schedule_id) if more else ""
 
-    async def create(self, command: NewSchedule) -> Schedule:
+    def preview(self, command: NewSchedule) -> Schedule:
+        """AIP-163 validate_only: the schedule ``create`` would make, without appending it
+        (no schedule id, version 0, the campaign id as given)."""
         at = now_ms()
+        schedule = self._validated(command, at, schedule_id="", campaign_id=command.campaign_id)
+        return replace(schedule, version=0)
+
+    def _validated(
+        self, command: NewSchedule, at: int, *, schedule_id: str, campaign_id: str
+    ) -> Schedule:
         violations = check_new_schedule(command, at, self._past_grace_ms)
         if violations:
             raise InvalidArgument(violations)
         assert command.timing is not None  # checked by validation
-        schedule = Schedule(
-            schedule_id=new_schedule_id(at),
-            campaign_id=command.campaign_id or new_campaign_id(),
+        return Schedule(
+            schedule_id=schedule_id,
+            campaign_id=campaign_id,
             name=command.name.strip(),
             timing=command.timing,
             scrape=command.scrape,
@@ -127,6 +135,15 @@ class Commands:
             state=ScheduleState.ACTIVE,
             created_at_ms=at,
             updated_at_ms=at,
+        )
+
+    async def create(self, command: NewSchedule) -> Schedule:
+        at = now_ms()
+        schedule = self._validated(
+            command,
+            at,
+            schedule_id=new_schedule_id(at),
+            campaign_id=command.campaign_id or new_campaign_id(),
         )
         entry = await self._store.append(
             schedule.schedule_id,

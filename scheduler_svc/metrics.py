@@ -88,6 +88,12 @@ RETRIES_WAITING = Gauge(
     "campaigns_retry_queue_waiting", "Next attempts of failed runs waiting in the delay queue"
 )
 
+WORKERS_SEEN_WITHIN_MS = 60_000
+WORKERS_SEEN = Gauge(
+    "campaigns_scraper_workers_seen",
+    "Scraper workers (consumers of the runs stream) that read or claimed runs in the last 60 s",
+)
+
 
 class StreamGauges:
     """Refreshes the stream gauges every ``interval_s`` (Redis reads stay off scrape time)."""
@@ -112,6 +118,7 @@ class StreamGauges:
                 RUNS_LAG.set(lag)
                 DEAD_LETTERS.set(await self._dead.count())
                 RETRIES_WAITING.set(await self._retries.waiting())
+                WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))
             except RedisError as exc:
                 raise_if_cancelling()
                 log.warning("stream gauges not refreshed: %s", exc)

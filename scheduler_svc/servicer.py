@@ -173,6 +173,8 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
     @_rpc
     async def AddScheduledCampaign(self, request: Any, context: Any) -> Any:
         command = codec.new_schedule_from_proto(request)
+        if request.validate_only:
+            return self._out(self._commands.preview(command))
         return self._out(await self._commands.create(command))
 
     @_rpc

@@ -10,6 +10,7 @@ from gateway.ui.dead_letters import dead_letter_pages
 from gateway.ui.health import health_pages
 from gateway.ui.login import login_pages
 from gateway.ui.routing import PREFIX, UiRoute
+from gateway.ui.run_events import run_event_pages
 from gateway.ui.runs import run_pages
 from gateway.ui.schedules import schedule_pages
 from gateway.ui.session import Sessions
@@ -26,6 +27,7 @@ def ui_router(settings: GatewaySettings) -> APIRouter:
     static_routes(ui)
     pages = APIRouter(route_class=UiRoute, dependencies=[Depends(sessions.guard())])
     schedule_pages(pages)
+    run_event_pages(pages)  # before /runs/{run_id}
     run_pages(pages, settings)
     dead_letter_pages(pages)
     health_pages(pages, settings)

@@ -31,6 +31,22 @@ FLOAT_FIELDS = {
     "retryPolicy.multiplier": "multiplier",
     "retryPolicy.jitter": "jitter",
 }
+# Limits the form has no field for: the edit form carries them (hidden) so a save keeps them.
+HIDDEN_LIMITS = (
+    "maxRunsPerWindow",
+    "windowSeconds",
+    "startDeadlineSeconds",
+    "runTimeoutSeconds",
+    "maxPages",
+    "maxBytes",
+    "perHostConcurrency",
+    "perHostDelayMs",
+)
+HIDDEN_FIELDS = (
+    "schedule.startTime",
+    "schedule.endTime",
+    *(f"limits.{name}" for name in HIDDEN_LIMITS),
+)
 TEXT_FIELDS = ("name", "campaignId", "schedule.cron", "schedule.runAt", "schedule.timezone")
 FORM_FIELDS = (*TEXT_FIELDS, "schedule", "scrape.urls", "scrape.selectors", "limits.overlap")
 _INDEX = re.compile(r"\[\d+\]")
@@ -84,7 +100,7 @@ def create_document(form: Mapping[str, str]) -> dict[str, Any]:
             "selectors": _selectors(form.get("scrape.selectors", "")),
         },
     }
-    for path in ("campaignId", "schedule.cron", "schedule.runAt", "schedule.timezone"):
+    for path in (*TEXT_FIELDS[1:], "schedule.startTime", "schedule.endTime"):
         value = form.get(path, "").strip()
         if "." in path:
             _put(document, path, value)
@@ -92,8 +108,40 @@ def create_document(form: Mapping[str, str]) -> dict[str, Any]:
             document[path] = value
     for path, kind in [*((p, int) for p in INT_FIELDS), *((p, float) for p in FLOAT_FIELDS)]:
         _put(document, path, _number(form.get(path, ""), kind))
+    for name in HIDDEN_LIMITS:
+        _put(document, f"limits.{name}", _number(form.get(f"limits.{name}", ""), int))
     _put(document, "limits.overlap", form.get("limits.overlap", "").strip())
     return document
+
+
+def update_document(form: Mapping[str, str]) -> dict[str, Any]:
+    """The REST body of an update (PUT) from the edit form: the create body without the
+    campaign id, which an update keeps."""
+    document = create_document(form)
+    document.pop("campaignId", None)
+    return document
+
+
+def _shown(value: Any) -> bool:
+    return value is not None and value != 0 and value != "UNSPECIFIED"
+
+
+def schedule_form(schedule: Mapping[str, Any]) -> dict[str, str]:
+    """The edit form's fields prefilled from a schedule's REST document (unset values empty)."""
+    form = {"name": schedule["name"], "campaignId": schedule["campaignId"]}
+    form["version"] = str(schedule["version"])
+    for key, value in schedule["schedule"].items():
+        if _shown(value):
+            form[f"schedule.{key}"] = str(value)
+    form["scrape.urls"] = "\n".join(schedule["scrape"]["urls"])
+    selectors = sorted(schedule["scrape"]["selectors"].items())
+    form["scrape.selectors"] = "\n".join(f"{name}: {css}" for name, css in selectors)
+    for key, value in schedule["limits"].items():
+        if _shown(value):
+            form[f"limits.{key}"] = str(value)
+    for key, value in schedule["retryPolicy"].items():  # effective values; jitter 0 is kept
+        form[f"retryPolicy.{key}"] = str(value)
+    return form
 
 
 def form_field(path: str) -> str:

@@ -1,6 +1,7 @@
 """The health page: the scheduler's gRPC health, and the gauges the services already export
 on their Prometheus endpoints (queue lag, pending entries, dead letters, retries waiting,
-schedules by state, background loops up, runs in flight), read when the page is shown.
+schedules by state, background loops up, runs in flight, scraper workers seen recently), read
+when the page is shown.
 
 Which endpoints are read is configuration (``GATEWAY_UI_SCHEDULER_METRICS_URL``,
 ``GATEWAY_UI_SCRAPER_METRICS_URL``); every ``campaigns_*`` gauge found there is shown, so the
@@ -28,6 +29,7 @@ HEADLINE = (
     ("campaigns_runs_pending", "Pending (delivered, not yet acknowledged)"),
     ("campaigns_dead_letters", "Dead letters"),
     ("campaigns_retry_queue_waiting", "Retries waiting"),
+    ("campaigns_scraper_workers_seen", "Scraper workers seen in the last minute"),
 )
 
 

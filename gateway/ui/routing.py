@@ -44,6 +44,7 @@ SECURITY_HEADERS = {
 # What a redirect after a form POST tells (``?done=<code>``); unknown codes show nothing.
 NOTICES = {
     "created": "Schedule created.",
+    "updated": "Schedule saved.",
     "paused": "Schedule paused.",
     "resumed": "Schedule resumed.",
     "triggered": "Run requested.",

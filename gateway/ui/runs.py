@@ -1,6 +1,6 @@
-"""Run pages: the live list (the page polls ``/ui/runs.json``; the scheduler has no WatchRuns
-stream yet), a run with its timeline, results and trace link, and the run's state as JSON for
-the page to notice a change."""
+"""Run pages: the live list (the page refreshes it from ``/ui/runs.json`` when the run-watch
+stream of `run_events` reports a change), a run with its timeline, results and trace link, and
+the run's state as JSON for the page to notice a change."""
 
 from __future__ import annotations
 

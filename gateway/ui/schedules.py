@@ -1,23 +1,20 @@
 """Schedule pages: the list (filter, search), a schedule with its runs, the commands as
-server-side forms (POST, then a redirect), and the create form with the API's field errors."""
+server-side forms (POST, then a redirect); the create and edit forms are in `schedule_forms`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
 
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
-from gateway.errors import GatewayError, from_validation_errors
-from gateway.models import AddScheduledCampaignBody
 from gateway.params import SchedulerDep
 from gateway.ui import forms, overview
 from gateway.ui.routing import path_part, redirect, render
+from gateway.ui.schedule_forms import schedule_form_pages
 
 STATES = ("ACTIVE", "PAUSED", "COMPLETED")
-OVERLAPS = ("SKIP", "BUFFER_ONE", "ALLOW_ALL")
 
 
 def _list_pages(router: APIRouter) -> None:
@@ -99,35 +96,7 @@ def _command_pages(router: APIRouter) -> None:
         return redirect("/schedules", done="deleted")
 
 
-def _create_form(
-    request: Request, form: dict[str, str], errors: dict[str, list[str]], status: int = 200
-) -> Response:
-    context = {"form": form, "errors": errors, "overlaps": OVERLAPS}
-    return render(request, "create.html", context, status=status)
-
-
-def _create_pages(router: APIRouter) -> None:
-    @router.get("/schedules/new")
-    async def new_schedule(request: Request) -> Response:
-        return _create_form(request, {"schedule.timezone": "UTC"}, {})
-
-    @router.post("/schedules/new")
-    async def create_schedule(request: Request, scheduler: SchedulerDep) -> Response:
-        form = await forms.read_form(request)
-        try:
-            body = AddScheduledCampaignBody.model_validate(forms.create_document(form))
-            created = await scheduler.call(
-                "AddScheduledCampaign", convert.add_request_to_proto(body)
-            )
-        except ValidationError as exc:
-            error = from_validation_errors(exc.errors())
-            return _create_form(request, form, forms.errors_of(error), error.status)
-        except GatewayError as exc:
-            return _create_form(request, form, forms.errors_of(exc), exc.status)
-        return redirect(f"/schedules/{path_part(created.schedule_id)}", done="created")
-
-
 def schedule_pages(router: APIRouter) -> None:
-    _create_pages(router)  # before /schedules/{schedule_id}: "new" is no schedule id
+    schedule_form_pages(router)  # before /schedules/{schedule_id}: "new" is no schedule id
     _list_pages(router)
     _command_pages(router)

@@ -171,3 +171,14 @@ async def test_runlog_a_worker_that_lost_its_entry_writes_nothing(state_redis: R
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED
     assert await log.list_results("c1", 10) == []
+
+
+async def test_runlog_workers_seen_counts_consumers_that_read_recently(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    assert await log.workers_seen(60_000) == 0, "no stream or group yet"
+    await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
+    assert await log.workers_seen(60_000) == 0
+    for worker in ("worker-a", "worker-b"):
+        await state_redis.xreadgroup(SCRAPER_GROUP, worker, {RUNS_STREAM: ">"}, count=1)
+    assert await log.workers_seen(60_000) == 2
+    assert await log.workers_seen(0) == 0, "idle for at least 0 ms: none within 0 ms"

@@ -58,6 +58,22 @@ async def test_api_create_returns_201_with_the_schedule(gateway: httpx.AsyncClie
     assert body["createdAt"].endswith("Z") and body["pausedNote"] is None
 
 
+async def test_api_create_validate_only_previews_with_200_and_creates_nothing(
+    gateway: httpx.AsyncClient,
+) -> None:
+    body = {**campaign(cron="30 8 * * 1-5", timezone="Europe/Berlin"), "validateOnly": True}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 200, response.text
+    assert "location" not in response.headers and "etag" not in response.headers
+    preview = response.json()
+    assert preview["scheduleId"] == "" and preview["version"] == 0
+    assert len(preview["nextFireTimes"]) == 5
+    assert (await gateway.get("/v1/schedules")).json()["schedules"] == []
+    bad = {**campaign(cron="0 25 * * *"), "validateOnly": True}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=bad)
+    assert response.status_code == 400 and fields(response) == ["schedule.cron"]
+
+
 async def test_api_create_without_campaign_id_generates_one(gateway: httpx.AsyncClient) -> None:
     body = campaign(intervalSeconds=60)
     del body["campaignId"]

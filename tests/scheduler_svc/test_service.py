@@ -108,6 +108,44 @@ async def test_service_invalid_input_names_every_bad_field(
     assert "schedule" in _violations(info.value)
 
 
+async def _schedule_ids(stub: api_grpc.SchedulerServiceStub) -> list[str]:
+    page = await stub.ListSchedules(api.ListSchedulesRequest(page_size=500), timeout=5)
+    return [s.schedule_id for s in page.schedules]
+
+
+async def test_service_validate_only_previews_without_creating(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    before = await _schedule_ids(stub)
+    request = _add(cron="30 8 * * 1-5", timezone="Europe/Berlin")
+    request.validate_only = True
+    request.request_id = "preview-then-create"
+    preview = await stub.AddScheduledCampaign(request, timeout=5)
+    assert preview.schedule_id == "" and preview.version == 0
+    assert preview.campaign_id == "spring-leads" and preview.spec.cron == "30 8 * * 1-5"
+    assert len(preview.next_fire_times) == 5
+    assert all(t.seconds > now_ms() // 1000 for t in preview.next_fire_times)
+    assert await _schedule_ids(stub) == before
+    request.validate_only = False  # the preview reserved neither the request id nor anything
+    created = await stub.AddScheduledCampaign(request, timeout=5)
+    assert created.schedule_id and created.version == 1
+    assert list(created.next_fire_times) == list(preview.next_fire_times)
+    assert await _schedule_ids(stub) == [*before, created.schedule_id]
+
+
+async def test_service_validate_only_names_the_bad_fields(
+    stub: api_grpc.SchedulerServiceStub,
+) -> None:
+    before = await _schedule_ids(stub)
+    request = _add(cron="0 25 * * *", timezone="Mars/Olympus")
+    request.validate_only = True
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AddScheduledCampaign(request, timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(_violations(info.value)) == {"schedule.cron", "schedule.timezone"}
+    assert await _schedule_ids(stub) == before
+
+
 async def test_service_unknown_ids_are_not_found(stub: api_grpc.SchedulerServiceStub) -> None:
     calls = [
         stub.GetSchedule(api.GetScheduleRequest(schedule_id="nope")),

@@ -26,7 +26,7 @@ from campaigns.v1 import run_pb2 as campaigns_dot_v1_dot_run__pb2
 from campaigns.v1 import schedule_pb2 as campaigns_dot_v1_dot_schedule__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$campaigns/v1/scheduler_service.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x16\x63\x61mpaigns/v1/run.proto\x1a\x1b\x63\x61mpaigns/v1/schedule.proto\"\x86\x02\n\x1b\x41\x64\x64ScheduledCampaignRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x08schedule\x18\x03 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x04 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\'\n\x06limits\x18\x05 \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\x06 \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy\x12\x12\n\nrequest_id\x18\x07 \x01(\t\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListSchedulesResponse\x12)\n\tschedules\x18\x01 \x03(\x0b\x32\x16.campaigns.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x02\n\x15UpdateScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12,\n\x08schedule\x18\x04 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x05 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\'\n\x06limits\x18\x06 \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy\"F\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"\x18\n\x16\x44\x65leteScheduleResponse\"S\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"F\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"-\n\x16TriggerCampaignRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\")\n\x17TriggerCampaignResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"b\n\x0fListRunsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.campaigns.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"N\n\x10WatchRunsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\t\"E\n\x11WatchRunsResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.campaigns.v1.Run\x12\x10\n\x08position\x18\x02 \x01(\t\"<\n\x12ListResultsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"B\n\x13ListResultsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.campaigns.v1.ScrapeResult\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x17ListDeadLettersResponse\x12.\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x18.campaigns.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16RetryDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x17RetryDeadLetterResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"$\n\x16PurgeDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17PurgeDeadLetterResponse2\x81\n\n\x10SchedulerService\x12Y\n\x14\x41\x64\x64ScheduledCampaign\x12).campaigns.v1.AddScheduledCampaignRequest\x1a\x16.campaigns.v1.Schedule\x12G\n\x0bGetSchedule\x12 .campaigns.v1.GetScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12M\n\x0eUpdateSchedule\x12#.campaigns.v1.UpdateScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12X\n\rListSchedules\x12\".campaigns.v1.ListSchedulesRequest\x1a#.campaigns.v1.ListSchedulesResponse\x12[\n\x0e\x44\x65leteSchedule\x12#.campaigns.v1.DeleteScheduleRequest\x1a$.campaigns.v1.DeleteScheduleResponse\x12K\n\rPauseSchedule\x12\".campaigns.v1.PauseScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12M\n\x0eResumeSchedule\x12#.campaigns.v1.ResumeScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12^\n\x0fTriggerCampaign\x12$.campaigns.v1.TriggerCampaignRequest\x1a%.campaigns.v1.TriggerCampaignResponse\x12I\n\x08ListRuns\x12\x1d.campaigns.v1.ListRunsRequest\x1a\x1e.campaigns.v1.ListRunsResponse\x12\x38\n\x06GetRun\x12\x1b.campaigns.v1.GetRunRequest\x1a\x11.campaigns.v1.Run\x12N\n\tWatchRuns\x12\x1e.campaigns.v1.WatchRunsRequest\x1a\x1f.campaigns.v1.WatchRunsResponse0\x01\x12R\n\x0bListResults\x12 .campaigns.v1.ListResultsRequest\x1a!.campaigns.v1.ListResultsResponse\x12^\n\x0fListDeadLetters\x12$.campaigns.v1.ListDeadLettersRequest\x1a%.campaigns.v1.ListDeadLettersResponse\x12^\n\x0fRetryDeadLetter\x12$.campaigns.v1.RetryDeadLetterRequest\x1a%.campaigns.v1.RetryDeadLetterResponse\x12^\n\x0fPurgeDeadLetter\x12$.campaigns.v1.PurgeDeadLetterRequest\x1a%.campaigns.v1.PurgeDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$campaigns/v1/scheduler_service.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x16\x63\x61mpaigns/v1/run.proto\x1a\x1b\x63\x61mpaigns/v1/schedule.proto\"\x9d\x02\n\x1b\x41\x64\x64ScheduledCampaignRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x08schedule\x18\x03 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x04 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\'\n\x06limits\x18\x05 \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\x06 \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x15\n\rvalidate_only\x18\x08 \x01(\x08\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListSchedulesResponse\x12)\n\tschedules\x18\x01 \x03(\x0b\x32\x16.campaigns.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x02\n\x15UpdateScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12,\n\x08schedule\x18\x04 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x05 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\'\n\x06limits\x18\x06 \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy\"F\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"\x18\n\x16\x44\x65leteScheduleResponse\"S\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"F\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\"-\n\x16TriggerCampaignRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\")\n\x17TriggerCampaignResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"b\n\x0fListRunsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.campaigns.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"N\n\x10WatchRunsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\t\"E\n\x11WatchRunsResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.campaigns.v1.Run\x12\x10\n\x08position\x18\x02 \x01(\t\"<\n\x12ListResultsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"B\n\x13ListResultsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.campaigns.v1.ScrapeResult\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x17ListDeadLettersResponse\x12.\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x18.campaigns.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16RetryDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x17RetryDeadLetterResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"$\n\x16PurgeDeadLetterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17PurgeDeadLetterResponse2\x81\n\n\x10SchedulerService\x12Y\n\x14\x41\x64\x64ScheduledCampaign\x12).campaigns.v1.AddScheduledCampaignRequest\x1a\x16.campaigns.v1.Schedule\x12G\n\x0bGetSchedule\x12 .campaigns.v1.GetScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12M\n\x0eUpdateSchedule\x12#.campaigns.v1.UpdateScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12X\n\rListSchedules\x12\".campaigns.v1.ListSchedulesRequest\x1a#.campaigns.v1.ListSchedulesResponse\x12[\n\x0e\x44\x65leteSchedule\x12#.campaigns.v1.DeleteScheduleRequest\x1a$.campaigns.v1.DeleteScheduleResponse\x12K\n\rPauseSchedule\x12\".campaigns.v1.PauseScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12M\n\x0eResumeSchedule\x12#.campaigns.v1.ResumeScheduleRequest\x1a\x16.campaigns.v1.Schedule\x12^\n\x0fTriggerCampaign\x12$.campaigns.v1.TriggerCampaignRequest\x1a%.campaigns.v1.TriggerCampaignResponse\x12I\n\x08ListRuns\x12\x1d.campaigns.v1.ListRunsRequest\x1a\x1e.campaigns.v1.ListRunsResponse\x12\x38\n\x06GetRun\x12\x1b.campaigns.v1.GetRunRequest\x1a\x11.campaigns.v1.Run\x12N\n\tWatchRuns\x12\x1e.campaigns.v1.WatchRunsRequest\x1a\x1f.campaigns.v1.WatchRunsResponse0\x01\x12R\n\x0bListResults\x12 .campaigns.v1.ListResultsRequest\x1a!.campaigns.v1.ListResultsResponse\x12^\n\x0fListDeadLetters\x12$.campaigns.v1.ListDeadLettersRequest\x1a%.campaigns.v1.ListDeadLettersResponse\x12^\n\x0fRetryDeadLetter\x12$.campaigns.v1.RetryDeadLetterRequest\x1a%.campaigns.v1.RetryDeadLetterResponse\x12^\n\x0fPurgeDeadLetter\x12$.campaigns.v1.PurgeDeadLetterRequest\x1a%.campaigns.v1.PurgeDeadLetterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,53 +34,53 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'campaigns.v1.scheduler_serv
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ADDSCHEDULEDCAMPAIGNREQUEST']._serialized_start=108
-  _globals['_ADDSCHEDULEDCAMPAIGNREQUEST']._serialized_end=370
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=372
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=413
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=415
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=476
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=478
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=569
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=572
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=834
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=836
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=906
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=908
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=932
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=934
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1017
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1019
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1089
-  _globals['_TRIGGERCAMPAIGNREQUEST']._serialized_start=1091
-  _globals['_TRIGGERCAMPAIGNREQUEST']._serialized_end=1136
-  _globals['_TRIGGERCAMPAIGNRESPONSE']._serialized_start=1138
-  _globals['_TRIGGERCAMPAIGNRESPONSE']._serialized_end=1179
-  _globals['_LISTRUNSREQUEST']._serialized_start=1181
-  _globals['_LISTRUNSREQUEST']._serialized_end=1279
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1281
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1357
-  _globals['_GETRUNREQUEST']._serialized_start=1359
-  _globals['_GETRUNREQUEST']._serialized_end=1390
-  _globals['_WATCHRUNSREQUEST']._serialized_start=1392
-  _globals['_WATCHRUNSREQUEST']._serialized_end=1470
-  _globals['_WATCHRUNSRESPONSE']._serialized_start=1472
-  _globals['_WATCHRUNSRESPONSE']._serialized_end=1541
-  _globals['_LISTRESULTSREQUEST']._serialized_start=1543
-  _globals['_LISTRESULTSREQUEST']._serialized_end=1603
-  _globals['_LISTRESULTSRESPONSE']._serialized_start=1605
-  _globals['_LISTRESULTSRESPONSE']._serialized_end=1671
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1673
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1736
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1738
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1836
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1838
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1874
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1876
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1934
-  _globals['_PURGEDEADLETTERREQUEST']._serialized_start=1936
-  _globals['_PURGEDEADLETTERREQUEST']._serialized_end=1972
-  _globals['_PURGEDEADLETTERRESPONSE']._serialized_start=1974
-  _globals['_PURGEDEADLETTERRESPONSE']._serialized_end=1999
-  _globals['_SCHEDULERSERVICE']._serialized_start=2002
-  _globals['_SCHEDULERSERVICE']._serialized_end=3283
+  _globals['_ADDSCHEDULEDCAMPAIGNREQUEST']._serialized_end=393
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=395
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=436
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=438
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=499
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=501
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=592
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=595
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=857
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=859
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=929
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=931
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=955
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=957
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1040
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1042
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1112
+  _globals['_TRIGGERCAMPAIGNREQUEST']._serialized_start=1114
+  _globals['_TRIGGERCAMPAIGNREQUEST']._serialized_end=1159
+  _globals['_TRIGGERCAMPAIGNRESPONSE']._serialized_start=1161
+  _globals['_TRIGGERCAMPAIGNRESPONSE']._serialized_end=1202
+  _globals['_LISTRUNSREQUEST']._serialized_start=1204
+  _globals['_LISTRUNSREQUEST']._serialized_end=1302
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1304
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1380
+  _globals['_GETRUNREQUEST']._serialized_start=1382
+  _globals['_GETRUNREQUEST']._serialized_end=1413
+  _globals['_WATCHRUNSREQUEST']._serialized_start=1415
+  _globals['_WATCHRUNSREQUEST']._serialized_end=1493
+  _globals['_WATCHRUNSRESPONSE']._serialized_start=1495
+  _globals['_WATCHRUNSRESPONSE']._serialized_end=1564
+  _globals['_LISTRESULTSREQUEST']._serialized_start=1566
+  _globals['_LISTRESULTSREQUEST']._serialized_end=1626
+  _globals['_LISTRESULTSRESPONSE']._serialized_start=1628
+  _globals['_LISTRESULTSRESPONSE']._serialized_end=1694
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1696
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1759
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1761
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1859
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1861
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1897
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1899
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1957
+  _globals['_PURGEDEADLETTERREQUEST']._serialized_start=1959
+  _globals['_PURGEDEADLETTERREQUEST']._serialized_end=1995
+  _globals['_PURGEDEADLETTERRESPONSE']._serialized_start=1997
+  _globals['_PURGEDEADLETTERRESPONSE']._serialized_end=2022
+  _globals['_SCHEDULERSERVICE']._serialized_start=2025
+  _globals['_SCHEDULERSERVICE']._serialized_end=3306
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddScheduledCampaignRequest(_message.Message):
-    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits", "retry_policy", "request_id")
+    __slots__ = ("campaign_id", "name", "schedule", "scrape", "limits", "retry_policy", "request_id", "validate_only")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class AddScheduledCampaignRequest(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     name: str
     schedule: _schedule_pb2.ScheduleSpec
@@ -24,7 +25,8 @@ class AddScheduledCampaignRequest(_message.Message):
     limits: _schedule_pb2.RunLimits
     retry_policy: _schedule_pb2.RetryPolicy
     request_id: str
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., schedule: _Optional[_Union[_schedule_pb2.ScheduleSpec, _Mapping]] = ..., scrape: _Optional[_Union[_schedule_pb2.ScrapeSpec, _Mapping]] = ..., limits: _Optional[_Union[_schedule_pb2.RunLimits, _Mapping]] = ..., retry_policy: _Optional[_Union[_schedule_pb2.RetryPolicy, _Mapping]] = ..., request_id: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class GetScheduleRequest(_message.Message):
     __slots__ = ("schedule_id",)

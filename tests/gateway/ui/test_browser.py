@@ -137,6 +137,11 @@ async def test_browser_create_form_shows_a_field_error_next_to_its_field(
     browser.shot("03-create-field-error")
 
     browser.type('[id="schedule.cron"]', "30 8 * * 1-5")
+    browser.click("#preview-button")
+    browser.wait(lambda: browser.find_all("#preview"), "the preview of the next fire times")
+    assert "every weekday at 08:30 Europe/Berlin" in browser.find("#preview").text
+    assert len(browser.find_all("#preview li time")) == 5
+    browser.shot("03b-create-preview")
     browser.click("form.card button.primary")
     browser.wait(lambda: "Schedule created." in browser.text(), "the new schedule's page")
     assert "every weekday at 08:30 Europe/Berlin" in browser.text()
@@ -154,6 +159,8 @@ async def test_browser_a_run_appears_live_and_succeeds(
     schedule = await create(stack, "Live shop", pages.page("/live", PAGE))
     browser.open(f"/ui/runs?scheduleId={schedule['scheduleId']}")
     browser.wait(lambda: "No runs yet." in browser.text(), "the empty run list")
+    live = browser.find("table.runs .live")
+    browser.wait(lambda: "streaming" in live.text, "the run-watch stream to be followed")
     browser.driver.execute_script("window.notReloaded = true")
     triggered = await stack.http.post(f"/v1/schedules/{schedule['scheduleId']}:trigger")
     run_id = triggered.json()["runId"]
@@ -191,6 +198,28 @@ async def test_browser_pause_with_a_note_resume_and_trigger(
     browser.wait(lambda: "Run requested." in browser.text(), "the triggered run's page")
     browser.wait(lambda: "SUCCEEDED" in browser.find("#run-state").text, "the page to follow")
     browser.shot("09-triggered-run")
+
+
+async def test_browser_edit_a_schedule_with_preview(
+    browser: Browser, stack: LocalStack, pages: PageServer
+) -> None:
+    log_in(browser)
+    schedule = await create(stack, "Editable", pages.page("/editable", PAGE))
+    browser.open(f"/ui/schedules/{schedule['scheduleId']}")
+    browser.click('a[href$="/edit"]')
+    browser.wait(lambda: "Edit schedule" in browser.find("h1").text, "the edit form")
+    assert browser.find('[id="schedule.intervalSeconds"]').get_attribute("value") == "3600"
+    browser.type('[id="schedule.intervalSeconds"]', "")
+    browser.type('[id="schedule.cron"]', "0 9 * * *")
+    browser.click("#preview-button")
+    browser.wait(lambda: browser.find_all("#preview"), "the preview")
+    assert "every day at 09:00" in browser.find("#preview").text
+    browser.shot("09b-edit-preview")
+    browser.click("form.card button.primary")
+    browser.wait(lambda: "Schedule saved." in browser.text(), "the saved schedule")
+    assert "every day at 09:00" in browser.text()
+    got = await stack.http.get(f"/v1/schedules/{schedule['scheduleId']}")
+    assert got.json()["version"] == 2 and got.json()["schedule"]["cron"] == "0 9 * * *"
 
 
 async def dead_lettered_run(stack: LocalStack, name: str, url: str) -> str:
@@ -239,5 +268,6 @@ async def test_browser_health_page(browser: Browser) -> None:
     text = browser.text()
     assert "Queue lag" in text and "campaigns_runs_pending" in text, "the scheduler's gauges"
     assert "campaigns_scraper_runs_in_flight" in text, "the scraper's gauges"
+    assert "Scraper workers seen in the last minute" in text, "from the scheduler's gauge"
     browser.shot("13-health")
     browser.shot("13-health-phone", PHONE)

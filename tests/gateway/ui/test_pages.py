@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from gateway.ui.routing import CONTENT_SECURITY_POLICY
 from gateway.ui.session import COOKIE
 from tests.gateway.conftest import API_KEY, running_gateway
+from tests.gateway.test_watch_runs import _next_event
 from tests.gateway.ui.conftest import log_in
 from tests.support import PageServer
 
@@ -174,6 +178,85 @@ async def test_ui_create_form_shows_the_api_field_errors_next_to_the_fields(
     assert "exactly one" in field_error(both.text, "schedule")
 
 
+async def test_ui_create_form_previews_the_next_fire_times_without_saving(
+    session: httpx.AsyncClient,
+) -> None:
+    preview = await session.post("/ui/schedules/new", data={**FORM, "action": "preview"})
+    assert preview.status_code == 200
+    assert "Preview (not created yet)" in preview.text
+    assert "every weekday at 08:30 Europe/Berlin" in preview.text
+    assert len(re.findall(r"<li><time datetime=", preview.text)) == 5
+    assert 'id="schedule.cron" name="schedule.cron" type="text" value="30 8 * * 1-5"' in (
+        preview.text
+    ), "the form keeps what was typed"
+    assert_no_inline_code(preview.text)
+    assert "Spring leads" not in (await session.get("/ui/schedules")).text, "nothing saved"
+
+    bad = await session.post(
+        "/ui/schedules/new", data={**FORM, "schedule.cron": "61 8 * * *", "action": "preview"}
+    )
+    assert bad.status_code == 400 and "Preview (" not in bad.text
+    assert "cron" in field_error(bad.text, "schedule.cron")
+
+
+async def test_ui_edit_saves_with_the_version_check(session: httpx.AsyncClient) -> None:
+    api_key = {"Authorization": f"Bearer {API_KEY}"}
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
+    put = await session.put(
+        f"/v1/schedules/{schedule_id}",
+        json={
+            "name": "Spring leads",
+            "schedule": {"cron": "30 8 * * 1-5", "timezone": "Europe/Berlin"},
+            "scrape": {"urls": ["http://127.0.0.1:1/offer"], "selectors": {"title": "h1"}},
+            "limits": {"maxRunsPerWindow": 4, "windowSeconds": 3600},
+            "retryPolicy": {"jitter": 0},
+        },
+        headers=api_key,
+    )
+    assert put.status_code == 200, put.text
+    detail = await session.get(f"/ui/schedules/{schedule_id}")
+    assert f'href="/ui/schedules/{schedule_id}/edit"' in detail.text
+    page = await session.get(f"/ui/schedules/{schedule_id}/edit")
+    assert page.status_code == 200 and "Version 2" in page.text
+    assert '<input type="hidden" name="version" value="2">' in page.text
+    assert 'name="schedule.cron" type="text" value="30 8 * * 1-5"' in page.text
+    assert_no_inline_code(page.text)
+    form = {
+        **FORM,
+        "version": "2",
+        "limits.maxRunsPerWindow": "4",
+        "limits.windowSeconds": "3600",
+        "retryPolicy.jitter": "0",
+        "schedule.cron": "0 9 * * *",
+    }
+
+    previewed = await session.post(
+        f"/ui/schedules/{schedule_id}/edit", data={**form, "action": "preview"}
+    )
+    assert previewed.status_code == 200 and "every day at 09:00 Europe/Berlin" in previewed.text
+    bad = await session.post(
+        f"/ui/schedules/{schedule_id}/edit", data={**form, "schedule.timezone": "Mars/Olympus"}
+    )
+    assert bad.status_code == 400 and "time zone" in field_error(bad.text, "schedule.timezone")
+
+    saved = await session.post(f"/ui/schedules/{schedule_id}/edit", data=form)
+    assert saved.status_code == 303
+    assert saved.headers["location"] == f"/ui/schedules/{schedule_id}?done=updated"
+    stored = (await session.get(f"/v1/schedules/{schedule_id}", headers=api_key)).json()
+    assert stored["version"] == 3 and stored["schedule"]["cron"] == "0 9 * * *"
+    assert stored["campaignId"] == "spring-leads", "an edit keeps the campaign"
+    assert stored["limits"]["maxRunsPerWindow"] == 4, "limits the form does not show are kept"
+    assert stored["retryPolicy"]["jitter"] == 0
+
+    stale = await session.post(
+        f"/ui/schedules/{schedule_id}/edit", data={**form, "name": "Autumn leads"}
+    )
+    assert stale.status_code == 409
+    assert "changed by someone else" in stale.text and 'value="Autumn leads"' in stale.text
+    after = (await session.get(f"/v1/schedules/{schedule_id}", headers=api_key)).json()
+    assert after["version"] == 3 and after["name"] == "Spring leads"
+
+
 async def test_ui_schedule_lifecycle_through_the_forms(session: httpx.AsyncClient) -> None:
     schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
     page = await session.get(f"/ui/schedules/{schedule_id}?done=created")
@@ -217,6 +300,32 @@ async def test_ui_schedule_lifecycle_through_the_forms(session: httpx.AsyncClien
     assert gone.status_code == 404 and "NOT_FOUND" in gone.text
 
 
+async def test_ui_run_events_relay_the_watch_stream_behind_the_login(
+    ui: httpx.AsyncClient, session: httpx.AsyncClient
+) -> None:
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
+    detail = await session.get(f"/ui/schedules/{schedule_id}")
+    events = f"/ui/runs/watch?scheduleId={schedule_id}"
+    assert f'data-events="{events}"' in detail.text
+    params = {"scheduleId": schedule_id}
+    async with session.stream("GET", "/ui/runs/watch", params=params) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        triggered = await session.post(f"/ui/schedules/{schedule_id}/trigger")
+        event = await asyncio.wait_for(_next_event(stream.aiter_lines()), 5)
+    assert event["event"] == "run" and event["id"]
+    run = json.loads(event["data"])
+    run_path = f"/ui/runs/{quote(run['runId'], safe='')}"
+    assert triggered.headers["location"] == f"{run_path}?done=triggered"
+    run_page = await session.get(run_path)
+    assert 'data-events="/ui/runs/watch?scheduleId=' in run_page.text
+
+    del ui.headers["cookie"]
+    anonymous = await ui.get("/ui/runs/watch")
+    assert anonymous.status_code == 303 and "/ui/login" in anonymous.headers["location"]
+
+
 async def test_ui_dead_letter_commands_on_unknown_ids_are_404_pages(
     session: httpx.AsyncClient,
 ) -> None:
@@ -234,6 +343,9 @@ def metrics_endpoint() -> Iterator[str]:
         "# HELP campaigns_runs_lag Run requests not yet delivered to any scraper\n"
         "# TYPE campaigns_runs_lag gauge\n"
         "campaigns_runs_lag 7.0\n"
+        "# HELP campaigns_scraper_workers_seen Scraper workers seen in the last 60 s\n"
+        "# TYPE campaigns_scraper_workers_seen gauge\n"
+        "campaigns_scraper_workers_seen 2.0\n"
         "# HELP campaigns_scheduler_schedules Schedules by state\n"
         "# TYPE campaigns_scheduler_schedules gauge\n"
         'campaigns_scheduler_schedules{state="active"} 3.0\n'
@@ -260,6 +372,7 @@ async def test_ui_health_shows_the_scheduler_and_its_gauges(
         page = (await client.get("/ui/health")).text
     assert "SERVING" in page
     assert "Queue lag (run requests not yet delivered)</dt><dd>7<" in page
+    assert "Scraper workers seen in the last minute</dt><dd>2<" in page
     assert "campaigns_scheduler_schedules" in page and "state=active" in page
     assert "campaigns_run_outcomes_total" not in page, "counters are not gauges"
     assert "campaigns_fires_created" not in page
