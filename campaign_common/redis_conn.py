@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -12,9 +14,15 @@ from campaign_common.redis_metrics import CountingRedis
 from campaign_common.server_version import check_server_version
 
 
-def make_client(url: str, timeout_s: float, *, retries: int = 3) -> Redis:
+def make_client(
+    url: str, timeout_s: float, *, retries: int = 3, max_connections: int | None = None
+) -> Redis:
     """A bytes-mode client whose every command has a deadline and bounded retries; failed
-    commands are counted (`campaign_common.redis_metrics`)."""
+    commands are counted (`campaign_common.redis_metrics`). ``max_connections`` caps its
+    pool (None: redis-py's default)."""
+    pool_size: dict[str, Any] = (
+        {} if max_connections is None else {"max_connections": max_connections}
+    )
     client: Redis = CountingRedis.from_url(
         url,
         socket_timeout=timeout_s,
@@ -22,6 +30,7 @@ def make_client(url: str, timeout_s: float, *, retries: int = 3) -> Redis:
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
+        **pool_size,
     )
     return client
 

@@ -125,10 +125,13 @@ class LocalStack:
     def start(self) -> None:
         self.servers.start()
         env = {**_terminal_logs(), **self._environ, **_service_env(self.settings, self.servers)}
+        # Every child is forked before the first gRPC call: the readiness check starts gRPC's
+        # threads, and a fork (preexec_fn runs Python in the child) beside them can abort the
+        # child in gRPC's fork handler. The scraper and the gateway wait for the scheduler.
         self.children.append(_spawn("scheduler", "scheduler_svc", env))
-        self._wait("scheduler", lambda: _scheduler_ready(self.settings.scheduler_port))
         self.children.append(_spawn("scraper", "scraper_svc", env))
         self.children.append(_spawn("gateway", "gateway", env))
+        self._wait("scheduler", lambda: _scheduler_ready(self.settings.scheduler_port))
         self._wait("gateway", lambda: _gateway_ready(self.settings.gateway_port))
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:

@@ -42,6 +42,9 @@ class SchedulerSettings(ServiceSettings):
     alert_after_failures: int = 3
     # Prometheus /metrics on this port (on `host`); unset: no metrics endpoint.
     metrics_port: int | None = None
+    # Fires emitted at once (a burst waits for a free one); they use a connection pool of their
+    # own, this size, apart from the API's.
+    fire_concurrency: int = Field(32, ge=1, le=1000)
     # How often the stream gauges (pending, lag, dead letters) are refreshed.
     gauge_refresh_s: float = 5.0
     # Retention of the runs stream and the run events stream: entries older than this are

@@ -113,9 +113,13 @@ def _backoff(delay_s: float) -> tuple[float, float]:
 
 
 class Firing:
-    def __init__(self, runs: RunLog, retry_window_ms: int) -> None:
+    def __init__(self, runs: RunLog, retry_window_ms: int, *, max_in_flight: int = 32) -> None:
         self._runs = runs
         self._window_ms = retry_window_ms
+        # A burst (thousands of schedules due at one instant) queues here instead of opening
+        # a connection per fire: the fires' pool stays within its size, and none of them fails
+        # with "too many connections" (then retrying in waves).
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         # schedule id -> (version, reason): why the schedule's last fire was not emitted, the
         # reason recorded for the fires handed in too late after it. Kept from a failed fire
         # until the schedule's next emission attempt answers.
@@ -140,17 +144,23 @@ class Firing:
             run_logging(run_id),
         ):
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            if now_ms() > fire_ms + self._window_ms + _LATE_GRACE_MS:
-                return await self._record(schedule, request, self._late_reason(schedule))
-            try:
-                emission = await self._emit_with_retry(schedule, request, fire_ms)
-            except RedisError as exc:
-                mark_error(trace.get_current_span(), type(exc).__name__, str(exc))
-                reason = f"missed (emission failed: {exc})"
-                self._behind[schedule.schedule_id] = (schedule.version, reason)
-                return await self._record(schedule, request, reason)
-            self._behind.pop(schedule.schedule_id, None)
-            return emission
+            async with self._in_flight:
+                return await self._emit_or_record(schedule, request, fire_ms)
+
+    async def _emit_or_record(
+        self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
+    ) -> Emission:
+        if now_ms() > fire_ms + self._window_ms + _LATE_GRACE_MS:
+            return await self._record(schedule, request, self._late_reason(schedule))
+        try:
+            emission = await self._emit_with_retry(schedule, request, fire_ms)
+        except RedisError as exc:
+            mark_error(trace.get_current_span(), type(exc).__name__, str(exc))
+            reason = f"missed (emission failed: {exc})"
+            self._behind[schedule.schedule_id] = (schedule.version, reason)
+            return await self._record(schedule, request, reason)
+        self._behind.pop(schedule.schedule_id, None)
+        return emission
 
     def _late_reason(self, schedule: Schedule) -> str:
         behind = self._behind.get(schedule.schedule_id)

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from campaign_common.deadletters import DeadLetters
 from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
-from campaign_common.redis_conn import connect_checked
+from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.retention import Retention
 from campaign_common.retryqueue import RetryQueue
 from campaign_common.runlog import RunLog
@@ -72,6 +72,7 @@ class SchedulerServer:
         self.settings = settings
         self.port = 0
         self._redis: Redis | None = None
+        self._fire_redis: Redis | None = None
         self._grpc: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
@@ -94,7 +95,12 @@ class SchedulerServer:
         commands = Commands(
             store, registry, apply_timeout_s=s.apply_timeout_s, past_grace_ms=window_ms
         )
-        firing = Firing(runs, retry_window_ms=window_ms)
+        # Fires get a pool of their own: a burst never takes the API's connections.
+        self._fire_redis = make_client(
+            s.state_redis_url, s.redis_timeout_s, max_connections=s.fire_concurrency + 2
+        )
+        fire_runs = RunLog(self._fire_redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        firing = Firing(fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency)
         follower = LogFollower(store, registry, block_ms=s.log_block_ms, batch=s.log_batch)
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
@@ -226,6 +232,8 @@ class SchedulerServer:
             await asyncio.to_thread(self.metrics.stop)
         if self._redis is not None:
             await self._redis.aclose()
+        if self._fire_redis is not None:
+            await self._fire_redis.aclose()
         log.info("scheduler stopped")
 
 
