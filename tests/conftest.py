@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from campaign_common.embedded import EmbeddedRedis, EmbeddedStack
 from campaign_common.redis_conn import make_client
 from campaign_common.telemetry import setup_tracing
+from tests.faults import TcpProxy
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,6 +60,17 @@ def durable_state(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def proxy(state_url: str) -> Iterator[TcpProxy]:
+    """A fault-injecting TCP proxy in front of the state Redis (`tests.faults.TcpProxy`)."""
+    proxy = TcpProxy.to_url(state_url)
+    try:
+        yield proxy
+    finally:
+        proxy.heal()
+        proxy.close()
 
 
 @pytest.fixture

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from campaign_common.opscript import idempotent, new_op_id, op_key
 from campaign_common.redis_conn import make_client
 from tests.faults import TcpProxy
 
 # KEYS[1] counter; ARGV[1] step. Returns the counter after the increment.
 _INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
-
-
-@pytest.fixture
-def proxy(state_url: str) -> Iterator[TcpProxy]:
-    proxy = TcpProxy.to_url(state_url)
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 async def test_opscript_plain_script_runs_twice_when_its_reply_is_lost(proxy: TcpProxy) -> None:

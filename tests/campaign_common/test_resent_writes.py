@@ -35,15 +35,6 @@ def _request(run_id: str) -> events_pb2.RunRequested:
 
 
 @pytest.fixture
-async def proxy(state_url: str) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.to_url(state_url)
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@pytest.fixture
 async def proxied(proxy: TcpProxy) -> AsyncIterator[Redis]:
     client = make_client(proxy.url, timeout_s=2.0)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -40,16 +40,6 @@ def _scheduler(proxy: TcpProxy) -> SchedulerServer:
             catch_up_window_s=WINDOW_MS / 1000,
         )
     )
-
-
-@pytest.fixture
-def proxy(state_url: str) -> Iterator[TcpProxy]:
-    proxy = TcpProxy.to_url(state_url)
-    try:
-        yield proxy
-    finally:
-        proxy.heal()
-        proxy.close()
 
 
 @pytest.fixture

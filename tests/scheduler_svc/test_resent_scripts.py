@@ -6,7 +6,7 @@ the reply away and closes the connection; redis-py re-sends the same EVALSHA.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -22,15 +22,6 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
-
-
-@pytest.fixture
-def proxy(state_url: str) -> Iterator[TcpProxy]:
-    proxy = TcpProxy.to_url(state_url)
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 @pytest.fixture
