@@ -357,19 +357,21 @@ _REFUSALS: dict[str, type[WriteRefused]] = {
 }
 
 
+_REFUSAL_REASONS = {
+    "entry": "its runs entry is no longer this worker's",
+    "fence": "its fencing token is stale (a newer lock holder wrote)",
+    "final": "the run is final already",
+    "attempt": "the attempt has its outcome already (or a later attempt started)",
+    "behind": "the attempt is past this step",
+}
+
+
 def refusal(reply: Any, what: str) -> WriteRefused | None:
     """The error for a script's ``{0, why}`` reply (None for a ``{1, ...}`` or ``{2}``)."""
     if int(reply[0]) != 0:
         return None
     why = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-    messages = {
-        "entry": "its runs entry is no longer this worker's",
-        "fence": "its fencing token is stale (a newer lock holder wrote)",
-        "final": "the run is final already",
-        "attempt": "the attempt has its outcome already (or a later attempt started)",
-        "behind": "the attempt is past this step",
-    }
-    return _REFUSALS[why](f"{what}: refused, {messages[why]}; nothing written")
+    return _REFUSALS[why](f"{what}: refused, {_REFUSAL_REASONS[why]}; nothing written")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from redis.asyncio import Redis
 from campaign_common.embedded import free_port
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.runlog import RUN_EVENTS_STREAM
-from campaigns.v1 import events_pb2
+from campaign_common.timeutil import ms_to_timestamp, now_ms
+from campaigns.v1 import events_pb2, run_pb2
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +255,20 @@ FINAL_EVENTS = (
     events_pb2.RunSkipped,
     events_pb2.RunDeadLettered,
 )
+
+
+def scheduled_request(
+    run_id: str, *, schedule_id: str = "s1", campaign_id: str = "c1", attempt: int = 1
+) -> events_pb2.RunRequested:
+    """A scheduled RunRequested due now, as the scheduler would emit it."""
+    return events_pb2.RunRequested(
+        run_id=run_id,
+        schedule_id=schedule_id,
+        campaign_id=campaign_id,
+        scheduled_for=ms_to_timestamp(now_ms()),
+        attempt=attempt,
+        trigger=run_pb2.RUN_TRIGGER_SCHEDULED,
+    )
 
 
 def event_run_id(body: Message) -> str:

@@ -17,21 +17,10 @@ from campaign_common.deadletters import DeadLetters
 from campaign_common.redis_conn import make_client
 from campaign_common.retryqueue import DELAYED, RetryQueue
 from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, RunLog, RunState
-from campaign_common.timeutil import ms_to_timestamp, now_ms
-from campaigns.v1 import events_pb2, run_pb2
+from campaign_common.timeutil import now_ms
+from campaigns.v1 import events_pb2
 from tests.faults import TcpProxy
-from tests.support import event_run_id, run_event_bodies
-
-
-def _request(run_id: str) -> events_pb2.RunRequested:
-    return events_pb2.RunRequested(
-        run_id=run_id,
-        schedule_id="s1",
-        campaign_id="c1",
-        scheduled_for=ms_to_timestamp(now_ms()),
-        attempt=1,
-        trigger=run_pb2.RUN_TRIGGER_SCHEDULED,
-    )
+from tests.support import event_run_id, run_event_bodies, scheduled_request
 
 
 @pytest.fixture
@@ -52,7 +41,7 @@ async def test_resent_run_events_are_appended_once(
 ) -> None:
     runs = RunLog(proxied)
     for run_id in ("warm", "r"):
-        await runs.request_run(_request(run_id), dedupe=False)
+        await runs.request_run(scheduled_request(run_id), dedupe=False)
     await runs.append_event(events_pb2.RunStarted(run_id="warm", attempt=1), state=RunState.RUNNING)
 
     proxy.drop_replies(b"EVALSHA")
@@ -72,11 +61,11 @@ async def test_resent_retry_is_queued_once(
 ) -> None:
     runs, queue = RunLog(proxied), RetryQueue(proxied)
     for run_id in ("warm", "r"):
-        await runs.request_run(_request(run_id), dedupe=False)
-    await queue.schedule(_request("warm"), "HTTP 503", now_ms() + 60_000)
+        await runs.request_run(scheduled_request(run_id), dedupe=False)
+    await queue.schedule(scheduled_request("warm"), "HTTP 503", now_ms() + 60_000)
 
     proxy.drop_replies(b"EVALSHA")
-    await queue.schedule(_request("r"), "HTTP 503", now_ms() + 60_000)
+    await queue.schedule(scheduled_request("r"), "HTTP 503", now_ms() + 60_000)
 
     assert proxy.dropped == 1
     assert await _events_of(state_redis, "r") == ["RunRetryScheduled"]
@@ -88,13 +77,13 @@ async def test_resent_dead_letter_add_retry_and_purge_act_once(
 ) -> None:
     runs, dead = RunLog(proxied), DeadLetters(proxied)
     for run_id in ("warm", "r", "p"):
-        await runs.request_run(_request(run_id), dedupe=False)
-    warm = await dead.add(_request("warm"), "HTTP 503", deliveries=1)
+        await runs.request_run(scheduled_request(run_id), dedupe=False)
+    warm = await dead.add(scheduled_request("warm"), "HTTP 503", deliveries=1)
     await dead.retry(warm)
-    purged = await dead.add(_request("p"), "HTTP 503", deliveries=1)
+    purged = await dead.add(scheduled_request("p"), "HTTP 503", deliveries=1)
 
     proxy.drop_replies(b"EVALSHA")
-    dead_id = await dead.add(_request("r"), "HTTP 503", deliveries=1)
+    dead_id = await dead.add(scheduled_request("r"), "HTTP 503", deliveries=1)
     assert await _events_of(state_redis, "r") == ["RunDeadLettered"]
     assert await dead.count() == 2
 

@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
 from campaign_common.runlog import RUNS_STREAM, Emission, RunLog
-from campaign_common.timeutil import ms_to_timestamp, now_ms
-from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
+from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
+from tests.support import scheduled_request
 
 
 @pytest.fixture
@@ -84,19 +84,9 @@ async def test_a_scheduled_emission_whose_reply_was_lost_reports_a_duplicate_onc
     try:
         runs = RunLog(client)
 
-        def request(run_id: str) -> events_pb2.RunRequested:
-            return events_pb2.RunRequested(
-                run_id=run_id,
-                schedule_id="s1",
-                campaign_id="c1",
-                scheduled_for=ms_to_timestamp(now_ms()),
-                attempt=1,
-                trigger=run_pb2.RUN_TRIGGER_SCHEDULED,
-            )
-
-        assert await runs.request_run(request("s1:1"), dedupe=True) is Emission.EMITTED
+        assert await runs.request_run(scheduled_request("s1:1"), dedupe=True) is Emission.EMITTED
         proxy.drop_replies(b"s1:2")
-        assert await runs.request_run(request("s1:2"), dedupe=True) is Emission.DUPLICATE
+        assert await runs.request_run(scheduled_request("s1:2"), dedupe=True) is Emission.DUPLICATE
         assert proxy.dropped == 1
         assert await _requested(state_redis, "s1:2") == 1
     finally:
