@@ -24,7 +24,7 @@ MAX_DELAY_LIMIT_S = 24 * 3600.0
 MAX_MULTIPLIER = 100.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 3
     initial_delay_s: float = 5.0

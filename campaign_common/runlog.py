@@ -153,23 +153,30 @@ return id
 # just the same: a guarded fire needs a guard that exists.
 GUARD_TOMBSTONE_TTL_MS = 30 * 24 * 3600 * 1000
 
-# KEYS[1] the schedule's emission guard
-# ARGV[1] schedule version, ARGV[2] '1' when the schedule fires at that version ('0': paused,
-# completed or deleted), ARGV[3] when the guard expires (unix ms; 0: never)
+# KEYS[1 .. n] emission guards of schedules
+# ARGV[3i-2 .. 3i] for guard i: schedule version, '1' when the schedule fires at that version
+# ('0': paused, completed or deleted), when the guard expires (unix ms; 0: never)
 # Raise only: a version not higher than the stored one changes nothing, so a late write (a
-# lagging log follower) never lowers the guard and a re-send is harmless. An expiry in the
-# past deletes the guard (a replayed old delete), which refuses all the same.
-# Returns 1 when raised, 0 when the guard was at that version or above already.
-_RAISE_GUARD = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if tonumber(ARGV[1]) <= current then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'active', ARGV[2])
-if ARGV[3] == '0' then
-  redis.call('PERSIST', KEYS[1])
-else
-  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+# lagging log follower) never lowers a guard and a re-send is harmless. An expiry in the
+# past deletes the guard (a replayed old delete), which refuses all the same. Many guards per
+# call, so a start-up's replay raises thousands in a few round trips.
+# Returns how many guards were raised.
+_RAISE_GUARDS = """
+local raised = 0
+for i = 1, #KEYS do
+  local version = ARGV[3 * i - 2]
+  local current = tonumber(redis.call('HGET', KEYS[i], 'version') or '0')
+  if tonumber(version) > current then
+    redis.call('HSET', KEYS[i], 'version', version, 'active', ARGV[3 * i - 1])
+    if ARGV[3 * i] == '0' then
+      redis.call('PERSIST', KEYS[i])
+    else
+      redis.call('PEXPIREAT', KEYS[i], ARGV[3 * i])
+    end
+    raised = raised + 1
+  end
 end
-return 1
+return raised
 """
 
 
@@ -191,6 +198,15 @@ class Emission(StrEnum):
 
     def __bool__(self) -> bool:
         return self is Emission.EMITTED
+
+
+def _newest_scheduled(members: list[bytes]) -> int | None:
+    """The nominal time of the first scheduled (not manual) run among index members."""
+    for member in members:
+        ms, _, run_id = member.decode().partition("|")
+        if ":manual-" not in run_id:
+            return int(ms)
+    return None
 
 
 def _emission(reply: Any) -> Emission:
@@ -222,25 +238,22 @@ class EmissionGuard:
 
 
 class EmissionGuards:
-    """Raises emission guards (`_RAISE_GUARD`); a batch goes out as one pipeline."""
+    """Raises emission guards (`_RAISE_GUARDS`): up to ``batch`` per script call."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, batch: int = 500) -> None:
         self._redis = redis
-        self._raise = redis.register_script(_RAISE_GUARD)
+        self._batch = batch
+        self._raise = redis.register_script(_RAISE_GUARDS)
 
-    async def raise_all(self, guards: list[EmissionGuard]) -> None:
-        """Raise each guard (raise only, so their order does not matter)."""
-        if len(guards) == 1:  # the command path: one round trip
-            await self._raise(keys=[_guard_key(guards[0].schedule_id)], args=guards[0].args())
-            return
-        if not guards:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for guard in guards:
-                await self._raise(
-                    keys=[_guard_key(guard.schedule_id)], args=guard.args(), client=pipe
-                )
-            await pipe.execute()
+    async def raise_all(self, guards: list[EmissionGuard]) -> int:
+        """Raise each guard (raise only, so their order does not matter); how many rose."""
+        raised = 0
+        for start in range(0, len(guards), self._batch):
+            chunk = guards[start : start + self._batch]
+            keys = [_guard_key(guard.schedule_id) for guard in chunk]
+            args = [value for guard in chunk for value in guard.args()]
+            raised += int(await self._raise(keys=keys, args=args))
+        return raised
 
 
 # Worker writes (`Writer`; used by the scripts below, `campaign_common.retryqueue` and
@@ -565,6 +578,31 @@ class RunLog:
         """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
         return int(await self._redis.get(_emitted_key(schedule_id)) or 0)
 
+    async def emitted_counts(self, schedule_ids: list[str], batch: int = 1000) -> list[int]:
+        """`emitted_count` of many schedules, one pipeline per ``batch``."""
+        counts: list[int] = []
+        for start in range(0, len(schedule_ids), batch):
+            keys = [_emitted_key(sid) for sid in schedule_ids[start : start + batch]]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                counts.extend(int(value or 0) for value in await pipe.execute())
+        return counts
+
+    async def last_scheduled_fires_ms(
+        self, schedule_ids: list[str], batch: int = 1000
+    ) -> list[int | None]:
+        """`last_scheduled_fire_ms` of many schedules, one pipeline per ``batch``."""
+        lasts: list[int | None] = []
+        for start in range(0, len(schedule_ids), batch):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in schedule_ids[start : start + batch]:
+                    pipe.zrange(
+                        _schedule_index(sid), b"+", b"-", desc=True, bylex=True, offset=0, num=50
+                    )
+                lasts.extend(_newest_scheduled(members) for members in await pipe.execute())
+        return lasts
+
     async def last_scheduled_fire_ms(self, schedule_id: str) -> int | None:
         """Nominal time of the newest scheduled (not manual) run of a schedule, if any."""
         members = cast(
@@ -573,11 +611,7 @@ class RunLog:
                 _schedule_index(schedule_id), b"+", b"-", desc=True, bylex=True, offset=0, num=50
             ),
         )
-        for member in members:
-            ms, _, run_id = member.decode().partition("|")
-            if ":manual-" not in run_id:
-                return int(ms)
-        return None
+        return _newest_scheduled(members)
 
     async def append_event(
         self,

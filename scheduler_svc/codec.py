@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 
@@ -156,22 +158,43 @@ def schedule_to_proto(
     return message
 
 
+# Decoded parts many schedules share (timing, limits, retry policy), by their encoded bytes:
+# a fleet of 100,000 schedules holds a few hundred distinct ones, decoded once, kept once.
+_SHARED: dict[tuple[str, bytes], object] = {}
+_SHARED_MAX = 65_536
+
+T = TypeVar("T")
+
+
+def _shared(kind: str, message: Message, decode: Callable[[Any], T]) -> T:
+    key = (kind, message.SerializeToString(deterministic=True))
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()  # a bound, not an eviction policy: values are cheap to rebuild
+        found = _SHARED[key] = decode(message)
+    return cast(T, found)
+
+
+def _timing_or_default(spec: schedule_pb2.ScheduleSpec) -> Timing:
+    return timing_from_proto(spec) or Timing(TimingKind.INTERVAL)
+
+
 def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
-    timing = timing_from_proto(message.spec) or Timing(TimingKind.INTERVAL)
     return Schedule(
         schedule_id=message.schedule_id,
         campaign_id=message.campaign_id,
         name=message.name,
-        timing=timing,
+        timing=_shared("timing", message.spec, _timing_or_default),
         scrape=scrape_from_proto(message.scrape),
         version=message.version,
         state=_STATE_FROM_PROTO.get(message.state, ScheduleState.ACTIVE),
         paused_note=message.paused_note,
         created_at_ms=timestamp_to_ms(message.created_at),
         updated_at_ms=timestamp_to_ms(message.updated_at),
-        limits=limits_from_proto(message.limits),
+        limits=_shared("limits", message.limits, limits_from_proto),
         # Events from before retry policies have none: they decode to the defaults.
-        retry=retry_policy.from_proto(message.retry_policy),
+        retry=_shared("retry", message.retry_policy, retry_policy.from_proto),
     )
 
 

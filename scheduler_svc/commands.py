@@ -104,10 +104,8 @@ class Commands:
 
     def page(self, page_size: int, page_token: str) -> tuple[list[Schedule], str]:
         after = decode_page_token(page_token, _is_schedule_id) if page_token else ""
-        remaining = [s for s in self._registry.all() if s.schedule_id > after]
-        page = remaining[:page_size]
-        more = len(remaining) > page_size
-        return page, encode_page_token(page[-1].schedule_id) if more else ""
+        page, more = self._registry.page_after(after, page_size)
+        return page, encode_page_token(page[-1].schedule_id) if more and page else ""
 
     def preview(self, command: NewSchedule) -> Schedule:
         """AIP-163 validate_only: the schedule ``create`` would make, without appending it

@@ -46,7 +46,7 @@ from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
 from scheduler_svc.codec import limits_to_proto, scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
-from scheduler_svc.triggers import build_trigger, fires_left, next_fire_ms
+from scheduler_svc.triggers import FireTimes, fires_left, next_fire_ms
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -244,20 +244,46 @@ class Firing:
             await self._runs.request_run(request, dedupe=False)
         return run_id
 
-    async def record_missed(self, schedule: Schedule, until_ms: int) -> int:
+    async def exhausted_of(self, schedules: list[Schedule]) -> list[Schedule]:
+        """Start-up: the active capped schedules whose cap is reached (a crash came between
+        their last fire and COMPLETED); one round trip per batch, not one per schedule."""
+        capped = [
+            s for s in schedules if s.state is ScheduleState.ACTIVE and s.limits.max_total_runs > 0
+        ]
+        counts = await self._runs.emitted_counts([s.schedule_id for s in capped])
+        return [
+            s for s, count in zip(capped, counts, strict=True) if count >= s.limits.max_total_runs
+        ]
+
+    async def record_missed(
+        self, schedules: list[Schedule], until_ms: int, fire_times: FireTimes
+    ) -> int:
         """Record fires due before ``until_ms`` that nobody emitted as SKIPPED runs.
 
-        Looks from the newest scheduled run (or the schedule's last change, if later) up to
+        Looks from each schedule's newest scheduled run (or its last change, if later) up to
         ``until_ms`` (the start of the catch-up window: fires after it are emitted instead).
-        Returns how many were recorded by this call.
+        Only schedules with a fire between their last change and ``until_ms`` can have missed
+        one; their newest runs are read in batches. Returns how many were recorded.
         """
-        if schedule.state is not ScheduleState.ACTIVE:
-            return 0
-        last = await self._runs.last_scheduled_fire_ms(schedule.schedule_id)
-        since = max(last or 0, schedule.updated_at_ms)
-        trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+        candidates = []
+        for schedule in schedules:
+            if schedule.state is not ScheduleState.ACTIVE:
+                continue
+            trigger = fire_times.trigger(schedule)
+            if fire_times.any_between(trigger, schedule.updated_at_ms, until_ms):
+                candidates.append((schedule, trigger))
+        lasts = await self._runs.last_scheduled_fires_ms([s.schedule_id for s, _ in candidates])
         recorded = 0
-        for fire_ms in fires_between(trigger, since, until_ms):
+        for (schedule, trigger), last in zip(candidates, lasts, strict=True):
+            since = max(last or 0, schedule.updated_at_ms)
+            recorded += await self._record_missed_between(schedule, trigger, since, until_ms)
+        return recorded
+
+    async def _record_missed_between(
+        self, schedule: Schedule, trigger: BaseTrigger, since_ms: int, until_ms: int
+    ) -> int:
+        recorded = 0
+        for fire_ms in fires_between(trigger, since_ms, until_ms):
             run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
             emission = await self._runs.record_missed(

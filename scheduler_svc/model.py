@@ -21,7 +21,7 @@ class Overlap(StrEnum):
     ALLOW_ALL = "ALLOW_ALL"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Execution limits of a schedule's runs; 0 means no limit (or the scraper's default)."""
 
@@ -44,7 +44,7 @@ class TimingKind(StrEnum):
     RUN_AT = "RUN_AT"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timing:
     """When a schedule fires: ``kind`` says which one of cron, interval_s, run_at_ms counts."""
 
@@ -57,13 +57,13 @@ class Timing:
     end_ms: int = 0  # no fire after (0: no bound)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scrape:
     urls: tuple[str, ...]
     selectors: tuple[tuple[str, str], ...]  # (field name, CSS selector), sorted by name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Schedule:
     schedule_id: str
     campaign_id: str
@@ -83,7 +83,7 @@ class Schedule:
         return replace(self, version=self.version + 1, updated_at_ms=now_ms, **changes)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewSchedule:
     """A create command as received, before validation."""
 

@@ -8,10 +8,12 @@ caller reads its own writes from the replica it talked to.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 
-from scheduler_svc.model import Schedule
+from scheduler_svc.model import Schedule, ScheduleState
 
 StreamId = tuple[int, int]
 log = logging.getLogger(__name__)
@@ -24,8 +26,13 @@ def parse_stream_id(entry_id: bytes | str) -> StreamId:
 
 
 class Registry:
+    """Schedules by id, their ids in order (paging) and a count per state, each kept up to
+    date per change: no change or page costs more than O(log n) plus its own size."""
+
     def __init__(self) -> None:
         self._schedules: dict[str, Schedule] = {}
+        self._ids: list[str] = []  # sorted; ids sort by creation time, so inserts append
+        self._counts: Counter[ScheduleState] = Counter()
         self._applied: StreamId = (0, 0)
         self._changed = asyncio.Condition()
         self._listeners: list[Callable[[Schedule, bool], None]] = []
@@ -41,23 +48,50 @@ class Registry:
     def get(self, schedule_id: str) -> Schedule | None:
         return self._schedules.get(schedule_id)
 
-    def all(self) -> list[Schedule]:
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def all(self) -> Iterator[Schedule]:
         """Every schedule, ordered by id (ids sort by creation time)."""
-        return [self._schedules[key] for key in sorted(self._schedules)]
+        return (self._schedules[key] for key in self._ids)
+
+    def page_after(self, after: str, size: int) -> tuple[list[Schedule], bool]:
+        """Up to ``size`` schedules with ids after ``after``, in order, and whether more follow."""
+        start = bisect.bisect_right(self._ids, after)
+        ids = self._ids[start : start + size]
+        return [self._schedules[key] for key in ids], start + size < len(self._ids)
+
+    def counts(self) -> Mapping[ScheduleState, int]:
+        """How many schedules are in each state."""
+        return self._counts
 
     async def apply(self, entry_id: StreamId, schedule: Schedule | None, deleted: bool) -> None:
         """Apply one log entry (``schedule`` None for entries this version skips)."""
         if schedule is not None:
             current = self._schedules.get(schedule.schedule_id)
             if current is None or schedule.version > current.version:
-                if deleted:
-                    self._schedules.pop(schedule.schedule_id, None)
-                else:
-                    self._schedules[schedule.schedule_id] = schedule
+                self._store(current, schedule, deleted)
                 self._notify(schedule, deleted)
         async with self._changed:
             self._applied = max(self._applied, entry_id)
             self._changed.notify_all()
+
+    def _store(self, current: Schedule | None, schedule: Schedule, deleted: bool) -> None:
+        key = schedule.schedule_id
+        if current is not None:
+            self._counts[current.state] -= 1
+        if deleted:
+            if current is not None:
+                del self._schedules[key]
+                del self._ids[bisect.bisect_left(self._ids, key)]
+            return
+        self._schedules[key] = schedule
+        self._counts[schedule.state] += 1
+        if current is None:
+            if not self._ids or key > self._ids[-1]:
+                self._ids.append(key)
+            else:
+                bisect.insort(self._ids, key)
 
     def _notify(self, schedule: Schedule, deleted: bool) -> None:
         for listener in self._listeners:

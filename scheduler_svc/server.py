@@ -51,6 +51,7 @@ from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.store import ScheduleStore
 from scheduler_svc.timer import Timer
+from scheduler_svc.triggers import FireTimes
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
@@ -107,8 +108,8 @@ class SchedulerServer:
         timer.start()
         await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
-        registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.all()))
-        metrics.count_schedules(registry.all())
+        registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.counts()))
+        metrics.count_schedules(registry.counts())
         outcomes = await self._outcome_follower(runs, commands)
         gauges = StreamGauges(
             runs, DeadLetters(self._redis), RetryQueue(self._redis), s.gauge_refresh_s
@@ -240,14 +241,18 @@ class SchedulerServer:
 async def _arm_all(
     registry: Registry, timer: Timer, firing: Firing, commands: Commands, missed_until: int
 ) -> None:
-    """Start-up: record fires missed beyond the catch-up window, then arm every schedule."""
-    for schedule in registry.all():
-        capped = schedule.state is ScheduleState.ACTIVE and schedule.limits.max_total_runs > 0
-        if capped and await firing.exhausted(schedule):  # crashed between last fire and COMPLETED
-            await commands.complete(schedule)
-            continue
-        await firing.record_missed(schedule, missed_until)
-        timer.sync(schedule, False, catch_up_from_ms=missed_until)
+    """Start-up: complete schedules whose cap was reached, record fires missed beyond the
+    catch-up window, then arm every schedule (each trigger built once, shared fire times
+    computed once, Redis read in batches)."""
+    schedules = list(registry.all())
+    done = await firing.exhausted_of(schedules)
+    for schedule in done:
+        await commands.complete(schedule)
+    finished = {s.schedule_id for s in done}
+    armed = [s for s in schedules if s.schedule_id not in finished]
+    fire_times = FireTimes()
+    await firing.record_missed(armed, missed_until, fire_times)
+    timer.sync_many(armed, missed_until, fire_times=fire_times)
 
 
 def _on_fire(firing: Firing, commands: Commands, registry: Registry):  # type: ignore[no-untyped-def]

@@ -1,31 +1,38 @@
-"""The timer: APScheduler 3 wakes the service at each schedule's next fire time.
+"""The timer: every active schedule's next fire in one heap, one APScheduler job as the clock.
 
-APScheduler is a projection here, never a source of truth: it holds one one-shot job per
-active schedule (id ``<schedule id>@<fire ms>``) for the next nominal fire time, computed by
-`triggers`.
-When the job runs, `on_fire` emits the run and the timer arms the following fire.
+APScheduler is a projection here, never a source of truth. Its triggers (`triggers`) compute
+each schedule's next nominal fire time; the times wait in a heap (O(log n) per change, a few
+hundred bytes per schedule instead of a job object each), and a single APScheduler job, armed
+for the heap's earliest time, wakes the timer. A wake-up hands every due fire to `on_fire`;
+afterwards the fire's schedule is armed for its following fire.
 
 Timeline that keeps this correct:
-1. `sync(schedule)` runs whenever the registry applies a change; it replaces the job, so a
-   paused, deleted or re-timed schedule never keeps a stale job here.
-2. A job that was already running when its schedule changed (or that ran on a replica which has
-   not applied the change yet, e.g. one that was frozen) still hands its fire over; the
+1. `sync(schedule)` runs whenever the registry applies a change; it replaces the schedule's
+   armed entry (the heap keeps the old one until it comes up, then drops it: only the entry in
+   ``_armed`` counts), so a paused, deleted or re-timed schedule never fires from a stale entry.
+2. A fire that was already running when its schedule changed (or that ran on a replica which
+   has not applied the change yet, e.g. one that was frozen) still hands its fire over; the
    emission script refuses it unless the schedule as stored is still active at the version the
-   job fired from (`scheduler_svc.firing`). Afterwards the job re-arms only if the armed entry
-   is still the one it started from (`_armed[sid][0] is entry`), so it never resurrects a
-   stale schedule.
+   fire was computed from (`scheduler_svc.firing`). Afterwards the fire re-arms only if the
+   armed entry is still the one it started from (``_armed[sid] is entry``), so it never
+   resurrects a stale schedule.
 3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
    after a restart's catch-up, still yields exactly one run.
 4. No fire is skipped silently: when a fire took so long (an emission retried for the whole
    catch-up window, a frozen process) that later fires are past the window by now, those are
-   handed over too, one after the other in the same job, and `on_fire` records them as
-   missed; the next job is armed at the first fire not yet past the window.
+   handed over too, one after the other in the same task, and `on_fire` records them as
+   missed; the next fire is armed at the first one not yet past the window.
+5. The wake job runs only to pop due entries and start their fire tasks (it never waits on
+   Redis), so one wake-up can never delay the next; it re-arms itself for the new earliest time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,22 +42,19 @@ from apscheduler.triggers.date import DateTrigger
 from campaign_common.timeutil import ms_to_datetime, now_ms
 from scheduler_svc.firing import MAX_MISSED_RECORDS, fires_between
 from scheduler_svc.model import Schedule, ScheduleState
-from scheduler_svc.triggers import build_trigger, next_fire_ms
+from scheduler_svc.triggers import FireTimes, next_fire_ms
 
 log = logging.getLogger(__name__)
 
 FireHandler = Callable[[Schedule, int], Awaitable[None]]
+_WAKE_JOB = "timer-wake"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class _Armed:
     schedule: Schedule
     trigger: BaseTrigger
-
-
-def _job_id(schedule_id: str, fire_ms: int) -> str:
-    """One job per fire: a re-armed job never collides with the one still running."""
-    return f"{schedule_id}@{fire_ms}"
+    fire_ms: int
 
 
 class Timer:
@@ -58,19 +62,27 @@ class Timer:
         self._on_fire = on_fire
         self._window_ms = catch_up_window_ms
         self._scheduler = AsyncIOScheduler(timezone="UTC")
-        self._armed: dict[str, tuple[_Armed, str]] = {}  # schedule id -> (entry, job id)
+        self._armed: dict[str, _Armed] = {}  # schedule id -> its armed (current) entry
+        self._heap: list[tuple[int, int, _Armed]] = []  # (fire ms, tie-breaker, entry)
+        self._order = itertools.count()
+        self._wake_ms: int | None = None  # when the wake job is armed for
+        self._fires: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._scheduler.start()
+        self._arm_wake()
 
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        for task in self._fires:
+            task.cancel()
         self._armed.clear()
+        self._heap.clear()
 
     def next_fire(self, schedule_id: str) -> int | None:
         armed = self._armed.get(schedule_id)
-        return int(armed[1].rsplit("@", 1)[1]) if armed else None
+        return armed.fire_ms if armed else None
 
     def sync(
         self, schedule: Schedule, deleted: bool, *, catch_up_from_ms: int | None = None
@@ -81,38 +93,80 @@ class Timer:
         reaches back before the schedule's last change (fires before a creation or a resume
         were never due).
         """
-        self._disarm(schedule.schedule_id)
-        if deleted or schedule.state is not ScheduleState.ACTIVE:
-            return
-        entry = _Armed(schedule, build_trigger(schedule.timing, schedule.created_at_ms))
-        if catch_up_from_ms is None:
-            after = now_ms()
-        else:
-            after = max(catch_up_from_ms, schedule.updated_at_ms)
-        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after))
+        self.sync_many([schedule], catch_up_from_ms, deleted=deleted)
 
-    def _disarm(self, schedule_id: str) -> None:
-        armed = self._armed.pop(schedule_id, None)
-        if armed is not None and self._scheduler.get_job(armed[1]) is not None:
-            self._scheduler.remove_job(armed[1])
+    def sync_many(
+        self,
+        schedules: Iterable[Schedule],
+        catch_up_from_ms: int | None = None,
+        *,
+        deleted: bool = False,
+        fire_times: FireTimes | None = None,
+    ) -> None:
+        """`sync` for many schedules at once (start-up): shared triggers compute once."""
+        memo = fire_times or FireTimes()
+        for schedule in schedules:
+            self._armed.pop(schedule.schedule_id, None)  # its heap entry is dropped when due
+            if deleted or schedule.state is not ScheduleState.ACTIVE:
+                continue
+            trigger = memo.trigger(schedule)
+            if catch_up_from_ms is None:
+                after = now_ms()
+            else:
+                after = max(catch_up_from_ms, schedule.updated_at_ms)
+            self._arm(schedule, trigger, memo.next_after(trigger, after))
+        self._compact()
+        self._arm_wake()
 
-    def _arm(self, entry: _Armed, fire_ms: int | None) -> None:
-        schedule_id = entry.schedule.schedule_id
+    def _arm(self, schedule: Schedule, trigger: BaseTrigger, fire_ms: int | None) -> None:
         if fire_ms is None:
-            self._armed.pop(schedule_id, None)
+            self._armed.pop(schedule.schedule_id, None)
             return
-        job_id = _job_id(schedule_id, fire_ms)
-        self._armed[schedule_id] = (entry, job_id)
+        entry = _Armed(schedule, trigger, fire_ms)
+        self._armed[schedule.schedule_id] = entry
+        heapq.heappush(self._heap, (fire_ms, next(self._order), entry))
+
+    def _compact(self) -> None:
+        """Drop replaced entries once they outnumber the armed ones (bounded memory)."""
+        if len(self._heap) > 2 * len(self._armed) + 1024:
+            self._heap = [item for item in self._heap if self._is_armed(item[2])]
+            heapq.heapify(self._heap)
+
+    def _arm_wake(self) -> None:
+        """Point the one APScheduler job at the earliest armed fire (if that moved)."""
+        while self._heap and not self._is_armed(self._heap[0][2]):
+            heapq.heappop(self._heap)
+        head = self._heap[0][0] if self._heap else None
+        if head == self._wake_ms or not self._scheduler.running:
+            return
+        self._wake_ms = head
+        if head is None:
+            if self._scheduler.get_job(_WAKE_JOB) is not None:
+                self._scheduler.remove_job(_WAKE_JOB)
+            return
         self._scheduler.add_job(
-            self._fire,
-            trigger=DateTrigger(run_date=ms_to_datetime(fire_ms)),
-            args=[entry, fire_ms],
-            id=job_id,
+            self._wake,
+            trigger=DateTrigger(run_date=ms_to_datetime(head)),
+            id=_WAKE_JOB,
             replace_existing=True,
             misfire_grace_time=None,  # a late wake-up still fires; catch-up rules decide
+            max_instances=2,  # a re-armed wake may start while the last one returns
         )
 
-    async def _fire(self, entry: _Armed, fire_ms: int) -> None:
+    async def _wake(self) -> None:
+        """Start a fire task for every due entry; re-arm the wake job for the next one."""
+        self._wake_ms = None
+        due_ms = now_ms()
+        while self._heap and self._heap[0][0] <= due_ms:
+            _, _, entry = heapq.heappop(self._heap)
+            if self._is_armed(entry):
+                task = asyncio.create_task(self._fire(entry), name="fire")
+                self._fires.add(task)
+                task.add_done_callback(self._fires.discard)
+        self._arm_wake()
+
+    async def _fire(self, entry: _Armed) -> None:
+        fire_ms = entry.fire_ms
         await self._handle(entry, fire_ms)
         cutoff_ms = now_ms() - self._window_ms
         late = fires_between(entry.trigger, fire_ms, cutoff_ms)
@@ -129,7 +183,9 @@ class Timer:
         if not self._is_armed(entry):
             return  # the schedule changed meanwhile; sync() armed the new version
         after = max(fire_ms + 1, cutoff_ms)
-        self._arm(entry, next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms))
+        following = next_fire_ms(entry.trigger, after_ms=after, previous_ms=fire_ms)
+        self._arm(entry.schedule, entry.trigger, following)
+        self._arm_wake()
 
     async def _handle(self, entry: _Armed, fire_ms: int) -> None:
         try:
@@ -138,5 +194,4 @@ class Timer:
             log.exception("fire of %s at %d failed", entry.schedule.schedule_id, fire_ms)
 
     def _is_armed(self, entry: _Armed) -> bool:
-        armed = self._armed.get(entry.schedule.schedule_id)
-        return armed is not None and armed[0] is entry
+        return self._armed.get(entry.schedule.schedule_id) is entry

@@ -73,6 +73,70 @@ def next_fire_ms(
     return fire_ms if fire_ms >= after_ms else None  # a one-shot whose time has passed
 
 
+class FireTimes:
+    """Memo of triggers and next fire times for one batch of work (start-up): a schedule's
+    trigger is built once, and schedules that share a trigger (same cron and zone) and a start
+    point compute their next fire once. Keys hold the trigger itself, so an id is never
+    reused while the memo lives."""
+
+    def __init__(self) -> None:
+        self._triggers: dict[str, BaseTrigger] = {}
+        self._next: dict[tuple[BaseTrigger, int], int | None] = {}
+        self._last: dict[tuple[BaseTrigger, int], int | None] = {}
+
+    def trigger(self, schedule: Schedule) -> BaseTrigger:
+        trigger = self._triggers.get(schedule.schedule_id)
+        if trigger is None:
+            trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+            self._triggers[schedule.schedule_id] = trigger
+        return trigger
+
+    def next_after(self, trigger: BaseTrigger, after_ms: int) -> int | None:
+        """``next_fire_ms(trigger, after_ms=after_ms)``, computed once per pair."""
+        key = (trigger, after_ms)
+        if key not in self._next:
+            self._next[key] = next_fire_ms(trigger, after_ms=after_ms)
+        return self._next[key]
+
+    def any_between(self, trigger: BaseTrigger, since_ms: int, until_ms: int) -> bool:
+        """Whether ``trigger`` fires in (since_ms, until_ms).
+
+        A trigger asked about once (an interval's, anchored per schedule) is asked directly.
+        From its second use (a cron shared by many schedules) its last fire before
+        ``until_ms`` is found once, and each question is a comparison with it."""
+        key = (trigger, until_ms)
+        if key not in self._last:
+            self._last[key] = None
+            last = None
+        else:
+            last = self._last[key]
+            if last is None:
+                last = self._last[key] = _last_before(trigger, until_ms) or -1
+        if last is None or last < 0:  # first use, or nothing in the look-back span
+            first = self.next_after(trigger, since_ms + 1)
+            return first is not None and first < until_ms
+        return last > since_ms
+
+
+# How far `_last_before` looks back by doubling from one minute (a yearly cron is found).
+_LOOK_BACK_MAX_MS = 4 * 366 * 24 * 3600 * 1000
+
+
+def _last_before(trigger: BaseTrigger, until_ms: int) -> int | None:
+    """The last fire of ``trigger`` before ``until_ms`` within the look-back span, or None."""
+    span_ms = 60_000
+    while span_ms <= _LOOK_BACK_MAX_MS:
+        fire = next_fire_ms(trigger, after_ms=until_ms - span_ms)
+        if fire is not None and fire < until_ms:
+            while True:  # walk forward to the last one before until_ms
+                following = next_fire_ms(trigger, after_ms=fire + 1)
+                if following is None or following >= until_ms:
+                    return fire
+                fire = following
+        span_ms *= 2
+    return None
+
+
 def fires_left(schedule: Schedule, after_ms: int) -> bool:
     """Whether ``schedule`` has a fire after ``after_ms`` (False past its end time)."""
     trigger = build_trigger(schedule.timing, schedule.created_at_ms)

@@ -1,0 +1,168 @@
+"""Many schedules: creation rate through gRPC, restart to SERVING and RSS, beside APScheduler.
+
+Peer (same run, same machine): APScheduler 3 `AsyncIOScheduler` (in-memory job store) adding
+the same N cron jobs, in a process of its own: add rate, time to add all, RSS after.
+
+Ours: an embedded state Valkey and one `python -m scheduler_svc` process. N cron schedules
+(60 distinct expressions x 4 zones, one URL each, like a real fleet) are created through the
+public gRPC API with 32 calls in flight; the rate of the first and the last 10% is reported
+(flatness). Then the scheduler is stopped (SIGTERM) and started again: seconds from spawn to
+gRPC health SERVING, and its RSS once serving.
+
+    .venv/bin/python bench/schedules_scale.py [N]        (default 100000; minutes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from campaign_common.embedded import EmbeddedRedis
+from campaigns.v1 import schedule_pb2
+from campaigns.v1 import scheduler_service_pb2 as api
+from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
+from tests.support import ServiceProcess, eventually, free_port, grpc_serving
+
+ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
+IN_FLIGHT = 32
+
+PEER = """
+import json, resource, sys, time
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+import asyncio
+
+ZONES = {zones!r}
+n = int(sys.argv[1])
+
+async def main():
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.start()
+    started = time.perf_counter()
+    for i in range(n):
+        trigger = CronTrigger.from_crontab(f"{{i % 60}} 3 * * *", timezone=ZONES[i % 4])
+        scheduler.add_job(print, trigger, id=f"job-{{i}}", args=[i])
+    elapsed = time.perf_counter() - started
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({{"elapsed_s": elapsed, "rate": n / elapsed, "rss_mib": rss_kib / 1024}}))
+
+asyncio.run(main())
+"""
+
+
+def apscheduler_peer(n: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", PEER.format(zones=ZONES), str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _request(i: int) -> api.AddScheduledCampaignRequest:
+    return api.AddScheduledCampaignRequest(
+        name=f"bench {i}",
+        schedule=schedule_pb2.ScheduleSpec(cron=f"{i % 60} 3 * * *", timezone=ZONES[i % 4]),
+        scrape=schedule_pb2.ScrapeSpec(urls=[f"http://shop-{i % 100}.example/p/{i}"]),
+    )
+
+
+async def create_all(target: str, n: int) -> list[float]:
+    """Create n schedules; returns the completion time of each (seconds from the start)."""
+    done: list[float] = []
+    next_i = 0
+    started = time.perf_counter()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = api_grpc.SchedulerServiceStub(channel)
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < n:
+                i = next_i
+                next_i += 1
+                await stub.AddScheduledCampaign(_request(i), timeout=30)
+                done.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return sorted(done)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def start_scheduler(url: str, port: int) -> tuple[ServiceProcess, float]:
+    env = {
+        "SCHEDULER_STATE_REDIS_URL": url,
+        "SCHEDULER_PORT": str(port),
+        "SCHEDULER_LOG_LEVEL": "WARNING",
+    }
+    started = time.perf_counter()
+    process = ServiceProcess("scheduler_svc", env).start()
+    await eventually(
+        lambda: grpc_serving(f"127.0.0.1:{port}"), timeout_s=900, what="scheduler SERVING"
+    )
+    return process, time.perf_counter() - started
+
+
+def _rate(times: list[float], lo: int, hi: int) -> float:
+    start = times[lo - 1] if lo > 0 else 0.0
+    return (hi - lo) / (times[hi - 1] - start)
+
+
+async def ours(n: int) -> dict[str, float]:
+    redis = EmbeddedRedis("bench-scale").start()
+    port = free_port()
+    try:
+        process, first_start_s = await start_scheduler(redis.url, port)
+        try:
+            times = await create_all(f"127.0.0.1:{port}", n)
+            tenth = max(1, n // 10)
+            result = {
+                "create_rate": n / times[-1],
+                "first_10pct_rate": _rate(times, 0, tenth),
+                "last_10pct_rate": _rate(times, n - tenth, n),
+                "rss_after_create_mib": rss_mib(process.pid),
+            }
+        finally:
+            process.terminate(timeout_s=60)
+            process.close()
+        process, restart_s = await start_scheduler(redis.url, port)
+        try:
+            result["restart_to_serving_s"] = restart_s
+            result["rss_after_restart_mib"] = rss_mib(process.pid)
+        finally:
+            process.terminate(timeout_s=60)
+            process.close()
+        return result
+    finally:
+        redis.stop()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    peer = apscheduler_peer(n)
+    print(f"APScheduler 3, {n} cron jobs: {json.dumps(peer)}", flush=True)
+    mine = asyncio.run(ours(n))
+    print(f"ours, {n} schedules: {json.dumps(mine)}", flush=True)
+    print(
+        f"ratios: restart/APScheduler-add {mine['restart_to_serving_s'] / peer['elapsed_s']:.2f}"
+        f" (target <= 0.33), RSS {mine['rss_after_restart_mib'] / peer['rss_mib']:.2f}"
+        f" (<= 0.8), create rate {mine['create_rate'] / peer['rate']:.2f} (>= 0.5),"
+        f" last/first 10% {mine['last_10pct_rate'] / mine['first_10pct_rate']:.2f} (>= 0.8)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The registry's order, pages and counts follow every change (no full recount, no sort)."""
+
+from __future__ import annotations
+
+import random
+
+from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
+from scheduler_svc.registry import Registry
+
+
+def _schedule(sid: str, version: int = 1, state: ScheduleState = ScheduleState.ACTIVE) -> Schedule:
+    return Schedule(
+        schedule_id=sid,
+        campaign_id="c",
+        name=sid,
+        timing=Timing(TimingKind.INTERVAL, interval_s=60),
+        scrape=Scrape(urls=("http://example.com/",), selectors=()),
+        version=version,
+        state=state,
+        created_at_ms=0,
+        updated_at_ms=0,
+    )
+
+
+async def test_registry_pages_counts_and_order_follow_changes() -> None:
+    registry = Registry()
+    ids = [f"s{n:05d}" for n in range(300)]
+    shuffled = ids[:]
+    random.Random(7).shuffle(shuffled)  # out-of-order inserts too
+    position = 0
+    for sid in shuffled:
+        position += 1
+        await registry.apply((position, 0), _schedule(sid), deleted=False)
+    for sid in ids[::3]:
+        position += 1
+        await registry.apply((position, 0), _schedule(sid, 2, ScheduleState.PAUSED), False)
+    for sid in ids[1::3]:
+        position += 1
+        await registry.apply((position, 0), _schedule(sid, 2), deleted=True)
+
+    kept = [sid for n, sid in enumerate(ids) if n % 3 != 1]
+    assert [s.schedule_id for s in registry.all()] == kept
+    assert len(registry) == len(kept)
+    assert registry.counts()[ScheduleState.PAUSED] == 100
+    assert registry.counts()[ScheduleState.ACTIVE] == 100
+
+    seen: list[str] = []
+    after, more = "", True
+    while more:
+        page, more = registry.page_after(after, 33)
+        seen += [s.schedule_id for s in page]
+        after = page[-1].schedule_id
+    assert seen == kept
+
+
+async def test_registry_ignores_versions_it_has_seen() -> None:
+    registry = Registry()
+    await registry.apply((1, 0), _schedule("a", 2, ScheduleState.PAUSED), False)
+    await registry.apply((2, 0), _schedule("a", 1), False)  # older: ignored
+    await registry.apply((3, 0), _schedule("a", 2), deleted=True)  # same version: ignored
+    assert registry.counts()[ScheduleState.PAUSED] == 1
+    assert registry.counts()[ScheduleState.ACTIVE] == 0
+    assert [s.version for s in registry.all()] == [2]
