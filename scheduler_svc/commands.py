@@ -4,9 +4,8 @@ A command never changes state directly: it appends to the log and waits until th
 registry has applied its entry, so the answer reflects exactly what every replica will see.
 
 Order of a change (why no fire after the answer can be emitted for the old version):
-append the event (version v+1) -> raise the schedule's emission guard to v+1 (by the store
-right after the append, and by the log follower before it applies the entry) -> this replica
-applies the entry -> answer. From then on the emission script refuses every fire computed
+append the event (version v+1) -> this replica's log follower raises the schedule's emission
+guard to v+1, then applies the entry -> answer. From then on the emission script refuses every fire computed
 from version v, whichever replica holds it (see `scheduler_svc.firing`).
 """
 

@@ -19,6 +19,7 @@ Dialect ``posix5``: ``minute hour day-of-month month day-of-week``.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
@@ -119,6 +120,7 @@ def _never_fires(trigger: CronTrigger) -> bool:
     return probe.get_next_fire_time(None, _PROBE_FROM) is None
 
 
+@lru_cache(maxsize=4096)  # triggers hold no state: validation and every zone share one
 def _wall_trigger(expression: str) -> BaseTrigger:
     parts = expand_macro(expression).split()
     if len(parts) != len(_FIELDS):

@@ -9,10 +9,10 @@ Keys (hash tag ``{sched}``; run keys, the emission guards among them, belong to
 
 Emission guards: the emission script runs in the ``{runs}`` slot and cannot read
 ``{sched}:versions``, so each schedule's version and state are mirrored into its guard
-(`campaign_common.runlog.EmissionGuard`): by `append` right after the log append succeeded,
-and by every replica's log follower (`raise_guards`) before it applies an entry. A command
-answers only after its replica applied its entry, so never before its guard is raised, even
-when the first raise failed (the follower's raise converges it).
+(`campaign_common.runlog.EmissionGuard`) by every replica's log follower (`raise_guards`,
+many per script call) before it applies an entry. A command answers only after its replica
+applied its entry, so never before its guard is raised; the command path itself needs no
+round trip for it.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from typing import Any, cast
 
 from google.protobuf.message import Message
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
 from campaign_common.opscript import idempotent, new_op_id, op_key
 from campaign_common.runlog import EmissionGuard, EmissionGuards
-from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import StreamId, parse_stream_id
@@ -77,9 +75,10 @@ class ScheduleStore:
     ) -> StreamId:
         """Append ``event`` if the schedule is at ``expected_version``; its log entry id.
 
-        Then raises the schedule's emission guard to the event's version, before the caller
-        answers. Safe to re-send (an operation id per call; a caller's own ``op_id``, e.g.
-        from a create's request id, makes a repeated call answer the first call's entry).
+        The caller answers only once its replica applied the entry (which raises the guard
+        first: `raise_guards`). Safe to re-send (an operation id per call; a caller's own
+        ``op_id``, e.g. from a create's request id, makes a repeated call answer the first
+        call's entry).
         """
         args = [schedule_id, expected_version, *wrap(event).flat_fields()]
         keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", op_id or new_op_id())]
@@ -89,19 +88,7 @@ class ScheduleStore:
                 f"schedule {schedule_id} is at version {int(value)}, not {expected_version}: "
                 "read it again and retry"
             )
-        await self._raise_guard_of(event)
         return parse_stream_id(cast(bytes, value))
-
-    async def _raise_guard_of(self, event: Message) -> None:
-        decoded = schedule_from_event(event)
-        if decoded is None:
-            return
-        try:
-            await self._guards.raise_all([guard_of(*decoded)])
-        except RedisError as exc:
-            # The entry is in the log: this replica's follower raises the guard before it
-            # applies the entry, and the command waits for that (or times out UNAVAILABLE).
-            log.warning("emission guard of %s not raised yet: %s", decoded[0].schedule_id, exc)
 
     async def raise_guards(self, guards: list[EmissionGuard]) -> None:
         """Raise the emission guards of applied log entries (one round trip)."""

@@ -11,6 +11,7 @@ times are local wall-clock times (see `scheduler_svc.wallclock` for the DST poli
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -143,9 +144,36 @@ def fires_left(schedule: Schedule, after_ms: int) -> bool:
     return next_fire_ms(trigger, after_ms=after_ms + 1) is not None
 
 
+# Previews of shared (cron) triggers, by (trigger, whole second, count): every schedule with
+# the same cron and zone shows the same next fires, computed once per second.
+_PREVIEWS: OrderedDict[tuple[BaseTrigger, int, int], list[int]] = OrderedDict()
+_PREVIEWS_MAX = 4096
+
+
 def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:
     """The next ``count`` fire times from ``now_ms`` (preview for the API)."""
     trigger = build_trigger(schedule.timing, schedule.created_at_ms)
+    if not isinstance(trigger, NeverTrigger) and trigger is _unbounded_cron(schedule):
+        # Cron fires fall on whole seconds: none lies strictly between now and the next second.
+        second_ms = -(-now_ms // 1000) * 1000
+        key = (trigger, second_ms, count)
+        fires = _PREVIEWS.get(key)
+        if fires is None:
+            fires = _PREVIEWS[key] = _upcoming(trigger, second_ms, count)
+            if len(_PREVIEWS) > _PREVIEWS_MAX:
+                _PREVIEWS.popitem(last=False)
+        return list(fires)
+    return _upcoming(trigger, now_ms, count)
+
+
+def _unbounded_cron(schedule: Schedule) -> BaseTrigger | None:
+    timing = schedule.timing
+    if timing.kind is not TimingKind.CRON or timing.start_ms or timing.end_ms:
+        return None
+    return cron_trigger(timing.cron, timing.timezone or "UTC")
+
+
+def _upcoming(trigger: BaseTrigger, now_ms: int, count: int) -> list[int]:
     fires: list[int] = []
     previous: int | None = None
     while len(fires) < count:
