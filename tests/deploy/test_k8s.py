@@ -325,3 +325,14 @@ def test_replicas_lock_masters_and_the_secret_template_fit_together(
     assert set(masters) <= lock_hosts
     keys = secret["scheduler-api-keys"].split(",")
     assert secret["scheduler-token"] in keys, "the gateway's token must be a scheduler key"
+
+
+def test_the_kubernetes_page_lists_every_manifest_and_grace_period() -> None:
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
+    for path in MANIFESTS.glob("*.yaml"):
+        assert f"`{path.name}`" in page, f"docs/kubernetes.md does not describe {path.name}"
+    rows = {line.split("|")[1].strip(): line for line in page.splitlines() if line.count("|") > 5}
+    for module, (pod, _) in _ours().items():
+        service = module.removesuffix("_svc")
+        grace_s = pod["terminationGracePeriodSeconds"]
+        assert rows[service].rstrip(" |").endswith(f"{grace_s} s"), f"{service}: {grace_s} s"
