@@ -5,8 +5,8 @@ registry has applied its entry, so the answer reflects exactly what every replic
 
 Order of a change (why no fire after the answer can be emitted for the old version):
 append the event (version v+1) -> this replica's log follower raises the schedule's emission
-guard to v+1, then applies the entry -> answer. From then on the emission script refuses every fire computed
-from version v, whichever replica holds it (see `scheduler_svc.firing`).
+guard to v+1, then applies the entry -> answer. From then on the emission script refuses every
+fire computed from version v, whichever replica holds it (see `scheduler_svc.firing`).
 """
 
 from __future__ import annotations

@@ -55,6 +55,12 @@ class SchedulerSettings(ServiceSettings):
     dead_letters_retention_s: float = Field(30 * 24 * 3600.0, gt=0)
     # Consumers with nothing pending and idle this long are forgotten (gone processes).
     idle_consumer_s: float = Field(24 * 3600.0, gt=0)
+    # How often the schedule log is folded into its snapshot (start-up loads the snapshot and
+    # replays only the log after it).
+    snapshot_interval_s: float = Field(30.0, gt=0)
+    # Log entries already in the snapshot are trimmed once this old; a replica lagging further
+    # behind reloads from the snapshot.
+    log_keep_s: float = Field(3600.0, ge=0)
     # How often one replica's housekeeping trims and forgets (every replica may run it).
     housekeeping_interval_s: float = Field(60.0, gt=0)
 

@@ -1,4 +1,6 @@
-"""Replays the schedule event log into the registry at start-up, then tails it for good.
+"""Loads the schedule snapshot and replays the log after it into the registry at start-up,
+then tails the log for good; a follower that falls behind the log's trim point loads the
+snapshot again (`scheduler_svc.snapshot`).
 
 Before the registry applies an entry (and so before the timer arms what it says), the entry's
 emission guard is raised (`ScheduleStore.raise_guards`): a command whose own raise failed
@@ -21,6 +23,7 @@ from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.model import Schedule
 from scheduler_svc.registry import Registry, StreamId
+from scheduler_svc.snapshot import SnapshotStore, Stale
 from scheduler_svc.store import Entry, ScheduleStore, guard_of
 
 log = logging.getLogger(__name__)
@@ -34,22 +37,47 @@ class _Decoded:
 
 
 class LogFollower:
-    def __init__(self, store: ScheduleStore, registry: Registry, *, block_ms: int, batch: int):
+    def __init__(
+        self,
+        store: ScheduleStore,
+        registry: Registry,
+        snapshots: SnapshotStore,
+        *,
+        block_ms: int,
+        batch: int,
+    ):
         self._store = store
         self._registry = registry
+        self._snapshots = snapshots
         self._block_ms = block_ms
         self._batch = batch
 
     async def replay(self) -> int:
-        """Apply the whole log as it is now; returns the number of entries read.
+        """Load the snapshot and apply the log after it; returns schedules + entries read."""
+        while True:
+            try:
+                return await self._load()
+            except Stale as exc:
+                log.warning("%s: loading the snapshot again", exc)
 
-        The guards are raised once at the end, each schedule's from its last entry only (the
-        timer arms nothing before this returns), so a replay never raises a guard to a version
-        that a later entry of the same replay supersedes.
+    async def _load(self) -> int:
+        """The snapshot, then the log as it is now after the snapshot's position.
+
+        Snapshot schedules need no guard raised (the compactor raised them before folding).
+        The log's guards are raised once at the end, each schedule's from its last entry only
+        (the timer arms nothing before this returns), so a replay never raises a guard to a
+        version that a later entry of the same replay supersedes.
         """
-        total = 0
+        snapshot = await self._snapshots.load()
+        await self._registry.reset(snapshot.schedules, snapshot.position)
+        total = len(snapshot.schedules)
         guards: dict[str, EmissionGuard] = {}
-        while entries := await self._store.read_after(self._registry.applied, self._batch):
+        while True:
+            before = self._registry.applied
+            entries = await self._store.read_after(before, self._batch)
+            await self._snapshots.check_not_trimmed(before)
+            if not entries:
+                break
             decoded = [_decode(entry) for entry in entries]
             _latest_guards(decoded, guards)
             await self._apply_all(decoded)
@@ -64,10 +92,7 @@ class LogFollower:
         delay_s = 0.1
         while not stop.is_set():
             try:
-                entries = await self._store.tail(
-                    self._registry.applied, self._block_ms, self._batch
-                )
-                await self._apply_batch(entries)
+                await self._follow_once()
             except RedisError as exc:
                 raise_if_cancelling()
                 log.warning("schedule log unreachable (%s); retrying in %.1fs", exc, delay_s)
@@ -80,6 +105,17 @@ class LogFollower:
             await pause(stop, delay_s)  # backoff while the log is unreachable
             delay_s = min(delay_s * 2, 5.0)
 
+    async def _follow_once(self) -> None:
+        before = self._registry.applied
+        entries = await self._store.tail(before, self._block_ms, self._batch)
+        try:
+            await self._snapshots.check_not_trimmed(before)
+        except Stale as exc:
+            log.warning("%s while this replica was behind: loading the snapshot", exc)
+            await self.replay()
+            return
+        await self._apply_batch(entries)
+
     async def _apply_batch(self, entries: list[Entry]) -> None:
         """Raise the batch's guards, then apply it (a failed raise applies nothing: re-read)."""
         decoded = [_decode(entry) for entry in entries]
@@ -91,6 +127,13 @@ class LogFollower:
     async def _apply_all(self, decoded: list[_Decoded]) -> None:
         for each in decoded:
             await self._registry.apply(each.entry_id, each.schedule, each.deleted)
+
+
+def latest_guards(entries: list[Entry]) -> list[EmissionGuard]:
+    """The emission guards log entries leave: the highest version per schedule."""
+    guards: dict[str, EmissionGuard] = {}
+    _latest_guards([_decode(entry) for entry in entries], guards)
+    return list(guards.values())
 
 
 def _decode(entry: Entry) -> _Decoded:

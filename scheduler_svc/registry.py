@@ -11,7 +11,7 @@ import asyncio
 import bisect
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from scheduler_svc.model import Schedule, ScheduleState
 
@@ -74,6 +74,28 @@ class Registry:
                 self._notify(schedule, deleted)
         async with self._changed:
             self._applied = max(self._applied, entry_id)
+            self._changed.notify_all()
+
+    async def reset(self, schedules: Iterable[Schedule], position: StreamId) -> None:
+        """Adopt a snapshot that covers the log up to ``position``.
+
+        Each snapshot schedule is applied like an entry (only a higher version counts). A
+        schedule held here but absent from the snapshot was deleted by ``position``: this
+        registry only ever holds schedules from entries before it (a reset happens at start-up
+        or when the log was trimmed past what was applied here).
+        """
+        present: set[str] = set()
+        for schedule in schedules:
+            present.add(schedule.schedule_id)
+            current = self._schedules.get(schedule.schedule_id)
+            if current is None or schedule.version > current.version:
+                self._store(current, schedule, False)
+                self._notify(schedule, False)
+        for gone in [self._schedules[key] for key in self._ids if key not in present]:
+            self._store(gone, gone, True)
+            self._notify(gone, True)
+        async with self._changed:
+            self._applied = max(self._applied, position)
             self._changed.notify_all()
 
     def _store(self, current: Schedule | None, schedule: Schedule, deleted: bool) -> None:

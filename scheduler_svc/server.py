@@ -38,6 +38,7 @@ from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from scheduler_svc import metrics
 from scheduler_svc.auth import TokenAuth
 from scheduler_svc.commands import Commands
+from scheduler_svc.compaction import Compactor
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
@@ -49,6 +50,7 @@ from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
 from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.servicer import SchedulerServicer
+from scheduler_svc.snapshot import SnapshotStore
 from scheduler_svc.store import ScheduleStore
 from scheduler_svc.timer import Timer
 from scheduler_svc.triggers import FireTimes
@@ -102,7 +104,17 @@ class SchedulerServer:
         )
         fire_runs = RunLog(self._fire_redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         firing = Firing(fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency)
-        follower = LogFollower(store, registry, block_ms=s.log_block_ms, batch=s.log_batch)
+        snapshots = SnapshotStore(self._redis)
+        follower = LogFollower(
+            store, registry, snapshots, block_ms=s.log_block_ms, batch=s.log_batch
+        )
+        compactor = Compactor(
+            store,
+            snapshots,
+            batch=s.log_batch,
+            keep_ms=int(s.log_keep_s * 1000),
+            interval_s=s.snapshot_interval_s,
+        )
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
         timer.start()
@@ -122,8 +134,9 @@ class SchedulerServer:
             interval_s=s.housekeeping_interval_s,
         )
         housekeeper = Loop("housekeeping", lambda: housekeeping.run(self._stopping))
+        compaction = Loop("log-compaction", lambda: compactor.run(self._stopping))
         self._supervisor = Supervisor(
-            [*self._loops(follower, outcomes, gauges), housekeeper],
+            [*self._loops(follower, outcomes, gauges), housekeeper, compaction],
             metrics.LOOPS,
             stop=self._stopping,
             backoff=self.loop_backoff,
