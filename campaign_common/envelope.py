@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
-from campaign_common.telemetry import current_trace_headers
+from campaign_common.observability.telemetry import current_trace_headers
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2
 

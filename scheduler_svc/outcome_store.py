@@ -2,7 +2,7 @@
 the failure streaks.
 
 Keys:
-    {runs}:events        run events stream (owned by `campaign_common.runlog`); this module
+    {runs}:events        run events stream (owned by `campaign_common.runs.log`); this module
                          only reads it through the consumer group ``schedulers``
     {sched}:streaks      hash ``s:<schedule id>`` / ``c:<campaign id>`` -> consecutive failures
     {sched}:counted:<run events entry id>
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, EnvelopeError
-from campaign_common.runlog import RUN_EVENTS_STREAM
+from campaign_common.runs.log import RUN_EVENTS_STREAM
 
 OUTCOME_GROUP = "schedulers"
 _STREAKS = "{sched}:streaks"

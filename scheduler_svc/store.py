@@ -2,14 +2,14 @@
 emission guards the log's entries raise.
 
 Keys (hash tag ``{sched}``; run keys, the emission guards among them, belong to
-`campaign_common.runlog`):
+`campaign_common.runs.log`):
     {sched}:log        stream of schedule event envelopes (the event log, never trimmed)
     {sched}:versions   hash schedule_id -> current version (the optimistic-concurrency check)
-    {sched}:op:<id>    reply of one append (`campaign_common.opscript`), so a re-send is safe
+    {sched}:op:<id>    reply of one append (`campaign_common.runs.opscript`), so a re-send is safe
 
 Emission guards: the emission script runs in the ``{runs}`` slot and cannot read
 ``{sched}:versions``, so each schedule's version and state are mirrored into its guard
-(`campaign_common.runlog.EmissionGuard`): by `append` right after the log append succeeded,
+(`campaign_common.runs.log.EmissionGuard`): by `append` right after the log append succeeded,
 and by every replica's log follower (`raise_guards`) before it applies an entry. A command
 answers only after its replica applied its entry, so never before its guard is raised, even
 when the first raise failed (the follower's raise converges it).
@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
-from campaign_common.opscript import idempotent, new_op_id, op_key
-from campaign_common.runlog import EmissionGuard, EmissionGuards
+from campaign_common.runs.log import EmissionGuard, EmissionGuards
+from campaign_common.runs.opscript import idempotent, new_op_id, op_key
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.model import Schedule, ScheduleState

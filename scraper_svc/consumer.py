@@ -58,8 +58,8 @@ from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
+from campaign_common.observability.telemetry import mark_error
 from campaign_common.tasks import raise_if_cancelling
-from campaign_common.telemetry import mark_error
 from campaign_common.timeutil import timestamp_to_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from scraper_svc import metrics

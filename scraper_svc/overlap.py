@@ -45,8 +45,8 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from campaign_common.redlock import HeldLock, LeaseLost, LockHeld, Redlock
-from campaign_common.telemetry import mark_error, tracer
+from campaign_common.observability.telemetry import mark_error, tracer
+from campaign_common.redlock.client import HeldLock, LeaseLost, LockHeld, Redlock
 from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
 from scraper_svc.limits import OVERLAP, Overlap

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
 from campaign_common.envelope import Envelope, decode_body, wrap
-from campaign_common.runlog import (
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.log import (
     GUARD_TOMBSTONE_TTL_MS,
     RUNS_STREAM,
     Emission,

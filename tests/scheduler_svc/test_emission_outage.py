@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUNS_STREAM, RunLog, RunState
+from campaign_common.runs.log import RUNS_STREAM, RunLog, RunState
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api

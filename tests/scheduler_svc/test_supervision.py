@@ -11,9 +11,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
 from campaign_common.envelope import wrap
-from campaign_common.runlog import RUN_EVENTS_STREAM, run_key
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.log import RUN_EVENTS_STREAM, run_key
 from campaign_common.supervisor import Backoff, Loop
 from campaign_common.tasks import pause
 from campaigns.v1 import events_pb2, schedule_pb2

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunState
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.runs.log import RUN_EVENTS_STREAM, RunLog, RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from tests.scraper_svc.conftest import (
     HttpThread,
