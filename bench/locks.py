@@ -43,7 +43,8 @@ import redis
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.redlock.client import AttemptStats, Redlock
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.stats import AttemptStats
 
 TTL_MS = 10_000
 WARMUP_S = 0.5

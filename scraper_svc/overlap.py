@@ -46,7 +46,9 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from campaign_common.observability.telemetry import mark_error, tracer
-from campaign_common.redlock.client import HeldLock, LeaseLost, LockHeld, Redlock
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.errors import LeaseLost, LockHeld
+from campaign_common.redlock.hold import HeldLock
 from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
 from scraper_svc.limits import OVERLAP, Overlap

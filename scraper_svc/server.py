@@ -35,7 +35,8 @@ from redis.exceptions import RedisError
 
 from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
-from campaign_common.redlock.client import QuorumUnavailable, Redlock
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.errors import QuorumUnavailable
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from scraper_svc import metrics

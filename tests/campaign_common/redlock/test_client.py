@@ -14,15 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedRedis, EmbeddedStack
-from campaign_common.redlock.client import (
-    AttemptStats,
-    Lease,
-    LeaseLost,
-    LockHeld,
-    QuorumUnavailable,
-    Redlock,
-)
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.errors import LeaseLost, LockHeld, QuorumUnavailable
+from campaign_common.redlock.lease import Lease
 from campaign_common.redlock.scripts import fence_key, lock_key
+from campaign_common.redlock.stats import AttemptStats
 from tests.faults import TcpProxy
 from tests.support import eventually
 
