@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from campaign_common import retry_policy
 from campaign_common.runs.deadletters import DeadLetterRecord
-from campaign_common.runs.log import RunRecord, RunState
+from campaign_common.runs.record import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1.scheduler_service_pb2 import (

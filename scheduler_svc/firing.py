@@ -39,7 +39,9 @@ from redis.exceptions import RedisError
 from campaign_common import retry_policy
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import mark_error, tracer
-from campaign_common.runs.log import RUNS_STREAM, Emission, RunLog
+from campaign_common.runs.emission import Emission
+from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.log import RunLog
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2

@@ -12,12 +12,16 @@ import logging
 
 from redis.exceptions import RedisError
 
-from campaign_common.runs.deadletters import DEAD_LETTER_STREAM
-from campaign_common.runs.log import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import (
+    DEAD_LETTER_STREAM,
+    OUTCOME_GROUP,
+    RUN_EVENTS_STREAM,
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+)
 from campaign_common.runs.retention import Retention, StreamRetention
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import now_ms
-from scheduler_svc.outcome_store import OUTCOME_GROUP
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from redis.exceptions import RedisError
 from campaign_common.observability.grpc_metrics import MetricsInterceptor, ServerMetrics
 from campaign_common.observability.metrics import declare_build_info
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.log import Emission, RunLog
+from campaign_common.runs.emission import Emission
+from campaign_common.runs.log import RunLog
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import pause, raise_if_cancelling

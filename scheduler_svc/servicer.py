@@ -23,7 +23,8 @@ from campaign_common.observability.telemetry import (
 )
 from campaign_common.page_tokens import InvalidPageToken
 from campaign_common.runs.deadletters import DeadLetterNotFound, DeadLetters
-from campaign_common.runs.log import RunLog, RunRecord
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunRecord
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc

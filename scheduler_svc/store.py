@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
-from campaign_common.runs.log import EmissionGuard, EmissionGuards
+from campaign_common.runs.emission import EmissionGuard, EmissionGuards
 from campaign_common.runs.opscript import idempotent, new_op_id, op_key
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.errors import VersionConflict

@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import context_from_headers, tracer
-from campaign_common.runs.log import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from scraper_svc.model import RunRequest
 
 _tracer = tracer(__name__)

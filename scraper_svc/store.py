@@ -36,16 +36,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.log import (
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-    AttemptClosed,
-    RunLog,
-    RunState,
-    Writer,
-    campaign_fence_key,
-)
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
+from campaign_common.runs.writer import AttemptClosed, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scraper_svc.model import PageResult, RunRequest

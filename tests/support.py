@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import free_port
-from campaign_common.runs.log import RUN_EVENTS_STREAM
+from campaign_common.runs.keys import RUN_EVENTS_STREAM
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 

@@ -27,8 +27,8 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.log import RUNS_STREAM, RunLog
-from campaign_common.runs.retryqueue import DELAYED
+from campaign_common.runs.keys import DELAYED, RUNS_STREAM
+from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api

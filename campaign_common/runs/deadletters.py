@@ -1,7 +1,7 @@
 """The dead-letter stream: runs that exhausted their attempts, until an operator acts.
 
-Keys (``{runs}`` hash tag, shared with `campaign_common.runs.log`, so each script is one slot):
-    {runs}:dead   stream of RunDeadLettered envelopes; the entry id is the dead letter's id
+Keys (`campaign_common.runs.keys`; the ``{runs}`` hash tag, so each script is one slot):
+``DEAD_LETTER_STREAM``, RunDeadLettered envelopes; the entry id is the dead letter's id.
 
 The scraper parks a run here (`add`); operators list, retry (the original request goes back
 to the runs stream as attempt + 1, same run id) or purge. Retry and purge remove the entry in
@@ -19,37 +19,29 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.log import (
-    ATTEMPT_CHECK,
+from campaign_common.runs.keys import (
+    DEAD_LETTER_STREAM,
     RUN_EVENTS_STREAM,
     RUNS_STREAM,
-    UNCHECKED,
-    WRITER_CHECK,
-    Rank,
-    RunState,
-    Writer,
-    flatten,
-    refusal,
+    new_op_key,
     run_key,
 )
-from campaign_common.runs.opscript import idempotent, new_op_id, op_key
+from campaign_common.runs.opscript import idempotent
+from campaign_common.runs.record import Rank, RunState, flatten
+from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
-DEAD_LETTER_STREAM = "{runs}:dead"
-
 # KEYS[1] dead-letter stream, KEYS[2] run events stream, KEYS[3] run hash, KEYS[4] campaign
 # fence, KEYS[5] runs stream, KEYS[6] operation key
-# ARGV[1 .. 4] the writer (`runlog.Writer.args`: fence, group, consumer, runs entry of the
+# ARGV[1 .. 4] the writer (`Writer.args`: fence, group, consumer, runs entry of the
 # last attempt, acked here), ARGV[5] attempt, ARGV[6] run hash ttl ms, ARGV[7] n envelope
 # pairs, ARGV[8 .. 7+2n] the RunDeadLettered envelope (appended to both streams), the rest:
 # run hash field/value pairs.
 # Returns {1, dead id}, or {0, why} when the writer or the attempt is refused (nothing written;
-# see runlog WRITER_CHECK and ATTEMPT_CHECK: a run is dead-lettered once per attempt).
-_ADD = idempotent(
-    WRITER_CHECK
-    + ATTEMPT_CHECK
-    + """
+# see campaign_common.runs.writer: a run is dead-lettered once per attempt).
+_ADD = worker_script(
+    """
 local why = writer_refusal(KEYS[4], KEYS[5], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
   or attempt_refusal(KEYS[3], tonumber(ARGV[5]), 2)
 if why then return {0, why} end
@@ -153,7 +145,7 @@ class DeadLetters:
             RUN_EVENTS_STREAM,
             run_key(request.run_id),
             *writer.keys(),
-            op_key("runs", new_op_id()),
+            new_op_key(),
         ]
         args: list[Any] = [*writer.args(), request.attempt, self._run_ttl_ms]
         args.append(len(envelope.to_fields()))
@@ -207,7 +199,7 @@ class DeadLetters:
             "error": "",
             "next_attempt_at_ms": 0,
         }
-        keys = [DEAD_LETTER_STREAM, RUNS_STREAM, run_key(request.run_id), _op()]
+        keys = [DEAD_LETTER_STREAM, RUNS_STREAM, run_key(request.run_id), new_op_key()]
         args: list[Any] = [dead_id, self._run_ttl_ms, len(envelope.to_fields())]
         args += [*envelope.flat_fields(), *flatten(hash_fields)]
         if await self._retry(keys=keys, args=args) is None:
@@ -217,16 +209,12 @@ class DeadLetters:
     async def purge(self, dead_id: str) -> None:
         removed = 0
         if _valid_id(dead_id):
-            removed = await self._purge(keys=[DEAD_LETTER_STREAM, _op()], args=[dead_id])
+            removed = await self._purge(keys=[DEAD_LETTER_STREAM, new_op_key()], args=[dead_id])
         if not removed:
             raise DeadLetterNotFound(f"dead letter {dead_id!r} not found")
 
     async def count(self) -> int:
         return int(await self._redis.xlen(DEAD_LETTER_STREAM))
-
-
-def _op() -> str:
-    return op_key("runs", new_op_id())
 
 
 def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | None:

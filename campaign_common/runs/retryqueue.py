@@ -1,9 +1,8 @@
 """The retry delay queue: next attempts of failed runs, waiting until they are due.
 
-Keys (``{runs}`` hash tag, shared with `campaign_common.runs.log`, so each script is one slot):
-    {runs}:delayed            sorted set: run id -> epoch ms when its next attempt is due
-    {runs}:delayed:requests   hash: <run id> -> RunRequested body of the next attempt;
-                              <run id>:tp, <run id>:ts -> its traceparent, tracestate
+Keys (`campaign_common.runs.keys`; the ``{runs}`` hash tag, so each script is one slot):
+``DELAYED``, a sorted set of run id -> epoch ms when its next attempt is due, and
+``DELAYED_REQUESTS``, the RunRequested body of each next attempt with its trace context.
 
 A run has at most one attempt waiting (the member is the run id).
 
@@ -28,38 +27,29 @@ from typing import Any
 from redis.asyncio import Redis
 
 from campaign_common.envelope import SCHEMA, wrap
-from campaign_common.runs.log import (
-    ATTEMPT_CHECK,
+from campaign_common.runs.keys import (
+    DELAYED,
+    DELAYED_REQUESTS,
     RUN_EVENTS_STREAM,
     RUNS_STREAM,
-    UNCHECKED,
-    WRITER_CHECK,
-    Rank,
-    RunState,
-    Writer,
-    flatten,
-    refusal,
+    new_op_key,
     run_key,
 )
-from campaign_common.runs.opscript import idempotent, new_op_id, op_key
+from campaign_common.runs.record import Rank, RunState, flatten
+from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
-DELAYED = "{runs}:delayed"
-DELAYED_REQUESTS = "{runs}:delayed:requests"
-
 # KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] runs stream,
 # KEYS[5] delayed set, KEYS[6] delayed requests, KEYS[7] operation key
-# ARGV[1 .. 4] the writer (`runlog.Writer.args`: fence, group, consumer, runs entry to ack),
+# ARGV[1 .. 4] the writer (`Writer.args`: fence, group, consumer, runs entry to ack),
 # ARGV[5] failed attempt, ARGV[6] run hash ttl ms, ARGV[7] run id, ARGV[8] due ms, ARGV[9]
 # next request body, ARGV[10] traceparent, ARGV[11] tracestate, ARGV[12] number of envelope
 # pairs n, ARGV[13 .. 12+2n] the RunRetryScheduled envelope, the rest: run hash pairs.
 # Returns {1} when queued, {0, why} when the writer or the attempt is refused (nothing
-# written, nothing acked; see runlog WRITER_CHECK and ATTEMPT_CHECK).
-_SCHEDULE = idempotent(
-    WRITER_CHECK
-    + ATTEMPT_CHECK
-    + """
+# written, nothing acked; see campaign_common.runs.writer).
+_SCHEDULE = worker_script(
+    """
 local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
   or attempt_refusal(KEYS[2], tonumber(ARGV[5]), 2)
 if why then return {0, why} end
@@ -152,7 +142,7 @@ class RetryQueue:
             *writer.keys(),
             DELAYED,
             DELAYED_REQUESTS,
-            op_key("runs", new_op_id()),
+            new_op_key(),
         ]
         args: list[Any] = [
             *writer.args(),

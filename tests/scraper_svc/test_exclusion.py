@@ -25,7 +25,9 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.log import RUN_EVENTS_STREAM, RunLog, RunState
+from campaign_common.runs.keys import RUN_EVENTS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from tests.scraper_svc.conftest import (
     HttpThread,

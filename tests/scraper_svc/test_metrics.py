@@ -8,7 +8,8 @@ import httpx
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import free_port
-from campaign_common.runs.log import RunLog, RunState
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import schedule_pb2
 from tests.scraper_svc.conftest import (
     PageServer,

@@ -6,7 +6,9 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.runs.deadletters import DeadLetterNotFound, DeadLetters
-from campaign_common.runs.log import RUNS_STREAM, RunLog, RunState
+from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
@@ -63,7 +65,7 @@ async def test_deadletters_page_newest_first_and_purge(state_redis: Redis) -> No
 
 
 async def test_deadletters_a_run_attempt_is_parked_once(state_redis: Redis) -> None:
-    from campaign_common.runs.log import AttemptClosed
+    from campaign_common.runs.writer import AttemptClosed
 
     runs, dead = RunLog(state_redis), DeadLetters(state_redis)
     await runs.request_run(_request("s1:9"), dedupe=False)

@@ -6,17 +6,10 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.page_tokens import InvalidPageToken
-from campaign_common.runs.log import (
-    RUN_EVENTS_STREAM,
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-    AttemptClosed,
-    EntryLost,
-    Fenced,
-    RunLog,
-    RunState,
-    Writer,
-)
+from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 

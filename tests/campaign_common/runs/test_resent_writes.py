@@ -15,8 +15,10 @@ from redis.asyncio import Redis
 
 from campaign_common.redis_conn import make_client
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.log import RUN_EVENTS_STREAM, RUNS_STREAM, RunLog, RunState
-from campaign_common.runs.retryqueue import DELAYED, RetryQueue
+from campaign_common.runs.keys import DELAYED, RUN_EVENTS_STREAM, RUNS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
+from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2
 from tests.faults import TcpProxy

@@ -9,17 +9,11 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
-from campaign_common.runs.log import (
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-    AttemptClosed,
-    EntryLost,
-    Fenced,
-    RunLog,
-    RunState,
-    Writer,
-)
-from campaign_common.runs.retryqueue import DELAYED, RetryQueue
+from campaign_common.runs.keys import DELAYED, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
+from campaign_common.runs.retryqueue import RetryQueue
+from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
