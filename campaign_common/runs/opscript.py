@@ -30,20 +30,26 @@ def op_key(hash_tag: str, op_id: str) -> str:
     return f"{{{hash_tag}}}:op:{op_id}"
 
 
+# The fragments around a body (see `idempotent`): before it, a re-send answers the stored
+# reply; after it, the reply is stored for the re-sends to come.
+RESEND_PROLOGUE = """
+local op_key = KEYS[#KEYS]
+local done = redis.call('GET', op_key)
+if done then return cjson.decode(done) end
+local result = (function()
+"""
+RESEND_EPILOGUE = f"""
+end)()
+if result == nil then result = false end
+redis.call('SET', op_key, cjson.encode(result), 'PX', {OP_TTL_MS})
+return result
+"""
+
+
 def idempotent(body: str) -> str:
     """``body`` (a script that ends in ``return``) made safe to re-send; see the module doc.
 
     KEYS[#KEYS] is the operation key. The body keeps its own KEYS and ARGV numbering and must
     not read ``#KEYS``. A reply of nil is stored and returned as false (a nil reply too).
     """
-    return f"""
-local op_key = KEYS[#KEYS]
-local done = redis.call('GET', op_key)
-if done then return cjson.decode(done) end
-local result = (function()
-{body}
-end)()
-if result == nil then result = false end
-redis.call('SET', op_key, cjson.encode(result), 'PX', {OP_TTL_MS})
-return result
-"""
+    return RESEND_PROLOGUE + body + RESEND_EPILOGUE
