@@ -42,6 +42,7 @@ from campaign_common.cli.views import (
     table,
     watch_line,
 )
+from campaign_common.errors import CampaignCommonError
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 
@@ -83,7 +84,7 @@ class CliSettings(BaseSettings):
     timeout_s: float = 5.0
 
 
-class BadFile(Exception):
+class BadFile(CampaignCommonError):
     """The request file cannot be read or is not a valid request; the message says why."""
 
 

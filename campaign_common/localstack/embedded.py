@@ -27,12 +27,13 @@ from pathlib import Path
 
 import redis
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.server_version import check_server_version
 
 _PR_SET_PDEATHSIG = 1
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(CampaignCommonError, RuntimeError):
     """A server could not be found or started; the message says what to do."""
 
 

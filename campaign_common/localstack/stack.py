@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.localstack.embedded import EmbeddedStack, die_with_parent
 
 
@@ -47,7 +48,7 @@ class StackSettings(BaseSettings):
     stop_grace_s: float = Field(10.0, validation_alias=AliasChoices("STACK_STOP_GRACE_S"))
 
 
-class StackError(RuntimeError):
+class StackError(CampaignCommonError, RuntimeError):
     """The stack could not start; the message says which part and why."""
 
 

@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import NoScriptError
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.redlock.scripts import ALL_SCRIPTS, LuaScript
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _BACKOFF_MAX_S = 1.0
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 
-class NodeUnavailable(Exception):
+class NodeUnavailable(CampaignCommonError):
     """A master could not be reached, dropped the connection, or stopped answering."""
 
 

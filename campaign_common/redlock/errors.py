@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from campaign_common.errors import CampaignCommonError
 
-class LockError(Exception):
+
+class LockError(CampaignCommonError):
     """Root of every error this module raises about a lock."""
 
     def __init__(self, resource: str, message: str) -> None:

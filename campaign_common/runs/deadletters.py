@@ -18,6 +18,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
+from campaign_common.errors import CampaignCommonError
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.runs.keys import (
     DEAD_LETTER_STREAM,
@@ -86,7 +87,7 @@ return id
 _PURGE = idempotent("return redis.call('XDEL', KEYS[1], ARGV[1])")
 
 
-class DeadLetterNotFound(LookupError):
+class DeadLetterNotFound(CampaignCommonError, LookupError):
     """No dead letter with that id (never existed, retried or purged)."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
 from campaign_common.runs.opscript import idempotent
 
@@ -65,7 +66,7 @@ def worker_script(body: str, *, resend_safe: bool = False) -> str:
     return script if resend_safe else idempotent(script)
 
 
-class WriteRefused(Exception):
+class WriteRefused(CampaignCommonError):
     """A worker's write was refused by the state Redis; nothing was written."""
 
 
