@@ -73,6 +73,7 @@ from opentelemetry.trace import Span
 
 from campaign_common.observability.telemetry import mark_error, tracer
 from campaign_common.redlock.errors import LeaseCapReached, LeaseLost, QuorumUnavailable
+from campaign_common.runs.limits import RunLimits
 from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, WriteRefused
 from campaign_common.timeutil import now_ms
 from scraper_svc import metrics
@@ -87,7 +88,6 @@ from scraper_svc.limits import (
     RATE_LIMIT,
     TIMEOUT,
     LimitDefaults,
-    RunLimits,
     missed_start_deadline,
     resolve,
 )
