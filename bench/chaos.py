@@ -31,9 +31,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from campaign_common.embedded import EmbeddedStack
+from campaign_common.localstack.embedded import EmbeddedStack
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RunLog
+from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from tests.support import (

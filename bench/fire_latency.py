@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from campaign_common.embedded import free_port
+from campaign_common.localstack.embedded import free_port
 from tests.support import PageServer
 
 PAGE = "<html><h1>Bench</h1><p class='price'>1.00</p></html>"

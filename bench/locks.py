@@ -11,7 +11,7 @@ on the same masters, for each client:
 
 Each measurement runs ``--seconds`` after a short warm-up. It reports cycles/s and the p50/p99
 latency of ``acquire`` alone, then the ratios ours/aioredlock. Every client uses a 10 s TTL
-and its defaults otherwise; our client is `campaign_common.redlock.Redlock` (pipelined).
+and its defaults otherwise; our client is `campaign_common.redlock.client.Redlock` (pipelined).
 ``ours-redis-py`` is the same client with ``pipelined=False`` (every request through
 redis-py's own command path), to show what the pipelined transport buys. The results are
 written up in docs/benchmarks.md. Needs the bench peers installed:
@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
-from campaign_common.redlock import AttemptStats, Redlock
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.stats import AttemptStats
 
 TTL_MS = 10_000
 WARMUP_S = 0.5

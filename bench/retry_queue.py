@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from campaign_common.embedded import EmbeddedRedis
+from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import RUNS_STREAM
+from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 

@@ -53,9 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import grpc
 import redis
 
-from campaign_common.embedded import EmbeddedStack
+from campaign_common.localstack.embedded import EmbeddedStack
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP, RunLog
+from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as service_pb2

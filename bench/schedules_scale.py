@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from campaign_common.embedded import EmbeddedRedis
+from campaign_common.localstack.embedded import EmbeddedRedis
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -125,7 +125,7 @@ async def ours(n: int) -> dict[str, float]:
     redis = EmbeddedRedis("bench-scale").start()
     port = free_port()
     try:
-        process, first_start_s = await start_scheduler(redis.url, port)
+        process, _ = await start_scheduler(redis.url, port)
         try:
             times = await create_all(f"127.0.0.1:{port}", n)
             tenth = max(1, n // 10)

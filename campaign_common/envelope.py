@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
-from campaign_common.telemetry import current_trace_headers
+from campaign_common.errors import CampaignCommonError
+from campaign_common.observability.telemetry import current_trace_headers
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2
 
@@ -32,7 +33,7 @@ _BODY_TYPES: dict[str, type[Message]] = {
 _warned: set[str] = set()
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(CampaignCommonError, ValueError):
     """A stream entry is not an envelope (missing or malformed fields)."""
 
 

@@ -6,10 +6,12 @@ import base64
 import binascii
 from collections.abc import Callable
 
+from campaign_common.errors import CampaignCommonError
+
 _INVALID = "page token is not valid; pass the nextPageToken of the previous page"
 
 
-class InvalidPageToken(ValueError):
+class InvalidPageToken(CampaignCommonError, ValueError):
     """A page token that this service did not issue."""
 
 

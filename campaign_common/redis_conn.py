@@ -10,7 +10,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from campaign_common.redis_metrics import CountingRedis
+from campaign_common.observability.redis_metrics import CountingRedis
 from campaign_common.server_version import check_server_version
 
 
@@ -18,8 +18,8 @@ def make_client(
     url: str, timeout_s: float, *, retries: int = 3, max_connections: int | None = None
 ) -> Redis:
     """A bytes-mode client whose every command has a deadline and bounded retries; failed
-    commands are counted (`campaign_common.redis_metrics`). ``max_connections`` caps its
-    pool (None: redis-py's default)."""
+    commands are counted (`campaign_common.observability.redis_metrics`). ``max_connections``
+    caps its pool (None: redis-py's default)."""
     pool_size: dict[str, Any] = (
         {} if max_connections is None else {"max_connections": max_connections}
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from campaign_common.errors import CampaignCommonError
+
 MIN_VERSION = (6, 2, 0)
 
 
-class UnsupportedServerError(RuntimeError):
+class UnsupportedServerError(CampaignCommonError, RuntimeError):
     """The Redis server is older than the minimum the platform needs."""
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.tasks import pause, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class LoopMetrics:
         )
 
 
-class LoopFailed(RuntimeError):
+class LoopFailed(CampaignCommonError, RuntimeError):
     """A fatal loop failed; its error is the ``__cause__``."""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from campaign_common.logs import setup_logging
+from campaign_common.observability.logs import setup_logging
+from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.settings import TelemetrySettings
-from campaign_common.telemetry import setup_tracing
 from gateway.config import GatewaySettings
 from gateway.server import StartupError, serve
 

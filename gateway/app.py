@@ -342,7 +342,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
         generate_unique_id_function=operation_id,
-        # Spans use the provider of `campaign_common.telemetry`; exporters are configured there.
+        # Spans use the provider of `campaign_common.observability.telemetry`; exporters are
+        # configured there.
         telemetry=TelemetryConfig(operation_spans=False, auto_configure=False, exclude=_untraced),
     )
     guard = [Depends(api_key_guard(settings.api_keys))] if settings.api_keys else []

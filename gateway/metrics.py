@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from campaign_common.metrics import declare_build_info
+from campaign_common.observability.metrics import declare_build_info
 
 REQUESTS = Counter(
     "campaigns_gateway_requests_total", "HTTP requests by route, method and status",

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.trace import SpanKind
 
-from campaign_common.telemetry import (
+from campaign_common.observability.telemetry import (
     mark_error,
     metadata_for_current_trace,
     rpc_attributes,

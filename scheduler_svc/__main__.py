@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from campaign_common.logs import setup_logging
+from campaign_common.observability.logs import setup_logging
+from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.settings import TelemetrySettings
-from campaign_common.telemetry import setup_tracing
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import serve
 

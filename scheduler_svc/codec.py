@@ -9,8 +9,9 @@ from typing import Any, TypeVar, cast
 from google.protobuf.message import Message
 
 from campaign_common import retry_policy
-from campaign_common.deadletters import DeadLetterRecord
-from campaign_common.runlog import RunRecord, RunState
+from campaign_common.runs.deadletters import DeadLetterRecord
+from campaign_common.runs.limits import limits_from_proto, limits_to_proto
+from campaign_common.runs.record import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1.scheduler_service_pb2 import (
@@ -18,9 +19,7 @@ from campaigns.v1.scheduler_service_pb2 import (
     UpdateScheduleRequest,
 )
 from scheduler_svc.model import (
-    Limits,
     NewSchedule,
-    Overlap,
     Schedule,
     ScheduleState,
     Scrape,
@@ -34,46 +33,6 @@ _STATE_TO_PROTO = {
     ScheduleState.COMPLETED: schedule_pb2.SCHEDULE_STATE_COMPLETED,
 }
 _STATE_FROM_PROTO = {value: key for key, value in _STATE_TO_PROTO.items()}
-
-
-_OVERLAP_TO_PROTO = {
-    Overlap.SKIP: schedule_pb2.OVERLAP_POLICY_SKIP,
-    Overlap.BUFFER_ONE: schedule_pb2.OVERLAP_POLICY_BUFFER_ONE,
-    Overlap.ALLOW_ALL: schedule_pb2.OVERLAP_POLICY_ALLOW_ALL,
-}
-_OVERLAP_FROM_PROTO = {value: key for key, value in _OVERLAP_TO_PROTO.items()}
-
-
-def limits_from_proto(limits: schedule_pb2.RunLimits) -> Limits:
-    return Limits(
-        overlap=_OVERLAP_FROM_PROTO.get(limits.overlap, Overlap.SKIP),
-        max_runs_per_window=limits.max_runs_per_window,
-        window_s=limits.window_seconds,
-        max_total_runs=limits.max_total_runs,
-        start_deadline_s=limits.start_deadline_seconds,
-        run_timeout_s=limits.run_timeout_seconds,
-        max_pages=limits.max_pages,
-        max_bytes=limits.max_bytes,
-        per_host_concurrency=limits.per_host_concurrency,
-        per_host_delay_ms=limits.per_host_delay_ms,
-        pause_after_failures=limits.pause_after_failures,
-    )
-
-
-def limits_to_proto(limits: Limits) -> schedule_pb2.RunLimits:
-    return schedule_pb2.RunLimits(
-        overlap=_OVERLAP_TO_PROTO[limits.overlap],
-        max_runs_per_window=limits.max_runs_per_window,
-        window_seconds=limits.window_s,
-        max_total_runs=limits.max_total_runs,
-        start_deadline_seconds=limits.start_deadline_s,
-        run_timeout_seconds=limits.run_timeout_s,
-        max_pages=limits.max_pages,
-        max_bytes=limits.max_bytes,
-        per_host_concurrency=limits.per_host_concurrency,
-        per_host_delay_ms=limits.per_host_delay_ms,
-        pause_after_failures=limits.pause_after_failures,
-    )
 
 
 def _bound_ms(spec: schedule_pb2.ScheduleSpec, field: str) -> int:

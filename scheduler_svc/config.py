@@ -48,7 +48,7 @@ class SchedulerSettings(ServiceSettings):
     # How often the stream gauges (pending, lag, dead letters) are refreshed.
     gauge_refresh_s: float = 5.0
     # Retention of the runs stream and the run events stream: entries older than this are
-    # trimmed, but never one a consumer group still needs (see campaign_common.retention).
+    # trimmed, but never one a consumer group still needs (see campaign_common.runs.retention).
     runs_stream_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     run_events_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     # Dead letters nobody retried or purged are dropped after this long.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from campaign_common.envelope import decode_body
-from campaign_common.runlog import EmissionGuard
+from campaign_common.runs.emission import EmissionGuard
 from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.model import Schedule

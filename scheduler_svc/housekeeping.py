@@ -1,7 +1,8 @@
 """The scheduler's housekeeping loop: stream retention and forgetting gone consumers.
 
-Every replica runs it every ``interval_s``; the work is idempotent (`campaign_common.retention`),
-so replicas running it together only repeat it. Redis outages are logged and waited out.
+Every replica runs it every ``interval_s``; the work is idempotent
+(`campaign_common.runs.retention`), so replicas running it together only repeat it.
+Redis outages are logged and waited out.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import logging
 
 from redis.exceptions import RedisError
 
-from campaign_common.deadletters import DEAD_LETTER_STREAM
-from campaign_common.retention import Retention, StreamRetention
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import (
+    DEAD_LETTER_STREAM,
+    OUTCOME_GROUP,
+    RUN_EVENTS_STREAM,
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+)
+from campaign_common.runs.retention import Retention, StreamRetention
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import now_ms
-from scheduler_svc.outcome_store import OUTCOME_GROUP
 
 log = logging.getLogger(__name__)
 

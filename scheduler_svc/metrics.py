@@ -1,4 +1,4 @@
-"""The scheduler's Prometheus metrics (served by `campaign_common.metrics`)."""
+"""The scheduler's Prometheus metrics (served by `campaign_common.observability.metrics`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from prometheus_client import Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
-from campaign_common.deadletters import DeadLetters
-from campaign_common.grpc_metrics import MetricsInterceptor, ServerMetrics
-from campaign_common.metrics import declare_build_info
-from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import Emission, RunLog
+from campaign_common.observability.grpc_metrics import MetricsInterceptor, ServerMetrics
+from campaign_common.observability.metrics import declare_build_info
+from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.emission import Emission
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaigns.v1 import scheduler_service_pb2

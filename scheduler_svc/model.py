@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from campaign_common.retry_policy import DEFAULT as DEFAULT_RETRY
 from campaign_common.retry_policy import RetryPolicy
+from campaign_common.runs.limits import RunLimits
 
 
 class ScheduleState(StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
-
-
-class Overlap(StrEnum):
-    SKIP = "SKIP"
-    BUFFER_ONE = "BUFFER_ONE"
-    ALLOW_ALL = "ALLOW_ALL"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Execution limits of a schedule's runs; 0 means no limit (or the scraper's default)."""
-
-    overlap: Overlap = Overlap.SKIP
-    max_runs_per_window: int = 0
-    window_s: int = 0
-    max_total_runs: int = 0
-    start_deadline_s: int = 0
-    run_timeout_s: int = 0
-    max_pages: int = 0
-    max_bytes: int = 0
-    per_host_concurrency: int = 0
-    per_host_delay_ms: int = 0
-    pause_after_failures: int = 0
 
 
 class TimingKind(StrEnum):
@@ -75,7 +53,7 @@ class Schedule:
     created_at_ms: int
     updated_at_ms: int
     paused_note: str = ""
-    limits: Limits = Limits()
+    limits: RunLimits = field(default_factory=RunLimits)
     retry: RetryPolicy = DEFAULT_RETRY  # the effective policy (defaults filled in)
 
     def evolve(self, now_ms: int, **changes: object) -> Schedule:
@@ -91,6 +69,6 @@ class NewSchedule:
     name: str
     timing: Timing | None
     scrape: Scrape
-    limits: Limits = Limits()
+    limits: RunLimits = field(default_factory=RunLimits)
     retry: RetryPolicy = DEFAULT_RETRY
     request_id: str = ""  # idempotent create: a retry answers the first call's schedule

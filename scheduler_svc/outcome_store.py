@@ -2,7 +2,7 @@
 the failure streaks.
 
 Keys:
-    {runs}:events        run events stream (owned by `campaign_common.runlog`); this module
+    {runs}:events        run events stream (named in `campaign_common.runs.keys`); this module
                          only reads it through the consumer group ``schedulers``
     {sched}:streaks      hash ``s:<schedule id>`` / ``c:<campaign id>`` -> consecutive failures
     {sched}:counted:<run events entry id>
@@ -23,9 +23,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, EnvelopeError
-from campaign_common.runlog import RUN_EVENTS_STREAM
+from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM
 
-OUTCOME_GROUP = "schedulers"
 _STREAKS = "{sched}:streaks"
 # Longer than any redelivery of a run event: a re-send takes seconds, a take-over happens
 # after outcome_claim_idle_ms (30 s by default); an entry left pending for a day counts again.

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.notifier import WebhookNotifier
-from campaign_common.runlog import RunLog
+from campaign_common.runs.log import RunLog
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import ms_to_rfc3339, now_ms
 from campaigns.v1 import events_pb2

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM
+from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM
 
 _STREAMS = (RUNS_STREAM, RUN_EVENTS_STREAM)
 _POSITION = re.compile(r"[0-9]+-[0-9]+\|[0-9]+-[0-9]+")

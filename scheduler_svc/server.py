@@ -24,13 +24,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
-from campaign_common.deadletters import DeadLetters
-from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
+from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
-from campaign_common.retention import Retention
-from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import RunLog
+from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.retention import Retention
+from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from campaign_common.tasks import cancel_and_wait
 from campaign_common.timeutil import now_ms

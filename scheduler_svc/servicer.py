@@ -15,10 +15,16 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
-from campaign_common.deadletters import DeadLetterNotFound, DeadLetters
+from campaign_common.observability.telemetry import (
+    context_from_metadata,
+    mark_error,
+    rpc_attributes,
+    tracer,
+)
 from campaign_common.page_tokens import InvalidPageToken
-from campaign_common.runlog import RunLog, RunRecord
-from campaign_common.telemetry import context_from_metadata, mark_error, rpc_attributes, tracer
+from campaign_common.runs.deadletters import DeadLetterNotFound, DeadLetters
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunRecord
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc

@@ -2,14 +2,14 @@
 emission guards the log's entries raise.
 
 Keys (hash tag ``{sched}``; run keys, the emission guards among them, belong to
-`campaign_common.runlog`):
+`campaign_common.runs.log`):
     {sched}:log        stream of schedule event envelopes (the event log, never trimmed)
     {sched}:versions   hash schedule_id -> current version (the optimistic-concurrency check)
-    {sched}:op:<id>    reply of one append (`campaign_common.opscript`), so a re-send is safe
+    {sched}:op:<id>    reply of one append (`campaign_common.runs.opscript`), so a re-send is safe
 
 Emission guards: the emission script runs in the ``{runs}`` slot and cannot read
 ``{sched}:versions``, so each schedule's version and state are mirrored into its guard
-(`campaign_common.runlog.EmissionGuard`) by every replica's log follower (`raise_guards`,
+(`campaign_common.runs.emission.EmissionGuard`) by every replica's log follower (`raise_guards`,
 many per script call) before it applies an entry. A command answers only after its replica
 applied its entry, so never before its guard is raised; the command path itself needs no
 round trip for it.
@@ -24,8 +24,8 @@ from google.protobuf.message import Message
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
-from campaign_common.opscript import idempotent, new_op_id, op_key
-from campaign_common.runlog import EmissionGuard, EmissionGuards
+from campaign_common.runs.emission import EmissionGuard, EmissionGuards
+from campaign_common.runs.opscript import idempotent, new_op_id, op_key
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import StreamId, parse_stream_id

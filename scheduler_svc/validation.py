@@ -14,8 +14,9 @@ from zoneinfo import available_timezones
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from campaign_common import retry_policy
+from campaign_common.runs.limits import LIMIT_FIELDS, RunLimits
 from scheduler_svc.cron import CronSyntaxError, parse_cron
-from scheduler_svc.model import Limits, NewSchedule, Scrape, Timing, TimingKind
+from scheduler_svc.model import NewSchedule, Scrape, Timing, TimingKind
 from scheduler_svc.triggers import build_trigger, next_fire_ms
 from scheduler_svc.urls import url_problem
 
@@ -146,25 +147,10 @@ def _check_scrape(scrape: Scrape) -> list[FieldViolation]:
     return violations
 
 
-# proto field name -> (domain attribute, maximum); every limit is >= 0 and 0 means none.
-_LIMIT_FIELDS = {
-    "max_runs_per_window": ("max_runs_per_window", 1_000_000),
-    "window_seconds": ("window_s", 366 * 24 * 3600),
-    "max_total_runs": ("max_total_runs", 1_000_000_000),
-    "start_deadline_seconds": ("start_deadline_s", 7 * 24 * 3600),
-    "run_timeout_seconds": ("run_timeout_s", 24 * 3600),
-    "max_pages": ("max_pages", 100_000),
-    "max_bytes": ("max_bytes", 10 * 1024**3),
-    "per_host_concurrency": ("per_host_concurrency", 100),
-    "per_host_delay_ms": ("per_host_delay_ms", 3_600_000),
-    "pause_after_failures": ("pause_after_failures", 1000),
-}
-
-
-def _check_limits(limits: Limits) -> list[FieldViolation]:
+def _check_limits(limits: RunLimits) -> list[FieldViolation]:
     violations = [
         FieldViolation(f"limits.{name}", f"must be between 0 (no limit) and {maximum}")
-        for name, (attribute, maximum) in _LIMIT_FIELDS.items()
+        for name, (attribute, maximum) in LIMIT_FIELDS.items()
         if not 0 <= getattr(limits, attribute) <= maximum
     ]
     if bool(limits.max_runs_per_window) != bool(limits.window_s):

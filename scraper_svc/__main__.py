@@ -7,10 +7,10 @@ import sys
 
 from pydantic import ValidationError
 
-from campaign_common.logs import setup_logging
+from campaign_common.observability.logs import setup_logging
+from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.settings import TelemetrySettings
-from campaign_common.telemetry import setup_tracing
 from scraper_svc.config import ScraperSettings
 from scraper_svc.errors import StartupError
 from scraper_svc.server import serve

@@ -58,13 +58,13 @@ from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body
+from campaign_common.observability.telemetry import mark_error
+from campaign_common.runs.limits import limits_from_proto
 from campaign_common.tasks import raise_if_cancelling
-from campaign_common.telemetry import mark_error
 from campaign_common.timeutil import timestamp_to_ms
-from campaigns.v1 import events_pb2, schedule_pb2
+from campaigns.v1 import events_pb2
 from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
-from scraper_svc.limits import Overlap, RunLimits
 from scraper_svc.model import RunRequest
 from scraper_svc.retries import RetryBook, stream_order
 from scraper_svc.runner import RunRunner
@@ -76,25 +76,6 @@ PENDING_START = "0"
 NEW_ENTRIES = ">"
 # Reads retry at least this often while the state Redis is down, so a restart is noticed soon.
 READ_BACKOFF_MAX_S = 5.0
-_OVERLAP = {
-    schedule_pb2.OVERLAP_POLICY_BUFFER_ONE: Overlap.BUFFER_ONE,
-    schedule_pb2.OVERLAP_POLICY_ALLOW_ALL: Overlap.ALLOW_ALL,
-}
-
-
-def requested_limits(limits: schedule_pb2.RunLimits) -> RunLimits:
-    """The schedule's limits as carried by a run request (0: the worker's default)."""
-    return RunLimits(
-        overlap=_OVERLAP.get(limits.overlap, Overlap.SKIP),
-        max_runs_per_window=limits.max_runs_per_window,
-        window_s=int(limits.window_seconds),
-        start_deadline_s=int(limits.start_deadline_seconds),
-        run_timeout_s=float(limits.run_timeout_seconds),
-        max_pages=limits.max_pages,
-        max_bytes=int(limits.max_bytes),
-        per_host_concurrency=limits.per_host_concurrency,
-        per_host_delay_ms=int(limits.per_host_delay_ms),
-    )
 
 
 def to_request(
@@ -129,7 +110,7 @@ def to_request(
         traceparent=envelope.traceparent,
         tracestate=envelope.tracestate,
         scheduled_for_ms=timestamp_to_ms(body.scheduled_for),
-        limits=requested_limits(body.limits),
+        limits=limits_from_proto(body.limits),
         retry=retry_policy.from_proto(body.retry_policy),
         deliveries=deliveries,
         payload=envelope.body,

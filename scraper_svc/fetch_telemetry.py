@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.trace import Span, SpanKind
 
-from campaign_common.telemetry import mark_error, tracer
+from campaign_common.observability.telemetry import mark_error, tracer
 from scraper_svc import metrics
 from scraper_svc.errors import FetchError, FetchTimeout
 

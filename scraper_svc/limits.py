@@ -1,6 +1,7 @@
 """Execution limits of one run: what the schedule asked for, merged with the worker's defaults.
 
-A run request carries its schedule's limits (zero means "no limit" or "the service default");
+A run request carries its schedule's limits (`campaign_common.runs.limits.RunLimits`, shared
+with the scheduler; zero means "no limit" or "the service default");
 `resolve` turns them into the limits the run obeys, schedule values overriding the defaults of
 `scraper_svc.config.ScraperSettings`. The reasons a limit writes into a run's ``error`` field
 are named here, so every module and test uses the same words.
@@ -17,7 +18,8 @@ Where each limit is enforced (see `scraper_svc.runner` for the order):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from campaign_common.runs.limits import RunLimits
 
 OVERLAP = "overlap"
 RATE_LIMIT = "rate limit"
@@ -28,33 +30,6 @@ LEASE_LOST = "lease lost"
 LOCK_QUORUM_UNAVAILABLE = "lock quorum unavailable"
 CLUSTER_LIMIT = "cluster run limit reached"
 PREVIOUS_WORKER_HOLDS_LOCK = "taken over while its previous worker still holds the campaign lock"
-
-
-class Overlap(StrEnum):
-    """What a run does when its campaign already has a run holding the campaign lock."""
-
-    SKIP = "SKIP"  # end SKIPPED "overlap" (the default)
-    BUFFER_ONE = "BUFFER_ONE"  # wait for the lock, at most one waiting run per campaign
-    ALLOW_ALL = "ALLOW_ALL"  # no campaign lock and no fencing
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    """Limits of one run. As requested, 0 means "default"; once resolved, 0 means "none"."""
-
-    overlap: Overlap = Overlap.SKIP
-    max_runs_per_window: int = 0
-    window_s: int = 0
-    start_deadline_s: int = 0
-    run_timeout_s: float = 0
-    max_pages: int = 0
-    max_bytes: int = 0
-    per_host_concurrency: int = 0
-    per_host_delay_ms: int = 0
-
-    @property
-    def rate_limited(self) -> bool:
-        return self.max_runs_per_window > 0 and self.window_s > 0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The scraper's Prometheus metrics (served by `campaign_common.metrics`).
+"""The scraper's Prometheus metrics (served by `campaign_common.observability.metrics`).
 
 Base units, ``_total`` counters, no per-run labels. Outcomes are counted by the worker that
 wrote them, so summing over workers gives the cluster's totals.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from campaign_common.metrics import declare_build_info
+from campaign_common.observability.metrics import declare_build_info
 from campaign_common.supervisor import LoopMetrics
 
 RUNS = Counter(

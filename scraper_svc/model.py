@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from campaign_common.retry_policy import RetryPolicy
+from campaign_common.runs.limits import RunLimits
 from scraper_svc.extract import Fields
-from scraper_svc.limits import RunLimits
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,14 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from campaign_common.redlock import HeldLock, LeaseLost, LockHeld, Redlock
-from campaign_common.telemetry import mark_error, tracer
+from campaign_common.observability.telemetry import mark_error, tracer
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.errors import LeaseLost, LockHeld
+from campaign_common.redlock.hold import HeldLock
+from campaign_common.runs.limits import Overlap
 from scraper_svc import metrics
 from scraper_svc.errors import ScraperError
-from scraper_svc.limits import OVERLAP, Overlap
+from scraper_svc.limits import OVERLAP
 from scraper_svc.model import RunRequest
 from scraper_svc.store import campaign_lock_resource
 

@@ -1,6 +1,6 @@
 """The retry pump: moves next attempts that are due from the delay queue to the runs stream.
 
-Every worker runs one; the move is a single script (`campaign_common.retryqueue`), so pumps
+Every worker runs one; the move is a single script (`campaign_common.runs.retryqueue`), so pumps
 on many workers move each retry exactly once, and any one of them keeps retries flowing.
 While the state Redis is down it logs
 once that it is waiting, once that it is back, and keeps polling.

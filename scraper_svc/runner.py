@@ -22,7 +22,7 @@ Timeline of one run, and why it is correct:
        written, RetryLater counted as a delivery (entry not acked)
     lease cap reached (the run took longer than lock_max_lease_s) ─> body cancelled ─>
        failure "lease lost: maximum lease time ..." (F), see below
-    a write refused (campaign_common.runlog.WriteRefused), nothing written, then:
+    a write refused (campaign_common.runs.log.WriteRefused), nothing written, then:
        EntryLost (another worker owns the entry) ─> stop; the entry is its business now
        Fenced (a newer lock holder wrote) ─> stop; RetryLater counted as a delivery
        AttemptClosed (the attempt has its outcome) ─> ack (if still ours), stop
@@ -41,7 +41,7 @@ Timeline of one run, and why it is correct:
   newer holder has written, in the same script as the write.
 - One outcome per attempt, whatever fails: every write of a run (start, results, outcome,
   retry, dead letter, ack) is checked in its script against the entry's owner, the fence and
-  the attempt's rank (`campaign_common.runlog`), and a worker that lost its lease or its
+  the attempt's rank (`campaign_common.runs.log`), and a worker that lost its lease or its
   entry writes nothing but a log line. So a worker that was frozen, or cut off from the state
   Redis while another took its run over, can never add a second outcome or ack the run the
   other worker now owns.
@@ -71,9 +71,10 @@ from typing import Protocol
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from campaign_common.redlock import LeaseCapReached, LeaseLost, QuorumUnavailable
-from campaign_common.runlog import AttemptClosed, EntryLost, Fenced, WriteRefused
-from campaign_common.telemetry import mark_error, tracer
+from campaign_common.observability.telemetry import mark_error, tracer
+from campaign_common.redlock.errors import LeaseCapReached, LeaseLost, QuorumUnavailable
+from campaign_common.runs.limits import RunLimits
+from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, WriteRefused
 from campaign_common.timeutil import now_ms
 from scraper_svc import metrics
 from scraper_svc.errors import RetryLater
@@ -87,7 +88,6 @@ from scraper_svc.limits import (
     RATE_LIMIT,
     TIMEOUT,
     LimitDefaults,
-    RunLimits,
     missed_start_deadline,
     resolve,
 )

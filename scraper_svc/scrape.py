@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from campaign_common.runs.limits import RunLimits
 from scraper_svc.errors import (
     ByteBudgetExceeded,
     ExtractError,
@@ -32,7 +33,6 @@ from scraper_svc.errors import (
 )
 from scraper_svc.extract import Fields, extract_fields, no_fields
 from scraper_svc.fetcher import Fetcher, Page
-from scraper_svc.limits import RunLimits
 from scraper_svc.model import PageResult, RunRequest
 from scraper_svc.politeness import HostGate
 

@@ -33,9 +33,10 @@ import signal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from campaign_common.metrics import MetricsEndpoint
+from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
-from campaign_common.redlock import QuorumUnavailable, Redlock
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.errors import QuorumUnavailable
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from scraper_svc import metrics

@@ -18,9 +18,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 
-from campaign_common.logs import run_logging
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP
-from campaign_common.telemetry import context_from_headers, tracer
+from campaign_common.observability.logs import run_logging
+from campaign_common.observability.telemetry import context_from_headers, tracer
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from scraper_svc.model import RunRequest
 
 _tracer = tracer(__name__)

@@ -1,7 +1,7 @@
 """All state-Redis access of the scraper: the runs consumer group, run records, run limits.
 
-Run keys, streams and scripts belong to `campaign_common.runlog` (used here, never written
-directly); lock keys belong to `campaign_common.redlock_scripts`, the cluster slots to
+Run keys, streams and scripts belong to `campaign_common.runs.log` (used here, never written
+directly); lock keys belong to `campaign_common.redlock.scripts`, the cluster slots to
 `scraper_svc.semaphore`. This module owns the names the scraper adds:
 
     campaign:<campaign_id>            Redlock resource of a campaign (on the lock masters)
@@ -10,13 +10,13 @@ directly); lock keys belong to `campaign_common.redlock_scripts`, the cluster sl
     {scraper}:buffer:<campaign_id>    string: id of the one run waiting for the campaign lock
                                       (BUFFER_ONE), TTL refreshed while it waits
 
-Every write for a run carries a `campaign_common.runlog.Writer`: this worker must still own
+Every write for a run carries a `campaign_common.runs.log.Writer`: this worker must still own
 the run's runs entry, and a write under a campaign lock carries the lock's fencing token,
 refused atomically once a newer holder has written; a refused write raises a `WriteRefused`
 (`EntryLost`, `Fenced`, `AttemptClosed`) and leaves nothing behind. Acks are checked the same
 way (`_ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
 in, protobuf events come out only here. Failed attempts go to the retry delay queue
-(`campaign_common.retryqueue`) or the dead-letter stream (`campaign_common.deadletters`),
+(`campaign_common.runs.retryqueue`) or the dead-letter stream (`campaign_common.runs.deadletters`),
 each acking the attempt's runs entry in the same script.
 
 Pending entries: a worker keeps the entries it is processing "fresh" (`touch` resets their
@@ -35,17 +35,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from campaign_common.deadletters import DeadLetters
-from campaign_common.retryqueue import RetryQueue
-from campaign_common.runlog import (
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-    AttemptClosed,
-    RunLog,
-    RunState,
-    Writer,
-    campaign_fence_key,
-)
+from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
+from campaign_common.runs.retryqueue import RetryQueue
+from campaign_common.runs.writer import AttemptClosed, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scraper_svc.model import PageResult, RunRequest
@@ -140,10 +135,10 @@ def buffer_key(campaign_id: str) -> str:
 class ScraperStore:
     """Implements `scraper_svc.runner.RunStore` plus the consumer-group reads.
 
-    Every write for a run is checked in its script (`campaign_common.runlog.Writer`): this
+    Every write for a run is checked in its script (`campaign_common.runs.log.Writer`): this
     worker (``consumer``) must still own the run's entry, and ``fence`` (the campaign lock's
     fencing token, 0: not under a lock) must not be stale; otherwise a
-    `campaign_common.runlog.WriteRefused` is raised and nothing is written.
+    `campaign_common.runs.log.WriteRefused` is raised and nothing is written.
     """
 
     def __init__(self, redis: Redis, *, consumer: str, results_cap: int) -> None:

@@ -13,9 +13,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedRedis, EmbeddedStack
+from campaign_common.localstack.embedded import EmbeddedRedis, EmbeddedStack
+from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.redis_conn import make_client
-from campaign_common.telemetry import setup_tracing
 from tests.faults import TcpProxy
 
 

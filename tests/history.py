@@ -35,7 +35,9 @@ from google.protobuf.message import Message
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, RunLog, RunState
+from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, run_pb2
 from tests.scraper_svc.conftest import HttpThread
 from tests.support import FINAL_EVENTS, event_run_id

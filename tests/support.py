@@ -24,9 +24,9 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUN_EVENTS_STREAM
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.keys import RUN_EVENTS_STREAM
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 

@@ -62,13 +62,13 @@ def test_every_alert_has_a_unit_test_that_makes_it_fire() -> None:
 def test_the_alerts_use_only_metrics_the_services_export() -> None:
     from prometheus_client import REGISTRY
 
-    import campaign_common.redis_metrics
+    import campaign_common.observability.redis_metrics
     import gateway.metrics
     import scheduler_svc.metrics
     import scraper_svc.metrics
 
     assert gateway.metrics.REQUESTS and scheduler_svc.metrics.FIRES and scraper_svc.metrics.RUNS
-    assert campaign_common.redis_metrics.REDIS_ERRORS
+    assert campaign_common.observability.redis_metrics.REDIS_ERRORS
     suffixes = ("", "_total", "_bucket", "_sum", "_count")
     exported = {
         family.name + suffix

@@ -26,9 +26,9 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
-from campaign_common.retryqueue import DELAYED
-from campaign_common.runlog import RUNS_STREAM, RunLog
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.runs.keys import DELAYED, RUNS_STREAM
+from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api

@@ -168,13 +168,13 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
 def test_the_grafana_dashboard_queries_metrics_the_services_export() -> None:
     from prometheus_client import REGISTRY
 
-    import campaign_common.redis_metrics
+    import campaign_common.observability.redis_metrics
     import gateway.metrics
     import scheduler_svc.metrics
     import scraper_svc.metrics
 
     assert gateway.metrics.REQUESTS and scheduler_svc.metrics.FIRES and scraper_svc.metrics.RUNS
-    assert campaign_common.redis_metrics.REDIS_ERRORS
+    assert campaign_common.observability.redis_metrics.REDIS_ERRORS
     exported = {
         family.name + suffix
         for family in REGISTRY.collect()

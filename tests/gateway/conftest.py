@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from campaign_common.embedded import free_port
+from campaign_common.localstack.embedded import free_port
 from gateway.config import GatewaySettings
 from gateway.server import GatewayServer
 from tests.gateway.stub import StubScheduler, running_stub

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RunLog, RunState
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaign_common.timeutil import ms_to_timestamp
 from campaigns.v1 import events_pb2
 from tests.gateway.conftest import API_KEY, running_gateway

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
-from campaign_common.deadletters import DeadLetters
+from campaign_common.runs.deadletters import DeadLetters
 from campaigns.v1 import events_pb2
 
 

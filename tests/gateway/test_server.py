@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from campaign_common.embedded import free_port
+from campaign_common.localstack.embedded import free_port
 from gateway.config import GatewaySettings
 from gateway.server import GatewayServer, StartupError, bind_socket
 from tests.gateway.conftest import API_KEY, running_gateway

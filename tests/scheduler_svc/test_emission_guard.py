@@ -15,16 +15,16 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
 from campaign_common.envelope import Envelope, decode_body, wrap
-from campaign_common.runlog import (
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.emission import (
     GUARD_TOMBSTONE_TTL_MS,
-    RUNS_STREAM,
     Emission,
     EmissionGuard,
     EmissionGuards,
-    RunLog,
 )
+from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api

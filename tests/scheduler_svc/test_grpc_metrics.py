@@ -8,7 +8,7 @@ import grpc
 import httpx
 import pytest
 
-from campaign_common.embedded import free_port
+from campaign_common.localstack.embedded import free_port
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from campaign_common.retention import Retention
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.retention import Retention
 from scheduler_svc.housekeeping import Housekeeping, stream_rules
-from scheduler_svc.outcome_store import OUTCOME_GROUP
 
 
 async def test_housekeeping_trims_both_run_streams_behind_their_groups(state_redis: Redis) -> None:

@@ -9,15 +9,17 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.deadletters import DeadLetters
 from campaign_common.envelope import wrap
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunState
+from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
-from scheduler_svc.outcome_store import OUTCOME_GROUP, OutcomeStore
+from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
 from tests.support import WebhookReceiver, eventually

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from campaign_common.embedded import EmbeddedRedis
+from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUNS_STREAM
+from campaign_common.runs.keys import RUNS_STREAM
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc

@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUNS_STREAM, Emission, RunLog
+from campaign_common.runs.emission import Emission
+from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.log import RunLog
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc

@@ -10,7 +10,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RUNS_STREAM
+from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -305,7 +305,7 @@ async def test_service_empty_cron_is_reported_on_the_cron_field(
 async def test_service_dead_letters_list_retry_purge(
     stub: api_grpc.SchedulerServiceStub, state_redis: Redis
 ) -> None:
-    from campaign_common.deadletters import DeadLetters
+    from campaign_common.runs.deadletters import DeadLetters
     from campaigns.v1 import events_pb2
 
     created = await stub.AddScheduledCampaign(_add(), timeout=5)
@@ -483,7 +483,8 @@ async def test_service_schedule_logged_before_retry_policies_reads_the_defaults(
 async def test_service_run_shows_next_attempt_at_only_while_the_retry_waits(
     stub: api_grpc.SchedulerServiceStub, state_redis: Redis
 ) -> None:
-    from campaign_common.runlog import RunLog, RunState
+    from campaign_common.runs.log import RunLog
+    from campaign_common.runs.record import RunState
     from campaign_common.timeutil import ms_to_timestamp
 
     created = await stub.AddScheduledCampaign(_add(), timeout=5)

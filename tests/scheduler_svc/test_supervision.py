@@ -11,9 +11,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
 from campaign_common.envelope import wrap
-from campaign_common.runlog import RUN_EVENTS_STREAM, run_key
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM, run_key
 from campaign_common.supervisor import Backoff, Loop
 from campaign_common.tasks import pause
 from campaigns.v1 import events_pb2, schedule_pb2
@@ -22,7 +22,6 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.follower import LogFollower
 from scheduler_svc.metrics import StreamGauges
-from scheduler_svc.outcome_store import OUTCOME_GROUP
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.server import SchedulerServer
 from tests.support import eventually, grpc_serving, metric_sample, start_scheduler_process

@@ -12,8 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.redis_conn import make_client
-from campaign_common.redlock_scripts import lock_key
-from campaign_common.runlog import RunLog, RunRecord, RunState
+from campaign_common.redlock.scripts import lock_key
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scraper_svc.config import ScraperSettings

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runlog import RUN_EVENTS_STREAM, RunLog, RunState
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.runs.keys import RUN_EVENTS_STREAM
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from tests.scraper_svc.conftest import (
     HttpThread,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from campaign_common.embedded import free_port
+from campaign_common.localstack.embedded import free_port
 from scraper_svc.errors import FetchError, ResponseTooLarge, TargetRefused
 from scraper_svc.fetcher import Fetcher, FetchLimits, refusal_reason
 from tests.scraper_svc.conftest import PageServer, Route

@@ -6,7 +6,9 @@ import itertools
 
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import schedule_pb2
 from scraper_svc.semaphore import ClusterSemaphore

@@ -6,8 +6,11 @@ from functools import partial
 
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState, Writer
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import run_pb2, schedule_pb2
 from scraper_svc.store import buffer_key
 from tests.scraper_svc.conftest import (

@@ -7,8 +7,9 @@ import threading
 import httpx
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
-from campaign_common.runlog import RunLog, RunState
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import schedule_pb2
 from tests.scraper_svc.conftest import (
     PageServer,

@@ -8,7 +8,8 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.runlog import RunLog, RunState
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from tests.scraper_svc.conftest import PageServer, finished_run, run_request
 from tests.support import ServiceProcess
 

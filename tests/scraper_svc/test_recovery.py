@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.deadletters import DeadLetters
 from campaign_common.redis_conn import make_client
-from campaign_common.redlock import Redlock
-from campaign_common.retryqueue import DELAYED
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
+from campaign_common.redlock.client import Redlock
+from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.keys import DELAYED, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, schedule_pb2
 from scraper_svc.store import campaign_lock_resource
 from tests.scraper_svc.conftest import (

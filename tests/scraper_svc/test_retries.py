@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from scraper_svc.limits import LimitDefaults, Overlap, RunLimits, missed_start_deadline, resolve
+from campaign_common.runs.limits import Overlap, RunLimits
+from scraper_svc.limits import LimitDefaults, missed_start_deadline, resolve
 from scraper_svc.model import RunRequest
 from scraper_svc.retries import RetryBook, stream_order
 

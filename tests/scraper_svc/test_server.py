@@ -7,13 +7,15 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import EmbeddedStack
 from campaign_common.envelope import Envelope
+from campaign_common.localstack.embedded import EmbeddedStack
+from campaign_common.observability.telemetry import tracer
 from campaign_common.redis_conn import make_client
-from campaign_common.redlock import Redlock
-from campaign_common.redlock_scripts import lock_key
-from campaign_common.runlog import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP, RunLog, RunState
-from campaign_common.telemetry import tracer
+from campaign_common.redlock.client import Redlock
+from campaign_common.redlock.scripts import lock_key
+from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2
 from scraper_svc.errors import StartupError
 from scraper_svc.store import campaign_lock_resource

@@ -17,10 +17,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from campaign_common.embedded import EmbeddedRedis
 from campaign_common.envelope import Envelope, decode_body
+from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.runlog import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api

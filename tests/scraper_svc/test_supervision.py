@@ -10,8 +10,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from campaign_common.embedded import free_port
-from campaign_common.runlog import RunLog, RunState
+from campaign_common.localstack.embedded import free_port
+from campaign_common.runs.log import RunLog
+from campaign_common.runs.record import RunState
 from campaign_common.supervisor import Backoff, Loop, LoopFailed
 from campaigns.v1 import schedule_pb2
 from scraper_svc.consumer import RunConsumer

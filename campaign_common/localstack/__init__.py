@@ -1,0 +1,2 @@
+"""The local stack behind `make run`: embedded Redis servers (`embedded`) and the three
+services as child processes (`stack`)."""

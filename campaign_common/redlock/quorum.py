@@ -1,0 +1,149 @@
+"""One script over the lock masters, decided at quorum, and what a failed round means.
+
+`_Round` collects the replies of one request by callbacks (no task per master);
+`MasterQuorum`, the base of `campaign_common.redlock.client.Redlock`, fans a script out to the
+masters and turns a round that fell short into `LockHeld` or `QuorumUnavailable`, or the
+detail of a refused extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from campaign_common.redlock.channel import MasterNode
+from campaign_common.redlock.errors import LockError, LockHeld, QuorumUnavailable
+from campaign_common.redlock.scripts import LuaScript
+
+_PENDING: Any = object()
+
+
+def _granted(reply: object) -> bool:
+    return type(reply) is int and reply > 0
+
+
+class _Round:
+    """One request to a set of masters, resolved by reply callbacks (no task per master).
+
+    The future resolves when every targeted master answered, at the per-node timeout, or
+    (unless ``wait_all``) as soon as ``need`` masters granted or that became impossible.
+    Replies that arrive afterwards are still recorded and passed to ``late``.
+    """
+
+    __slots__ = (
+        "bad",
+        "expected",
+        "future",
+        "late",
+        "need",
+        "ok",
+        "replies",
+        "timed_out",
+        "timeout_s",
+        "timer",
+        "wait_all",
+    )
+
+    def __init__(
+        self, size: int, expected: int, need: int, timeout_s: float, wait_all: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.replies: list[object] = [_PENDING] * size
+        self.expected = expected
+        self.need = need
+        self.wait_all = wait_all
+        self.timeout_s = timeout_s
+        self.ok = 0
+        self.bad = 0
+        self.timed_out = False
+        self.late: Callable[[int, object], None] | None = None
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.timer = loop.call_later(timeout_s, self._on_timeout)
+
+    def on_reply(self, index: int, reply: object) -> None:
+        self.replies[index] = reply
+        if self.future.done():
+            if self.late is not None:
+                self.late(index, reply)
+            return
+        if type(reply) is int and reply > 0:
+            self.ok += 1
+        else:
+            self.bad += 1
+        if self.ok + self.bad == self.expected or (
+            not self.wait_all and (self.ok >= self.need or self.bad > self.expected - self.need)
+        ):
+            self.timer.cancel()
+            self.future.set_result(None)
+
+    def _on_timeout(self) -> None:
+        if not self.future.done():
+            self.timed_out = True
+            self.future.set_result(None)
+
+
+class MasterQuorum:
+    """The masters of a Redlock client as a quorum: rounds over them, and their failures.
+
+    ``quorum``, ``node_timeout_s`` and ``_nodes`` are set by the client's constructor.
+    """
+
+    quorum: int
+    node_timeout_s: float
+    _nodes: list[MasterNode]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(node.address for node in self._nodes)
+
+    def _fan_out(
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        targets: Sequence[int],
+        need: int,
+        timeout_s: float,
+        *,
+        wait_all: bool = False,
+    ) -> _Round:
+        wire = script.wire(*parts)
+        round_ = _Round(len(self._nodes), len(targets), need, timeout_s, wait_all)
+        on_reply = round_.on_reply
+        nodes = self._nodes
+        for index in targets:
+            nodes[index].call(script, parts, wire, partial(on_reply, index))
+        return round_
+
+    def _node_timeout(self, ttl_ms: float) -> float:
+        return min(self.node_timeout_s, ttl_ms / 10_000.0)
+
+    def _refusal(self, resource: str, acquired: _Round) -> LockError:
+        """LockHeld if the masters that answered would have been a quorum but for a holder."""
+        held_on: list[str] = []
+        failures: dict[str, str] = {}
+        for node, reply in zip(self._nodes, acquired.replies, strict=True):
+            if reply == 0:
+                held_on.append(node.address)
+            elif reply is _PENDING:
+                if acquired.timed_out:
+                    failures[node.address] = f"no reply within {acquired.timeout_s * 1000:.0f} ms"
+            elif not _granted(reply):
+                failures[node.address] = str(reply)
+        if held_on and len(failures) <= len(self._nodes) - self.quorum:
+            return LockHeld(resource, held_on)
+        return QuorumUnavailable(resource, failures)
+
+    def _extension_failures(self, extended: _Round) -> str:
+        notes = []
+        for node, reply in zip(self._nodes, extended.replies, strict=True):
+            if reply is _PENDING:
+                notes.append(f"{node.address}: no reply")
+            elif not _granted(reply):
+                notes.append(f"{node.address}: {'not held' if reply == 0 else reply}")
+        return f"{extended.ok}/{len(self._nodes)} confirmed; " + "; ".join(notes)
+
+
+def _ignore(reply: object) -> None:
+    return None

@@ -1,0 +1,150 @@
+"""Key names and Lua scripts of the Redlock client (`campaign_common.redlock.client`).
+
+Every key the lock masters hold is named here, and every script that touches them is here with
+a KEYS/ARGV header. Per resource each master holds two keys that share one hash tag, so each
+script stays valid on a Redis Cluster node too:
+
+- ``redlock:{<resource>}``        the lock: value = the holder's random token, PX = the TTL;
+- ``redlock:{<resource>}:fence``  the fencing counter: an integer that only ever grows; it has
+  no TTL, because a fence must outlive every lease (one small key per resource ever locked).
+
+Scripts are invoked with EVALSHA; the connection layer loads them (SCRIPT LOAD) when it connects
+and again whenever a master answers NOSCRIPT (a restarted master has an empty script cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+KEY_PREFIX = "redlock:"
+FENCE_SUFFIX = ":fence"
+
+
+def validate_resource(resource: str) -> None:
+    """A resource name is non-empty and carries no brace, so the hash tag is the whole name."""
+    if not resource or "{" in resource or "}" in resource:
+        raise ValueError(f"lock resource must be non-empty and without braces: {resource!r}")
+
+
+def lock_key(resource: str) -> str:
+    return f"{KEY_PREFIX}{{{resource}}}"
+
+
+def fence_key(resource: str) -> str:
+    return f"{KEY_PREFIX}{{{resource}}}{FENCE_SUFFIX}"
+
+
+def _bulk(part: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(part), part)
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A script, its SHA1 and the RESP prefix of ``EVALSHA <sha> <numkeys>``."""
+
+    name: str
+    source: bytes
+    numkeys: int
+    nargs: int
+    sha: bytes = field(init=False)
+    _prefix: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sha = hashlib.sha1(self.source).hexdigest().encode()
+        object.__setattr__(self, "sha", sha)
+        count = 3 + self.numkeys + self.nargs
+        prefix = b"*%d\r\n" % count + _bulk(b"EVALSHA") + _bulk(sha) + _bulk(b"%d" % self.numkeys)
+        object.__setattr__(self, "_prefix", prefix)
+
+    def wire(self, *parts: bytes) -> bytes:
+        """The RESP encoding of ``EVALSHA sha numkeys *parts`` (keys first, then args)."""
+        if len(parts) != self.numkeys + self.nargs:
+            raise ValueError(f"{self.name}: expected {self.numkeys + self.nargs} keys+args")
+        return self._prefix + b"".join([_bulk(part) for part in parts])
+
+    def load_command(self) -> bytes:
+        return b"*3\r\n" + _bulk(b"SCRIPT") + _bulk(b"LOAD") + _bulk(self.source)
+
+
+# KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
+# ARGV[1] token (fresh for every acquisition attempt); ARGV[2] TTL in milliseconds;
+# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor)
+# Sets the lock if it is free, or refreshes it if this token already holds it (the same request
+# re-sent after its reply was lost; attempts never share a token, so this never refreshes the
+# key of another attempt), then increments the fence counter and, if the result is not above
+# the floor, raises the counter to floor + 1. The raise goes through SET floor + INCR so that
+# Redis does the arithmetic on 64-bit integers (Lua numbers are doubles, and a double passed to
+# redis.call may be formatted in exponent notation). The counter is never lowered.
+# Returns the counter after the increment (> floor, >= 1) when the token holds the lock, else 0.
+ACQUIRE = LuaScript(
+    "acquire",
+    b"""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local fence = redis.call('INCR', KEYS[2])
+if fence <= tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
+  fence = redis.call('INCR', KEYS[2])
+end
+return fence
+""",
+    numkeys=2,
+    nargs=3,
+)
+
+# KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
+# ARGV[1] token; ARGV[2] fence (decimal integer)
+# Raises the fence counter to at least ARGV[2] (never lowers it), whoever holds the lock.
+# Returns 1 when the lock still holds this token (the raise counts for the quorum), 0 otherwise.
+CONFIRM_FENCE = LuaScript(
+    "confirm_fence",
+    b"""
+local fence = tonumber(ARGV[2])
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < fence then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
+end
+return 0
+""",
+    numkeys=2,
+    nargs=2,
+)
+
+# KEYS[1] lock key
+# ARGV[1] token
+# Compare-and-delete. Returns 1 when this token's lock was deleted, 0 when it was not there.
+RELEASE = LuaScript(
+    "release",
+    b"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+""",
+    numkeys=1,
+    nargs=1,
+)
+
+# KEYS[1] lock key
+# ARGV[1] token; ARGV[2] new TTL in milliseconds
+# Compare-and-extend. Returns 1 when this token's lock got the new TTL, 0 when it was not there.
+EXTEND = LuaScript(
+    "extend",
+    b"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+""",
+    numkeys=1,
+    nargs=2,
+)
+
+ALL_SCRIPTS: tuple[LuaScript, ...] = (ACQUIRE, CONFIRM_FENCE, RELEASE, EXTEND)

@@ -1,0 +1,216 @@
+"""Emitting a run exactly once: the emission script, its reply, and the emission guards.
+
+A run id is appended at most once across scheduler replicas and client re-sends (a dedupe
+marker), a capped schedule never passes its cap (a counter), and a scheduled fire is appended
+only while the schedule as the scheduler's command path stored it (its `EmissionGuard`) is at
+the version the fire was computed from and active. The checks and the XADD are one script
+(`EMIT_RUN`), so a crash between them is impossible and two replicas can never both pass them.
+`campaign_common.runs.log.RunLog.request_run` is its caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from campaign_common.envelope import Envelope
+from campaign_common.runs.keys import (
+    INDEX_ALL,
+    campaign_index,
+    dedupe_key,
+    emitted_key,
+    guard_key,
+    index_member,
+    run_key,
+    schedule_index,
+)
+from campaign_common.runs.record import flatten
+from campaigns.v1 import events_pb2
+
+# KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
+# KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign,
+# KEYS[7] counter of the schedule's scheduled runs, KEYS[8] the schedule's emission guard
+# ARGV[1] dedupe ttl ms, ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff
+# member (members below it are pruned), ARGV[5] cap on the counter (0: no cap, and the counter
+# is not touched), ARGV[6] schedule version the fire was computed from (0: not guarded, a
+# manual run), ARGV[7] number of envelope field/value pairs n, ARGV[8 .. 7+2n] envelope
+# pairs, the rest: run hash field/value pairs.
+# Returns the stream id; false when the run id was created already (by another replica, or
+# by this very call when the client re-sends it after a lost reply: safe to re-send); -1 when
+# the guard is not at ARGV[6] and active (a stale copy of the schedule fired); 0 when the cap
+# is reached. The dedupe check comes first, so a re-send still answers "already created" even
+# when the schedule changed in between.
+EMIT_RUN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if ARGV[6] ~= '0' then
+  local guard = redis.call('HMGET', KEYS[8], 'version', 'active')
+  if guard[1] ~= ARGV[6] or guard[2] ~= '1' then return -1 end
+end
+local cap = tonumber(ARGV[5])
+if cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then return 0 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+if cap > 0 then redis.call('INCR', KEYS[7]) end
+local n = tonumber(ARGV[7])
+local envelope = {}
+for i = 8, 7 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
+local hash = {}
+for i = 8 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+redis.call('HSET', KEYS[3], unpack(hash))
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+for k = 4, 6 do
+  redis.call('ZADD', KEYS[k], 0, ARGV[2])
+  redis.call('ZREMRANGEBYLEX', KEYS[k], '-', '(' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[k], ARGV[3])  -- an index outlives its newest run by no more
+end
+return id
+"""
+
+# A deleted schedule's guard (a tombstone: inactive) is kept this long after the delete, far
+# longer than any replica lags behind the schedule log. After that a missing guard refuses
+# just the same: a guarded fire needs a guard that exists.
+GUARD_TOMBSTONE_TTL_MS = 30 * 24 * 3600 * 1000
+
+# KEYS[1 .. n] emission guards of schedules
+# ARGV[3i-2 .. 3i] for guard i: schedule version, '1' when the schedule fires at that version
+# ('0': paused, completed or deleted), when the guard expires (unix ms; 0: never)
+# Raise only: a version not higher than the stored one changes nothing, so a late write (a
+# lagging log follower) never lowers a guard and a re-send is harmless. An expiry in the
+# past deletes the guard (a replayed old delete), which refuses all the same. Many guards per
+# call, so a start-up's replay raises thousands in a few round trips.
+# Returns how many guards were raised.
+_RAISE_GUARDS = """
+local raised = 0
+for i = 1, #KEYS do
+  local version = ARGV[3 * i - 2]
+  local current = tonumber(redis.call('HGET', KEYS[i], 'version') or '0')
+  if tonumber(version) > current then
+    redis.call('HSET', KEYS[i], 'version', version, 'active', ARGV[3 * i - 1])
+    if ARGV[3 * i] == '0' then
+      redis.call('PERSIST', KEYS[i])
+    else
+      redis.call('PEXPIREAT', KEYS[i], ARGV[3 * i])
+    end
+    raised = raised + 1
+  end
+end
+return raised
+"""
+
+
+@dataclass(frozen=True)
+class EmitCall:
+    """One call of `EMIT_RUN`: which run, where its envelope goes, and the checks it passes.
+
+    ``cap`` (0: none) and ``schedule_version`` (0: not guarded, a manual run) are the checks;
+    ``fields`` are the run hash's fields besides the run's identity.
+    """
+
+    stream: str
+    envelope: Envelope
+    run: events_pb2.RunRequested
+    fields: dict[str, str | int]
+    dedupe_ttl_ms: int
+    cap: int = 0
+    schedule_version: int = 0
+
+    def keys(self) -> list[str]:
+        run = self.run
+        return [
+            dedupe_key(run.run_id),
+            self.stream,
+            run_key(run.run_id),
+            INDEX_ALL,
+            schedule_index(run.schedule_id),
+            campaign_index(run.campaign_id),
+            emitted_key(run.schedule_id),
+            guard_key(run.schedule_id),
+        ]
+
+    def args(self, run_ttl_ms: int) -> list[Any]:
+        run = self.run
+        scheduled_ms = run.scheduled_for.ToMilliseconds()
+        hash_fields = {
+            "run_id": run.run_id,
+            "schedule_id": run.schedule_id,
+            "campaign_id": run.campaign_id,
+            "scheduled_for_ms": scheduled_ms,
+            **self.fields,
+        }
+        cutoff = index_member(max(0, self.envelope.occurred_at_ms - run_ttl_ms), "")
+        return [
+            self.dedupe_ttl_ms,
+            index_member(scheduled_ms, run.run_id),
+            run_ttl_ms,
+            cutoff,
+            self.cap,
+            self.schedule_version,
+            len(self.envelope.to_fields()),
+            *self.envelope.flat_fields(),
+            *flatten(hash_fields),
+        ]
+
+
+class Emission(StrEnum):
+    """What `RunLog.request_run` or `RunLog.record_missed` did (the values are metric labels).
+
+    Only EMITTED is true, so ``if await runs.request_run(...)`` reads "if it was created".
+    """
+
+    EMITTED = "emitted"  # created by this call
+    DUPLICATE = "deduplicated"  # created before: by another replica, or by a lost first send
+    CAPPED = "capped"  # the schedule's max total runs were reached
+    STALE = "stale"  # the schedule is not active at the version the fire was computed from
+
+    def __bool__(self) -> bool:
+        return self is Emission.EMITTED
+
+    @classmethod
+    def of(cls, reply: Any) -> Emission:
+        """The meaning of an `EMIT_RUN` reply."""
+        if reply is None:
+            return cls.DUPLICATE
+        if isinstance(reply, bytes):
+            return cls.EMITTED
+        return cls.STALE if int(reply) < 0 else cls.CAPPED
+
+
+@dataclass(frozen=True)
+class EmissionGuard:
+    """A schedule as the scheduler stored it, which scheduled fires are checked against.
+
+    ``active`` only for an ACTIVE schedule. ``deleted_at_ms`` (0: not deleted) starts the
+    tombstone's expiry. Written (raised) by the scheduler's command path right after each
+    schedule log append, and by every replica's log follower before it applies an entry.
+    """
+
+    schedule_id: str
+    version: int
+    active: bool
+    deleted_at_ms: int = 0
+
+    def args(self) -> list[int]:
+        expire_at_ms = self.deleted_at_ms + GUARD_TOMBSTONE_TTL_MS if self.deleted_at_ms else 0
+        return [self.version, int(self.active), expire_at_ms]
+
+
+class EmissionGuards:
+    """Raises emission guards (`_RAISE_GUARDS`): up to ``batch`` per script call."""
+
+    def __init__(self, redis: Redis, batch: int = 500) -> None:
+        self._redis = redis
+        self._batch = batch
+        self._raise = redis.register_script(_RAISE_GUARDS)
+
+    async def raise_all(self, guards: list[EmissionGuard]) -> int:
+        """Raise each guard (raise only, so their order does not matter); how many rose."""
+        raised = 0
+        for start in range(0, len(guards), self._batch):
+            chunk = guards[start : start + self._batch]
+            keys = [guard_key(guard.schedule_id) for guard in chunk]
+            args = [value for guard in chunk for value in guard.args()]
+            raised += int(await self._raise(keys=keys, args=args))
+        return raised

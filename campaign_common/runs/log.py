@@ -1,0 +1,357 @@
+"""The run log: requesting runs, their lifecycle events and results, and reading them back.
+
+The scheduler appends run requests here and reads the run projection; the scraper appends
+lifecycle events and writes results. Key names are in `campaign_common.runs.keys`; emission is
+`campaign_common.runs.emission`; the writer checks of worker writes are
+`campaign_common.runs.writer`; the projection's record is `campaign_common.runs.record`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from campaign_common.envelope import Envelope, wrap
+from campaign_common.page_tokens import decode_page_token, encode_page_token
+from campaign_common.runs.emission import EMIT_RUN, Emission, EmitCall
+from campaign_common.runs.keys import (
+    INDEX_ALL,
+    RUN_EVENTS_STREAM,
+    RUNS_STREAM,
+    SCRAPER_GROUP,
+    campaign_index,
+    emitted_key,
+    new_op_key,
+    results_key,
+    run_key,
+    schedule_index,
+    written_key,
+)
+from campaign_common.runs.record import Rank, RunRecord, RunState, flatten, parse_record, rank_of
+from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
+from campaign_common.timeutil import ms_to_timestamp, now_ms
+from campaigns.v1 import events_pb2, run_pb2
+
+# Manual run ids are unique by construction: their dedupe marker only has to outlive the
+# client's re-sends of one call (seconds), by a wide margin.
+_RESEND_DEDUPE_TTL_MS = 3600 * 1000
+
+# KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] runs stream,
+# KEYS[5] operation key (campaign_common.runs.opscript)
+# ARGV[1 .. 4] the writer (fence, group, consumer, entry: `Writer.args`), ARGV[5] attempt,
+# ARGV[6] rank, ARGV[7] run hash ttl ms, ARGV[8] number of envelope pairs n,
+# ARGV[9 .. 8+2n] envelope pairs, the rest: run hash field/value pairs.
+# Appends the event and applies it to the projection (an event 'behind' the attempt is only
+# appended); returns {1, entry id}, or {0, why} when refused (nothing written): 'entry',
+# 'fence', 'final' or 'attempt'.
+_APPEND_RUN_EVENT = worker_script(
+    """
+local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+  or attempt_refusal(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]))
+if why and why ~= 'behind' then return {0, why} end
+local n = tonumber(ARGV[8])
+local envelope = {}
+for i = 9, 8 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
+if why then return {1, id} end
+local hash = {'attempt', ARGV[5], 'rank', ARGV[6]}
+for i = 9 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(hash))
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+return {1, id}
+"""
+)
+
+# KEYS[1] campaign results list, KEYS[2] the attempt's written marker, KEYS[3] run hash,
+# KEYS[4] campaign fence, KEYS[5] runs stream
+# ARGV[1 .. 4] the writer, ARGV[5] attempt, ARGV[6] cap, ARGV[7] marker ttl ms,
+# ARGV[8 ..] serialized results, oldest first
+# Returns {1} when stored, {2} when this attempt's results were stored already (a re-run or a
+# re-send: nothing written), {0, why} when refused (nothing written).
+_ADD_RESULTS = worker_script(
+    """
+local why = writer_refusal(KEYS[4], KEYS[5], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+  or attempt_refusal(KEYS[3], tonumber(ARGV[5]), 1)
+if why then return {0, why} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[7]) then return {2} end
+for i = 8, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[6]) - 1)
+return {1}
+""",
+    resend_safe=True,
+)
+
+
+class RunLog:
+    """Async access to the run keys of the state Redis (client must use bytes responses)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        dedupe_ttl_ms: int = 24 * 3600 * 1000,
+        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+        results_cap: int = 1000,
+    ) -> None:
+        self._redis = redis
+        self._dedupe_ttl_ms = dedupe_ttl_ms
+        self._run_ttl_ms = run_ttl_ms
+        self._results_cap = results_cap
+        self._emit = redis.register_script(EMIT_RUN)
+        self._append = redis.register_script(_APPEND_RUN_EVENT)
+        self._add_results = redis.register_script(_ADD_RESULTS)
+
+    async def request_run(
+        self,
+        request: events_pb2.RunRequested,
+        *,
+        dedupe: bool,
+        max_total: int = 0,
+        schedule_version: int = 0,
+    ) -> Emission:
+        """Append a RunRequested and its REQUESTED projection; what happened (true if appended).
+
+        A run id is appended at most once: a second replica emitting the same scheduled fire,
+        or redis-py re-sending this call after a lost reply, gets `Emission.DUPLICATE`.
+        ``dedupe`` says the run id may come from several processes (scheduled fires: the
+        marker outlives any catch-up window); without it the id is unique by construction
+        (manual runs) and the marker only outlives a client's re-sends. With ``max_total`` at
+        most that many runs of the schedule are ever appended this way (`Emission.CAPPED`).
+        With ``schedule_version`` (every scheduled fire) the run is appended only while the
+        schedule's `EmissionGuard` is at that version and active, else `Emission.STALE`; 0
+        (manual runs) skips the guard. The checks and the XADD are one script, so a crash
+        between them is impossible and two replicas can never both pass them.
+        """
+        fields: dict[str, str | int] = {
+            "state": RunState.REQUESTED.value,
+            "attempt": request.attempt,
+            "rank": int(Rank.REQUESTED),
+            "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
+        }
+        ttl_ms = self._dedupe_ttl_ms if dedupe else _RESEND_DEDUPE_TTL_MS
+        return await self._create_run(
+            EmitCall(
+                RUNS_STREAM,
+                wrap(request),
+                request,
+                fields,
+                dedupe_ttl_ms=ttl_ms,
+                cap=max_total,
+                schedule_version=schedule_version,
+            )
+        )
+
+    async def record_missed(
+        self, run: events_pb2.RunRequested, reason: str, *, schedule_version: int
+    ) -> Emission:
+        """Record a fire that will not run as a SKIPPED run (once per run id), not as a request.
+
+        The run id is deduplicated exactly like an emission, so a fire is either requested
+        or recorded as missed, never both, whichever replica gets there first. It is guarded
+        like an emission too: a replica whose copy of the schedule is stale records nothing
+        (`Emission.STALE`).
+        """
+        at_ms = now_ms()
+        skipped = events_pb2.RunSkipped(
+            run_id=run.run_id,
+            attempt=run.attempt,
+            reason=reason,
+            finished_at=ms_to_timestamp(at_ms),
+        )
+        fields: dict[str, str | int] = {
+            "state": RunState.SKIPPED.value,
+            "attempt": run.attempt,
+            "rank": int(Rank.FINISHED),
+            "trigger": "SCHEDULED",
+            "error": reason,
+            "finished_at_ms": at_ms,
+        }
+        return await self._create_run(
+            EmitCall(
+                RUN_EVENTS_STREAM,
+                wrap(skipped),
+                run,
+                fields,
+                dedupe_ttl_ms=self._dedupe_ttl_ms,
+                schedule_version=schedule_version,
+            )
+        )
+
+    async def _create_run(self, call: EmitCall) -> Emission:
+        return Emission.of(await self._emit(keys=call.keys(), args=call.args(self._run_ttl_ms)))
+
+    async def emitted_count(self, schedule_id: str) -> int:
+        """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
+        return int(await self._redis.get(emitted_key(schedule_id)) or 0)
+
+    async def emitted_counts(self, schedule_ids: list[str], batch: int = 1000) -> list[int]:
+        """`emitted_count` of many schedules, one pipeline per ``batch``."""
+        counts: list[int] = []
+        for start in range(0, len(schedule_ids), batch):
+            keys = [emitted_key(sid) for sid in schedule_ids[start : start + batch]]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                counts.extend(int(value or 0) for value in await pipe.execute())
+        return counts
+
+    async def last_scheduled_fire_ms(self, schedule_id: str) -> int | None:
+        """Nominal time of the newest scheduled (not manual) run of a schedule, if any."""
+        members = cast(
+            list[bytes],
+            await self._redis.zrange(
+                schedule_index(schedule_id), b"+", b"-", desc=True, bylex=True, offset=0, num=50
+            ),
+        )
+        return _newest_scheduled(members)
+
+    async def last_scheduled_fires_ms(
+        self, schedule_ids: list[str], batch: int = 1000
+    ) -> list[int | None]:
+        """`last_scheduled_fire_ms` of many schedules, one pipeline per ``batch``."""
+        lasts: list[int | None] = []
+        for start in range(0, len(schedule_ids), batch):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in schedule_ids[start : start + batch]:
+                    pipe.zrange(
+                        schedule_index(sid), b"+", b"-", desc=True, bylex=True, offset=0, num=50
+                    )
+                lasts.extend(_newest_scheduled(members) for members in await pipe.execute())
+        return lasts
+
+    async def append_event(
+        self,
+        event: events_pb2.RunStarted
+        | events_pb2.RunSucceeded
+        | events_pb2.RunFailed
+        | events_pb2.RunSkipped
+        | events_pb2.RunRetryScheduled,
+        *,
+        state: RunState,
+        changes: dict[str, str | int] | None = None,
+        writer: Writer = UNCHECKED,
+    ) -> bytes:
+        """Append a lifecycle event and apply it to the run projection; returns the entry id.
+
+        Raises a `WriteRefused` (`EntryLost`, `Fenced`, `AttemptClosed`) and writes nothing
+        when ``writer`` lost its entry or its lock, or the attempt is past this event (see
+        ``ATTEMPT_CHECK``). Safe to re-send: a lost reply is answered from the operation key.
+        """
+        envelope: Envelope = wrap(event)
+        fields: dict[str, str | int] = {"state": state.value, **(changes or {})}
+        args = [
+            *writer.args(),
+            event.attempt,
+            int(rank_of(state)),
+            self._run_ttl_ms,
+            len(envelope.to_fields()),
+            *envelope.flat_fields(),
+            *flatten(fields),
+        ]
+        keys = [
+            RUN_EVENTS_STREAM,
+            run_key(event.run_id),
+            *writer.keys(),
+            new_op_key(),
+        ]
+        reply: Any = await self._append(keys=keys, args=args)
+        refused = refusal(reply, f"{state.value} of run {event.run_id} attempt {event.attempt}")
+        if refused is not None:
+            raise refused
+        return cast(bytes, reply[1])
+
+    async def backlog(self) -> tuple[int, int]:
+        """(pending, lag) of the scraper group: delivered but unacked, and not yet delivered."""
+        try:
+            groups: Any = await self._redis.xinfo_groups(RUNS_STREAM)
+        except ResponseError:  # no stream yet
+            return 0, 0
+        for group in groups:
+            if group.get("name") in (SCRAPER_GROUP, SCRAPER_GROUP.encode()):
+                return int(group.get("pending") or 0), int(group.get("lag") or 0)
+        return 0, await self._redis.xlen(RUNS_STREAM)
+
+    async def workers_seen(self, within_ms: int) -> int:
+        """Consumers of the scraper group that read the runs stream within ``within_ms``
+        (XINFO CONSUMERS ``idle``: since the consumer's last read or claim)."""
+        try:
+            consumers: Any = await self._redis.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)
+        except ResponseError:  # no stream or group yet
+            return 0
+        return sum(1 for consumer in consumers if int(consumer.get("idle") or 0) < within_ms)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(run_key(run_id)))
+        return parse_record(raw) if raw else None
+
+    async def list_runs(
+        self, *, schedule_id: str = "", campaign_id: str = "", page_size: int, page_token: str = ""
+    ) -> tuple[list[RunRecord], str]:
+        """Runs newest first (by nominal time), filtered by schedule or campaign, paged."""
+        if schedule_id:
+            index = schedule_index(schedule_id)
+        elif campaign_id:
+            index = campaign_index(campaign_id)
+        else:
+            index = INDEX_ALL
+        position = decode_page_token(page_token, lambda member: "|" in member) if page_token else ""
+        start = b"(" + position.encode() if page_token else b"+"
+        members = cast(
+            list[bytes],
+            await self._redis.zrange(
+                index, start, b"-", desc=True, bylex=True, offset=0, num=page_size + 1
+            ),
+        )
+        page = members[:page_size]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in page:
+                pipe.hgetall(run_key(member.split(b"|", 1)[1].decode()))
+            raws = await pipe.execute()
+        runs = [parse_record(raw) for raw in raws if raw]
+        if campaign_id and schedule_id:
+            runs = [run for run in runs if run.campaign_id == campaign_id]
+        token = encode_page_token(page[-1].decode()) if len(members) > page_size else ""
+        return runs, token
+
+    async def add_results(
+        self,
+        campaign_id: str,
+        results: list[run_pb2.ScrapeResult],
+        *,
+        writer: Writer = UNCHECKED,
+        attempt: int = 0,
+    ) -> None:
+        """Store results newest first (capped); a `WriteRefused` when ``writer`` is refused.
+
+        Results of one run attempt (all of ``results`` belong to one run) are stored once:
+        a second call for the same run and attempt, a re-run after a crash, stores nothing.
+        """
+        if not results:
+            return
+        blobs = [result.SerializeToString() for result in results]
+        run_id = results[0].run_id
+        keys = [
+            results_key(campaign_id),
+            written_key(run_id, attempt),
+            run_key(run_id),
+            *writer.keys(),
+        ]
+        args: list[Any] = [*writer.args(), attempt, self._results_cap, self._run_ttl_ms, *blobs]
+        refused = refusal(await self._add_results(keys=keys, args=args), f"results of {run_id}")
+        if refused is not None:
+            raise refused
+
+    async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:
+        raw = cast(list[bytes], await self._redis.lrange(results_key(campaign_id), 0, limit - 1))
+        return [run_pb2.ScrapeResult.FromString(item) for item in raw]
+
+
+def _newest_scheduled(members: list[bytes]) -> int | None:
+    """The nominal time of the first scheduled (not manual) run among index members."""
+    for member in members:
+        ms, _, run_id = member.decode().partition("|")
+        if ":manual-" not in run_id:
+            return int(ms)
+    return None
