@@ -7,7 +7,8 @@ arq pins ``redis<6`` while the product uses redis-py 8, so arq lives in a venv o
     .venv-peers/bin/python bench/arq_peer.py worker REDIS_URL [POLL_DELAY_S]
     .venv-peers/bin/python bench/arq_peer.py collect REDIS_URL N
 
-``enqueue`` defers N jobs to one instant (``_defer_until``); ``worker`` is one arq worker with
+``enqueue`` defers N jobs to one instant (``_defer_until``) and prints how long
+that took; ``worker`` is one arq worker with
 50 jobs in flight (``max_jobs=50``), arq's defaults otherwise (``poll_delay`` 0.5 s unless
 given), until SIGTERM; ``collect``
 prints one JSON line: jobs found, succeeded, and the latest start and finish (unix ms).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,9 +66,12 @@ def job_id(n: int) -> str:
 async def enqueue(url: str, runs: int, due_ms: int, page: str, function: str) -> None:
     pool = await create_pool(RedisSettings.from_dsn(url))
     due = datetime.fromtimestamp(due_ms / 1000, UTC)
+    started = time.perf_counter()
     for n in range(runs):
         await pool.enqueue_job(function, page, _job_id=job_id(n), _defer_until=due)
+    elapsed_s = time.perf_counter() - started
     await pool.aclose()
+    print(json.dumps({"enqueued": runs, "elapsed_s": elapsed_s}))
 
 
 def worker(url: str, poll_delay_s: float) -> None:

@@ -48,6 +48,7 @@ from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
 from scheduler_svc.codec import scrape_to_proto
+from scheduler_svc.emitter import Emitter
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
 from scheduler_svc.triggers import FireTimes, fires_left, next_fire_ms
 
@@ -119,9 +120,10 @@ class Firing:
     def __init__(self, runs: RunLog, retry_window_ms: int, *, max_in_flight: int = 32) -> None:
         self._runs = runs
         self._window_ms = retry_window_ms
-        # A burst (thousands of schedules due at one instant) queues here instead of opening
-        # a connection per fire: the fires' pool stays within its size, and none of them fails
-        # with "too many connections" (then retrying in waves).
+        # A burst (thousands of schedules due at one instant) leaves in a few script calls on
+        # a few connections (`Emitter`); recording missed fires, one script each, queues here.
+        # The fires' pool stays within its size: none fails with "too many connections".
+        self._emitter = Emitter(runs, max_calls=max(1, min(4, max_in_flight)))
         self._in_flight = asyncio.Semaphore(max_in_flight)
         # schedule id -> (version, reason): why the schedule's last fire was not emitted, the
         # reason recorded for the fires handed in too late after it. Kept from a failed fire
@@ -147,8 +149,7 @@ class Firing:
             run_logging(run_id),
         ):
             request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            async with self._in_flight:
-                return await self._emit_or_record(schedule, request, fire_ms)
+            return await self._emit_or_record(schedule, request, fire_ms)
 
     async def _emit_or_record(
         self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
@@ -175,12 +176,13 @@ class Firing:
         delay_s = _FIRST_DELAY_S
         while True:
             try:
-                emission = await self._runs.request_run(
+                call = self._runs.request_call(
                     request,
                     dedupe=True,
                     max_total=schedule.limits.max_total_runs,
                     schedule_version=schedule.version,
                 )
+                emission = await self._emitter.emit(call)
             except RedisError as exc:
                 raise_if_cancelling()
                 if now_ms() > fire_ms + self._window_ms:
@@ -200,9 +202,10 @@ class Firing:
         while True:
             raise_if_cancelling()  # a cancellation swallowed inside a Redis call still stops us
             try:
-                recorded = await self._runs.record_missed(
-                    request, reason, schedule_version=schedule.version
-                )
+                async with self._in_flight:
+                    recorded = await self._runs.record_missed(
+                        request, reason, schedule_version=schedule.version
+                    )
             except RedisError as exc:
                 raise_if_cancelling()
                 pause_s, delay_s = _backoff(delay_s)
@@ -246,6 +249,10 @@ class Firing:
         ):
             await self._runs.request_run(request, dedupe=False)
         return run_id
+
+    async def close(self) -> None:
+        """Cancel emissions in flight (shutdown, after the timer stopped handing in fires)."""
+        await self._emitter.close()
 
     async def exhausted_of(self, schedules: list[Schedule]) -> list[Schedule]:
         """Start-up: the active capped schedules whose cap is reached (a crash came between

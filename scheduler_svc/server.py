@@ -79,6 +79,7 @@ class SchedulerServer:
         self._grpc: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
+        self._firing: Firing | None = None
         self._background: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._notifier: WebhookNotifier | None = None
@@ -103,7 +104,9 @@ class SchedulerServer:
             s.state_redis_url, s.redis_timeout_s, max_connections=s.fire_concurrency + 2
         )
         fire_runs = RunLog(self._fire_redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
-        firing = Firing(fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency)
+        self._firing = firing = Firing(
+            fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency
+        )
         snapshots = SnapshotStore(self._redis)
         follower = LogFollower(
             store, registry, snapshots, block_ms=s.log_block_ms, batch=s.log_batch
@@ -231,6 +234,8 @@ class SchedulerServer:
             await self._grpc.stop(self.settings.shutdown_grace_s)
         if self._timer is not None:
             self._timer.shutdown()
+        if self._firing is not None:
+            await self._firing.close()
         # The loops stop between two Redis commands (a blocking read ends within
         # log_block_ms); cancelling is only the fallback for one that overstays.
         self._stopping.set()

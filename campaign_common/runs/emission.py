@@ -4,8 +4,8 @@ A run id is appended at most once across scheduler replicas and client re-sends 
 marker), a capped schedule never passes its cap (a counter), and a scheduled fire is appended
 only while the schedule as the scheduler's command path stored it (its `EmissionGuard`) is at
 the version the fire was computed from and active. The checks and the XADD are one script
-(`EMIT_RUN`), so a crash between them is impossible and two replicas can never both pass them.
-`campaign_common.runs.log.RunLog.request_run` is its caller.
+(`EMIT_ONE`; many runs per call: `EMIT_RUNS`), so a crash between them is impossible and two
+replicas can never both pass them. `campaign_common.runs.log.RunLog` is its caller.
 """
 
 from __future__ import annotations
@@ -30,44 +30,66 @@ from campaign_common.runs.keys import (
 from campaign_common.runs.record import flatten
 from campaigns.v1 import events_pb2
 
-# KEYS[1] dedupe key, KEYS[2] stream to append to, KEYS[3] run hash,
-# KEYS[4] index all, KEYS[5] index schedule, KEYS[6] index campaign,
-# KEYS[7] counter of the schedule's scheduled runs, KEYS[8] the schedule's emission guard
-# ARGV[1] dedupe ttl ms, ARGV[2] index member, ARGV[3] run hash ttl ms, ARGV[4] index cutoff
-# member (members below it are pruned), ARGV[5] cap on the counter (0: no cap, and the counter
-# is not touched), ARGV[6] schedule version the fire was computed from (0: not guarded, a
-# manual run), ARGV[7] number of envelope field/value pairs n, ARGV[8 .. 7+2n] envelope
-# pairs, the rest: run hash field/value pairs.
-# Returns the stream id; false when the run id was created already (by another replica, or
-# by this very call when the client re-sends it after a lost reply: safe to re-send); -1 when
-# the guard is not at ARGV[6] and active (a stale copy of the schedule fired); 0 when the cap
-# is reached. The dedupe check comes first, so a re-send still answers "already created" even
+# One run's emission, a Lua function over the run's 8 keys from KEYS[k + 1] and its args `a`:
+# KEYS[k+1] dedupe key, KEYS[k+2] stream to append to, KEYS[k+3] run hash,
+# KEYS[k+4] index all, KEYS[k+5] index schedule, KEYS[k+6] index campaign,
+# KEYS[k+7] counter of the schedule's scheduled runs, KEYS[k+8] the schedule's emission guard
+# a[1] dedupe ttl ms, a[2] index member, a[3] run hash ttl ms, a[4] index cutoff member
+# (members below it are pruned), a[5] cap on the counter (0: no cap, and the counter is not
+# touched), a[6] schedule version the fire was computed from (0: not guarded, a manual run),
+# a[7] number of envelope field/value pairs n, a[8 .. 7+2n] envelope pairs, the rest: run hash
+# field/value pairs.
+# Returns the stream id; -2 when the run id was created already (by another replica, or by
+# this very call when the client re-sends it after a lost reply: safe to re-send); -1 when
+# the guard is not at a[6] and active (a stale copy of the schedule fired); 0 when the cap is
+# reached. The dedupe check comes first, so a re-send still answers "already created" even
 # when the schedule changed in between.
-EMIT_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-if ARGV[6] ~= '0' then
-  local guard = redis.call('HMGET', KEYS[8], 'version', 'active')
-  if guard[1] ~= ARGV[6] or guard[2] ~= '1' then return -1 end
+EMIT_ONE = """
+local function emit(k, a)
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then return -2 end
+  if a[6] ~= '0' then
+    local guard = redis.call('HMGET', KEYS[k + 8], 'version', 'active')
+    if guard[1] ~= a[6] or guard[2] ~= '1' then return -1 end
+  end
+  local cap = tonumber(a[5])
+  if cap > 0 and tonumber(redis.call('GET', KEYS[k + 7]) or '0') >= cap then return 0 end
+  redis.call('SET', KEYS[k + 1], '1', 'PX', a[1])
+  if cap > 0 then redis.call('INCR', KEYS[k + 7]) end
+  local n = tonumber(a[7])
+  local envelope = {}
+  for i = 8, 7 + 2 * n do envelope[#envelope + 1] = a[i] end
+  local id = redis.call('XADD', KEYS[k + 2], '*', unpack(envelope))
+  local hash = {}
+  for i = 8 + 2 * n, #a do hash[#hash + 1] = a[i] end
+  redis.call('HSET', KEYS[k + 3], unpack(hash))
+  redis.call('PEXPIRE', KEYS[k + 3], a[3])
+  for j = 4, 6 do
+    redis.call('ZADD', KEYS[k + j], 0, a[2])
+    redis.call('ZREMRANGEBYLEX', KEYS[k + j], '-', '(' .. a[4])
+    redis.call('PEXPIRE', KEYS[k + j], a[3])  -- an index outlives its newest run by no more
+  end
+  return id
 end
-local cap = tonumber(ARGV[5])
-if cap > 0 and tonumber(redis.call('GET', KEYS[7]) or '0') >= cap then return 0 end
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-if cap > 0 then redis.call('INCR', KEYS[7]) end
-local n = tonumber(ARGV[7])
-local envelope = {}
-for i = 8, 7 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
-local hash = {}
-for i = 8 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
-redis.call('HSET', KEYS[3], unpack(hash))
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
-for k = 4, 6 do
-  redis.call('ZADD', KEYS[k], 0, ARGV[2])
-  redis.call('ZREMRANGEBYLEX', KEYS[k], '-', '(' .. ARGV[4])
-  redis.call('PEXPIRE', KEYS[k], ARGV[3])  -- an index outlives its newest run by no more
-end
-return id
 """
+
+# Many runs per call (a burst of fires is a few round trips): KEYS are the runs' 8 keys one
+# run after the other; ARGV is, per run, the number of its args followed by them. Each run is
+# emitted exactly as alone (`EMIT_ONE`); returns one reply per run, in order.
+EMIT_RUNS = (
+    EMIT_ONE
+    + """
+local replies = {}
+local pos, k = 1, 0
+while pos <= #ARGV do
+  local count = tonumber(ARGV[pos])
+  local a = {}
+  for i = 1, count do a[i] = ARGV[pos + i] end
+  replies[#replies + 1] = emit(k, a)
+  pos, k = pos + count + 1, k + 8
+end
+return replies
+"""
+)
 
 # A deleted schedule's guard (a tombstone: inactive) is kept this long after the delete, far
 # longer than any replica lags behind the schedule log. After that a missing guard refuses
@@ -103,7 +125,7 @@ return raised
 
 @dataclass(frozen=True)
 class EmitCall:
-    """One call of `EMIT_RUN`: which run, where its envelope goes, and the checks it passes.
+    """One run's part of an `EMIT_RUNS` call: which run, where its envelope goes, its checks.
 
     ``cap`` (0: none) and ``schedule_version`` (0: not guarded, a manual run) are the checks;
     ``fields`` are the run hash's fields besides the run's identity.
@@ -170,12 +192,13 @@ class Emission(StrEnum):
 
     @classmethod
     def of(cls, reply: Any) -> Emission:
-        """The meaning of an `EMIT_RUN` reply."""
-        if reply is None:
-            return cls.DUPLICATE
+        """The meaning of one `EMIT_ONE` reply."""
         if isinstance(reply, bytes):
             return cls.EMITTED
-        return cls.STALE if int(reply) < 0 else cls.CAPPED
+        code = int(reply)
+        if code == -2:
+            return cls.DUPLICATE
+        return cls.STALE if code < 0 else cls.CAPPED
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.emission import EMIT_RUN, Emission, EmitCall
+from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall
 from campaign_common.runs.keys import (
     INDEX_ALL,
     RUN_EVENTS_STREAM,
@@ -99,7 +99,7 @@ class RunLog:
         self._dedupe_ttl_ms = dedupe_ttl_ms
         self._run_ttl_ms = run_ttl_ms
         self._results_cap = results_cap
-        self._emit = redis.register_script(EMIT_RUN)
+        self._emit = redis.register_script(EMIT_RUNS)
         self._append = redis.register_script(_APPEND_RUN_EVENT)
         self._add_results = redis.register_script(_ADD_RESULTS)
 
@@ -124,6 +124,20 @@ class RunLog:
         (manual runs) skips the guard. The checks and the XADD are one script, so a crash
         between them is impossible and two replicas can never both pass them.
         """
+        call = self.request_call(
+            request, dedupe=dedupe, max_total=max_total, schedule_version=schedule_version
+        )
+        return (await self.emit_all([call]))[0]
+
+    def request_call(
+        self,
+        request: events_pb2.RunRequested,
+        *,
+        dedupe: bool,
+        max_total: int = 0,
+        schedule_version: int = 0,
+    ) -> EmitCall:
+        """The emission of `request_run`, to send alone or in a batch (`emit_all`)."""
         fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
             "attempt": request.attempt,
@@ -131,17 +145,27 @@ class RunLog:
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
         }
         ttl_ms = self._dedupe_ttl_ms if dedupe else _RESEND_DEDUPE_TTL_MS
-        return await self._create_run(
-            EmitCall(
-                RUNS_STREAM,
-                wrap(request),
-                request,
-                fields,
-                dedupe_ttl_ms=ttl_ms,
-                cap=max_total,
-                schedule_version=schedule_version,
-            )
+        return EmitCall(
+            RUNS_STREAM,
+            wrap(request),
+            request,
+            fields,
+            dedupe_ttl_ms=ttl_ms,
+            cap=max_total,
+            schedule_version=schedule_version,
         )
+
+    async def emit_all(self, calls: list[EmitCall]) -> list[Emission]:
+        """Emit many runs in one script call; each is emitted exactly as alone (same checks,
+        same dedupe), and the answer says what happened to each, in order."""
+        keys: list[str] = []
+        args: list[Any] = []
+        for call in calls:
+            keys += call.keys()
+            call_args = call.args(self._run_ttl_ms)
+            args += [len(call_args), *call_args]
+        replies = await self._emit(keys=keys, args=args)
+        return [Emission.of(reply) for reply in replies]
 
     async def record_missed(
         self, run: events_pb2.RunRequested, reason: str, *, schedule_version: int
@@ -168,19 +192,15 @@ class RunLog:
             "error": reason,
             "finished_at_ms": at_ms,
         }
-        return await self._create_run(
-            EmitCall(
-                RUN_EVENTS_STREAM,
-                wrap(skipped),
-                run,
-                fields,
-                dedupe_ttl_ms=self._dedupe_ttl_ms,
-                schedule_version=schedule_version,
-            )
+        call = EmitCall(
+            RUN_EVENTS_STREAM,
+            wrap(skipped),
+            run,
+            fields,
+            dedupe_ttl_ms=self._dedupe_ttl_ms,
+            schedule_version=schedule_version,
         )
-
-    async def _create_run(self, call: EmitCall) -> Emission:
-        return Emission.of(await self._emit(keys=call.keys(), args=call.args(self._run_ttl_ms)))
+        return (await self.emit_all([call]))[0]
 
     async def emitted_count(self, schedule_id: str) -> int:
         """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
