@@ -14,12 +14,26 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import Counter
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-FAILURES = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+# Cluster: a slot without a reachable master (ClusterDownError, SlotNotCoveredError, both
+# RedisClusterException or ClusterError), a resharding in progress (TryAgainError).
+FAILURES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 REDIS_ERRORS = Counter(
     "campaigns_redis_errors_total",
@@ -49,6 +63,17 @@ class CountingRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except FAILURES:
+            REDIS_ERRORS.labels(operation=operation_name(args)).inc()
+            raise
+
+
+class CountingRedisCluster(RedisCluster):
+    """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)
         except FAILURES:
             REDIS_ERRORS.labels(operation=operation_name(args)).inc()
             raise
