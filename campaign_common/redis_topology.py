@@ -188,7 +188,21 @@ def _sentinel_master(topology: RedisTopology, common: dict[str, Any]) -> Redis:
         password=parts.password,
         db=int(parts.path.strip("/") or 0),
     )
-    return cast(Redis, sentinel.master_for(topology.sentinel_master, redis_class=CountingRedis))
+    client = sentinel.master_for(topology.sentinel_master, redis_class=SentinelRedis)
+    client.sentinels = sentinel
+    return cast(Redis, client)
+
+
+class SentinelRedis(CountingRedis):
+    """The primary named by the Sentinels; closing it closes the Sentinel connections too."""
+
+    sentinels: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            for client in self.sentinels.sentinels:
+                await client.aclose()
 
 
 async def connect_state(topology: RedisTopology, timeout_s: float, **options: Any) -> Redis:
