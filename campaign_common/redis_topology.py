@@ -25,6 +25,7 @@ runs the whole flow on a real cluster.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +34,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -238,3 +240,22 @@ def unreachable_message(what: str, where: str, setting: str, exc: BaseException)
             "in docs/operations.md (Redis topologies, ACL users)"
         )
     return f"{what} {where} unreachable: {exc} (check {setting})"
+
+
+async def script_batch(
+    redis: Redis, script: AsyncScript, calls: Sequence[tuple[list[Any], list[Any]]]
+) -> list[Any]:
+    """Run ``script`` once per (keys, args) in one pipeline, replies in order.
+
+    A cluster client's pipeline refuses EVALSHA, so there the body goes with each call (EVAL;
+    still one round trip per node); elsewhere the pipeline loads the script if the server
+    lacks it and sends EVALSHA."""
+    async with redis.pipeline(transaction=False) as pipe:
+        if isinstance(redis, RedisCluster):
+            for keys, args in calls:
+                pipe.eval(script.script, len(keys), *keys, *args)
+        else:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+        replies: list[Any] = await pipe.execute()
+        return replies

@@ -39,6 +39,7 @@ from redis.exceptions import ResponseError
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.opscript import idempotent, new_op_id, op_key
 from campaign_common.page_tokens import decode_page_token, encode_page_token
+from campaign_common.redis_topology import script_batch
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
@@ -235,12 +236,8 @@ class EmissionGuards:
             return
         if not guards:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for guard in guards:
-                await self._raise(
-                    keys=[_guard_key(guard.schedule_id)], args=guard.args(), client=pipe
-                )
-            await pipe.execute()
+        calls = [([_guard_key(guard.schedule_id)], list(guard.args())) for guard in guards]
+        await script_batch(self._redis, self._raise, calls)
 
 
 # Worker writes (`Writer`; used by the scripts below, `campaign_common.retryqueue` and
