@@ -11,6 +11,7 @@ counted as one ``pipeline`` operation by the callers that use one.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import Counter
@@ -57,23 +58,37 @@ def operation_name(args: tuple[Any, ...]) -> str:
     return name.split(" ", 1)[0].lower()
 
 
+def closed_underneath(exc: Exception) -> bool:
+    """redis-py 8.1 (asyncio) leaks an AttributeError/TypeError about a ``None`` writer when a
+    command writes on a connection that was closed underneath it: reset by the server, or
+    disconnected by the cluster client's own clean-up after another command's node error
+    (redis/redis-py#4287 and #3546, fixed after 8.1.0). It is a connection failure."""
+    return isinstance(exc, AttributeError | TypeError) and "'NoneType' object" in str(exc)
+
+
+async def _counted(call: Awaitable[Any], args: tuple[Any, ...]) -> Any:
+    try:
+        return await call
+    except FAILURES:
+        REDIS_ERRORS.labels(operation=operation_name(args)).inc()
+        raise
+    except (AttributeError, TypeError) as exc:
+        if not closed_underneath(exc):
+            raise
+        REDIS_ERRORS.labels(operation=operation_name(args)).inc()
+        raise RedisConnectionError(f"connection closed under the command ({exc})") from exc
+
+
 class CountingRedis(Redis):
     """`redis.asyncio.Redis` that counts failed commands in ``campaigns_redis_errors_total``."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except FAILURES:
-            REDIS_ERRORS.labels(operation=operation_name(args)).inc()
-            raise
+        call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await _counted(call, args)
 
 
 class CountingRedisCluster(RedisCluster):
     """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **options)
-        except FAILURES:
-            REDIS_ERRORS.labels(operation=operation_name(args)).inc()
-            raise
+        return await _counted(super().execute_command(*args, **options), args)
