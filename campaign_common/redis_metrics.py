@@ -66,7 +66,7 @@ def closed_underneath(exc: Exception) -> bool:
     return isinstance(exc, AttributeError | TypeError) and "'NoneType' object" in str(exc)
 
 
-async def _counted(call: Awaitable[Any], args: tuple[Any, ...]) -> Any:
+async def counted_call(call: Awaitable[Any], args: tuple[Any, ...]) -> Any:
     try:
         return await call
     except FAILURES:
@@ -84,11 +84,11 @@ class CountingRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        return await _counted(call, args)
+        return await counted_call(call, args)
 
 
 class CountingRedisCluster(RedisCluster):
     """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        return await _counted(super().execute_command(*args, **options), args)
+        return await counted_call(super().execute_command(*args, **options), args)
