@@ -9,6 +9,10 @@ run fetches one page and extracts one field (``.price``) from it.
 - ``ours-e2e-K``: one ``python -m scheduler_svc`` and K ``python -m scraper_svc`` processes;
   N schedules are created over gRPC (AddScheduledCampaign, one-shot ``run_at``, one campaign
   each) all due at the same instant, a few seconds ahead; the scheduler fires them.
+- ``ours-e2e-cluster-K``: the same on a local 3-master Redis Cluster as the state Redis
+  (`tests.local_topologies.LocalCluster`, ``*_STATE_REDIS_MODE=cluster``; its masters have
+  append-only files synced on every write, the single node of ``ours-e2e`` has none), with
+  the ratio cluster / single node.
 - ``ours-drain``: 1 scraper alone draining a filled stream: the scraper is started and
   SIGSTOPped once it is in the consumer group, the N RunRequested entries are appended with
   `RunLog.request_run`, and the clock starts when the scraper is SIGCONTed.
@@ -39,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -61,6 +66,7 @@ from campaign_common.timeutil import ms_to_timestamp, now_ms, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as service_pb2
 from campaigns.v1 import scheduler_service_pb2_grpc as service_grpc
+from tests.local_topologies import LocalCluster
 from tests.support import (
     ServiceProcess,
     descendants,
@@ -249,8 +255,37 @@ class Probe:
         self.client.close()
 
 
-def server_pids(stack: EmbeddedStack) -> dict[str, int]:
-    pids = {"state redis": stack.state.pid}
+@dataclass
+class StateTarget:
+    """The state Redis of a variant: the single node of the stack, or a local cluster."""
+
+    url: str  # what the services get
+    node_urls: list[str]  # every state server; the first holds the {runs} keys
+    pids: dict[str, int]
+    mode: str = "standalone"
+
+    @classmethod
+    def single(cls, stack: EmbeddedStack) -> StateTarget:
+        assert stack.state.pid is not None
+        return cls(stack.state.url, [stack.state.url], {"state redis": stack.state.pid})
+
+    @classmethod
+    def cluster(cls, cluster: LocalCluster) -> StateTarget:
+        runs = cluster.node_of("{runs}")
+        nodes = [runs, *(node for node in cluster.nodes if node is not runs)]
+        pids = {f"state node {n}": node.pid for n, node in enumerate(nodes) if node.pid}
+        return cls(cluster.url, [node.url for node in nodes], pids, "cluster")
+
+    @property
+    def runs_url(self) -> str:
+        return self.node_urls[0]
+
+    def env(self, prefix: str) -> dict[str, str]:
+        return {f"{prefix}_STATE_REDIS_MODE": self.mode}
+
+
+def server_pids(stack: EmbeddedStack, state: StateTarget | None = None) -> dict[str, int]:
+    pids = dict(state.pids) if state else {"state redis": stack.state.pid}
     pids |= {f"lock {n}": server.pid for n, server in enumerate(stack.locks)}
     return {name: pid for name, pid in pids.items() if pid is not None}
 
@@ -325,29 +360,35 @@ def measure_ours(
     start: Callable[[], float],
     runs: int,
     monitor: bool,
+    target: StateTarget | None = None,
 ) -> Result:
     """From ``start()`` (returns the zero instant, unix ms) until every run is final."""
-    probe = Probe(stack.state.url)
+    target = target or StateTarget.single(stack)
+    state_probes = [Probe(url) for url in target.node_urls]
+    probe = state_probes[0]  # the {runs} keys live there
     lock_probes = [Probe(url) for url in stack.lock_urls]
-    pids = procs | server_pids(stack)
+    pids = procs | server_pids(stack, target)
     try:
         with (
-            Monitor(stack.state.url, monitor) as counted,
+            Monitor(target.runs_url, monitor) as counted,
             Monitor(stack.lock_urls[0], monitor) as lock_counted,
         ):
-            for each in (probe, *lock_probes):
+            for each in (*state_probes, *lock_probes):
                 each.reset()
             before = snapshot(pids)
             zero_ms = start()
             wait_finals(probe, runs, timeout_s=120 + runs / 10)
             settle(pids)
             after = snapshot(pids)
-            state, reads = probe.stats()
+            state, reads = Counter[str](), 0
+            for each in state_probes:  # summed over a cluster's masters
+                node_commands, node_reads = each.stats()
+                state, reads = state + node_commands, reads + node_reads
             locks = [each.stats() for each in lock_probes]
     finally:
-        for each in (probe, *lock_probes):
+        for each in (*state_probes, *lock_probes):
             each.close()
-    finals, ok, last_start, last_finish = asyncio.run(run_events(stack.state.url))
+    finals, ok, last_start, last_finish = asyncio.run(run_events(target.runs_url))
     return Result(
         name,
         runs,
@@ -371,20 +412,26 @@ def ours_e2e(
     lead_s: float,
     monitor: bool = False,
     around: Callable[[dict[str, int]], AbstractContextManager[object]] = lambda _: nullcontext(),
+    cluster: bool = False,
 ) -> Result:
-    """Scheduler + ``scrapers`` processes; ``around(procs)`` wraps the measured window."""
+    """Scheduler + ``scrapers`` processes; ``around(procs)`` wraps the measured window; with
+    ``cluster`` the state Redis is a local 3-master cluster."""
     stack = EmbeddedStack(lock_masters=3).start()
+    tmp = tempfile.TemporaryDirectory(prefix="bench-cluster-")
+    local = LocalCluster(Path(tmp.name)).start() if cluster else None
+    state = StateTarget.cluster(local) if local else StateTarget.single(stack)
     started: list[ServiceProcess] = []
     try:
         scheduler, target = asyncio.run(
-            start_scheduler_process(stack.state.url, SCHEDULER_LOG_LEVEL="WARNING")
+            start_scheduler_process(
+                state.url, SCHEDULER_LOG_LEVEL="WARNING", **state.env("SCHEDULER")
+            )
         )
         started.append(scheduler)
+        scraper_env = SCRAPER_SETTINGS | state.env("SCRAPER")
         for n in range(scrapers):
-            started.append(
-                scraper_process(stack.state.url, stack.lock_urls, f"w{n}", **SCRAPER_SETTINGS)
-            )
-        wait_consumers(stack.state.url, scrapers)
+            started.append(scraper_process(state.url, stack.lock_urls, f"w{n}", **scraper_env))
+        wait_consumers(state.runs_url, scrapers)
         due_ms = now_ms() + int(lead_s * 1000)
         created = time.monotonic()
         asyncio.run(create_schedules(target, runs, due_ms, page))
@@ -396,11 +443,15 @@ def ours_e2e(
         procs = {"scheduler": scheduler.pid}
         procs |= {f"scraper {n}": p.pid for n, p in enumerate(started[1:])}
         name = f"ours, scheduler + {scrapers} scraper{'s' if scrapers > 1 else ''}, end to end"
+        name += ", 3-master cluster" if cluster else ""
         with around(procs):
-            return measure_ours(name, stack, procs, lambda: due_ms, runs, monitor)
+            return measure_ours(name, stack, procs, lambda: due_ms, runs, monitor, state)
     finally:
         for process in started:
             process.close()
+        if local:
+            local.stop()
+        tmp.cleanup()
         stack.stop()
 
 
@@ -665,6 +716,28 @@ def print_ratios(results: list[Result]) -> None:
             )
 
 
+def print_cluster_ratios(results: list[Result]) -> None:
+    """Each cluster variant against the single-node variant with as many scrapers."""
+    pairs = [
+        (single, clustered)
+        for clustered in results
+        if clustered.name.endswith(", 3-master cluster")
+        for single in results
+        if single.name == clustered.name.removesuffix(", 3-master cluster")
+    ]
+    if not pairs:
+        return
+    print("\n| cluster / single node | runs/s | last start, cluster - single | CPU per run |")
+    print("|---|---:|---:|---:|")
+    for single, clustered in pairs:
+        single_cpu = single.per_run(sum(single.cpu_ms.values()))
+        cpu = clustered.per_run(sum(clustered.cpu_ms.values()))
+        print(
+            f"| {clustered.name} | {clustered.rate / single.rate:.2f}x "
+            f"| {clustered.last_start_s - single.last_start_s:+.2f} s | {cpu / single_cpu:.2f}x |"
+        )
+
+
 def machine() -> str:
     cpu = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
@@ -672,12 +745,16 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    peers = subprocess.run(
-        [str(PEERS_PYTHON), "-c", "import arq, redis; print(arq.VERSION, redis.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
+    peers = (
+        subprocess.run(
+            [str(PEERS_PYTHON), "-c", "import arq, redis; print(arq.VERSION, redis.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if PEERS_PYTHON.exists()
+        else []
+    )
     load = os.getloadavg()
     return (
         f"cores {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
@@ -720,6 +797,12 @@ def measure_all(args: argparse.Namespace, only: set[str]) -> tuple[list[Result],
                 for n in args.scrapers.split(",")
                 if n.strip()
             ]
+        if "ours-e2e-cluster" in only:
+            variants += [
+                partial(ours_e2e, args.runs, int(n), page, lead, cluster=True)
+                for n in args.scrapers.split(",")
+                if n.strip()
+            ]
         if "ours-drain" in only:
             variants.append(partial(ours_drain, args.runs, page))
         for function in ("fetch", "noop"):
@@ -742,7 +825,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--scrapers", default="1,2,4", help="scraper counts of the e2e variant")
-    parser.add_argument("--only", default="ours-e2e,ours-drain,arq-fetch,arq-noop,arq-fetch-fast")
+    parser.add_argument(
+        "--only",
+        default="ours-e2e,ours-e2e-cluster,ours-drain,arq-fetch,arq-noop,arq-fetch-fast",
+    )
     parser.add_argument("--lead", type=float, default=0.0, help="s from creation to due (0: auto)")
     parser.add_argument("--passes", type=int, default=3, help="max passes of a disturbed variant")
     parser.add_argument(
@@ -759,6 +845,7 @@ def main() -> None:
     print(f"\n{args.runs} runs per variant, due at one instant; load average after {load[0]:.2f}\n")
     print_table(results)
     print_ratios(results)
+    print_cluster_ratios(results)
     print("\nState Redis commands per run by name (INFO commandstats; script calls included):\n")
     for r in results:
         top = ", ".join(

@@ -12,17 +12,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from campaign_common.observability.redis_metrics import CountingRedis
 from campaign_common.server_version import check_server_version
+from campaign_common.tls import TlsFiles
 
 
 def make_client(
-    url: str, timeout_s: float, *, retries: int = 3, max_connections: int | None = None
+    url: str,
+    timeout_s: float,
+    *,
+    retries: int = 3,
+    max_connections: int | None = None,
+    tls: TlsFiles | None = None,
 ) -> Redis:
     """A bytes-mode client whose every command has a deadline and bounded retries; failed
     commands are counted (`campaign_common.observability.redis_metrics`). ``max_connections``
-    caps its pool (None: redis-py's default)."""
+    caps its pool (None: redis-py's default); ``tls`` gives the files of a ``rediss://`` URL."""
     pool_size: dict[str, Any] = (
         {} if max_connections is None else {"max_connections": max_connections}
     )
+    if tls is not None and url.startswith("rediss://"):
+        pool_size.update(tls.redis_kwargs())
     client: Redis = CountingRedis.from_url(
         url,
         socket_timeout=timeout_s,
@@ -35,9 +43,9 @@ def make_client(
     return client
 
 
-async def connect_checked(url: str, timeout_s: float) -> Redis:
+async def connect_checked(url: str, timeout_s: float, *, tls: TlsFiles | None = None) -> Redis:
     """Connect, refuse servers older than the minimum, return the client."""
-    client = make_client(url, timeout_s)
+    client = make_client(url, timeout_s, tls=tls)
     try:
         check_server_version(await client.info("server"))
     except BaseException:

@@ -6,24 +6,92 @@ Only `__main__`/`server` modules build settings; everything else receives them a
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import unquote
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from campaign_common.redis_topology import (
+    Mode,
+    RedisTopology,
+    parse_sentinel,
+    split_sentinels,
+    url_problems,
+)
+from campaign_common.tls import TlsFiles
 
 
 class ServiceSettings(BaseSettings):
-    """Fields every service has. Subclasses set ``env_prefix`` (``SCHEDULER_``, ...)."""
+    """Fields every service has. Subclasses set ``env_prefix`` (``SCHEDULER_``, ...).
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    The Redis settings are described in `campaign_common.redis_topology` and
+    docs/operations.md ("Redis topologies"). A bad value is reported without the input (URLs
+    carry passwords).
+    """
 
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    state_redis_mode: Mode = "standalone"
     state_redis_url: str = "redis://127.0.0.1:6379/0"
+    state_redis_sentinels: Annotated[list[str], NoDecode] = []
+    state_redis_sentinel_master: str = ""
+    # PEM files of every rediss:// connection of the service (state and lock masters).
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
     log_level: str = "INFO"
     log_json: bool = True
     # Every network wait has a deadline; this is the default for single Redis commands.
     redis_timeout_s: float = 5.0
     # OTLP/gRPC collector (Jaeger: http://127.0.0.1:4317); empty: spans are not exported.
     otlp_endpoint: str = ""
+
+    @field_validator("state_redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        return split_sentinels(value)
+
+    @field_validator("state_redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_sentinel(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _redis_topology(self) -> ServiceSettings:
+        prefix = str(self.model_config.get("env_prefix", "")).upper()
+        problems = self.state_topology().problems(prefix)
+        problems += self.tls_files().problems(prefix)
+        for setting, url in self.other_redis_urls():
+            problems += url_problems(url, f"{prefix}{setting}")
+        urls = [self.state_redis_url, *(url for _, url in self.other_redis_urls())]
+        if self.tls_files().configured and not any(u.startswith("rediss://") for u in urls):
+            problems.append(
+                f"{prefix}REDIS_TLS_* files are set but no Redis URL of this service uses "
+                "rediss://: use rediss:// URLs (or remove the files)"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def other_redis_urls(self) -> list[tuple[str, str]]:
+        """(setting name without prefix, URL) of the service's Redis URLs besides the state
+        Redis (the scraper's lock masters); checked and given TLS like the state URL."""
+        return []
+
+    def tls_files(self) -> TlsFiles:
+        return TlsFiles(self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+
+    def state_topology(self) -> RedisTopology:
+        return RedisTopology(
+            url=self.state_redis_url,
+            mode=self.state_redis_mode,
+            sentinels=tuple(parse_sentinel(entry) for entry in self.state_redis_sentinels),
+            sentinel_master=self.state_redis_sentinel_master,
+            tls=self.tls_files(),
+        )
 
 
 # Values OTEL_TRACES_EXPORTER may list; OTEL_TRACES_SAMPLER may name.

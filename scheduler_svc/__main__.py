@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+
+from pydantic import ValidationError
 
 from campaign_common.observability.logs import setup_logging
 from campaign_common.observability.telemetry import setup_tracing
+from campaign_common.server_version import UnsupportedServerError
 from campaign_common.settings import TelemetrySettings
 from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.errors import StartupError
 from scheduler_svc.server import serve
 
 
 def main() -> None:
-    settings = SchedulerSettings()
+    try:
+        settings = SchedulerSettings()
+    except ValidationError as exc:
+        sys.exit(f"scheduler: invalid SCHEDULER_* settings: {exc}")
     service = setup_tracing("scheduler", settings.otlp_endpoint, TelemetrySettings())
     setup_logging(service, settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except (StartupError, UnsupportedServerError) as exc:
+        sys.exit(f"scheduler cannot start: {exc}")
 
 
 if __name__ == "__main__":

@@ -61,3 +61,9 @@ def to_grpc_status(error: SchedulerError) -> grpc.Status:
 
 
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT
+
+
+class StartupError(SchedulerError):
+    """The scheduler cannot start (state Redis unreachable or refusing the credentials)."""
+
+    code = grpc.StatusCode.UNAVAILABLE

@@ -23,10 +23,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
+from redis.exceptions import RedisClusterException, RedisError
 
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.observability.metrics import MetricsEndpoint
-from campaign_common.redis_conn import connect_checked, make_client
+from campaign_common.redis_topology import (
+    connect_state,
+    make_state_client,
+    unreachable_message,
+)
 from campaign_common.runs.deadletters import DeadLetters
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.retention import Retention
@@ -40,6 +45,7 @@ from scheduler_svc.auth import TokenAuth
 from scheduler_svc.commands import Commands
 from scheduler_svc.compaction import Compactor
 from scheduler_svc.config import SchedulerSettings
+from scheduler_svc.errors import StartupError
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
 from scheduler_svc.housekeeping import Housekeeping, stream_rules
@@ -89,9 +95,7 @@ class SchedulerServer:
 
     async def start(self) -> None:
         s = self.settings
-        self._redis = await connect_checked(
-            s.state_redis_url, s.redis_timeout_s + s.log_block_ms / 1000
-        )
+        self._redis = await _connect_state(s)
         store = ScheduleStore(self._redis)
         runs = RunLog(self._redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         registry = Registry()
@@ -100,8 +104,8 @@ class SchedulerServer:
             store, registry, apply_timeout_s=s.apply_timeout_s, past_grace_ms=window_ms
         )
         # Fires get a pool of their own: a burst never takes the API's connections.
-        self._fire_redis = make_client(
-            s.state_redis_url, s.redis_timeout_s, max_connections=s.fire_concurrency + 2
+        self._fire_redis = make_state_client(
+            s.state_topology(), s.redis_timeout_s, max_connections=s.fire_concurrency + 2
         )
         fire_runs = RunLog(self._fire_redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         self._firing = firing = Firing(
@@ -282,6 +286,17 @@ def _on_fire(firing: Firing, commands: Commands, registry: Registry):  # type: i
                 await commands.complete(current)
 
     return on_fire
+
+
+async def _connect_state(s: SchedulerSettings) -> Redis:
+    """The state Redis client; reads block for log_block_ms, so its deadline is longer."""
+    topology = s.state_topology()
+    try:
+        return await connect_state(topology, s.redis_timeout_s + s.log_block_ms / 1000)
+    except (RedisError, RedisClusterException, OSError) as exc:
+        where = f"({topology.describe()})"
+        message = unreachable_message("state Redis", where, "SCHEDULER_STATE_REDIS_*", exc)
+        raise StartupError(message) from exc
 
 
 async def serve(settings: SchedulerSettings) -> None:

@@ -18,7 +18,8 @@ def _default_consumer_name() -> str:
 class ScraperSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SCRAPER_", frozen=True, extra="ignore")
 
-    # Independent Redis masters for Redlock (JSON list in the environment), 3 or 5 of them.
+    # Independent Redis masters for Redlock (JSON list in the environment), 3 or 5 of them;
+    # redis:// or rediss:// (TLS with the REDIS_TLS_* files), ACL user:password in the URL.
     lock_redis_urls: list[str] = Field(min_length=1)
     # Per-node deadline of one lock command (the client also caps it at lock_ttl_ms / 10).
     lock_node_timeout_s: float = Field(0.2, gt=0)
@@ -72,6 +73,9 @@ class ScraperSettings(ServiceSettings):
     allow_private_targets: bool = False
     results_cap: int = Field(1000, ge=1)
     shutdown_grace_s: float = Field(10.0, ge=0)
+
+    def other_redis_urls(self) -> list[tuple[str, str]]:
+        return [("LOCK_REDIS_URLS", url) for url in self.lock_redis_urls]
 
     @model_validator(mode="after")
     def _reclaim_after_lease(self) -> ScraperSettings:

@@ -31,14 +31,16 @@ import logging
 import signal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
+from campaign_common.redis_topology import connect_state, redact_url, unreachable_message
 from campaign_common.redlock.client import Redlock
 from campaign_common.redlock.errors import QuorumUnavailable
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.supervisor import Backoff, Loop, Supervisor
+from campaign_common.tls import TlsFiles
 from scraper_svc import metrics
 from scraper_svc.config import ScraperSettings
 from scraper_svc.consumer import RunConsumer
@@ -90,7 +92,7 @@ class ScraperServer:
         try:
             self._redis = await _connect_state(s)
             self._lock_clients = await _connect_lock_masters(
-                s.lock_redis_urls, s.lock_node_timeout_s
+                s.lock_redis_urls, s.lock_node_timeout_s, s.tls_files()
             )
             self._redlock = Redlock(
                 self._lock_clients,
@@ -230,23 +232,28 @@ async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsume
 
 async def _connect_state(s: ScraperSettings) -> Redis:
     # Reads block for block_ms, so the socket deadline must be longer than that.
+    topology = s.state_topology()
     try:
-        return await connect_checked(s.state_redis_url, s.redis_timeout_s + s.block_ms / 1000)
-    except (RedisError, OSError) as exc:
-        raise StartupError(f"state Redis {s.state_redis_url} unreachable: {exc}") from exc
+        return await connect_state(topology, s.redis_timeout_s + s.block_ms / 1000)
+    except (RedisError, RedisClusterException, OSError) as exc:
+        where = f"({topology.describe()})"
+        message = unreachable_message("state Redis", where, "SCRAPER_STATE_REDIS_*", exc)
+        raise StartupError(message) from exc
 
 
-async def _connect_lock_masters(urls: list[str], timeout_s: float) -> list[Redis]:
+async def _connect_lock_masters(
+    urls: list[str], timeout_s: float, tls: TlsFiles | None = None
+) -> list[Redis]:
     """A client per master; a majority must answer now (with a supported version)."""
     replies = await asyncio.gather(
-        *[connect_checked(url, timeout_s) for url in urls], return_exceptions=True
+        *[connect_checked(url, timeout_s, tls=tls) for url in urls], return_exceptions=True
     )
     clients: list[Redis] = []
     failed = [r for r in replies if isinstance(r, BaseException)]
     for url, reply in zip(urls, replies, strict=True):
         if isinstance(reply, BaseException):
-            log.warning("lock master %s unreachable at start-up: %s", url, reply)
-            clients.append(make_client(url, timeout_s))
+            log.warning("lock master %s unreachable at start-up: %s", redact_url(url), reply)
+            clients.append(make_client(url, timeout_s, tls=tls))
         else:
             clients.append(reply)
     unsupported = [r for r in failed if isinstance(r, UnsupportedServerError)]
@@ -256,9 +263,15 @@ async def _connect_lock_masters(urls: list[str], timeout_s: float) -> list[Redis
             await client.aclose()
         if unsupported:
             raise unsupported[0]
+        first = next(
+            (url, r) for url, r in zip(urls, replies, strict=True) if isinstance(r, BaseException)
+        )
+        detail = unreachable_message(
+            "lock master", redact_url(first[0]), "SCRAPER_LOCK_REDIS_URLS", first[1]
+        )
         raise StartupError(
             f"only {len(urls) - len(failed)} of {len(urls)} lock masters answered; "
-            f"the scraper needs {quorum} (check SCRAPER_LOCK_REDIS_URLS)"
+            f"the scraper needs {quorum}; first failure: {detail}"
         )
     return clients
 

@@ -6,7 +6,8 @@ keyspace (FLUSHALL before the test), so tests never see each other's data.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from campaign_common.localstack.embedded import EmbeddedRedis, EmbeddedStack
 from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.redis_conn import make_client
 from tests.faults import TcpProxy
+from tests.tls_proxy import Pki, TlsTerminator
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +46,31 @@ def state_url(redis_stack: EmbeddedStack) -> Iterator[str]:
         client.flushall()
         client.close()
     yield redis_stack.state.url
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throw-away CA with a server certificate for 127.0.0.1 and a client certificate."""
+    return Pki.create(tmp_path_factory.mktemp("pki"))
+
+
+StartTls = Callable[..., TlsTerminator]
+
+
+@pytest.fixture
+def tls_in_front() -> Iterator[StartTls]:
+    """Starts `TlsTerminator`s (TLS in front of a test server's port); all closed after."""
+    started: list[TlsTerminator] = []
+
+    def start(upstream_port: int, context: ssl.SSLContext | None) -> TlsTerminator:
+        started.append(TlsTerminator(upstream_port, context).start())
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for terminator in started:
+            terminator.close()
 
 
 @pytest.fixture

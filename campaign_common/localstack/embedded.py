@@ -84,6 +84,10 @@ class EmbeddedRedis:
     data_dir: Path | None = None
     port: int = 0
     start_timeout_s: float = 10.0
+    # Further server arguments (a cluster node's, a Sentinel's ...), after ours.
+    extra_args: tuple[str, ...] = ()
+    # A configuration file, first on the command line (a Sentinel needs one it can rewrite).
+    config_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -125,6 +129,7 @@ class EmbeddedRedis:
         persist = self.data_dir is not None
         args = [
             str(binary),
+            *([str(self.config_file)] if self.config_file else []),
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--dir", str(workdir),
@@ -132,6 +137,7 @@ class EmbeddedRedis:
             "--appendonly", "yes" if persist else "no",
             "--daemonize", "no",
             "--logfile", str(workdir / f"{self.name}.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             args,

@@ -11,15 +11,30 @@ counted as one ``pipeline`` operation by the callers that use one.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from prometheus_client import Counter
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-FAILURES = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+# Cluster: a slot without a reachable master (ClusterDownError, SlotNotCoveredError, both
+# RedisClusterException or ClusterError), a resharding in progress (TryAgainError).
+FAILURES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 REDIS_ERRORS = Counter(
     "campaigns_redis_errors_total",
@@ -43,12 +58,37 @@ def operation_name(args: tuple[Any, ...]) -> str:
     return name.split(" ", 1)[0].lower()
 
 
+def closed_underneath(exc: Exception) -> bool:
+    """redis-py 8.1 (asyncio) leaks an AttributeError/TypeError about a ``None`` writer when a
+    command writes on a connection that was closed underneath it: reset by the server, or
+    disconnected by the cluster client's own clean-up after another command's node error
+    (redis/redis-py#4287 and #3546, fixed after 8.1.0). It is a connection failure."""
+    return isinstance(exc, AttributeError | TypeError) and "'NoneType' object" in str(exc)
+
+
+async def counted_call(call: Awaitable[Any], args: tuple[Any, ...]) -> Any:
+    try:
+        return await call
+    except FAILURES:
+        REDIS_ERRORS.labels(operation=operation_name(args)).inc()
+        raise
+    except (AttributeError, TypeError) as exc:
+        if not closed_underneath(exc):
+            raise
+        REDIS_ERRORS.labels(operation=operation_name(args)).inc()
+        raise RedisConnectionError(f"connection closed under the command ({exc})") from exc
+
+
 class CountingRedis(Redis):
     """`redis.asyncio.Redis` that counts failed commands in ``campaigns_redis_errors_total``."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        except FAILURES:
-            REDIS_ERRORS.labels(operation=operation_name(args)).inc()
-            raise
+        call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        return await counted_call(call, args)
+
+
+class CountingRedisCluster(RedisCluster):
+    """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await counted_call(super().execute_command(*args, **options), args)

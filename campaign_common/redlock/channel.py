@@ -11,10 +11,10 @@ handled.
   it: requests issued during one event-loop iteration leave in one ``write``, replies are parsed
   by hiredis in ``data_received`` and handed to their callbacks in order. No task, lock or pool
   checkout per request, which is what makes the client several times faster than a client that
-  goes through redis-py's per-command path (see docs/benchmarks.md). It takes its address, db and
-  credentials from the redis-py client it is given (TCP or unix socket, no TLS; use
-  `RedisPyNode` for TLS or credential providers). In-order pipelining also means a request sent
-  after another on the same master runs after it.
+  goes through redis-py's per-command path (see docs/benchmarks.md). It takes its address, db,
+  credentials and TLS settings from the redis-py client it is given (TCP, TLS for ``rediss://``
+  via `campaign_common.tls`, or unix socket; use `RedisPyNode` for credential providers). In-order
+  pipelining also means a request sent after another on the same master runs after it.
 - `RedisPyNode` sends each request as its own task through the redis-py client (any connection
   type redis-py supports, at redis-py's speed; ordering between requests is not guaranteed).
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from redis.exceptions import NoScriptError
 
 from campaign_common.errors import CampaignCommonError
 from campaign_common.redlock.scripts import ALL_SCRIPTS, LuaScript
+from campaign_common.tls import context_from_redis_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class ConnectParams:
     db: int
     client_name: str | None
     connect_timeout_s: float
+    tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_client(cls, client: Redis, default_connect_timeout_s: float) -> ConnectParams:
@@ -102,11 +105,12 @@ class ConnectParams:
         kwargs: dict[str, Any] = pool.connection_kwargs
         klass = pool.connection_class
         supported = issubclass(klass, Connection | UnixDomainSocketConnection)
-        if issubclass(klass, SSLConnection) or not supported or kwargs.get("credential_provider"):
+        if not supported or kwargs.get("credential_provider"):
             raise ValueError(
-                f"{describe_client(client)}: the pipelined transport supports TCP and unix "
+                f"{describe_client(client)}: the pipelined transport supports TCP, TLS and unix "
                 "sockets with username/password only; pass pipelined=False for this master"
             )
+        tls = context_from_redis_kwargs(kwargs) if issubclass(klass, SSLConnection) else None
         return cls(
             host=str(kwargs.get("host", "localhost")),
             port=int(kwargs.get("port", 6379)),
@@ -118,6 +122,7 @@ class ConnectParams:
             connect_timeout_s=float(
                 kwargs.get("socket_connect_timeout") or default_connect_timeout_s
             ),
+            tls=tls,
         )
 
     @property
@@ -295,7 +300,7 @@ class PipelinedNode:
             _, pipe = await loop.create_unix_connection(lambda: _Pipe(self), self.params.path)
         else:
             _, pipe = await loop.create_connection(
-                lambda: _Pipe(self), self.params.host, self.params.port
+                lambda: _Pipe(self), self.params.host, self.params.port, ssl=self.params.tls
             )
         return pipe
 

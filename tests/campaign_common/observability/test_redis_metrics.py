@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from campaign_common.localstack.embedded import free_port
+from campaign_common.observability.redis_metrics import counted_call
 from campaign_common.redis_conn import make_client
 
 
@@ -41,3 +42,20 @@ async def test_answers_and_expected_error_replies_are_not_counted(state_url: str
     finally:
         await client.aclose()
     assert (_errors("set"), _errors("xinfo")) == before
+
+
+async def _raising(exc: Exception) -> None:
+    raise exc
+
+
+async def test_a_write_on_a_connection_closed_underneath_is_a_connection_error() -> None:
+    # What redis-py 8.1 raises when a command writes on a connection another task closed.
+    leaked = AttributeError("'NoneType' object has no attribute 'writelines'")
+    before = _errors("evalsha")
+    with pytest.raises(RedisConnectionError, match="closed under the command"):
+        await counted_call(_raising(leaked), ("EVALSHA", "sha", 1, "k"))
+    assert _errors("evalsha") == before + 1
+    bug = AttributeError("'Schedule' object has no attribute 'spec'")
+    with pytest.raises(AttributeError, match="Schedule"):
+        await counted_call(_raising(bug), ("EVALSHA",))
+    assert _errors("evalsha") == before + 1

@@ -1,0 +1,88 @@
+"""The state stores' own tests, run again on a real 3-master Redis Cluster.
+
+Every test of the modules below that needs nothing but the ``state_redis`` client is collected
+here a second time, with ``state_redis`` a cluster client (`campaign_common.redis_topology`)
+on a local cluster (`tests.local_topologies.LocalCluster`), emptied before each test: each
+script, pipeline and multi-key read of the stores must be valid on a cluster (one slot per
+script, no EVALSHA in a cluster pipeline) and behave as on a single server.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from campaign_common.redis_topology import RedisTopology, make_state_client
+from campaign_common.runs.emission import EmissionGuard, EmissionGuards
+from tests.campaign_common.runs import (
+    test_deadletters,
+    test_log,
+    test_resent_writes,
+    test_retention,
+    test_retryqueue,
+)
+from tests.local_topologies import LocalCluster
+
+STORE_TESTS: tuple[ModuleType, ...] = (
+    test_deadletters,
+    test_log,
+    test_resent_writes,
+    test_retention,
+    test_retryqueue,
+)
+
+
+def _client_only_tests() -> dict[str, object]:
+    found = {}
+    for module in STORE_TESTS:
+        for name, function in vars(module).items():
+            if name.startswith("test_") and callable(function):
+                parameters = list(inspect.signature(function).parameters)
+                if parameters == ["state_redis"]:
+                    found[f"test_cluster_{name.removeprefix('test_')}"] = function
+    return found
+
+
+globals().update(_client_only_tests())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    built = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    try:
+        yield built
+    finally:
+        built.stop()
+
+
+@pytest.fixture
+async def state_redis(cluster: LocalCluster) -> AsyncIterator[Redis]:
+    """A cluster client on the emptied cluster (scripts flushed too: as after a restart)."""
+    for node in cluster.nodes:
+        admin = redis.Redis(port=node.port, socket_timeout=5)
+        admin.flushall()
+        admin.script_flush()
+        admin.close()
+    client = make_state_client(RedisTopology(cluster.url, mode="cluster"), 5.0)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def test_cluster_store_tests_were_collected() -> None:
+    assert len(_client_only_tests()) >= 20
+
+
+async def test_cluster_guards_raise_in_one_batch_without_loaded_scripts(
+    state_redis: Redis,
+) -> None:
+    guards = [EmissionGuard(f"s{i}", version=i + 1, active=True) for i in range(3)]
+    await EmissionGuards(state_redis).raise_all(guards)
+    for guard in guards:
+        assert await state_redis.exists(f"{{runs}}:guard:{guard.schedule_id}")
