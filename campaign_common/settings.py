@@ -13,9 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
-    """Fields every service has. Subclasses set ``env_prefix`` (``SCHEDULER_``, ...)."""
+    """Fields every service has. Subclasses set ``env_prefix`` (``SCHEDULER_``, ...).
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    A malformed setting is reported by name, never with its value (keys are secrets, Redis
+    URLs may carry passwords); subclasses inherit ``hide_input_in_errors``.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
     state_redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "INFO"

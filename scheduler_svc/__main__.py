@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from campaign_common.grpc_tls import TlsError
 from campaign_common.logs import setup_logging
 from campaign_common.settings import TelemetrySettings
 from campaign_common.telemetry import setup_tracing
@@ -12,10 +17,16 @@ from scheduler_svc.server import serve
 
 
 def main() -> None:
-    settings = SchedulerSettings()
+    try:
+        settings = SchedulerSettings()
+    except (ValidationError, SettingsError) as exc:
+        sys.exit(f"scheduler: invalid SCHEDULER_* settings: {exc}")
     service = setup_tracing("scheduler", settings.otlp_endpoint, TelemetrySettings())
     setup_logging(service, settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except TlsError as exc:
+        sys.exit(f"scheduler cannot start: {exc}")
 
 
 if __name__ == "__main__":

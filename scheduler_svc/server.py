@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
+from campaign_common.api_keys import key_bytes
 from campaign_common.deadletters import DeadLetters
 from campaign_common.metrics import MetricsEndpoint
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
@@ -85,6 +86,8 @@ class SchedulerServer:
 
     async def start(self) -> None:
         s = self.settings
+        tls = s.server_tls()
+        credentials = tls.credentials() if tls is not None else None  # unreadable files: now
         self._redis = await connect_checked(
             s.state_redis_url, s.redis_timeout_s + s.log_block_ms / 1000
         )
@@ -138,10 +141,13 @@ class SchedulerServer:
                 dead_letters,
                 s.next_fire_preview,
                 RunWatch(self._redis, block_ms=s.log_block_ms),
-            )
+            ),
+            credentials,
         )
         if s.metrics_port is not None:
-            self.metrics = MetricsEndpoint(s.host, s.metrics_port, self._supervisor.problems)
+            self.metrics = MetricsEndpoint(
+                s.host, s.metrics_port, self._supervisor.problems, key_bytes(s.metrics_keys)
+            )
             self.metrics.start()
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
@@ -163,7 +169,9 @@ class SchedulerServer:
             claim_idle_ms=s.outcome_claim_idle_ms,
         )
 
-    async def _serve_grpc(self, servicer: SchedulerServicer) -> None:
+    async def _serve_grpc(
+        self, servicer: SchedulerServicer, credentials: grpc.ServerCredentials | None
+    ) -> None:
         keys = [key.get_secret_value() for key in self.settings.api_keys]
         auth = [TokenAuth(keys)] if keys else []
         server = grpc.aio.server(
@@ -176,7 +184,11 @@ class SchedulerServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         await server.start()
         self._grpc = server
         await self._report_health()
