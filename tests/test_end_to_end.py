@@ -69,14 +69,15 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
         assert 'campaigns_scraper_runs_total{outcome="succeeded"}' in scraped
 
 
-async def _cli(stack: LocalStack, token: str) -> int:
+async def _cli(stack: LocalStack, token: str) -> tuple[int, str]:
     target = f"127.0.0.1:{stack.env['SCHEDULER_PORT']}"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "campaign_common.cli", "schedules", "list", "--target", target,
         cwd=ROOT, env={**os.environ, "CAMPAIGNS_TOKEN": token},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    return await asyncio.wait_for(process.wait(), timeout=30)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    return process.returncode or 0, err.decode()
 
 
 async def _the_made_key_opens_every_door_and_nothing_opens_without_it(stack: LocalStack) -> None:
@@ -95,5 +96,7 @@ async def _the_made_key_opens_every_door_and_nothing_opens_without_it(stack: Loc
         login = await anonymous.post("/ui/login", data={"key": key, "next": "/ui/schedules"})
         assert login.status_code == 303 and "set-cookie" in login.headers
     assert (await stack.http.get("/v1/schedules")).status_code == 200  # gateway -> scheduler
-    assert await _cli(stack, key) == 0
-    assert await _cli(stack, "not-the-key") == 7
+    code, err = await _cli(stack, key)
+    assert code == 0, err
+    code, err = await _cli(stack, "not-the-key")
+    assert code == 7 and "UNAUTHENTICATED" in err, err
