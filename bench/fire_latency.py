@@ -29,6 +29,10 @@ from tests.support import PageServer
 PAGE = "<html><h1>Bench</h1><p class='price'>1.00</p></html>"
 
 
+KEY = "bench-fire-latency-key-0123456789"
+AUTH = {"authorization": f"Bearer {KEY}"}
+
+
 def _ms(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
 
@@ -49,7 +53,10 @@ def _collect(base: str, schedule_id: str, runs: int) -> list[dict[str, str]]:
     deadline = time.monotonic() + runs * 2 + 30
     while time.monotonic() < deadline:
         page = httpx.get(
-            f"{base}/v1/runs", params={"scheduleId": schedule_id, "pageSize": 500}, timeout=5
+            f"{base}/v1/runs",
+            params={"scheduleId": schedule_id, "pageSize": 500},
+            headers=AUTH,
+            timeout=5,
         ).json()["runs"]
         done = [r for r in page if r["state"] in ("SUCCEEDED", "FAILED")]
         if len(done) >= runs:
@@ -62,6 +69,7 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     gateway_port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(gateway_port), "SCHEDULER_PORT": str(free_port())}
+    env["GATEWAY_API_KEYS"] = KEY
     env["SCHEDULER_METRICS_PORT"] = str(free_port())
     env |= {"SCHEDULER_LOG_LEVEL": "WARNING", "SCRAPER_LOG_LEVEL": "WARNING"}
     env |= {"GATEWAY_LOG_LEVEL": "WARNING", "GATEWAY_ACCESS_LOG": "false"}
@@ -77,7 +85,9 @@ def main() -> None:
                 "schedule": {"intervalSeconds": 1},
                 "scrape": {"urls": [pages.url("/")], "selectors": {"t": "h1", "p": ".price"}},
             }
-            created = httpx.post(f"{base}/campaign/addScheduledCampaign", json=body, timeout=5)
+            created = httpx.post(
+                f"{base}/campaign/addScheduledCampaign", json=body, headers=AUTH, timeout=5
+            )
             schedule_id = created.json()["scheduleId"]
             done = _collect(base, schedule_id, runs)
     finally:

@@ -26,8 +26,9 @@ class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set ``env_prefix`` (``SCHEDULER_``, ...).
 
     The Redis settings are described in `campaign_common.redis_topology` and
-    docs/operations.md ("Redis topologies"). A bad value is reported without the input (URLs
-    carry passwords).
+    docs/operations.md ("Redis topologies"). A malformed setting is reported by name, never
+    with its value (keys are secrets, Redis URLs carry passwords); subclasses inherit
+    ``hide_input_in_errors``.
     """
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)

@@ -27,6 +27,7 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException
 
+from campaign_common.grpc_tls import aio_channel
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.auth import api_key_guard
@@ -325,7 +326,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.scheduler_target, options=CHANNEL_OPTIONS)
+        tls = settings.scheduler_client_tls()
+        channel = aio_channel(settings.scheduler_target, tls, CHANNEL_OPTIONS)
         token = settings.scheduler_token.get_secret_value()
         app.state.scheduler = SchedulerClient(channel, settings.grpc_timeout_s, token)
         if not settings.api_keys:
@@ -356,7 +358,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(router, tags=["campaigns"])
     app.include_router(ui_router(settings))  # the operator dashboard at /ui
     _health_routes(app)
-    install_metrics(app)
+    install_metrics(app, settings.metrics_keys)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -2,7 +2,8 @@
 
 Requests are counted by route template (never by raw path, so ids do not become labels),
 method (the standard methods; anything else is ``OTHER``) and status; latency is a histogram
-in seconds.
+in seconds. ``GATEWAY_METRICS_KEYS`` set: ``/metrics`` answers only a Bearer key of them (401
+otherwise; constant-time comparison), apart from the API keys.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import SecretStr
 
-from campaign_common.observability.metrics import declare_build_info
+from campaign_common.api_keys import bearer_token, key_bytes, token_matches
+from campaign_common.observability.metrics import UNAUTHORIZED_BODY, declare_build_info
 
 REQUESTS = Counter(
     "campaigns_gateway_requests_total", "HTTP requests by route, method and status",
@@ -36,7 +39,10 @@ def _route(request: Request) -> str:
     return str(getattr(route, "path", "unmatched"))
 
 
-def install_metrics(app: FastAPI) -> None:
+def install_metrics(app: FastAPI, keys: list[SecretStr]) -> None:
+    """Count every request; serve ``/metrics`` (only for a Bearer key of ``keys``, if any)."""
+    expected = key_bytes(keys)
+
     @app.middleware("http")
     async def measure(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -49,5 +55,13 @@ def install_metrics(app: FastAPI) -> None:
         return response
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        given = bearer_token(request.headers.get("authorization", ""))
+        if expected and not token_matches(given, expected):
+            return Response(
+                UNAUTHORIZED_BODY,
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from campaign_common.grpc_tls import TlsError
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 
@@ -63,6 +64,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
         ) from exc
 
 
+def _check_tls_files(settings: GatewaySettings) -> None:
+    """Unreadable TLS files stop the start here, with the setting named (not in the lifespan)."""
+    tls = settings.scheduler_client_tls()
+    if tls is None:
+        return
+    try:
+        tls.credentials()
+    except TlsError as exc:
+        raise StartupError(str(exc)) from exc
+
+
 class GatewayServer:
     """The gateway app served by uvicorn in this event loop (``start``/``stop``)."""
 
@@ -74,6 +86,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         s = self.settings
+        _check_tls_files(s)
         app = create_app(s)
         sock = bind_socket(s.host, s.port)
         self.port = sock.getsockname()[1]

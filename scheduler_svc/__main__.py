@@ -6,7 +6,9 @@ import asyncio
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from campaign_common.grpc_tls import TlsError
 from campaign_common.observability.logs import setup_logging
 from campaign_common.observability.telemetry import setup_tracing
 from campaign_common.server_version import UnsupportedServerError
@@ -19,13 +21,13 @@ from scheduler_svc.server import serve
 def main() -> None:
     try:
         settings = SchedulerSettings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         sys.exit(f"scheduler: invalid SCHEDULER_* settings: {exc}")
     service = setup_tracing("scheduler", settings.otlp_endpoint, TelemetrySettings())
     setup_logging(service, settings.log_level, settings.log_json)
     try:
         asyncio.run(serve(settings))
-    except (StartupError, UnsupportedServerError) as exc:
+    except (StartupError, UnsupportedServerError, TlsError) as exc:
         sys.exit(f"scheduler cannot start: {exc}")
 
 

@@ -8,46 +8,20 @@ malformed or unknown token is UNAUTHENTICATED before the handler runs.
 
 from __future__ import annotations
 
-import hmac
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
+from campaign_common.api_keys import bearer_token, token_matches
+
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-_PREFIX = "bearer "
-
-
-def split_keys(value: object) -> object:
-    """A JSON list (``["k1","k2"]``) or a comma-separated string of keys, as a list.
-
-    A malformed JSON list is reported without its content (it holds secrets).
-    """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise ValueError("is not a valid JSON list of keys (content not shown)") from None
-    return [key.strip() for key in text.split(",") if key.strip()]
-
-
-def token_matches(given: str, keys: Sequence[bytes]) -> bool:
-    """Whether ``given`` is one of ``keys``; every key is compared, each in constant time."""
-    candidate = given.encode()
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(candidate, key)
-    return bool(candidate) and matched
 
 
 def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
-            return value[len(_PREFIX) :] if value.lower().startswith(_PREFIX) else ""
+            return bearer_token(value)
     return ""
 
 

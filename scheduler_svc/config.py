@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated
+from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from campaign_common.api_keys import KeyList
+from campaign_common.grpc_tls import ServerTls, check_pair
 from campaign_common.settings import ServiceSettings
-from scheduler_svc.auth import split_keys
 
 
 class SchedulerSettings(ServiceSettings):
@@ -23,7 +24,12 @@ class SchedulerSettings(ServiceSettings):
     port: int = 50051
     # Bearer tokens accepted on the gRPC API (JSON list or comma-separated; health and
     # reflection stay open). Empty: no authentication.
-    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    api_keys: KeyList = []
+    # TLS of the gRPC API: certificate and key (PEM) to serve TLS; with a client CA bundle too,
+    # every client must present a certificate signed by it (mutual TLS). Unset: plaintext.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
     # Fires missed while no scheduler ran are emitted on start-up if this recent.
     catch_up_window_s: float = 60.0
     next_fire_preview: int = 5
@@ -42,6 +48,9 @@ class SchedulerSettings(ServiceSettings):
     alert_after_failures: int = 3
     # Prometheus /metrics on this port (on `host`); unset: no metrics endpoint.
     metrics_port: int | None = None
+    # Bearer keys /metrics asks for (same forms as api_keys); empty: /metrics is open.
+    # /healthz on that port stays open for probes.
+    metrics_keys: KeyList = []
     # Fires emitted at once (a burst waits for a free one); they use a connection pool of their
     # own, this size, apart from the API's.
     fire_concurrency: int = Field(32, ge=1, le=1000)
@@ -64,7 +73,21 @@ class SchedulerSettings(ServiceSettings):
     # How often one replica's housekeeping trims and forgets (every replica may run it).
     housekeeping_interval_s: float = Field(60.0, gt=0)
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        return split_keys(value)
+    @model_validator(mode="after")
+    def _tls_complete(self) -> SchedulerSettings:
+        check_pair(self.tls_cert_file, self.tls_key_file, "SCHEDULER_TLS_CERT_FILE",
+                   "SCHEDULER_TLS_KEY_FILE")  # fmt: skip
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                "SCHEDULER_TLS_CLIENT_CA_FILE asks for mutual TLS, which needs TLS: set "
+                "SCHEDULER_TLS_CERT_FILE and SCHEDULER_TLS_KEY_FILE too"
+            )
+        return self
+
+    def server_tls(self) -> ServerTls | None:
+        """The gRPC server's TLS, None for plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return ServerTls(
+            self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file, prefix="SCHEDULER_"
+        )

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
+from campaign_common.api_keys import key_bytes
 from campaign_common.notifier import WebhookNotifier, WebhookSettings
 from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_topology import (
@@ -95,6 +96,8 @@ class SchedulerServer:
 
     async def start(self) -> None:
         s = self.settings
+        tls = s.server_tls()
+        credentials = tls.credentials() if tls is not None else None  # unreadable files: now
         self._redis = await _connect_state(s)
         store = ScheduleStore(self._redis)
         runs = RunLog(self._redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
@@ -159,10 +162,13 @@ class SchedulerServer:
                 dead_letters,
                 s.next_fire_preview,
                 RunWatch(self._redis, block_ms=s.log_block_ms),
-            )
+            ),
+            credentials,
         )
         if s.metrics_port is not None:
-            self.metrics = MetricsEndpoint(s.host, s.metrics_port, self._supervisor.problems)
+            self.metrics = MetricsEndpoint(
+                s.host, s.metrics_port, self._supervisor.problems, key_bytes(s.metrics_keys)
+            )
             self.metrics.start()
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
@@ -184,7 +190,9 @@ class SchedulerServer:
             claim_idle_ms=s.outcome_claim_idle_ms,
         )
 
-    async def _serve_grpc(self, servicer: SchedulerServicer) -> None:
+    async def _serve_grpc(
+        self, servicer: SchedulerServicer, credentials: grpc.ServerCredentials | None
+    ) -> None:
         keys = [key.get_secret_value() for key in self.settings.api_keys]
         auth = [TokenAuth(keys)] if keys else []
         server = grpc.aio.server(
@@ -197,7 +205,11 @@ class SchedulerServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         await server.start()
         self._grpc = server
         await self._report_health()

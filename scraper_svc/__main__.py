@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from campaign_common.observability.logs import setup_logging
 from campaign_common.observability.telemetry import setup_tracing
@@ -19,7 +20,7 @@ from scraper_svc.server import serve
 def main() -> None:
     try:
         settings = ScraperSettings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         sys.exit(f"scraper: invalid SCRAPER_* settings: {exc}")
     service = setup_tracing("scraper", settings.otlp_endpoint, TelemetrySettings())
     setup_logging(service, settings.log_level, settings.log_json)

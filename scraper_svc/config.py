@@ -8,6 +8,7 @@ import socket
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from campaign_common.api_keys import KeyList
 from campaign_common.settings import ServiceSettings
 
 
@@ -16,7 +17,11 @@ def _default_consumer_name() -> str:
 
 
 class ScraperSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SCRAPER_", frozen=True, extra="ignore")
+    # A malformed setting is reported without its value (metrics keys are secrets, Redis URLs
+    # may carry passwords).
+    model_config = SettingsConfigDict(
+        env_prefix="SCRAPER_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # Independent Redis masters for Redlock (JSON list in the environment), 3 or 5 of them;
     # redis:// or rediss:// (TLS with the REDIS_TLS_* files), ACL user:password in the URL.
@@ -55,6 +60,9 @@ class ScraperSettings(ServiceSettings):
     # Prometheus /metrics on this port (on `metrics_host`); unset: no metrics endpoint.
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # Bearer keys /metrics asks for (JSON list or comma-separated); empty: /metrics is open.
+    # /healthz stays open for probes.
+    metrics_keys: KeyList = []
     # Backoff of runs left pending (lock quorum down, no cluster slot, state Redis errors).
     retry_delay_s: float = Field(1.0, gt=0)
     retry_max_delay_s: float = Field(30.0, gt=0)

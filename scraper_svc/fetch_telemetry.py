@@ -25,8 +25,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def without_query(url: str) -> str:
-    """``url`` without user info, query string and fragment: safe for logs."""
-    parts = urlsplit(url)
+    """``url`` without user info, query string and fragment: safe for logs (a URL that does
+    not even split is shown as such, never raised from a log line)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a malformed port raises here, not later)
+    except ValueError:
+        return "<malformed URL>"
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:

@@ -13,12 +13,17 @@ reserved, unspecified or otherwise not global, and then connects to the vetted a
 (TLS still verifies and sends SNI for the host name). Checking and connecting with the same
 addresses closes the DNS-rebinding gap a check-then-connect guard has, and every new
 connection (so every redirect hop to a new host) passes the guard.
+
+A fetch error becomes a run's error, which API clients read: it names the host and why it was
+refused, never the addresses the worker resolved or connected to (`error_text`); those are
+logged here (a refusal at WARNING, with the address it resolved to).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import time
 from collections.abc import Iterable
@@ -28,6 +33,7 @@ import httpcore
 import httpx
 
 from campaign_common.timeutil import now_ms
+from scraper_svc.error_text import url_hosts, withhold_addresses
 from scraper_svc.errors import (
     ByteBudgetExceeded,
     FetchError,
@@ -35,8 +41,9 @@ from scraper_svc.errors import (
     ResponseTooLarge,
     TargetRefused,
 )
-from scraper_svc.fetch_telemetry import fetch_failed, fetch_span, fetched
+from scraper_svc.fetch_telemetry import fetch_failed, fetch_span, fetched, without_query
 
+log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_SETTING = "SCRAPER_ALLOW_PRIVATE_TARGETS=true"
 _METADATA = frozenset(
@@ -103,7 +110,9 @@ class TargetGuard:
         for text in addresses:
             reason = refusal_reason(ipaddress.ip_address(text.split("%", 1)[0]))
             if reason is not None:
-                what = f"{host} is" if host == text else f"{host} resolves to {text},"
+                # The address the name resolved to stays in the log (it may be internal).
+                log.warning("SSRF guard refused %s: it resolves to %s, %s", host, text, reason)
+                what = f"{host} is" if host == text else f"{host} resolves to"
                 raise TargetRefused(
                     f"refused: {what} {reason} (set {ALLOW_SETTING} to allow private targets)"
                 )
@@ -209,9 +218,9 @@ class Fetcher:
         except (TimeoutError, httpx.TimeoutException):
             raise FetchTimeout(f"GET {url}: timeout after {timeout:g}s") from None
         except FetchError as exc:
-            raise type(exc)(f"GET {url}: {exc}") from exc
+            raise type(exc)(_public(url, f"GET {url}: {exc}")) from exc
         except httpx.HTTPError as exc:
-            raise FetchError(f"GET {url}: {_describe(exc)}") from exc
+            raise FetchError(_public(url, f"GET {url}: {_describe(exc)}")) from exc
 
     async def _follow(self, url: str, byte_budget: int | None) -> Page:
         request = self._client.build_request("GET", url)
@@ -252,6 +261,14 @@ class Fetcher:
             if len(body) > cap:
                 raise too_large
         return bytes(body)
+
+
+def _public(url: str, message: str) -> str:
+    """``message`` without the addresses the client did not give; the full one is logged."""
+    public = withhold_addresses(message, url_hosts([url]))
+    if public != message:
+        log.info("fetch failed: %s", message.replace(url, without_query(url)))
+    return public
 
 
 def _check_scheme(url: httpx.URL, requested: str) -> None:

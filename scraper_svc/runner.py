@@ -77,6 +77,7 @@ from campaign_common.runs.limits import RunLimits
 from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, WriteRefused
 from campaign_common.timeutil import now_ms
 from scraper_svc import metrics
+from scraper_svc.error_text import url_hosts, withhold_addresses
 from scraper_svc.errors import RetryLater
 from scraper_svc.limits import (
     CLUSTER_LIMIT,
@@ -256,7 +257,8 @@ class RunRunner:
             raise
         except Exception as exc:  # a bug or input nobody foresaw still ends the attempt
             log.exception("run %s: the scrape raised", request.run_id)
-            errors = [f"scrape failed: {type(exc).__name__}: {exc}", *outcome.all_errors()]
+            failed = f"scrape failed: {type(exc).__name__}: {exc}"
+            errors = [withhold_addresses(failed, url_hosts(request.urls)), *outcome.all_errors()]
         with _tracer.start_as_current_span(
             "write results", attributes={"pages": len(outcome.pages)}
         ):

@@ -12,18 +12,21 @@ could help: an invalid selector, a 4xx answer other than 408/429, a target the S
 refuses, a response over the size cap and an exhausted budget fail the same way every time
 (``permanent``), as does a URL that cannot be fetched at all (malformed, with a control
 character); network errors, timeouts, 408, 429 and 5xx answers may pass. Any other exception
-of a fetch or an extraction ends that URL with its type and message, never the worker.
+of a fetch or an extraction ends that URL with its type and message, never the worker (the
+message without addresses the client did not give; the log has it whole).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from campaign_common.runs.limits import RunLimits
+from scraper_svc.error_text import url_hosts, withhold_addresses
 from scraper_svc.errors import (
     ByteBudgetExceeded,
     ExtractError,
@@ -32,9 +35,12 @@ from scraper_svc.errors import (
     TargetRefused,
 )
 from scraper_svc.extract import Fields, extract_fields, no_fields
+from scraper_svc.fetch_telemetry import without_query
 from scraper_svc.fetcher import Fetcher, Page
 from scraper_svc.model import PageResult, RunRequest
 from scraper_svc.politeness import HostGate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,8 +141,9 @@ class Scraper:
             outcome.add_error(str(exc), retryable=not permanent)
             return None
         except Exception as exc:  # anything else still ends this URL with a reason
+            log.warning("GET %s raised %s: %s", without_query(url), type(exc).__name__, exc)
             outcome.add_error(
-                f"GET {url!r}: {type(exc).__name__}: {exc}",
+                withhold_addresses(f"GET {url!r}: {type(exc).__name__}: {exc}", url_hosts([url])),
                 retryable=not isinstance(exc, _INPUT_ERRORS),
             )
             return None

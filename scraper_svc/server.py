@@ -33,6 +33,7 @@ import signal
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
+from campaign_common.api_keys import key_bytes
 from campaign_common.observability.metrics import MetricsEndpoint
 from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.redis_topology import connect_state, redact_url, unreachable_message
@@ -128,7 +129,7 @@ class ScraperServer:
         )
         if s.metrics_port is not None:
             self.metrics = MetricsEndpoint(
-                s.metrics_host, s.metrics_port, self._supervisor.problems
+                s.metrics_host, s.metrics_port, self._supervisor.problems, key_bytes(s.metrics_keys)
             )
             self.metrics.start()
         self._loop = asyncio.create_task(self._supervisor.run(), name="background-loops")

@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -298,9 +299,24 @@ def metric_sample(text: str, series: str) -> float:
 
 @dataclass(frozen=True)
 class LocalStack:
-    http: httpx.AsyncClient  # bound to the gateway
+    http: httpx.AsyncClient  # bound to the gateway, with the API key
     env: dict[str, str]  # the ports chosen, among the rest
     started: set[int]  # every process the launcher started
+    api_key: str  # the caller's, or the one the stack made (read from its banner)
+    logs: Callable[[], str]  # what the launcher printed so far
+
+
+STACK_API_KEY = "local-stack-test-key-0123456789"
+
+
+async def _banner_key(stack: ServiceProcess) -> str:
+    """The key the stack made, from the ``API key`` line of its banner."""
+
+    async def printed() -> str | None:
+        match = re.search(r"^  API key +(\S+)$", stack.logs(), re.M)
+        return match.group(1) if match else None
+
+    return await eventually(printed, timeout_s=30, what="the banner's API key")
 
 
 @contextlib.asynccontextmanager
@@ -312,6 +328,7 @@ async def local_stack(**extra: str) -> AsyncIterator[LocalStack]:
     """
     gateway_port = free_port()
     env = {
+        "GATEWAY_API_KEYS": STACK_API_KEY,  # the stack never runs open; tests give the key
         "GATEWAY_PORT": str(gateway_port),
         "SCHEDULER_PORT": str(free_port()),
         "SCHEDULER_METRICS_PORT": str(free_port()),
@@ -337,7 +354,9 @@ async def local_stack(**extra: str) -> AsyncIterator[LocalStack]:
             await eventually(ready, timeout_s=60, what="local stack ready")
             started = descendants(launcher.pid)
             assert len(started) >= 7, "expected 4 Redis servers and 3 services"
-            yield LocalStack(http, env, started)
+            key = env["GATEWAY_API_KEYS"].split(",")[0] or await _banner_key(stack)
+            http.headers["authorization"] = f"Bearer {key}"
+            yield LocalStack(http, env, started, key, stack.logs)
     finally:
         code = launcher.terminate(timeout_s=30, sig=signal.SIGINT)
         logs = stack.logs()

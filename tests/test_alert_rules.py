@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -40,9 +41,19 @@ def test_the_rules_file_is_valid() -> None:
     assert "SUCCESS" in _promtool("check", "rules", str(RULES))
 
 
+SECRET_FILE = "/run/secrets/metrics_key"  # where compose mounts the metrics key
+
+
 @needs_promtool
-def test_the_prometheus_config_loads_the_rules_and_is_valid() -> None:
-    out = _promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
+def test_the_prometheus_config_loads_the_rules_and_is_valid(tmp_path: Path) -> None:
+    # promtool checks that the key file exists: the same config, with the file here.
+    key = tmp_path / "metrics_key"
+    key.write_text("metrics-key\n")
+    config = (PROMETHEUS / "prometheus.yml").read_text()
+    assert config.count(SECRET_FILE) == 3, "every job sends the metrics key"
+    (tmp_path / "prometheus.yml").write_text(config.replace(SECRET_FILE, str(key)))
+    shutil.copy(RULES, tmp_path / "alerts.yml")
+    out = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert "alerts.yml" in out and "SUCCESS" in out
 
 

@@ -7,11 +7,15 @@ no process it started is left.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from tests.support import PageServer, eventually, local_stack
+from tests.support import ROOT, LocalStack, PageServer, eventually, local_stack
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +31,9 @@ def pages() -> Iterator[PageServer]:
 async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
     pages: PageServer,
 ) -> None:
-    async with local_stack() as stack:
+    async with local_stack(GATEWAY_API_KEYS="") as stack:  # `make run` as is: it makes a key
         http, env = stack.http, stack.env
+        await _the_made_key_opens_every_door_and_nothing_opens_without_it(stack)
         body = {
             "campaignId": "spring-leads",
             "name": "Spring leads",
@@ -62,3 +67,36 @@ async def test_end_to_end_scheduled_campaign_succeeds_and_stack_stops_clean(
         scraper_metrics = f"http://127.0.0.1:{env['SCRAPER_METRICS_PORT']}/metrics"
         scraped = (await http.get(scraper_metrics)).text
         assert 'campaigns_scraper_runs_total{outcome="succeeded"}' in scraped
+
+
+async def _cli(stack: LocalStack, token: str) -> tuple[int, str]:
+    target = f"127.0.0.1:{stack.env['SCHEDULER_PORT']}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "campaign_common.cli", "schedules", "list", "--target", target,
+        cwd=ROOT, env={**os.environ, "CAMPAIGNS_TOKEN": token},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    return process.returncode or 0, err.decode()
+
+
+async def _the_made_key_opens_every_door_and_nothing_opens_without_it(stack: LocalStack) -> None:
+    """The banner shows the key and a curl with it; REST, the dashboard login and the
+    scheduler's gRPC API (the CLI) take it, and refuse callers without it."""
+    key, banner = stack.api_key, stack.logs()
+    assert len(key) >= 32, "a random key, long enough"
+    assert f"export KEY='{key}' CAMPAIGNS_TOKEN='{key}'" in banner
+    assert (
+        '-H "authorization: Bearer $KEY"' in banner and "/campaign/addScheduledCampaign" in banner
+    )
+    async with httpx.AsyncClient(base_url=stack.http.base_url, timeout=5.0) as anonymous:
+        refused = await anonymous.get("/v1/schedules")
+        assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
+        assert (await anonymous.post("/ui/login", data={"key": "wrong"})).status_code == 401
+        login = await anonymous.post("/ui/login", data={"key": key, "next": "/ui/schedules"})
+        assert login.status_code == 303 and "set-cookie" in login.headers
+    assert (await stack.http.get("/v1/schedules")).status_code == 200  # gateway -> scheduler
+    code, err = await _cli(stack, key)
+    assert code == 0, err
+    code, err = await _cli(stack, "not-the-key")
+    assert code == 7 and "UNAUTHENTICATED" in err, err

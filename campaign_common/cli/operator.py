@@ -6,8 +6,9 @@ message and each field violation) with an exit status scripts can rely on (`EXIT
 0 success, 1 any other failure, 2 a usage error (from argparse), 3 invalid argument, 4 not
 found, 5 conflict (version mismatch, already exists, failed precondition), 6 unavailable or
 timed out (worth retrying), 7 not authenticated or not allowed, 8 an unreadable input file.
-The scheduler address comes from ``--target`` or ``CAMPAIGNS_SCHEDULER_TARGET`` (default
-``127.0.0.1:50051``).
+The scheduler address, token and TLS come from flags or ``CAMPAIGNS_*`` variables (see
+`cli_connection`); connection options that do not fit together are a usage error (2), a TLS
+file that cannot be read exits 8.
 
 ``schedules add --file f`` and ``schedules update ID --file f`` read the request from a JSON
 or YAML file (``.yaml``/``.yml``; needs PyYAML) in the API's JSON form: ``name``,
@@ -29,9 +30,14 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaign_common.cli.connection import (
+    ConnectionOptionsError,
+    add_connection_arguments,
+    open_channel,
+)
 from campaign_common.cli.views import (
     dead_letters_table,
     describe_error,
@@ -43,6 +49,7 @@ from campaign_common.cli.views import (
     watch_line,
 )
 from campaign_common.errors import CampaignCommonError
+from campaign_common.grpc_tls import TlsError
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 
@@ -71,17 +78,27 @@ EXIT_CODES = {
     C.UNAUTHENTICATED: 7,
     C.PERMISSION_DENIED: 7,
 }
+EXIT_USAGE = 2
 EXIT_BAD_FILE = 8
 Output = tuple[str, Any]  # (text, what --json prints: a message or a plain JSON value)
 
 
 class CliSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CAMPAIGNS_", frozen=True, extra="ignore")
+    # A malformed setting is reported without its value (the token is a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="CAMPAIGNS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     scheduler_target: str = "127.0.0.1:50051"
     # CAMPAIGNS_TOKEN: sent as 'authorization: Bearer <token>' (the scheduler's API keys).
     token: SecretStr = SecretStr("")
-    timeout_s: float = 5.0
+    timeout_s: float = Field(5.0, gt=0)
+    # TLS to the scheduler (flags override these; see cli_connection).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_server_name: str = ""
 
 
 class BadFile(CampaignCommonError):
@@ -271,7 +288,7 @@ _ARGUMENTS: dict[str, dict[str, Any]] = {
     "--schedule": {"default": "", "help": "only runs of this schedule id"},
     "--campaign": {"default": "", "help": "only runs of this campaign id"},
     "--for": {"dest": "for_s", "type": float, "default": 0.0, "help": "stop after seconds"},
-    "--file": {"required": True, "help": "request as JSON, or YAML (.yaml/.yml)"},
+    "--file": {"required": True, "help": "the request as JSON, or YAML (.yaml/.yml)"},
     "--request-id": {"default": "", "help": "idempotent create: a retry answers the first"},
     "--if-version": {
         "type": int,
@@ -281,23 +298,48 @@ _ARGUMENTS: dict[str, dict[str, Any]] = {
 }
 
 
+_FLAGS = {"--file": ("-f", "--file")}
+GROUP_HELP = {
+    "schedules": "create, show, change, pause, resume, delete and trigger schedules",
+    "runs": "list and show runs, or watch them change",
+    "dead-letters": "list, retry and purge runs parked after their last attempt",
+}
+EXIT_HELP = """exit status:
+  0 done   1 other failure   2 usage   3 invalid argument   4 not found
+  5 conflict (version, exists, precondition)   6 unavailable or timed out (retry)
+  7 not authenticated or not allowed   8 unreadable input file"""
+
+
 def add_operator_commands(sub: Any) -> None:
     """Register ``schedules``, ``runs`` and ``dead-letters`` on the CLI's subparsers."""
     for group, actions in COMMANDS.items():
-        group_parser = sub.add_parser(group, help=f"{group} (over gRPC)")
+        group_parser = sub.add_parser(
+            group, help=GROUP_HELP[group], description=GROUP_HELP[group], epilog=EXIT_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
         group_parser.set_defaults(group=group.replace("-", "_"))
         actions_parser = group_parser.add_subparsers(dest="action", required=True)
         for action, (help_text, arguments) in actions.items():
-            parser = actions_parser.add_parser(action, help=help_text, description=help_text)
-            parser.add_argument("--target", help="scheduler host:port")
+            parser = actions_parser.add_parser(
+                action, help=help_text, description=help_text, epilog=EXIT_HELP,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )  # fmt: skip
             parser.add_argument("--json", action="store_true", help="print the API's JSON")
             for argument in arguments:
-                parser.add_argument(argument, **_ARGUMENTS[argument])
+                parser.add_argument(*_FLAGS.get(argument, (argument,)), **_ARGUMENTS[argument])
+            add_connection_arguments(parser)
 
 
 async def run_operator_command(args: argparse.Namespace, settings: CliSettings) -> int:
-    target = args.target or settings.scheduler_target
-    async with grpc.aio.insecure_channel(target) as channel:
+    try:
+        channel = open_channel(args, settings)
+    except ConnectionOptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TlsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_FILE
+    async with channel:
         stub = api_grpc.SchedulerServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
             text, value = await Operator(stub, settings).run(args)

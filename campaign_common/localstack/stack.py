@@ -2,15 +2,21 @@
 
 Starts the state server and three lock masters (see `embedded`), then `python -m
 scheduler_svc`, `python -m scraper_svc` and `python -m gateway` as child processes wired to
-them, waits until each is ready, prints the URLs and an example request, and on Ctrl-C,
+them, waits until each is ready, prints the URLs, the API key and an example request, and on Ctrl-C,
 SIGTERM or the death of any child stops everything it started: children first (SIGTERM, then
 SIGKILL after the grace period), servers last. Every child also gets the parent-death signal,
 so even a SIGKILLed launcher leaves nothing behind.
+
+The API is never open, even on loopback: the gateway and the scheduler's gRPC API take one
+local API key, the first of ``GATEWAY_API_KEYS`` if the caller set it, else a random one made
+for this run (printed in the banner, with a curl that uses it; the dashboard's login takes it,
+and the CLI reads it from ``CAMPAIGNS_TOKEN``).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaign_common.api_keys import KeyList
 from campaign_common.errors import CampaignCommonError
 from campaign_common.localstack.embedded import EmbeddedStack, die_with_parent
 
@@ -33,8 +40,10 @@ from campaign_common.localstack.embedded import EmbeddedStack, die_with_parent
 class StackSettings(BaseSettings):
     """Ports use the same variables as the services themselves (SCHEDULER_PORT, ...)."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
+    # Keys the caller gave the gateway; empty: the stack makes one.
+    api_keys: KeyList = Field([], validation_alias=AliasChoices("GATEWAY_API_KEYS"))
     scheduler_port: int = Field(50051, validation_alias=AliasChoices("SCHEDULER_PORT"))
     gateway_port: int = Field(8080, validation_alias=AliasChoices("GATEWAY_PORT"))
     # Set to keep schedules across restarts of the stack (append-only files there).
@@ -76,6 +85,25 @@ def _service_env(settings: StackSettings, servers: EmbeddedStack) -> dict[str, s
         ),
         "GATEWAY_UI_SCRAPER_METRICS_URL": f"http://127.0.0.1:{settings.scraper_metrics_port}/metrics",
     }
+
+
+def local_key(settings: StackSettings) -> tuple[str, bool]:
+    """The stack's API key and whether it was made here (True) or given (False)."""
+    if settings.api_keys:
+        return settings.api_keys[0].get_secret_value(), False
+    return secrets.token_urlsafe(24), True
+
+
+def _key_env(key: str, environ: dict[str, str]) -> dict[str, str]:
+    """The key for the gateway's API, the scheduler's gRPC API and the gateway's calls to it.
+    A variable the caller set wins (``GATEWAY_API_KEYS`` given: its first key is ``key``); one
+    set blank does not: nothing is ever left open."""
+    wanted = {
+        "GATEWAY_API_KEYS": json.dumps([key]),
+        "SCHEDULER_API_KEYS": json.dumps([key]),
+        "GATEWAY_SCHEDULER_TOKEN": key,
+    }
+    return {name: value for name, value in wanted.items() if not environ.get(name, "").strip()}
 
 
 def _terminal_logs() -> dict[str, str]:
@@ -122,10 +150,16 @@ class LocalStack:
         self.servers = EmbeddedStack(lock_masters=3, binary=binary, data_dir=settings.data_dir)
         self.children: list[Child] = []
         self._stopping = False
+        self.api_key, self.key_made_here = local_key(settings)
 
     def start(self) -> None:
         self.servers.start()
-        env = {**_terminal_logs(), **self._environ, **_service_env(self.settings, self.servers)}
+        env = {
+            **_terminal_logs(),
+            **self._environ,
+            **_key_env(self.api_key, self._environ),
+            **_service_env(self.settings, self.servers),
+        }
         # Every child is forked before the first gRPC call: the readiness check starts gRPC's
         # threads, and a fork (preexec_fn runs Python in the child) beside them can abort the
         # child in gRPC's fork handler. The scraper and the gateway wait for the scheduler.
@@ -177,6 +211,7 @@ class LocalStack:
 
     def banner(self) -> str:
         gateway = f"http://127.0.0.1:{self.settings.gateway_port}"
+        scheduler = f"127.0.0.1:{self.settings.scheduler_port}"
         example = json.dumps(
             {
                 "campaignId": "spring-leads",
@@ -185,21 +220,28 @@ class LocalStack:
                 "scrape": {"urls": ["http://127.0.0.1:8000/"], "selectors": {"title": "h1"}},
             }
         )
+        key = self.api_key if self.key_made_here else "<the first of GATEWAY_API_KEYS>"
+        made = "made for this run; " if self.key_made_here else ""
         return "\n".join(
             [
                 "campaign platform is up",
+                f"  API key        {key}",
+                f"                 ({made}REST, dashboard login, gRPC: CAMPAIGNS_TOKEN)",
                 f"  REST gateway   {gateway}   (docs: {gateway}/docs)",
-                f"  dashboard      {gateway}/ui",
-                f"  gRPC scheduler 127.0.0.1:{self.settings.scheduler_port}",
+                f"  dashboard      {gateway}/ui   (log in with the API key)",
+                f"  gRPC scheduler {scheduler}",
                 f"  metrics        {gateway}/metrics  "
                 f"http://127.0.0.1:{self.settings.scheduler_metrics_port}/metrics  "
                 f"http://127.0.0.1:{self.settings.scraper_metrics_port}/metrics",
                 f"  state Redis    {self.servers.state.url}",
                 f"  lock masters   {' '.join(self.servers.lock_urls)}",
                 "try:",
+                f"  export KEY='{key}' CAMPAIGNS_TOKEN='{key}'",
                 f"  curl -s -X POST {gateway}/campaign/addScheduledCampaign \\",
-                f"       -H 'content-type: application/json' -d '{example}'",
-                f"  curl -s {gateway}/v1/runs",
+                '       -H "authorization: Bearer $KEY" -H "content-type: application/json" \\',
+                f"       -d '{example}'",
+                f'  curl -s -H "authorization: Bearer $KEY" {gateway}/v1/runs',
+                f"  .venv/bin/campaigns schedules list --target {scheduler}",
                 "Ctrl-C stops everything.",
             ]
         )

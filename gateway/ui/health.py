@@ -4,7 +4,8 @@ schedules by state, background loops up, runs in flight, scraper workers seen re
 when the page is shown.
 
 Which endpoints are read is configuration (``GATEWAY_UI_SCHEDULER_METRICS_URL``,
-``GATEWAY_UI_SCRAPER_METRICS_URL``); every ``campaigns_*`` gauge found there is shown, so the
+``GATEWAY_UI_SCRAPER_METRICS_URL``, read with ``GATEWAY_UI_METRICS_TOKEN`` as the Bearer key
+when those endpoints ask for one); every ``campaigns_*`` gauge found there is shown, so the
 page grows with the services' metrics without changes here.
 """
 
@@ -87,10 +88,13 @@ def health_pages(router: APIRouter, settings: GatewaySettings) -> None:
         ("Scraper", settings.ui_scraper_metrics_url),
     ]
 
+    token = settings.ui_metrics_token.get_secret_value()
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+
     @router.get("/health")
     async def health(request: Request, scheduler: SchedulerDep) -> Response:
         serving = await scheduler.serving_status()
-        async with httpx.AsyncClient(timeout=READ_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=READ_TIMEOUT_S, headers=auth) as client:
             sources = [await read_source(client, t, url) for t, url in endpoints if url]
         context = {"serving": serving, "sources": sources, "headline": headline(sources)}
         return render(request, "health.html", context)

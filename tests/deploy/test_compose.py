@@ -101,7 +101,7 @@ def test_health_checks_and_scrapes_use_the_ports_the_services_listen_on(
 ) -> None:
     services = compose["services"]
     listens = {
-        "scheduler": _env(compose, "scheduler")["SCHEDULER_PORT"],
+        "scheduler": _env(compose, "scheduler")["SCHEDULER_METRICS_PORT"],
         "scraper": _env(compose, "scraper")["SCRAPER_METRICS_PORT"],
         "gateway": _env(compose, "gateway")["GATEWAY_PORT"],
     }
@@ -143,9 +143,36 @@ def test_the_scraper_gets_longer_to_stop_than_its_hand_back_takes(
     assert stop_s > grace_s + block_s + 5  # + the hand-back of its pending entries
 
 
-def test_the_api_requires_keys_when_published(compose: dict[str, Any]) -> None:
-    raw = compose["services"]["gateway"]["environment"]["GATEWAY_API_KEYS"]
-    assert re.fullmatch(r"\$\{GATEWAY_API_KEYS:\?.+\}", raw), "API keys must be required"
+@pytest.mark.parametrize(
+    ("service", "setting", "variable"),
+    [
+        ("gateway", "GATEWAY_API_KEYS", "GATEWAY_API_KEYS"),
+        ("gateway", "GATEWAY_SCHEDULER_TOKEN", "SCHEDULER_API_KEY"),
+        ("gateway", "GATEWAY_METRICS_KEYS", "METRICS_KEY"),
+        ("gateway", "GATEWAY_UI_METRICS_TOKEN", "METRICS_KEY"),
+        ("scheduler", "SCHEDULER_API_KEYS", "SCHEDULER_API_KEY"),
+        ("scheduler", "SCHEDULER_METRICS_KEYS", "METRICS_KEY"),
+        ("scraper", "SCRAPER_METRICS_KEYS", "METRICS_KEY"),
+    ],
+)
+def test_every_key_a_service_takes_is_required(
+    compose: dict[str, Any], service: str, setting: str, variable: str
+) -> None:
+    raw = compose["services"][service]["environment"][setting]
+    assert re.fullmatch(rf"\$\{{{variable}:\?.+\}}", raw), f"{setting} must be required"
+
+
+def test_prometheus_sends_the_metrics_key_from_the_secret_compose_mounts(
+    compose: dict[str, Any],
+) -> None:
+    assert compose["secrets"]["metrics_key"] == {"environment": "METRICS_KEY"}
+    assert "metrics_key" in compose["services"]["prometheus"]["secrets"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    for job in prometheus["scrape_configs"]:
+        assert job["authorization"] == {
+            "type": "Bearer",
+            "credentials_file": "/run/secrets/metrics_key",
+        }, job["job_name"]
 
 
 def test_jaeger_is_a_current_release_with_otlp_and_a_health_check(

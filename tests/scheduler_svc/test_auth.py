@@ -13,9 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import ValidationError
 
+from campaign_common.api_keys import token_matches
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from scheduler_svc.auth import token_matches
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.gateway.conftest import running_gateway

@@ -4,12 +4,16 @@ update from files, everything shown by `get`, --json, errors on stderr with exit
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from campaign_common import cli
+from campaign_common.cli.operator import _ARGUMENTS, COMMANDS, GROUP_HELP
 from tests.support import ROOT
 
 SPEC = {
@@ -41,7 +45,7 @@ async def test_cli_add_from_yaml_get_everything_update_and_json(
         "scrape: {urls: ['http://127.0.0.1:1/offer'], selectors: {price: .price}}\n"
         "limits: {overlap: BUFFER_ONE, maxPages: 5}\nretryPolicy: {maxAttempts: 4}\n"
     )
-    add = ("schedules", "add", "--file", str(yaml_file), "--json")
+    add = ("schedules", "add", "-f", str(yaml_file), "--json")
     code, out, err = await _cli(scheduler_target, *add)
     assert code == 0, err
     sid = json.loads(out)["scheduleId"]
@@ -51,6 +55,8 @@ async def test_cli_add_from_yaml_get_everything_update_and_json(
                   "max_pages=5", "up to 4 attempts", "next fires: "):  # fmt: skip
         assert shown in out, out
     await _cli(scheduler_target, "schedules", "pause", sid, "--note", "holiday")
+    code, out, _ = await _cli(scheduler_target, "schedules", "get", sid)
+    assert code == 0 and "paused note: holiday" in out and "PAUSED" in out
     code, out, _ = await _cli(scheduler_target, "schedules", "get", sid, "--json")
     document = json.loads(out)
     assert document["scheduleId"] == sid and document["pausedNote"] == "holiday"
@@ -131,3 +137,27 @@ async def test_cli_runs_watch_prints_changes_as_they_happen(
     finally:
         process.terminate()
         await process.wait()
+
+
+def _help(*args: str) -> str:
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
+        cli._parser().parse_args([*args, "--help"])
+    assert done.value.code == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("group", "action"), [(g, a) for g, actions in COMMANDS.items() for a in actions]
+)
+def test_cli_every_action_has_help_json_connection_options_and_only_its_own(
+    group: str, action: str
+) -> None:
+    help_text, arguments = COMMANDS[group][action]
+    shown = _help(group, action)
+    assert help_text in shown and "--json" in shown and "exit status:" in shown
+    for flag in ("--target", "--tls", "--ca-file", "--cert-file", "--key-file", "--server-name"):
+        assert flag in shown
+    others = {a for a in _ARGUMENTS if a.startswith("--")} - set(arguments)
+    assert not [a for a in others if f"{a} " in shown or f"{a}\n" in shown], shown
+    assert GROUP_HELP[group] in _help(group)
