@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign_common import cli
+from campaign_common.cli import main as cli
 from campaign_common.cli.operator import _ARGUMENTS, COMMANDS, GROUP_HELP
 from tests.support import ROOT
 
