@@ -20,10 +20,12 @@ from typing import Any
 
 import grpc
 
+from campaign_common.errors import CampaignCommonError
+
 Options = tuple[tuple[str, Any], ...]
 
 
-class TlsError(ValueError):
+class TlsError(CampaignCommonError, ValueError):
     """A TLS file cannot be read; the message names the setting and the file."""
 
 

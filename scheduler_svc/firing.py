@@ -47,8 +47,8 @@ from campaign_common.tasks import raise_if_cancelling
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
+from scheduler_svc.batcher import Batcher
 from scheduler_svc.codec import scrape_to_proto
-from scheduler_svc.emitter import Emitter
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
 from scheduler_svc.triggers import FireTimes, fires_left, next_fire_ms
 
@@ -121,9 +121,11 @@ class Firing:
         self._runs = runs
         self._window_ms = retry_window_ms
         # A burst (thousands of schedules due at one instant) leaves in a few script calls on
-        # a few connections (`Emitter`); recording missed fires, one script each, queues here.
+        # a few connections (`Batcher`); recording missed fires, one script each, queues here.
         # The fires' pool stays within its size: none fails with "too many connections".
-        self._emitter = Emitter(runs, max_calls=max(1, min(4, max_in_flight)))
+        self._emitter = Batcher(
+            runs.emit_all, max_calls=max(1, min(4, max_in_flight)), name="emission-call"
+        )
         self._in_flight = asyncio.Semaphore(max_in_flight)
         # schedule id -> (version, reason): why the schedule's last fire was not emitted, the
         # reason recorded for the fires handed in too late after it. Kept from a failed fire
@@ -182,7 +184,7 @@ class Firing:
                     max_total=schedule.limits.max_total_runs,
                     schedule_version=schedule.version,
                 )
-                emission = await self._emitter.emit(call)
+                emission = await self._emitter.submit(call)
             except RedisError as exc:
                 raise_if_cancelling()
                 if now_ms() > fire_ms + self._window_ms:

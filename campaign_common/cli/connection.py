@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 
+from campaign_common.errors import CampaignCommonError
 from campaign_common.grpc_tls import ClientTls, aio_channel
 
 # flag -> argparse keywords; the dest names match the settings fields they override.
@@ -52,7 +53,7 @@ CONNECTION_ARGUMENTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConnectionOptionsError(ValueError):
+class ConnectionOptionsError(CampaignCommonError, ValueError):
     """The connection options do not fit together; the message says which to change."""
 
 
