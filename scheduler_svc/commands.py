@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from campaign_common.envelope import decode_body
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import now_ms
+from scheduler_svc.batcher import Batcher
 from scheduler_svc.codec import schedule_event, schedule_from_event
 from scheduler_svc.errors import (
     AlreadyExists,
@@ -32,7 +33,7 @@ from scheduler_svc.errors import (
 )
 from scheduler_svc.model import NewSchedule, Schedule, ScheduleState
 from scheduler_svc.registry import Registry, StreamId
-from scheduler_svc.store import ScheduleStore
+from scheduler_svc.store import Change, ScheduleStore
 from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
@@ -89,6 +90,9 @@ class Commands:
     ) -> None:
         self._store = store
         self._registry = registry
+        self._completions: Batcher[Change, StreamId | None] = Batcher(
+            store.append_many, name="completion-call"
+        )
         self._apply_timeout_s = apply_timeout_s
         self._past_grace_ms = past_grace_ms
 
@@ -213,15 +217,19 @@ class Commands:
         return await self._mutate(schedule_id, change, expected)
 
     async def complete(self, schedule: Schedule) -> None:
-        """Mark a schedule with no fires left COMPLETED (a lost race with a replica is fine)."""
+        """Mark a schedule with no fires left COMPLETED (a lost race with a replica is fine).
+
+        Completions due together (a burst of one-shot schedules) are appended many per call.
+        """
         done = schedule.evolve(now_ms(), state=ScheduleState.COMPLETED)
-        try:
-            entry = await self._store.append(
-                schedule.schedule_id, schedule.version, schedule_event("updated", done)
-            )
-        except VersionConflict:
-            return
-        await self._wait(entry)
+        change = (schedule.schedule_id, schedule.version, schedule_event("updated", done))
+        entry = await self._completions.submit(change)
+        if entry is not None:
+            await self._wait(entry)
+
+    async def close(self) -> None:
+        """Cancel completions in flight (shutdown)."""
+        await self._completions.close()
 
     async def delete(self, schedule_id: str, expected: int = 0) -> None:
         def change(current: Schedule) -> Message:

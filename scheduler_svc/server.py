@@ -87,6 +87,7 @@ class SchedulerServer:
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
         self._firing: Firing | None = None
+        self._commands: Commands | None = None
         self._background: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._notifier: WebhookNotifier | None = None
@@ -103,7 +104,7 @@ class SchedulerServer:
         runs = RunLog(self._redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         registry = Registry()
         window_ms = int(s.catch_up_window_s * 1000)
-        commands = Commands(
+        self._commands = commands = Commands(
             store, registry, apply_timeout_s=s.apply_timeout_s, past_grace_ms=window_ms
         )
         # Fires get a pool of their own: a burst never takes the API's connections.
@@ -252,6 +253,8 @@ class SchedulerServer:
             self._timer.shutdown()
         if self._firing is not None:
             await self._firing.close()
+        if self._commands is not None:
+            await self._commands.close()
         # The loops stop between two Redis commands (a blocking read ends within
         # log_block_ms); cancelling is only the fallback for one that overstays.
         self._stopping.set()

@@ -50,8 +50,34 @@ redis.call('HSET', KEYS[1], ARGV[1], current + 1)
 return {1, id}
 """)
 
+# KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
+# ARGV, per change: schedule id, expected current version, number n of envelope field/value
+# pairs, the n pairs.
+# `_APPEND` for many changes in one call (a burst's completions): each is checked and appended
+# on its own, in order. Returns one {1, entry id} or {0, current version} per change.
+_APPEND_MANY = idempotent("""
+local replies = {}
+local pos = 1
+while pos <= #ARGV do
+  local id, expected, n = ARGV[pos], tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  local current = tonumber(redis.call('HGET', KEYS[1], id) or '0')
+  if current ~= expected then
+    replies[#replies + 1] = {0, tostring(current)}
+  else
+    local envelope = {}
+    for i = pos + 3, pos + 2 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+    replies[#replies + 1] = {1, redis.call('XADD', KEYS[2], '*', unpack(envelope))}
+    redis.call('HSET', KEYS[1], id, current + 1)
+  end
+  pos = pos + 3 + 2 * n
+end
+return replies
+""")
+
 log = logging.getLogger(__name__)
 Entry = tuple[StreamId, Envelope | None]
+# A change for `append_many`: schedule id, expected current version, event.
+Change = tuple[str, int, Message]
 
 
 def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
@@ -68,6 +94,7 @@ class ScheduleStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._append = redis.register_script(_APPEND)
+        self._append_many = redis.register_script(_APPEND_MANY)
         self._guards = EmissionGuards(redis)
 
     async def append(
@@ -89,6 +116,17 @@ class ScheduleStore:
                 "read it again and retry"
             )
         return parse_stream_id(cast(bytes, value))
+
+    async def append_many(self, changes: list[Change]) -> list[StreamId | None]:
+        """`append` for many changes in one call; per change its entry id, or None when the
+        schedule was not at the expected version (a concurrent change won). Safe to re-send."""
+        args: list[str | int | bytes] = []
+        for schedule_id, expected_version, event in changes:
+            flat = wrap(event).flat_fields()
+            args += [schedule_id, expected_version, len(flat) // 2, *flat]
+        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
+        replies = await self._append_many(keys=keys, args=args)
+        return [parse_stream_id(value) if ok else None for ok, value in replies]
 
     async def raise_guards(self, guards: list[EmissionGuard]) -> None:
         """Raise the emission guards of applied log entries (one round trip)."""
