@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,7 +36,10 @@ class Registry:
         self._ids: list[str] = []  # sorted; ids sort by creation time, so inserts append
         self._counts: Counter[ScheduleState] = Counter()
         self._applied: StreamId = (0, 0)
-        self._changed = asyncio.Condition()
+        # Commands waiting for an entry, earliest entry first: each advance wakes exactly the
+        # waiters it satisfies (a burst's thousands of waiters are not all woken per entry).
+        self._waiters: list[tuple[StreamId, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
         self._listeners: list[Callable[[Schedule, bool], None]] = []
 
     @property
@@ -72,9 +77,7 @@ class Registry:
             if current is None or schedule.version > current.version:
                 self._store(current, schedule, deleted)
                 self._notify(schedule, deleted)
-        async with self._changed:
-            self._applied = max(self._applied, entry_id)
-            self._changed.notify_all()
+        self._advance(entry_id)
 
     async def reset(self, schedules: Iterable[Schedule], position: StreamId) -> None:
         """Adopt a snapshot that covers the log up to ``position``.
@@ -94,9 +97,7 @@ class Registry:
         for gone in [self._schedules[key] for key in self._ids if key not in present]:
             self._store(gone, gone, True)
             self._notify(gone, True)
-        async with self._changed:
-            self._applied = max(self._applied, position)
-            self._changed.notify_all()
+        self._advance(position)
 
     def _store(self, current: Schedule | None, schedule: Schedule, deleted: bool) -> None:
         key = schedule.schedule_id
@@ -122,7 +123,21 @@ class Registry:
             except Exception:  # one bad schedule must not stop the log for all others
                 log.exception("applying %s to a listener failed", schedule.schedule_id)
 
+    def _advance(self, entry_id: StreamId) -> None:
+        self._applied = max(self._applied, entry_id)
+        while self._waiters and self._waiters[0][0] <= self._applied:
+            waiter = heapq.heappop(self._waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def wait_applied(self, entry_id: StreamId, timeout_s: float) -> None:
         """Return once ``entry_id`` is applied; TimeoutError after ``timeout_s``."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: self._applied >= entry_id)
+        if self._applied >= entry_id:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (entry_id, next(self._order), waiter))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        finally:
+            waiter.cancel()  # a timed-out waiter is dropped when its entry comes up
