@@ -66,6 +66,9 @@ RunStateName = Literal[
 ]
 RunTriggerName = Literal["UNSPECIFIED", "SCHEDULED", "MANUAL"]
 OverlapName = Literal["UNSPECIFIED", "SKIP", "BUFFER_ONE", "ALLOW_ALL"]
+CronDialectName = Literal["posix5", "seconds6"]
+MAX_JITTER_S = 12 * 3600
+MAX_CATCH_UP_WINDOW_S = 12 * 3600
 
 
 class RequestModel(BaseModel):
@@ -94,9 +97,15 @@ class ScheduleSpecIn(RequestModel):
 
     cron: Annotated[Text, Field(max_length=200)] | None = Field(
         None,
-        description="POSIX 5-field cron in the time zone, or @yearly, @annually, @monthly, "
-        "@weekly, @daily, @midnight, @hourly",
+        description="cron in the time zone, in the cronDialect (POSIX 5-field by default: "
+        "minute hour day-of-month month day-of-week, Sunday = 0 or 7), or @yearly, @annually, "
+        "@monthly, @weekly, @daily, @midnight, @hourly",
         examples=["0 9 * * 1-5"],
+    )
+    cron_dialect: CronDialectName | None = Field(
+        None,
+        description="posix5 (default): 5 fields; seconds6: a leading second field (0-59), "
+        "then the 5 POSIX fields",
     )
     interval_seconds: StrictInt64 | None = Field(None, examples=[30])
     run_at: AwareDatetime | None = Field(None, examples=["2026-12-01T09:00:00Z"])
@@ -106,6 +115,13 @@ class ScheduleSpecIn(RequestModel):
     start_time: AwareDatetime | None = Field(None, description="no fire before this time")
     end_time: AwareDatetime | None = Field(
         None, description="no fire after this time; then the schedule completes"
+    )
+    jitter_seconds: Annotated[StrictInt64, Field(ge=0, le=MAX_JITTER_S)] | None = Field(
+        None,
+        description="each fire runs a deterministic offset in [0, jitterSeconds) after its "
+        "nominal time (the same on every replica; kept before the next fire); runs keep their "
+        "nominal time; nextFireTimes shows the jittered times. 0 or absent: none",
+        examples=[60],
     )
 
     @model_validator(mode="after")
@@ -147,6 +163,14 @@ class RunLimitsIn(RequestModel):
     per_host_delay_ms: StrictInt64 | None = None
     pause_after_failures: StrictInt32 | None = Field(
         None, description="pause the schedule after this many consecutive failed runs"
+    )
+    catch_up_window_seconds: (
+        Annotated[StrictInt64, Field(ge=0, le=MAX_CATCH_UP_WINDOW_S)] | None
+    ) = Field(
+        None,
+        description="a fire missed (no scheduler ran, or it fell behind) still runs if at "
+        "most this late; older ones are recorded as SKIPPED runs; 0 or absent: the "
+        "service's default (SCHEDULER_CATCH_UP_WINDOW_S, 60 s)",
     )
 
 
@@ -212,11 +236,13 @@ class PauseBody(RequestModel):
 
 class ScheduleSpecOut(ResponseModel):
     cron: str | None
+    cron_dialect: CronDialectName | None = Field(description="null unless cron is set")
     interval_seconds: int | None
     run_at: str | None = Field(description="RFC 3339 UTC")
     timezone: str
     start_time: str | None = Field(None, description="RFC 3339 UTC; null: no bound")
     end_time: str | None = Field(None, description="RFC 3339 UTC; null: no bound")
+    jitter_seconds: int = Field(description="0: no jitter")
 
 
 class ScrapeSpecOut(ResponseModel):
@@ -238,6 +264,7 @@ class RunLimitsOut(ResponseModel):
     per_host_concurrency: int
     per_host_delay_ms: int
     pause_after_failures: int
+    catch_up_window_seconds: int = Field(description="0: the service's default")
 
 
 class RetryPolicyOut(ResponseModel):
@@ -260,7 +287,10 @@ class ScheduleOut(ResponseModel):
     retry_policy: RetryPolicyOut
     version: int = Field(description="1 after creation, +1 per accepted change")
     state: ScheduleStateName
-    next_fire_times: list[str] = Field(description="up to 5, RFC 3339 UTC; empty unless ACTIVE")
+    next_fire_times: list[str] = Field(
+        description="up to 5, RFC 3339 UTC, when runs will be requested (jitter included); "
+        "empty unless ACTIVE"
+    )
     paused_note: str | None
     created_at: str | None
     updated_at: str | None

@@ -16,6 +16,7 @@ from campaigns.v1.scheduler_service_pb2 import (
     UpdateScheduleRequest,
 )
 from scheduler_svc.model import (
+    CronDialect,
     Limits,
     NewSchedule,
     Overlap,
@@ -41,6 +42,12 @@ _OVERLAP_TO_PROTO = {
 }
 _OVERLAP_FROM_PROTO = {value: key for key, value in _OVERLAP_TO_PROTO.items()}
 
+_DIALECT_TO_PROTO = {
+    CronDialect.POSIX5: schedule_pb2.CRON_DIALECT_POSIX5,
+    CronDialect.SECONDS6: schedule_pb2.CRON_DIALECT_SECONDS6,
+}
+_DIALECT_FROM_PROTO = {value: key for key, value in _DIALECT_TO_PROTO.items()}
+
 
 def limits_from_proto(limits: schedule_pb2.RunLimits) -> Limits:
     return Limits(
@@ -55,6 +62,7 @@ def limits_from_proto(limits: schedule_pb2.RunLimits) -> Limits:
         per_host_concurrency=limits.per_host_concurrency,
         per_host_delay_ms=limits.per_host_delay_ms,
         pause_after_failures=limits.pause_after_failures,
+        catch_up_window_s=limits.catch_up_window_seconds,
     )
 
 
@@ -71,6 +79,7 @@ def limits_to_proto(limits: Limits) -> schedule_pb2.RunLimits:
         per_host_concurrency=limits.per_host_concurrency,
         per_host_delay_ms=limits.per_host_delay_ms,
         pause_after_failures=limits.pause_after_failures,
+        catch_up_window_seconds=limits.catch_up_window_s,
     )
 
 
@@ -81,7 +90,9 @@ def _bound_ms(spec: schedule_pb2.ScheduleSpec, field: str) -> int:
 def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
     kind = spec.WhichOneof("kind")
     if kind == "cron":
-        timing = Timing(TimingKind.CRON, cron=spec.cron.strip())
+        # Unknown dialect numbers read as the default, as unknown overlap policies do.
+        dialect = _DIALECT_FROM_PROTO.get(spec.cron_dialect, CronDialect.POSIX5)
+        timing = Timing(TimingKind.CRON, cron=spec.cron.strip(), dialect=dialect)
     elif kind == "interval_seconds":
         timing = Timing(TimingKind.INTERVAL, interval_s=spec.interval_seconds)
     elif kind == "run_at":
@@ -93,17 +104,19 @@ def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
         timezone=spec.timezone or "UTC",
         start_ms=_bound_ms(spec, "start_time"),
         end_ms=_bound_ms(spec, "end_time"),
+        jitter_s=spec.jitter_seconds,
     )
 
 
 def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
-    spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone)
+    spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone, jitter_seconds=timing.jitter_s)
     if timing.start_ms:
         spec.start_time.CopyFrom(ms_to_timestamp(timing.start_ms))
     if timing.end_ms:
         spec.end_time.CopyFrom(ms_to_timestamp(timing.end_ms))
     if timing.kind is TimingKind.CRON:
         spec.cron = timing.cron
+        spec.cron_dialect = _DIALECT_TO_PROTO[timing.dialect]
     elif timing.kind is TimingKind.INTERVAL:
         spec.interval_seconds = timing.interval_s
     else:

@@ -105,7 +105,7 @@ class SchedulerServer:
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
         timer.start()
-        await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
+        await _arm_all(registry, timer, firing, commands, now_ms(), window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.all()))
         metrics.count_schedules(registry.all())
@@ -238,14 +238,21 @@ class SchedulerServer:
 
 
 async def _arm_all(
-    registry: Registry, timer: Timer, firing: Firing, commands: Commands, missed_until: int
+    registry: Registry,
+    timer: Timer,
+    firing: Firing,
+    commands: Commands,
+    started_ms: int,
+    default_window_ms: int,
 ) -> None:
-    """Start-up: record fires missed beyond the catch-up window, then arm every schedule."""
+    """Start-up: record fires missed beyond each schedule's catch-up window, then arm every
+    schedule (fires within its window run at once)."""
     for schedule in registry.all():
         capped = schedule.state is ScheduleState.ACTIVE and schedule.limits.max_total_runs > 0
         if capped and await firing.exhausted(schedule):  # crashed between last fire and COMPLETED
             await commands.complete(schedule)
             continue
+        missed_until = started_ms - schedule.catch_up_window_ms(default_window_ms)
         await firing.record_missed(schedule, missed_until)
         timer.sync(schedule, False, catch_up_from_ms=missed_until)
 

@@ -1,8 +1,8 @@
 """The timer: APScheduler 3 wakes the service at each schedule's next fire time.
 
 APScheduler is a projection here, never a source of truth: it holds one one-shot job per
-active schedule (id ``<schedule id>@<fire ms>``) for the next nominal fire time, computed by
-`triggers`.
+active schedule (id ``<schedule id>@<nominal fire ms>``) that runs when that fire is due (the
+nominal time plus the schedule's jitter, `triggers.due_ms`), computed by `triggers`.
 When the job runs, `on_fire` emits the run and the timer arms the following fire.
 
 Timeline that keeps this correct:
@@ -17,7 +17,8 @@ Timeline that keeps this correct:
 3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
    after a restart's catch-up, still yields exactly one run.
 4. No fire is skipped silently: when a fire took so long (an emission retried for the whole
-   catch-up window, a frozen process) that later fires are past the window by now, those are
+   catch-up window, a frozen process) that later fires are past the window by now (the
+   schedule's own window, else the service's default), those are
    handed over too, one after the other in the same job, and `on_fire` records them as
    missed; the next job is armed at the first fire not yet past the window.
 """
@@ -35,7 +36,7 @@ from apscheduler.triggers.date import DateTrigger
 from campaign_common.timeutil import ms_to_datetime, now_ms
 from scheduler_svc.firing import MAX_MISSED_RECORDS, fires_between
 from scheduler_svc.model import Schedule, ScheduleState
-from scheduler_svc.triggers import build_trigger, next_fire_ms
+from scheduler_svc.triggers import build_trigger, due_ms, next_fire_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Timer:
     ) -> None:
         """Arm (or disarm) ``schedule`` for its next fire from now.
 
-        With ``catch_up_from_ms`` (start-up) fires since then are due at once; catch-up never
+        With ``catch_up_from_ms`` (start-up) fires since then are run at once; catch-up never
         reaches back before the schedule's last change (fires before a creation or a resume
         were never due).
         """
@@ -105,7 +106,9 @@ class Timer:
         self._armed[schedule_id] = (entry, job_id)
         self._scheduler.add_job(
             self._fire,
-            trigger=DateTrigger(run_date=ms_to_datetime(fire_ms)),
+            trigger=DateTrigger(
+                run_date=ms_to_datetime(due_ms(entry.schedule, entry.trigger, fire_ms))
+            ),
             args=[entry, fire_ms],
             id=job_id,
             replace_existing=True,
@@ -114,7 +117,7 @@ class Timer:
 
     async def _fire(self, entry: _Armed, fire_ms: int) -> None:
         await self._handle(entry, fire_ms)
-        cutoff_ms = now_ms() - self._window_ms
+        cutoff_ms = now_ms() - entry.schedule.catch_up_window_ms(self._window_ms)
         late = fires_between(entry.trigger, fire_ms, cutoff_ms)
         if len(late) == MAX_MISSED_RECORDS:
             log.warning(
