@@ -252,11 +252,19 @@ def _run_routes(router: APIRouter) -> None:
         summary="Latest scrape results of a campaign, newest first",
     )
     async def list_results(
-        campaignId: ResourceId, scheduler: SchedulerDep, page_size: PageSize = 0
+        campaignId: ResourceId,
+        scheduler: SchedulerDep,
+        page_size: PageSize = 0,
+        page_token: PageToken = "",
     ) -> dict[str, Any]:
-        request = api.ListResultsRequest(campaign_id=campaignId, page_size=page_size)
+        request = api.ListResultsRequest(
+            campaign_id=campaignId, page_size=page_size, page_token=page_token
+        )
         page = await scheduler.call("ListResults", request)
-        return {"results": [convert.result_to_json(r) for r in page.results]}
+        return {
+            "results": [convert.result_to_json(r) for r in page.results],
+            "nextPageToken": page.next_page_token,
+        }
 
 
 def _health_routes(app: FastAPI) -> None:

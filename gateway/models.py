@@ -357,6 +357,7 @@ class ResultOut(ResponseModel):
 
 class ResultList(ResponseModel):
     results: list[ResultOut] = Field(description="newest first")
+    next_page_token: str = Field(description="pass as pageToken for the next page; empty at end")
 
 
 class FieldViolationOut(ResponseModel):

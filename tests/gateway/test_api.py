@@ -237,7 +237,7 @@ async def test_api_unknown_ids_are_404(
 
 async def test_api_results_of_a_campaign_without_runs_is_empty(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/v1/campaigns/spring-leads/results", params={"pageSize": 5})
-    assert (response.status_code, response.json()) == (200, {"results": []})
+    assert (response.status_code, response.json()) == (200, {"results": [], "nextPageToken": ""})
 
 
 async def test_api_readyz_is_200_with_the_scheduler_serving(gateway: httpx.AsyncClient) -> None:

@@ -12,8 +12,7 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.runlog import RUNS_STREAM, RunLog, RunState
 from campaign_common.timeutil import now_ms
-from campaigns.v1 import events_pb2, schedule_pb2
-from campaigns.v1 import scheduler_service_pb2 as api
+from campaigns.v1 import events_pb2
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.model import (
     Limits,
