@@ -8,6 +8,7 @@ from google.protobuf.message import Message
 
 from campaign_common import retry_policy
 from campaign_common.deadletters import DeadLetterRecord
+from campaign_common.redaction import redact
 from campaign_common.runlog import RunRecord, RunState
 from campaign_common.timeutil import ms_to_timestamp, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
@@ -169,6 +170,17 @@ def schedule_to_proto(
     return message
 
 
+def redacted(message: schedule_pb2.Schedule) -> schedule_pb2.Schedule:
+    """``message`` as shown to callers: no URL credentials (of schedules stored before the
+    rule refused them) in its URLs or pause note."""
+    urls = [redact(url) for url in message.scrape.urls]
+    if urls != list(message.scrape.urls):
+        del message.scrape.urls[:]
+        message.scrape.urls.extend(urls)
+    message.paused_note = redact(message.paused_note)
+    return message
+
+
 def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
     timing = timing_from_proto(message.spec) or Timing(TimingKind.INTERVAL)
     return Schedule(
@@ -227,7 +239,7 @@ def dead_letter_to_proto(record: DeadLetterRecord) -> run_pb2.DeadLetter:
         schedule_id=request.schedule_id,
         campaign_id=request.campaign_id,
         attempt=request.attempt,
-        error=record.error,
+        error=redact(record.error),
         deliveries=record.deliveries,
         dead_lettered_at=ms_to_timestamp(record.dead_at_ms),
     )
@@ -241,7 +253,7 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
         state=f"RUN_STATE_{record.state.value}",
         attempt=record.attempt,
         scheduled_for=ms_to_timestamp(record.scheduled_for_ms),
-        error=record.error,
+        error=redact(record.error),
         trigger=f"RUN_TRIGGER_{record.trigger}",
     )
     if record.started_at_ms:

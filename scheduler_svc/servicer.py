@@ -169,7 +169,7 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         fires: list[int] = []
         if schedule.state is ScheduleState.ACTIVE:
             fires = upcoming_fires(schedule, now_ms(), self._preview)
-        return codec.schedule_to_proto(schedule, fires)
+        return codec.redacted(codec.schedule_to_proto(schedule, fires))
 
     @_rpc
     async def AddScheduledCampaign(self, request: Any, context: Any) -> Any:
