@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
+from gateway.api_docs import install_docs
 from gateway.auth import api_key_guard
 from gateway.body_limit import BodyLimit
 from gateway.config import GatewaySettings
@@ -348,6 +349,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         description="REST front of the campaign scheduler (gRPC campaigns.v1.SchedulerService).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by `gateway.api_docs` (no CDN)
+        redoc_url=None,
         responses=ERROR_RESPONSES,
         generate_unique_id_function=operation_id,
         # Spans use the provider of `campaign_common.telemetry`; exporters are configured there.
@@ -363,6 +366,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(router, tags=["campaigns"])
     app.include_router(ui_router(settings))  # the operator dashboard at /ui
     _health_routes(app)
+    install_docs(app)
     install_metrics(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
