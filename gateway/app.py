@@ -55,6 +55,7 @@ from gateway.models import (
     TriggerOut,
     UpdateScheduleBody,
 )
+from gateway.openapi_doc import install_openapi
 from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
 from gateway.run_watch import watch_routes
 from gateway.scheduler_client import SchedulerClient
@@ -367,6 +368,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(ui_router(settings))  # the operator dashboard at /ui
     _health_routes(app)
     install_docs(app)
+    install_openapi(app)
     install_metrics(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
