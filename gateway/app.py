@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -56,7 +56,14 @@ from gateway.models import (
     UpdateScheduleBody,
 )
 from gateway.openapi_doc import install_openapi
-from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
+from gateway.params import (
+    CampaignIdFilter,
+    PageSize,
+    PageToken,
+    ResourceId,
+    ScheduleIdFilter,
+    SchedulerDep,
+)
 from gateway.run_watch import watch_routes
 from gateway.scheduler_client import SchedulerClient
 from gateway.ui import ui_router
@@ -226,8 +233,8 @@ def _run_routes(router: APIRouter) -> None:
     @router.get("/v1/runs", response_model=RunList, summary="List runs, newest first")
     async def list_runs(
         scheduler: SchedulerDep,
-        schedule_id: Annotated[str, Query(alias="scheduleId")] = "",
-        campaign_id: Annotated[str, Query(alias="campaignId")] = "",
+        schedule_id: ScheduleIdFilter = "",
+        campaign_id: CampaignIdFilter = "",
         page_size: PageSize = 0,
         page_token: PageToken = "",
     ) -> dict[str, Any]:

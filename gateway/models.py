@@ -133,6 +133,9 @@ def _request_schema(schema: dict[str, Any], cls: type) -> None:
     one_of = getattr(cls, "schema_one_of", None)
     if one_of:
         schema["oneOf"] = one_of
+    examples = getattr(cls, "schema_examples", None)
+    if examples:
+        schema["examples"] = examples
     for prop in schema.get("properties", {}).values():
         branches = prop.get("anyOf")
         if branches and {"type": "null"} in branches and len(branches) == 2:
@@ -182,7 +185,12 @@ class ResponseModel(BaseModel):
 # --- requests -------------------------------------------------------------------------------------
 
 
-_NON_BLANK = r"\S"  # unanchored: at least one character that is not white space
+# Every string: no control characters (C0, DEL, C1); a pause note may hold tab and newline.
+_PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+_NOTE = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+_NON_BLANK = (
+    r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+)
 
 
 class ScheduleSpecIn(RequestModel):
@@ -246,7 +254,7 @@ class ScheduleSpecIn(RequestModel):
 
 
 SelectorName = Annotated[Text, Field(json_schema_extra={"pattern": FIELD_NAME_PATTERN})]
-Selector = Annotated[str, text(1000, minLength=1), UNICODE]
+Selector = Annotated[str, text(1000, minLength=1, pattern=_NON_BLANK), UNICODE]
 
 
 class ScrapeSpecIn(RequestModel):
@@ -344,8 +352,19 @@ class RetryPolicyIn(RequestModel):
     )
 
 
+_EXAMPLE_BODY: dict[str, Any] = {
+    "name": "Spring leads",
+    "schedule": {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "jitterSeconds": 60},
+    "scrape": {"urls": ["https://example.com/offers"], "selectors": {"title": "h1"}},
+    "limits": {"overlap": "SKIP", "maxRunsPerWindow": 10, "windowSeconds": 3600},
+    "retryPolicy": {"maxAttempts": 3},
+}
+
+
 class UpdateScheduleBody(RequestModel):
     """What a schedule does and when: the whole of it (PUT replaces; absent = the default)."""
+
+    schema_examples: ClassVar[list[dict[str, Any]]] = [_EXAMPLE_BODY]
 
     name: Annotated[str, text(200, minLength=1, pattern=_NON_BLANK), UNICODE] = Field(
         description="1-200 characters, not only white space",
@@ -358,10 +377,21 @@ class UpdateScheduleBody(RequestModel):
 
 
 class AddScheduledCampaignBody(UpdateScheduleBody):
+    schema_examples: ClassVar[list[dict[str, Any]]] = [
+        {"campaignId": "spring-leads", **_EXAMPLE_BODY}
+    ]
+
     campaign_id: Annotated[str, text(63, pattern=CAMPAIGN_ID_PATTERN), UNICODE] | None = Field(
         None, description="generated when absent", examples=["spring-leads"]
     )
-    request_id: Annotated[Text, Field(min_length=1, max_length=128)] | None = Field(
+    request_id: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=128, json_schema_extra={"pattern": _PRINTABLE}),
+            UNICODE,
+        ]
+        | None
+    ) = Field(
         None,
         description="idempotent create (AIP-155; or the Idempotency-Key header): a retry "
         "within an hour answers the schedule the first call created",
@@ -375,7 +405,7 @@ class AddScheduledCampaignBody(UpdateScheduleBody):
 
 
 class PauseBody(RequestModel):
-    note: Annotated[str, text(1000), UNICODE] | None = Field(
+    note: Annotated[str, text(1000, pattern=_NOTE), UNICODE] | None = Field(
         None,
         description="why the schedule is paused, shown on reads; absent or empty keeps the "
         "current note when the schedule is paused already",

@@ -1,7 +1,8 @@
 """The OpenAPI document as client generators need it, on top of what FastAPI derives.
 
 FastAPI derives paths, parameters, bodies and the 2xx answers from the routes and models. This
-module adds what only the API's conventions know: the error answers each operation can give
+module drops the ``null`` of optional parameters (absent is how they are left out) and adds
+what only the API's conventions know: the error answers each operation can give
 (every one with the JSON error body of `gateway.errors`), and the links between operations
 (the schedule a create answered is the one to get, update, pause, resume, trigger or delete;
 a trigger's run is the one to get), so clients and stateful testers can follow them.
@@ -60,9 +61,19 @@ def _error_codes(operation: dict[str, Any], method: str, path: str) -> list[str]
     return sorted(codes)
 
 
+def _without_null(parameter: dict[str, Any]) -> None:
+    """An optional parameter is absent, never ``null`` (a header cannot even say null)."""
+    schema = parameter["schema"]
+    branches = schema.pop("anyOf", None)
+    if branches is not None:
+        schema.update(next(branch for branch in branches if branch != {"type": "null"}))
+
+
 def _complete(spec: dict[str, Any]) -> dict[str, Any]:
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                _without_null(parameter)
             responses = operation["responses"]
             for code in _error_codes(operation, method, path):
                 responses.setdefault(code, {"description": _ERRORS[code], "content": _ERROR_BODY})

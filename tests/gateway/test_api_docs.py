@@ -57,6 +57,7 @@ def _render(base_url: str) -> dict[str, Any]:
         return {"resources": resources, "title": title}
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(bool(missing()), reason=missing() or "browser available")
 async def test_docs_render_in_a_browser_from_the_gateway_alone(
     offline_gateway: httpx.AsyncClient,
