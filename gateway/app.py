@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from campaign_common.grpc_tls import aio_channel
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
+from gateway.api_docs import install_docs
 from gateway.auth import api_key_guard
 from gateway.body_limit import BodyLimit
 from gateway.config import GatewaySettings
@@ -55,7 +56,15 @@ from gateway.models import (
     TriggerOut,
     UpdateScheduleBody,
 )
-from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
+from gateway.openapi_doc import install_openapi
+from gateway.params import (
+    CampaignIdFilter,
+    PageSize,
+    PageToken,
+    ResourceId,
+    ScheduleIdFilter,
+    SchedulerDep,
+)
 from gateway.run_watch import watch_routes
 from gateway.scheduler_client import SchedulerClient
 from gateway.ui import ui_router
@@ -225,8 +234,8 @@ def _run_routes(router: APIRouter) -> None:
     @router.get("/v1/runs", response_model=RunList, summary="List runs, newest first")
     async def list_runs(
         scheduler: SchedulerDep,
-        schedule_id: Annotated[str, Query(alias="scheduleId")] = "",
-        campaign_id: Annotated[str, Query(alias="campaignId")] = "",
+        schedule_id: ScheduleIdFilter = "",
+        campaign_id: CampaignIdFilter = "",
         page_size: PageSize = 0,
         page_token: PageToken = "",
     ) -> dict[str, Any]:
@@ -253,11 +262,19 @@ def _run_routes(router: APIRouter) -> None:
         summary="Latest scrape results of a campaign, newest first",
     )
     async def list_results(
-        campaignId: ResourceId, scheduler: SchedulerDep, page_size: PageSize = 0
+        campaignId: ResourceId,
+        scheduler: SchedulerDep,
+        page_size: PageSize = 0,
+        page_token: PageToken = "",
     ) -> dict[str, Any]:
-        request = api.ListResultsRequest(campaign_id=campaignId, page_size=page_size)
+        request = api.ListResultsRequest(
+            campaign_id=campaignId, page_size=page_size, page_token=page_token
+        )
         page = await scheduler.call("ListResults", request)
-        return {"results": [convert.result_to_json(r) for r in page.results]}
+        return {
+            "results": [convert.result_to_json(r) for r in page.results],
+            "nextPageToken": page.next_page_token,
+        }
 
 
 def _health_routes(app: FastAPI) -> None:
@@ -342,6 +359,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version="1",
         description="REST front of the campaign scheduler (gRPC campaigns.v1.SchedulerService).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by `gateway.api_docs` (no CDN)
+        redoc_url=None,
         responses=ERROR_RESPONSES,
         generate_unique_id_function=operation_id,
         # Spans use the provider of `campaign_common.observability.telemetry`; exporters are
@@ -358,6 +377,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(router, tags=["campaigns"])
     app.include_router(ui_router(settings))  # the operator dashboard at /ui
     _health_routes(app)
+    install_docs(app)
+    install_openapi(app)
     install_metrics(app, settings.metrics_keys)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -30,6 +30,11 @@ _SCHEDULE_STATE = schedule_pb2.ScheduleState.DESCRIPTOR
 _RUN_STATE = run_pb2.RunState.DESCRIPTOR
 _RUN_TRIGGER = run_pb2.RunTrigger.DESCRIPTOR
 _OVERLAP = schedule_pb2.OverlapPolicy.DESCRIPTOR
+_DIALECT_BY_NAME = {
+    "posix5": schedule_pb2.CRON_DIALECT_POSIX5,
+    "seconds6": schedule_pb2.CRON_DIALECT_SECONDS6,
+}
+_DIALECT_NAME = {value: key for key, value in _DIALECT_BY_NAME.items()}
 _OVERLAP_BY_NAME = {
     "UNSPECIFIED": schedule_pb2.OVERLAP_POLICY_UNSPECIFIED,
     "SKIP": schedule_pb2.OVERLAP_POLICY_SKIP,
@@ -67,11 +72,13 @@ def spec_to_json(spec: schedule_pb2.ScheduleSpec) -> dict[str, Any]:
     kind = spec.WhichOneof("kind")
     return {
         "cron": spec.cron if kind == "cron" else None,
+        "cronDialect": _DIALECT_NAME.get(spec.cron_dialect, "posix5") if kind == "cron" else None,
         "intervalSeconds": spec.interval_seconds if kind == "interval_seconds" else None,
         "runAt": _time(spec, "run_at") if kind == "run_at" else None,
         "timezone": spec.timezone or "UTC",
         "startTime": _time(spec, "start_time"),
         "endTime": _time(spec, "end_time"),
+        "jitterSeconds": spec.jitter_seconds,
     }
 
 
@@ -156,9 +163,13 @@ def result_to_json(result: run_pb2.ScrapeResult) -> dict[str, Any]:
 
 
 def spec_to_proto(spec: ScheduleSpecIn) -> schedule_pb2.ScheduleSpec:
-    message = schedule_pb2.ScheduleSpec(timezone=spec.timezone or "")
+    message = schedule_pb2.ScheduleSpec(
+        timezone=spec.timezone or "", jitter_seconds=spec.jitter_seconds or 0
+    )
     if spec.cron is not None:
         message.cron = spec.cron
+    if spec.cron_dialect is not None:
+        message.cron_dialect = _DIALECT_BY_NAME[spec.cron_dialect]
     if spec.interval_seconds is not None:
         message.interval_seconds = spec.interval_seconds
     if spec.run_at is not None:

@@ -24,6 +24,7 @@ IfMatch = Annotated[
     Header(
         alias="If-Match",
         max_length=64,
+        json_schema_extra={"pattern": r'^(\*|"[1-9][0-9]{0,17}")$'},
         description='the schedule\'s ETag as read (e.g. "3"): the change applies only to that '
         "version, else 409 ABORTED",
     ),
@@ -39,8 +40,8 @@ def set_etag(response: Response, version: int) -> None:
 
 
 def expected_version(if_match: str | None) -> int:
-    """The version ``If-Match`` asks for; 0 when absent or ``*``."""
-    if if_match is None or if_match.strip() == "*":
+    """The version ``If-Match`` asks for; 0 when absent, empty (no condition) or ``*``."""
+    if if_match is None or if_match.strip() in ("", "*"):
         return 0
     found = _STRONG.fullmatch(if_match.strip())
     if found is None:
@@ -57,6 +58,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=128,
+        json_schema_extra={"pattern": r"^[\u0021-\u007e]+$"},
         description="a retry of a create with the same key within an hour answers the "
         "schedule the first call created (the body's requestId, said as a header)",
     ),

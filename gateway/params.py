@@ -21,12 +21,40 @@ PageSize = Annotated[
     int,
     Query(alias="pageSize", ge=0, le=INT32_MAX, description="0 = the server's default"),
 ]
-PageToken = Annotated[str, Query(alias="pageToken", description="nextPageToken of a page")]
+# Shown in OpenAPI (the scheduler refuses the rest, naming the field): no control characters.
+PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+# Page tokens and watch positions are opaque: only a value this API returned is valid, and a
+# forged one is 400 naming it. OpenAPI can say their alphabet (base64url), not their validity.
+OPAQUE = {"pattern": r"^[A-Za-z0-9_-]*$"}
+PageToken = Annotated[
+    str,
+    Query(
+        alias="pageToken",
+        max_length=512,
+        description="the nextPageToken of the previous page (opaque; any other value is 400)",
+        json_schema_extra=OPAQUE,
+    ),
+]
+ScheduleIdFilter = Annotated[
+    str,
+    Query(alias="scheduleId", max_length=256, json_schema_extra={"pattern": PRINTABLE}),
+]
+CampaignIdFilter = Annotated[
+    str,
+    Query(alias="campaignId", max_length=256, json_schema_extra={"pattern": PRINTABLE}),
+]
 
 
 # Ids in paths are bounded: an oversized id is a 400 naming it, never a huge error text.
 MAX_ID_CHARS = 128
-ResourceId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+ResourceId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        json_schema_extra={"pattern": PRINTABLE.replace("]*$", "]+$")},
+    ),
+]
 
 
 class _IdWithoutColon(Convertor[str]):

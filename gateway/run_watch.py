@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.errors import from_rpc_error
-from gateway.params import SchedulerDep
+from gateway.params import OPAQUE, CampaignIdFilter, ScheduleIdFilter, SchedulerDep
 
 
 def _event(kind: str, data: dict[str, Any], event_id: str = "") -> str:
@@ -50,10 +50,12 @@ def watch_routes(router: APIRouter) -> None:
     )
     async def watch_runs(
         scheduler: SchedulerDep,
-        schedule_id: Annotated[str, Query(alias="scheduleId", max_length=256)] = "",
-        campaign_id: Annotated[str, Query(alias="campaignId", max_length=256)] = "",
-        position: Annotated[str, Query(max_length=512)] = "",
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=512)] = None,
+        schedule_id: ScheduleIdFilter = "",
+        campaign_id: CampaignIdFilter = "",
+        position: Annotated[str, Query(max_length=512, json_schema_extra=OPAQUE)] = "",
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=512, json_schema_extra=OPAQUE)
+        ] = None,
     ) -> StreamingResponse:
         request = api.WatchRunsRequest(
             schedule_id=schedule_id, campaign_id=campaign_id, position=last_event_id or position

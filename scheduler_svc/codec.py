@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 from google.protobuf.message import Message
 
 from campaign_common import retry_policy
+from campaign_common.redaction import redact
 from campaign_common.runs.deadletters import DeadLetterRecord
 from campaign_common.runs.limits import limits_from_proto, limits_to_proto
 from campaign_common.runs.record import RunRecord, RunState
@@ -19,6 +20,7 @@ from campaigns.v1.scheduler_service_pb2 import (
     UpdateScheduleRequest,
 )
 from scheduler_svc.model import (
+    CronDialect,
     NewSchedule,
     Schedule,
     ScheduleState,
@@ -35,6 +37,13 @@ _STATE_TO_PROTO = {
 _STATE_FROM_PROTO = {value: key for key, value in _STATE_TO_PROTO.items()}
 
 
+_DIALECT_TO_PROTO = {
+    CronDialect.POSIX5: schedule_pb2.CRON_DIALECT_POSIX5,
+    CronDialect.SECONDS6: schedule_pb2.CRON_DIALECT_SECONDS6,
+}
+_DIALECT_FROM_PROTO = {value: key for key, value in _DIALECT_TO_PROTO.items()}
+
+
 def _bound_ms(spec: schedule_pb2.ScheduleSpec, field: str) -> int:
     return timestamp_to_ms(getattr(spec, field)) if spec.HasField(field) else 0
 
@@ -42,7 +51,9 @@ def _bound_ms(spec: schedule_pb2.ScheduleSpec, field: str) -> int:
 def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
     kind = spec.WhichOneof("kind")
     if kind == "cron":
-        timing = Timing(TimingKind.CRON, cron=spec.cron.strip())
+        # Unknown dialect numbers read as the default, as unknown overlap policies do.
+        dialect = _DIALECT_FROM_PROTO.get(spec.cron_dialect, CronDialect.POSIX5)
+        timing = Timing(TimingKind.CRON, cron=spec.cron.strip(), dialect=dialect)
     elif kind == "interval_seconds":
         timing = Timing(TimingKind.INTERVAL, interval_s=spec.interval_seconds)
     elif kind == "run_at":
@@ -54,17 +65,19 @@ def timing_from_proto(spec: schedule_pb2.ScheduleSpec) -> Timing | None:
         timezone=spec.timezone or "UTC",
         start_ms=_bound_ms(spec, "start_time"),
         end_ms=_bound_ms(spec, "end_time"),
+        jitter_s=spec.jitter_seconds,
     )
 
 
 def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
-    spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone)
+    spec = schedule_pb2.ScheduleSpec(timezone=timing.timezone, jitter_seconds=timing.jitter_s)
     if timing.start_ms:
         spec.start_time.CopyFrom(ms_to_timestamp(timing.start_ms))
     if timing.end_ms:
         spec.end_time.CopyFrom(ms_to_timestamp(timing.end_ms))
     if timing.kind is TimingKind.CRON:
         spec.cron = timing.cron
+        spec.cron_dialect = _DIALECT_TO_PROTO[timing.dialect]
     elif timing.kind is TimingKind.INTERVAL:
         spec.interval_seconds = timing.interval_s
     else:
@@ -139,6 +152,17 @@ def _timing_or_default(spec: schedule_pb2.ScheduleSpec) -> Timing:
     return timing_from_proto(spec) or Timing(TimingKind.INTERVAL)
 
 
+def redacted(message: schedule_pb2.Schedule) -> schedule_pb2.Schedule:
+    """``message`` as shown to callers: no URL credentials (of schedules stored before the
+    rule refused them) in its URLs or pause note."""
+    urls = [redact(url) for url in message.scrape.urls]
+    if urls != list(message.scrape.urls):
+        del message.scrape.urls[:]
+        message.scrape.urls.extend(urls)
+    message.paused_note = redact(message.paused_note)
+    return message
+
+
 def schedule_from_proto(message: schedule_pb2.Schedule) -> Schedule:
     return Schedule(
         schedule_id=message.schedule_id,
@@ -196,7 +220,7 @@ def dead_letter_to_proto(record: DeadLetterRecord) -> run_pb2.DeadLetter:
         schedule_id=request.schedule_id,
         campaign_id=request.campaign_id,
         attempt=request.attempt,
-        error=record.error,
+        error=redact(record.error),
         deliveries=record.deliveries,
         dead_lettered_at=ms_to_timestamp(record.dead_at_ms),
     )
@@ -210,7 +234,7 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
         state=f"RUN_STATE_{record.state.value}",
         attempt=record.attempt,
         scheduled_for=ms_to_timestamp(record.scheduled_for_ms),
-        error=record.error,
+        error=redact(record.error),
         trigger=f"RUN_TRIGGER_{record.trigger}",
     )
     if record.started_at_ms:

@@ -1,6 +1,11 @@
-"""Cron dialect: POSIX 5-field expressions translated into APScheduler triggers.
+"""Cron dialects: POSIX 5-field expressions (and the seconds dialect) as APScheduler triggers.
 
-Dialect ``posix5``: ``minute hour day-of-month month day-of-week``.
+Dialect ``posix5`` (the default): ``minute hour day-of-month month day-of-week``.
+Dialect ``seconds6``, named explicitly (never guessed from the field count, so six fields in
+``posix5`` stay an error): ``second minute hour day-of-month month day-of-week``, the second
+0-59 and every other field exactly as in ``posix5``; a macro fires at second 0.
+Field ranges: second 0-59, minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 (or
+``jan``..``dec``), day-of-week 0-7.
 - Day of week counts from Sunday: 0 and 7 are Sunday, 1 is Monday ... 6 is Saturday; names
   ``sun``..``sat`` are accepted. APScheduler 3 numbers weekdays from Monday, so the field is
   expanded here into the explicit set of days and handed over as day names, never numbers.
@@ -25,10 +30,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from scheduler_svc.model import CronDialect
 from scheduler_svc.wallclock import WallClockTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_DIALECT_FIELDS = {CronDialect.POSIX5: _FIELDS, CronDialect.SECONDS6: ("second", *_FIELDS)}
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -44,7 +51,7 @@ _PROBE_UNTIL = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class CronSyntaxError(ValueError):
-    """The expression is not valid in the posix5 dialect; the message says which part."""
+    """The expression is not valid in its dialect; the message says which part."""
 
 
 def _day_number(token: str) -> int:
@@ -87,11 +94,17 @@ def weekday_names(field: str) -> str:
     return ",".join(_DAY_NAMES[day] for day in sorted(days))
 
 
-def _trigger(minute: str, hour: str, day: str, month: str, dow: str) -> CronTrigger:
+def _trigger(second: str, minute: str, hour: str, day: str, month: str, dow: str) -> CronTrigger:
     """A trigger on naive wall-clock time (computed in UTC, where no time is skipped)."""
     try:
         return CronTrigger(
-            minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone=UTC
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=dow,
+            timezone=UTC,
         )
     except ValueError as exc:
         raise CronSyntaxError(str(exc)[:200]) from exc
@@ -120,18 +133,45 @@ def _never_fires(trigger: CronTrigger) -> bool:
     return probe.get_next_fire_time(None, _PROBE_FROM) is None
 
 
-@lru_cache(maxsize=4096)  # triggers hold no state: validation and every zone share one
-def _wall_trigger(expression: str) -> BaseTrigger:
-    parts = expand_macro(expression).split()
-    if len(parts) != len(_FIELDS):
+_APS_FIELDS = ("second", "minute", "hour", "day", "month")
+_RANGES = {"second": "0-59", "minute": "0-59", "hour": "0-23", "day": "1-31", "month": "1-12"}
+
+
+def _check_field(name: str, value: str) -> None:
+    """Judge one field alone, so the error names the field (APScheduler's does not)."""
+    try:
+        CronTrigger(**{name: value}, timezone=UTC)
+    except ValueError as exc:
+        label = "day-of-month" if name == "day" else name
         raise CronSyntaxError(
-            f"expected 5 fields ({' '.join(_FIELDS)}) or a macro such as @daily, "
-            f"got {len(parts)}: {expression[:80]!r}"
+            f"{label} {value[:20]!r} is not valid (range {_RANGES[name]}): {str(exc)[:120]}"
+        ) from exc
+
+
+def _fields(expression: str, dialect: CronDialect) -> list[str]:
+    """The expression's fields, seconds first (``0`` in posix5 and for macros)."""
+    names = _DIALECT_FIELDS[dialect]
+    text = expression.strip()
+    if text.startswith("@"):
+        return ["0", *expand_macro(text).split()]
+    parts = text.split()
+    if len(parts) != len(names):
+        hint = " (six fields: set the seconds6 dialect)" if len(parts) == 6 else ""
+        raise CronSyntaxError(
+            f"expected {len(names)} fields ({' '.join(names)}) in the {dialect.lower()} "
+            f"dialect, or a macro such as @daily; got {len(parts)}{hint}: {expression[:80]!r}"
         )
-    minute, hour, dom, month, dow = parts
+    return parts if dialect is CronDialect.SECONDS6 else ["0", *parts]
+
+
+@lru_cache(maxsize=4096)  # triggers hold no state: validation and every zone share one
+def _wall_trigger(expression: str, dialect: CronDialect) -> BaseTrigger:
+    second, minute, hour, dom, month, dow = _fields(expression, dialect)
+    for name, value in zip(_APS_FIELDS, (second, minute, hour, dom, month), strict=True):
+        _check_field(name, value)
     days = weekday_names(dow)
     if dom.startswith("*") or dow.startswith("*"):
-        single = _trigger(minute, hour, dom, month, days)
+        single = _trigger(second, minute, hour, dom, month, days)
         if _never_fires(single):
             raise CronSyntaxError(
                 f"{expression[:80]!r} can never fire: no date matches its day-of-month, "
@@ -139,11 +179,14 @@ def _wall_trigger(expression: str) -> BaseTrigger:
             )
         return single
     # OR of a date rule and a weekday rule: every weekday occurs in every month, so it fires.
-    by_date = _trigger(minute, hour, dom, month, "*")
-    by_weekday = _trigger(minute, hour, "*", month, days)
+    by_date = _trigger(second, minute, hour, dom, month, "*")
+    by_weekday = _trigger(second, minute, hour, "*", month, days)
     return OrTrigger([by_date, by_weekday])
 
 
-def parse_cron(expression: str, tz: tzinfo) -> BaseTrigger:
-    """Trigger for a posix5 expression (or macro) in time zone ``tz``; raises CronSyntaxError."""
-    return WallClockTrigger(_wall_trigger(expression), tz)
+def parse_cron(
+    expression: str, tz: tzinfo, dialect: CronDialect = CronDialect.POSIX5
+) -> BaseTrigger:
+    """Trigger for an expression (or macro) of ``dialect`` in time zone ``tz``; raises
+    CronSyntaxError."""
+    return WallClockTrigger(_wall_trigger(expression, dialect), tz)

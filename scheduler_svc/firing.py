@@ -13,7 +13,8 @@ Emission is conditioned on the schedule as stored, never on this replica's copy 
    ``stale``, never retried). A fire emitted before the raise was emitted before the answer,
    and no fire is emitted before its nominal time, so no run's nominal time is after it.
 
-A fire is emitted while it is within the catch-up window of its nominal time. After that it is
+A fire is emitted while it is within the catch-up window (the schedule's own, else the
+service's default) of the time it was due (its nominal time plus its jitter). After that it is
 recorded as a SKIPPED run with the reason: ``MISSED_REASON`` for fires missed while no
 scheduler ran (start-up), ``missed (emission failed: <error>)`` for a fire whose emission kept
 failing for the whole window and for the fires that came due meanwhile (the timer hands those
@@ -29,6 +30,7 @@ import logging
 import random
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 from apscheduler.triggers.base import BaseTrigger
 from opentelemetry import trace
@@ -50,7 +52,7 @@ from scheduler_svc import metrics
 from scheduler_svc.batcher import Batcher
 from scheduler_svc.codec import scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
-from scheduler_svc.triggers import FireTimes, fires_left, next_fire_ms
+from scheduler_svc.triggers import FireTimes, build_trigger, due_ms, fires_left, next_fire_ms
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -156,10 +158,14 @@ class Firing:
     async def _emit_or_record(
         self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
     ) -> Emission:
-        if now_ms() > fire_ms + self._window_ms + _LATE_GRACE_MS:
+        due = fire_ms
+        if schedule.timing.jitter_s:
+            due = due_ms(schedule, build_trigger(schedule.timing, schedule.created_at_ms), fire_ms)
+        deadline_ms = due + schedule.catch_up_window_ms(self._window_ms)
+        if now_ms() > deadline_ms + _LATE_GRACE_MS:
             return await self._record(schedule, request, self._late_reason(schedule))
         try:
-            emission = await self._emit_with_retry(schedule, request, fire_ms)
+            emission = await self._emit_with_retry(schedule, request, due, deadline_ms)
         except RedisError as exc:
             mark_error(trace.get_current_span(), type(exc).__name__, str(exc))
             reason = f"missed (emission failed: {exc})"
@@ -173,7 +179,7 @@ class Firing:
         return behind[1] if behind is not None and behind[0] == schedule.version else LATE_REASON
 
     async def _emit_with_retry(
-        self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
+        self, schedule: Schedule, request: events_pb2.RunRequested, due: int, deadline_ms: int
     ) -> Emission:
         delay_s = _FIRST_DELAY_S
         while True:
@@ -187,13 +193,13 @@ class Firing:
                 emission = await self._emitter.submit(call)
             except RedisError as exc:
                 raise_if_cancelling()
-                if now_ms() > fire_ms + self._window_ms:
+                if now_ms() > deadline_ms:
                     raise
                 pause_s, delay_s = _backoff(delay_s)
                 log.warning("emitting %s failed (%s); retrying", request.run_id, exc)
                 await asyncio.sleep(pause_s)
                 continue
-            _report(request, emission, schedule.version, fire_ms)
+            _report(request, emission, schedule.version, due)
             return emission
 
     async def _record(
@@ -268,27 +274,30 @@ class Firing:
         ]
 
     async def record_missed(
-        self, schedules: list[Schedule], until_ms: int, fire_times: FireTimes
+        self,
+        schedules: list[Schedule],
+        until: Callable[[Schedule], int],
+        fire_times: FireTimes,
     ) -> int:
-        """Record fires due before ``until_ms`` that nobody emitted as SKIPPED runs.
+        """Record fires due before ``until(schedule)`` that nobody emitted as SKIPPED runs.
 
         Looks from each schedule's newest scheduled run (or its last change, if later) up to
-        ``until_ms`` (the start of the catch-up window: fires after it are emitted instead).
-        Only schedules with a fire between their last change and ``until_ms`` can have missed
-        one; their newest runs are read in batches. Returns how many were recorded.
+        ``until(schedule)`` (the start of its catch-up window: fires after it are emitted
+        instead). Only schedules with a fire between their last change and that point can
+        have missed one; their newest runs are read in batches. Returns how many were recorded.
         """
         candidates = []
         for schedule in schedules:
             if schedule.state is not ScheduleState.ACTIVE:
                 continue
             trigger = fire_times.trigger(schedule)
-            if fire_times.any_between(trigger, schedule.updated_at_ms, until_ms):
+            if fire_times.any_between(trigger, schedule.updated_at_ms, until(schedule)):
                 candidates.append((schedule, trigger))
         lasts = await self._runs.last_scheduled_fires_ms([s.schedule_id for s, _ in candidates])
         recorded = 0
         for (schedule, trigger), last in zip(candidates, lasts, strict=True):
             since = max(last or 0, schedule.updated_at_ms)
-            recorded += await self._record_missed_between(schedule, trigger, since, until_ms)
+            recorded += await self._record_missed_between(schedule, trigger, since, until(schedule))
         return recorded
 
     async def _record_missed_between(
@@ -312,10 +321,10 @@ class Firing:
 
 
 def _report(
-    request: events_pb2.RunRequested, emission: Emission, version: int, fire_ms: int
+    request: events_pb2.RunRequested, emission: Emission, version: int, due_ms: int
 ) -> None:
     if emission is Emission.EMITTED:
-        lag_ms = now_ms() - fire_ms
+        lag_ms = now_ms() - due_ms  # after the fire was due (nominal time + jitter)
         metrics.FIRE_LAG.observe(lag_ms / 1000)
         log.info("fired", extra={"run_id": request.run_id, "lag_ms": lag_ms})
     elif emission is Emission.STALE:

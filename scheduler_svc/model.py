@@ -16,6 +16,11 @@ class ScheduleState(StrEnum):
     COMPLETED = "COMPLETED"
 
 
+class CronDialect(StrEnum):
+    POSIX5 = "POSIX5"  # minute hour day-of-month month day-of-week
+    SECONDS6 = "SECONDS6"  # second, then the five POSIX fields
+
+
 class TimingKind(StrEnum):
     CRON = "CRON"
     INTERVAL = "INTERVAL"
@@ -33,6 +38,8 @@ class Timing:
     timezone: str = "UTC"
     start_ms: int = 0  # no fire before (0: no bound)
     end_ms: int = 0  # no fire after (0: no bound)
+    jitter_s: int = 0  # each fire runs a deterministic offset in [0, jitter_s) late
+    dialect: CronDialect = CronDialect.POSIX5
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,10 @@ class Schedule:
     paused_note: str = ""
     limits: RunLimits = field(default_factory=RunLimits)
     retry: RetryPolicy = DEFAULT_RETRY  # the effective policy (defaults filled in)
+
+    def catch_up_window_ms(self, default_ms: int) -> int:
+        """How late a fire may still run: the schedule's own window, else the service's."""
+        return self.limits.catch_up_window_s * 1000 or default_ms
 
     def evolve(self, now_ms: int, **changes: object) -> Schedule:
         """The next version of this schedule with ``changes`` applied."""

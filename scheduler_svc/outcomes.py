@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.notifier import WebhookNotifier
+from campaign_common.redaction import redact
 from campaign_common.runs.log import RunLog
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import ms_to_rfc3339, now_ms
@@ -117,14 +118,22 @@ class OutcomeFollower:
             record = await self._runs.get_run(body.run_id)
             if record is not None:
                 failure = Failure(
-                    entry_id, body.run_id, record.schedule_id, record.campaign_id, body.error
+                    entry_id,
+                    body.run_id,
+                    record.schedule_id,
+                    record.campaign_id,
+                    redact(body.error),
                 )
                 await self._failed(failure)
         elif isinstance(body, events_pb2.RunDeadLettered):
             metrics.OUTCOMES.labels(outcome="dead_lettered").inc()
             request = body.request
             failure = Failure(
-                entry_id, request.run_id, request.schedule_id, request.campaign_id, body.error
+                entry_id,
+                request.run_id,
+                request.schedule_id,
+                request.campaign_id,
+                redact(body.error),
             )
             self._alert("run.dead_lettered", failure, attempt=request.attempt)
             await self._failed(failure)

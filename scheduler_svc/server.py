@@ -129,7 +129,7 @@ class SchedulerServer:
         replayed = await follower.replay()
         self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
         timer.start()
-        await _arm_all(registry, timer, firing, commands, now_ms() - window_ms)
+        await _arm_all(registry, timer, firing, commands, now_ms(), window_ms)
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.counts()))
         metrics.count_schedules(registry.counts())
@@ -276,17 +276,26 @@ class SchedulerServer:
 
 
 async def _arm_all(
-    registry: Registry, timer: Timer, firing: Firing, commands: Commands, missed_until: int
+    registry: Registry,
+    timer: Timer,
+    firing: Firing,
+    commands: Commands,
+    started_ms: int,
+    default_window_ms: int,
 ) -> None:
-    """Start-up: complete schedules whose cap was reached, record fires missed beyond the
-    catch-up window, then arm every schedule (each trigger built once, shared fire times
-    computed once, Redis read in batches)."""
+    """Start-up: complete schedules whose cap was reached, record fires missed beyond each
+    schedule's catch-up window, then arm every schedule (fires within its window run at once;
+    each trigger built once, shared fire times computed once, Redis read in batches)."""
     schedules = list(registry.all())
     done = await firing.exhausted_of(schedules)
     for schedule in done:
         await commands.complete(schedule)
     finished = {s.schedule_id for s in done}
     armed = [s for s in schedules if s.schedule_id not in finished]
+
+    def missed_until(schedule: Schedule) -> int:
+        return started_ms - schedule.catch_up_window_ms(default_window_ms)
+
     fire_times = FireTimes()
     await firing.record_missed(armed, missed_until, fire_times)
     timer.sync_many(armed, missed_until, fire_times=fire_times)

@@ -40,6 +40,7 @@ from scheduler_svc.errors import (
 from scheduler_svc.firing import Firing
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.request_strings import string_violations
+from scheduler_svc.result_pages import results_page
 from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.triggers import upcoming_fires
 from scheduler_svc.validation import FieldViolation
@@ -174,7 +175,7 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
         fires: list[int] = []
         if schedule.state is ScheduleState.ACTIVE:
             fires = upcoming_fires(schedule, now_ms(), self._preview)
-        return codec.schedule_to_proto(schedule, fires)
+        return codec.redacted(codec.schedule_to_proto(schedule, fires))
 
     @_rpc
     async def AddScheduledCampaign(self, request: Any, context: Any) -> Any:
@@ -281,9 +282,11 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
 
     @_rpc
     async def ListResults(self, request: Any, context: Any) -> Any:
-        limit = _page_size(request.page_size, default=20, maximum=1000)
-        results = await self._runs.list_results(request.campaign_id, limit)
-        return api.ListResultsResponse(results=results)
+        size = _page_size(request.page_size, default=20, maximum=1000)
+        results, token = await results_page(
+            self._runs, request.campaign_id, size, request.page_token
+        )
+        return api.ListResultsResponse(results=results, next_page_token=token)
 
     @_rpc
     async def ListDeadLetters(self, request: Any, context: Any) -> Any:

@@ -1,9 +1,10 @@
 """The timer: every active schedule's next fire in one heap, one APScheduler job as the clock.
 
 APScheduler is a projection here, never a source of truth. Its triggers (`triggers`) compute
-each schedule's next nominal fire time; the times wait in a heap (O(log n) per change, a few
-hundred bytes per schedule instead of a job object each), and a single APScheduler job, armed
-for the heap's earliest time, wakes the timer. A wake-up hands every due fire to `on_fire`;
+each schedule's next nominal fire time, due at that time plus the schedule's jitter
+(`triggers.due_ms`); the due times wait in a heap (O(log n) per change, a few hundred bytes
+per schedule instead of a job object each), and a single APScheduler job, armed for the
+heap's earliest time, wakes the timer. A wake-up hands every due fire to `on_fire`;
 afterwards the fire's schedule is armed for its following fire.
 
 Timeline that keeps this correct:
@@ -19,9 +20,10 @@ Timeline that keeps this correct:
 3. Emission is idempotent per run id, so a fire emitted here and by another replica, or again
    after a restart's catch-up, still yields exactly one run.
 4. No fire is skipped silently: when a fire took so long (an emission retried for the whole
-   catch-up window, a frozen process) that later fires are past the window by now, those are
-   handed over too, one after the other in the same task, and `on_fire` records them as
-   missed; the next fire is armed at the first one not yet past the window.
+   catch-up window, a frozen process) that later fires are past the window by now (the
+   schedule's own window, else the service's default), those are handed over too, one after
+   the other in the same task, and `on_fire` records them as missed; the next fire is armed at
+   the first one not yet past the window.
 5. The wake job runs only to pop due entries and start their fire tasks (it never waits on
    Redis), so one wake-up can never delay the next; it re-arms itself for the new earliest time.
 """
@@ -42,7 +44,7 @@ from apscheduler.triggers.date import DateTrigger
 from campaign_common.timeutil import ms_to_datetime, now_ms
 from scheduler_svc.firing import MAX_MISSED_RECORDS, fires_between
 from scheduler_svc.model import Schedule, ScheduleState
-from scheduler_svc.triggers import FireTimes, next_fire_ms
+from scheduler_svc.triggers import FireTimes, due_ms, next_fire_ms
 
 log = logging.getLogger(__name__)
 
@@ -89,31 +91,33 @@ class Timer:
     ) -> None:
         """Arm (or disarm) ``schedule`` for its next fire from now.
 
-        With ``catch_up_from_ms`` (start-up) fires since then are due at once; catch-up never
+        With ``catch_up_from_ms`` (start-up) fires since then are run at once; catch-up never
         reaches back before the schedule's last change (fires before a creation or a resume
         were never due).
         """
-        self.sync_many([schedule], catch_up_from_ms, deleted=deleted)
+        since = None if catch_up_from_ms is None else (lambda _: catch_up_from_ms)
+        self.sync_many([schedule], since, deleted=deleted)
 
     def sync_many(
         self,
         schedules: Iterable[Schedule],
-        catch_up_from_ms: int | None = None,
+        catch_up_from: Callable[[Schedule], int] | None = None,
         *,
         deleted: bool = False,
         fire_times: FireTimes | None = None,
     ) -> None:
-        """`sync` for many schedules at once (start-up): shared triggers compute once."""
+        """`sync` for many schedules at once (start-up: ``catch_up_from`` gives each its own
+        start of catch-up); shared triggers compute once."""
         memo = fire_times or FireTimes()
         for schedule in schedules:
             self._armed.pop(schedule.schedule_id, None)  # its heap entry is dropped when due
             if deleted or schedule.state is not ScheduleState.ACTIVE:
                 continue
             trigger = memo.trigger(schedule)
-            if catch_up_from_ms is None:
+            if catch_up_from is None:
                 after = now_ms()
             else:
-                after = max(catch_up_from_ms, schedule.updated_at_ms)
+                after = max(catch_up_from(schedule), schedule.updated_at_ms)
             self._arm(schedule, trigger, memo.next_after(trigger, after))
         self._compact()
         self._arm_wake()
@@ -124,7 +128,8 @@ class Timer:
             return
         entry = _Armed(schedule, trigger, fire_ms)
         self._armed[schedule.schedule_id] = entry
-        heapq.heappush(self._heap, (fire_ms, next(self._order), entry))
+        due = due_ms(schedule, trigger, fire_ms)
+        heapq.heappush(self._heap, (due, next(self._order), entry))
 
     def _compact(self) -> None:
         """Drop replaced entries once they outnumber the armed ones (bounded memory)."""
@@ -156,8 +161,8 @@ class Timer:
     async def _wake(self) -> None:
         """Start a fire task for every due entry; re-arm the wake job for the next one."""
         self._wake_ms = None
-        due_ms = now_ms()
-        while self._heap and self._heap[0][0] <= due_ms:
+        now = now_ms()
+        while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
             if self._is_armed(entry):
                 task = asyncio.create_task(self._fire(entry), name="fire")
@@ -168,7 +173,7 @@ class Timer:
     async def _fire(self, entry: _Armed) -> None:
         fire_ms = entry.fire_ms
         await self._handle(entry, fire_ms)
-        cutoff_ms = now_ms() - self._window_ms
+        cutoff_ms = now_ms() - entry.schedule.catch_up_window_ms(self._window_ms)
         late = fires_between(entry.trigger, fire_ms, cutoff_ms)
         if len(late) == MAX_MISSED_RECORDS:
             log.warning(

@@ -6,10 +6,18 @@ stored expression that cannot be parsed or can never fire (one accepted before v
 refused it) becomes a trigger with no fires: computing fire times is always bounded.
 Intervals and one-shot times are instants, so daylight saving time does not move them; cron
 times are local wall-clock times (see `scheduler_svc.wallclock` for the DST policy).
+
+Jitter (as Temporal Schedules have it): a fire's *nominal* time is what the trigger computes;
+it names the run (`scheduler_svc.firing.scheduled_run_id`) and is the run's ``scheduled_for``.
+The fire is *due* a deterministic offset later, in [0, jitter), derived from the schedule id and
+the nominal time (so every replica and every restart agrees), and capped before the next
+nominal time (fires stay in order). The preview (``next_fire_times``) shows due times: when
+runs will actually be requested, as Temporal's future action times do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -22,17 +30,19 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from campaign_common.timeutil import datetime_to_ms, ms_to_datetime
 from scheduler_svc.cron import CronSyntaxError, parse_cron
-from scheduler_svc.model import Schedule, Timing, TimingKind
+from scheduler_svc.model import CronDialect, Schedule, Timing, TimingKind
 from scheduler_svc.wallclock import BoundedTrigger, NeverTrigger
 
 log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4096)
-def cron_trigger(expression: str, timezone: str) -> BaseTrigger:
+def cron_trigger(
+    expression: str, timezone: str, dialect: CronDialect = CronDialect.POSIX5
+) -> BaseTrigger:
     """The shared trigger of a cron expression in a zone (no fires if it cannot fire)."""
     try:
-        return parse_cron(expression, ZoneInfo(timezone))
+        return parse_cron(expression, ZoneInfo(timezone), dialect)
     except (CronSyntaxError, ValueError, KeyError, OSError) as exc:
         log.warning("cron %r in %s never fires: %s", expression[:80], timezone[:80], exc)
         return NeverTrigger()
@@ -49,7 +59,7 @@ def build_trigger(timing: Timing, anchor_ms: int) -> BaseTrigger:
 
 def _unbounded(timing: Timing, anchor_ms: int) -> BaseTrigger:
     if timing.kind is TimingKind.CRON:
-        return cron_trigger(timing.cron, timing.timezone or "UTC")
+        return cron_trigger(timing.cron, timing.timezone or "UTC", timing.dialect)
     tz = UTC
     if timing.kind is TimingKind.INTERVAL:
         first = ms_to_datetime(anchor_ms + timing.interval_s * 1000)
@@ -144,6 +154,39 @@ def fires_left(schedule: Schedule, after_ms: int) -> bool:
     return next_fire_ms(trigger, after_ms=after_ms + 1) is not None
 
 
+def jitter_offset_ms(schedule_id: str, nominal_ms: int, jitter_s: int) -> int:
+    """The fire's offset in [0, jitter_s * 1000): the same on every replica, every run."""
+    if jitter_s <= 0:
+        return 0
+    seed = f"{schedule_id}@{nominal_ms}".encode()
+    digest = hashlib.blake2b(seed, digest_size=8, person=b"fire-jitter").digest()
+    return int.from_bytes(digest, "big") % (jitter_s * 1000)
+
+
+def due_ms(schedule: Schedule, trigger: BaseTrigger, nominal_ms: int) -> int:
+    """When the fire of ``nominal_ms`` is due: plus its jitter, kept before the next fire."""
+    offset = jitter_offset_ms(schedule.schedule_id, nominal_ms, schedule.timing.jitter_s)
+    if offset:
+        following = next_fire_ms(trigger, after_ms=nominal_ms + 1)
+        if following is not None:
+            offset = min(offset, following - nominal_ms - 1)
+    return nominal_ms + offset
+
+
+def _preview_start(trigger: BaseTrigger, now_ms: int, jitter_ms: int) -> int:
+    """Where the preview starts looking: a fire whose nominal time passed may still be due
+    (its jitter). Looks back in doubling steps up to the jitter for a recent nominal time, so a
+    fast schedule is not walked through a whole jitter's worth of fires."""
+    span_ms = 1000
+    while jitter_ms > 0:
+        start = now_ms - min(span_ms, jitter_ms)
+        fire = next_fire_ms(trigger, after_ms=start)
+        if fire is None or fire < now_ms or span_ms >= jitter_ms:
+            return start
+        span_ms *= 2
+    return now_ms
+
+
 # Previews of shared (cron) triggers, by (trigger, whole second, count): every schedule with
 # the same cron and zone shows the same next fires, computed once per second.
 _PREVIEWS: OrderedDict[tuple[BaseTrigger, int, int], list[int]] = OrderedDict()
@@ -151,35 +194,39 @@ _PREVIEWS_MAX = 4096
 
 
 def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:
-    """The next ``count`` fire times from ``now_ms`` (preview for the API)."""
+    """The next ``count`` due times from ``now_ms`` (preview for the API; jitter included)."""
     trigger = build_trigger(schedule.timing, schedule.created_at_ms)
-    if not isinstance(trigger, NeverTrigger) and trigger is _unbounded_cron(schedule):
-        # Cron fires fall on whole seconds: none lies strictly between now and the next second.
-        second_ms = -(-now_ms // 1000) * 1000
-        key = (trigger, second_ms, count)
-        fires = _PREVIEWS.get(key)
-        if fires is None:
-            fires = _PREVIEWS[key] = _upcoming(trigger, second_ms, count)
-            if len(_PREVIEWS) > _PREVIEWS_MAX:
-                _PREVIEWS.popitem(last=False)
-        return list(fires)
-    return _upcoming(trigger, now_ms, count)
+    if schedule.timing.jitter_s or trigger is not _unbounded_cron(schedule):
+        return _upcoming(schedule, trigger, now_ms, count)
+    # A shared cron without jitter: every schedule with it shows the same next fires. Cron
+    # fires fall on whole seconds, none strictly between now and the next second.
+    second_ms = -(-now_ms // 1000) * 1000
+    key = (trigger, second_ms, count)
+    fires = _PREVIEWS.get(key)
+    if fires is None:
+        fires = _PREVIEWS[key] = _upcoming(schedule, trigger, second_ms, count)
+        if len(_PREVIEWS) > _PREVIEWS_MAX:
+            _PREVIEWS.popitem(last=False)
+    return list(fires)
 
 
 def _unbounded_cron(schedule: Schedule) -> BaseTrigger | None:
     timing = schedule.timing
     if timing.kind is not TimingKind.CRON or timing.start_ms or timing.end_ms:
         return None
-    return cron_trigger(timing.cron, timing.timezone or "UTC")
+    return build_trigger(timing, schedule.created_at_ms)
 
 
-def _upcoming(trigger: BaseTrigger, now_ms: int, count: int) -> list[int]:
+def _upcoming(schedule: Schedule, trigger: BaseTrigger, now_ms: int, count: int) -> list[int]:
     fires: list[int] = []
     previous: int | None = None
+    after_ms = _preview_start(trigger, now_ms, schedule.timing.jitter_s * 1000)
     while len(fires) < count:
-        fire = next_fire_ms(trigger, after_ms=now_ms, previous_ms=previous)
+        fire = next_fire_ms(trigger, after_ms=after_ms, previous_ms=previous)
         if fire is None:
             break
-        fires.append(fire)
         previous = fire
+        due = due_ms(schedule, trigger, fire)
+        if due >= now_ms:
+            fires.append(due)
     return fires

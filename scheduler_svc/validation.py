@@ -26,6 +26,10 @@ MAX_NAME = 200
 MAX_URLS = 100
 MAX_SELECTORS = 50
 MAX_INTERVAL_S = 366 * 24 * 3600
+# Jitter and catch-up window (`campaign_common.runs.limits`, 12 h) together stay below the
+# runs' dedupe TTL (24 h by default), so a fire emitted late by one replica is still
+# recognised when another emits it.
+MAX_JITTER_S = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,15 @@ def _check_timing(timing: Timing | None, now_ms: int, grace_ms: int) -> list[Fie
     if timing is None:
         return [FieldViolation("schedule", "set exactly one of cron, interval_seconds or run_at")]
     violations = check_timezone(timing.timezone) + _check_bounds(timing, now_ms)
+    if not 0 <= timing.jitter_s <= MAX_JITTER_S:
+        violations.append(
+            FieldViolation(
+                "schedule.jitter_seconds", f"must be between 0 (no jitter) and {MAX_JITTER_S}"
+            )
+        )
     if timing.kind is TimingKind.CRON:
         try:
-            parse_cron(timing.cron, UTC)
+            parse_cron(timing.cron, UTC, timing.dialect)
         except CronSyntaxError as exc:
             violations.append(FieldViolation("schedule.cron", f"invalid cron expression: {exc}"))
     elif timing.kind is TimingKind.INTERVAL:

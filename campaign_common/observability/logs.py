@@ -3,7 +3,8 @@
 Every JSON line carries ``ts``, ``level``, ``service``, ``logger``, ``msg``, the current
 ``trace_id``/``span_id`` when a span is active, ``run_id`` inside `run_logging` (a fire, a
 run's processing), and the ``extra`` fields of the call (``schedule_id`` ...) as fields of
-their own. Terminal colour codes never reach a
+their own. URL credentials (``user:secret@``) never reach a line in either format
+(`campaign_common.redaction`). Terminal colour codes never reach a
 JSON line (uvicorn's ``color_message`` is dropped, escape sequences are stripped). Access log
 lines of probes (``/healthz``, ``/readyz``, ``/metrics``) are dropped unless asked for.
 """
@@ -21,6 +22,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
+
+from campaign_common.redaction import redact
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -63,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": strip_ansi(record.getMessage()),
+            "msg": redact(strip_ansi(record.getMessage())),
         }
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
@@ -74,9 +77,10 @@ class JsonFormatter(logging.Formatter):
             entry["run_id"] = run_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+                text = value if isinstance(value, int | float | bool) else redact(str(value))
+                entry[key] = text
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry)
 
 
@@ -88,7 +92,7 @@ class HumanFormatter(logging.Formatter):
         super().__init__(fmt, datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = redact(super().format(record))
         run_id = _run_id(record)
         return f"{line} [run_id={run_id}]" if run_id and run_id not in line else line
 

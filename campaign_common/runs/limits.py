@@ -28,7 +28,8 @@ class RunLimits:
     the scraper resolved them (`scraper_svc.limits.resolve`), 0 means "none".
 
     ``run_timeout_s`` is whole seconds on the wire; a worker's default may be a fraction.
-    ``max_total_runs`` and ``pause_after_failures`` are the scheduler's to apply.
+    ``max_total_runs``, ``pause_after_failures`` and ``catch_up_window_s`` are the scheduler's
+    to apply.
     """
 
     overlap: Overlap = Overlap.SKIP
@@ -42,6 +43,7 @@ class RunLimits:
     per_host_concurrency: int = 0
     per_host_delay_ms: int = 0
     pause_after_failures: int = 0
+    catch_up_window_s: int = 0  # the scheduler's; 0: the service's default
 
     @property
     def rate_limited(self) -> bool:
@@ -60,6 +62,7 @@ LIMIT_FIELDS = {
     "per_host_concurrency": ("per_host_concurrency", 100),
     "per_host_delay_ms": ("per_host_delay_ms", 3_600_000),
     "pause_after_failures": ("pause_after_failures", 1000),
+    "catch_up_window_seconds": ("catch_up_window_s", 12 * 3600),
 }
 
 _OVERLAP_TO_PROTO = {

@@ -363,8 +363,12 @@ class RunLog:
         if refused is not None:
             raise refused
 
-    async def list_results(self, campaign_id: str, limit: int) -> list[run_pb2.ScrapeResult]:
-        raw = cast(list[bytes], await self._redis.lrange(results_key(campaign_id), 0, limit - 1))
+    async def list_results(
+        self, campaign_id: str, limit: int, start: int = 0
+    ) -> list[run_pb2.ScrapeResult]:
+        """Up to ``limit`` results from index ``start`` (0: the newest)."""
+        key = results_key(campaign_id)
+        raw = cast(list[bytes], await self._redis.lrange(key, start, start + limit - 1))
         return [run_pb2.ScrapeResult.FromString(item) for item in raw]
 
 

@@ -47,11 +47,13 @@ async def test_api_create_returns_201_with_the_schedule(gateway: httpx.AsyncClie
     assert body["campaignId"] == "spring-leads" and body["name"] == "Spring leads"
     assert body["schedule"] == {
         "cron": "0 9 * * 1-5",
+        "cronDialect": "posix5",
         "intervalSeconds": None,
         "runAt": None,
         "timezone": "Europe/Berlin",
         "startTime": None,
         "endTime": None,
+        "jitterSeconds": 0,
     }
     assert body["scrape"] == {"urls": ["http://127.0.0.1:1/offer"], "selectors": {"title": "h1"}}
     assert len(body["nextFireTimes"]) == 5
@@ -236,7 +238,7 @@ async def test_api_unknown_ids_are_404(
 
 async def test_api_results_of_a_campaign_without_runs_is_empty(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/v1/campaigns/spring-leads/results", params={"pageSize": 5})
-    assert (response.status_code, response.json()) == (200, {"results": []})
+    assert (response.status_code, response.json()) == (200, {"results": [], "nextPageToken": ""})
 
 
 async def test_api_readyz_is_200_with_the_scheduler_serving(gateway: httpx.AsyncClient) -> None:
@@ -376,3 +378,28 @@ async def test_api_retry_scheduled_run_shows_next_attempt_at(
     assert body["nextAttemptAt"] == "2026-01-05T09:00:00.000Z" and body["error"] == "HTTP 503"
     listed = await gateway.get("/v1/runs", params={"scheduleId": created["scheduleId"]})
     assert listed.json()["runs"][0]["nextAttemptAt"] == "2026-01-05T09:00:00.000Z"
+
+
+async def test_api_cron_dialect_jitter_and_catch_up_window_round_trip(
+    gateway: httpx.AsyncClient,
+) -> None:
+    body = campaign(cron="30 0 9 * * 1-5", cronDialect="seconds6", jitterSeconds=90)
+    body["limits"] = {"catchUpWindowSeconds": 600}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["schedule"]["cronDialect"] == "seconds6"
+    assert created["schedule"]["jitterSeconds"] == 90
+    assert created["limits"]["catchUpWindowSeconds"] == 600
+    posix = campaign(cron="30 0 9 * * 1-5")  # six fields without the dialect
+    response = await gateway.post("/campaign/addScheduledCampaign", json=posix)
+    assert response.status_code == 400 and fields(response) == ["schedule.cron"]
+    assert "seconds6" in response.json()["fieldViolations"][0]["description"]
+    quartz = campaign(cron="0 9 * * *", cronDialect="quartz")
+    response = await gateway.post("/campaign/addScheduledCampaign", json=quartz)
+    assert response.status_code == 400 and fields(response) == ["schedule.cronDialect"]
+    bad = campaign(cron="0 9 * * *", jitterSeconds=-1)
+    bad["limits"] = {"catchUpWindowSeconds": 10**9}
+    response = await gateway.post("/campaign/addScheduledCampaign", json=bad)
+    assert response.status_code == 400
+    assert set(fields(response)) == {"schedule.jitterSeconds", "limits.catchUpWindowSeconds"}

@@ -70,11 +70,13 @@ def test_schedule_to_json_uses_rest_names_and_rfc3339() -> None:
         "name": "Spring leads",
         "schedule": {
             "cron": "0 9 * * 1",
+            "cronDialect": "posix5",
             "intervalSeconds": None,
             "runAt": None,
             "timezone": "Europe/Berlin",
             "startTime": None,
             "endTime": None,
+            "jitterSeconds": 0,
         },
         "scrape": {"urls": ["http://example.test/"], "selectors": {"t": "h1"}},
         "limits": {
@@ -89,6 +91,7 @@ def test_schedule_to_json_uses_rest_names_and_rfc3339() -> None:
             "perHostConcurrency": 0,
             "perHostDelayMs": 0,
             "pauseAfterFailures": 0,
+            "catchUpWindowSeconds": 0,
         },
         "retryPolicy": {  # none in the message (an older scheduler): the defaults
             "maxAttempts": 3,
@@ -116,11 +119,13 @@ def test_schedule_to_json_unset_times_are_null_and_timezone_defaults_to_utc() ->
     doc = schedule_to_json(schedule)
     assert doc["schedule"] == {
         "cron": None,
+        "cronDialect": None,
         "intervalSeconds": None,
         "runAt": "2026-01-05T09:00:00.000Z",
         "timezone": "UTC",
         "startTime": None,
         "endTime": None,
+        "jitterSeconds": 0,
     }
     assert (doc["createdAt"], doc["updatedAt"], doc["nextFireTimes"]) == (None, None, [])
     assert (doc["state"], doc["pausedNote"]) == ("PAUSED", "holiday")

@@ -221,7 +221,9 @@ async def test_valid_request_after_hostile_ones_still_works(gateway: httpx.Async
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("path", ["/v1/schedules", "/v1/runs", "/v1/deadLetters"])
+@pytest.mark.parametrize(
+    "path", ["/v1/schedules", "/v1/runs", "/v1/deadLetters", "/v1/campaigns/c/results"]
+)
 @pytest.mark.parametrize("token", ["!!!", "Zm9v", "////", "x" * 600, "a\x01"])
 async def test_every_list_rejects_a_forged_page_token_the_same_way(
     gateway: httpx.AsyncClient, path: str, token: str

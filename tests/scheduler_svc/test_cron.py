@@ -1,4 +1,4 @@
-"""The posix5 cron dialect: weekday numbering, the OR rule, time zones."""
+"""The cron dialects (posix5, seconds6): weekday numbering, field ranges, the OR rule, zones."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import pytest
 
 from campaign_common.timeutil import datetime_to_ms, ms_to_datetime
 from scheduler_svc.cron import CronSyntaxError, parse_cron, weekday_names
+from scheduler_svc.model import CronDialect
 from scheduler_svc.triggers import next_fire_ms
 
 SUNDAY_NOON = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # a Sunday
 
 
-def _fires(expression: str, count: int, tz: str = "UTC") -> list[datetime]:
-    trigger = parse_cron(expression, ZoneInfo(tz))
+def _fires(
+    expression: str, count: int, tz: str = "UTC", dialect: CronDialect = CronDialect.POSIX5
+) -> list[datetime]:
+    trigger = parse_cron(expression, ZoneInfo(tz), dialect)
     fires: list[datetime] = []
     previous = None
     while len(fires) < count:
@@ -63,7 +66,8 @@ def test_cron_time_zone_is_honoured() -> None:
     ("expression", "fragment"),
     [
         ("* * * *", "expected 5 fields"),
-        ("61 * * * *", "maximum value"),
+        ("61 * * * *", "minute '61' is not valid"),
+        ("* * * * * *", "set the seconds6 dialect"),
         ("* * * * 8", "day-of-week '8'"),
         ("* * * * 5-2", "runs backwards"),
         ("* * * * 1/0", "positive number"),
@@ -115,3 +119,61 @@ def test_cron_stored_expression_that_never_fires_computes_no_fires_quickly() -> 
 
     trigger = build_trigger(Timing(TimingKind.CRON, cron="0 0 31 2 *"), 0)
     assert next_fire_ms(trigger, after_ms=datetime_to_ms(SUNDAY_NOON)) is None
+
+
+SECONDS6 = CronDialect.SECONDS6
+
+
+def test_seconds6_fires_at_the_given_seconds() -> None:
+    fires = _fires("15,45 30 9 * * *", 3, dialect=SECONDS6)
+    assert [(f.hour, f.minute, f.second) for f in fires] == [(9, 30, 15), (9, 30, 45), (9, 30, 15)]
+    assert fires[0].date() == datetime(2026, 11, 30).date()
+
+
+def test_seconds6_numbers_weekdays_as_posix5_does() -> None:
+    # Sunday is 0 and 7, Monday is 1 (APScheduler alone would read 0 as Monday).
+    for field, weekday in (("0", 6), ("7", 6), ("1", 0), ("6", 5), ("sat", 5)):
+        fires = _fires(f"0 0 12 * * {field}", 3, dialect=SECONDS6)
+        assert {f.weekday() for f in fires} == {weekday}, field
+    assert _fires("0 0 9 * * 1-5", 10, dialect=SECONDS6) == _fires("0 9 * * 1-5", 10)
+
+
+def test_seconds6_macros_fire_at_second_zero() -> None:
+    assert _fires("@hourly", 3, dialect=SECONDS6) == _fires("0 0 * * * *", 3, dialect=SECONDS6)
+    assert _fires("@daily", 2, dialect=SECONDS6) == _fires("@daily", 2)
+
+
+def test_seconds6_needs_six_fields() -> None:
+    with pytest.raises(CronSyntaxError, match="expected 6 fields"):
+        parse_cron("0 9 * * *", ZoneInfo("UTC"), SECONDS6)
+
+
+# field -> (lowest, highest) accepted; one below and one above are refused, naming the field.
+_RANGES = {
+    "second": (0, 59),
+    "minute": (0, 59),
+    "hour": (0, 23),
+    "day-of-month": (1, 31),
+    "month": (1, 12),
+    "day-of-week": (0, 7),
+}
+
+
+def _with(field: str, value: int) -> str:
+    fields = ["0", "0", "0", "*", "*", "*"]
+    fields[list(_RANGES).index(field)] = str(value)
+    return " ".join(fields)
+
+
+@pytest.mark.parametrize("field", list(_RANGES))
+def test_cron_field_ranges_are_enforced_and_errors_name_the_field(field: str) -> None:
+    low, high = _RANGES[field]
+    for value in (low, high):
+        assert _fires(_with(field, value), 1, dialect=SECONDS6)
+        if field != "second":  # the same field in posix5
+            assert _fires(_with(field, value).split(" ", 1)[1], 1)
+    for value in (low - 1, high + 1):
+        if value < 0:
+            continue  # "-1" is no number at all
+        with pytest.raises(CronSyntaxError, match=f"{field} '{value}'"):
+            parse_cron(_with(field, value), ZoneInfo("UTC"), SECONDS6)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61mpaigns/v1/schedule.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x0cScheduleSpec\x12\x0e\n\x04\x63ron\x18\x01 \x01(\tH\x00\x12\x1a\n\x10interval_seconds\x18\x02 \x01(\x03H\x00\x12,\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\n\x04kind\"\x88\x01\n\nScrapeSpec\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12:\n\tselectors\x18\x02 \x03(\x0b\x32\'.campaigns.v1.ScrapeSpec.SelectorsEntry\x1a\x30\n\x0eSelectorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc0\x02\n\tRunLimits\x12,\n\x07overlap\x18\x01 \x01(\x0e\x32\x1b.campaigns.v1.OverlapPolicy\x12\x1b\n\x13max_runs_per_window\x18\x02 \x01(\x05\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x03\x12\x16\n\x0emax_total_runs\x18\x04 \x01(\x03\x12\x1e\n\x16start_deadline_seconds\x18\x05 \x01(\x03\x12\x1b\n\x13run_timeout_seconds\x18\x06 \x01(\x03\x12\x11\n\tmax_pages\x18\x07 \x01(\x05\x12\x11\n\tmax_bytes\x18\x08 \x01(\x03\x12\x1c\n\x14per_host_concurrency\x18\t \x01(\x05\x12\x19\n\x11per_host_delay_ms\x18\n \x01(\x03\x12\x1c\n\x14pause_after_failures\x18\x0b \x01(\x05\"\x91\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x1d\n\x15initial_delay_seconds\x18\x02 \x01(\x01\x12\x19\n\x11max_delay_seconds\x18\x03 \x01(\x01\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_jitter\"\xd7\x03\n\x08Schedule\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04spec\x18\x04 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x05 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12*\n\x05state\x18\x07 \x01(\x0e\x32\x1b.campaigns.v1.ScheduleState\x12\x13\n\x0bpaused_note\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_fire_times\x18\x0b \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06limits\x18\x0c \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\r \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy*\x85\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x03*\x83\x01\n\rScheduleState\x12\x1e\n\x1aSCHEDULE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCHEDULE_STATE_ACTIVE\x10\x01\x12\x19\n\x15SCHEDULE_STATE_PAUSED\x10\x02\x12\x1c\n\x18SCHEDULE_STATE_COMPLETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61mpaigns/v1/schedule.proto\x12\x0c\x63\x61mpaigns.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x0cScheduleSpec\x12\x0e\n\x04\x63ron\x18\x01 \x01(\tH\x00\x12\x1a\n\x10interval_seconds\x18\x02 \x01(\x03H\x00\x12,\n\x06run_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ejitter_seconds\x18\x07 \x01(\x03\x12/\n\x0c\x63ron_dialect\x18\x08 \x01(\x0e\x32\x19.campaigns.v1.CronDialectB\x06\n\x04kind\"\x88\x01\n\nScrapeSpec\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12:\n\tselectors\x18\x02 \x03(\x0b\x32\'.campaigns.v1.ScrapeSpec.SelectorsEntry\x1a\x30\n\x0eSelectorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe1\x02\n\tRunLimits\x12,\n\x07overlap\x18\x01 \x01(\x0e\x32\x1b.campaigns.v1.OverlapPolicy\x12\x1b\n\x13max_runs_per_window\x18\x02 \x01(\x05\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x03\x12\x16\n\x0emax_total_runs\x18\x04 \x01(\x03\x12\x1e\n\x16start_deadline_seconds\x18\x05 \x01(\x03\x12\x1b\n\x13run_timeout_seconds\x18\x06 \x01(\x03\x12\x11\n\tmax_pages\x18\x07 \x01(\x05\x12\x11\n\tmax_bytes\x18\x08 \x01(\x03\x12\x1c\n\x14per_host_concurrency\x18\t \x01(\x05\x12\x19\n\x11per_host_delay_ms\x18\n \x01(\x03\x12\x1c\n\x14pause_after_failures\x18\x0b \x01(\x05\x12\x1f\n\x17\x63\x61tch_up_window_seconds\x18\x0c \x01(\x03\"\x91\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x1d\n\x15initial_delay_seconds\x18\x02 \x01(\x01\x12\x19\n\x11max_delay_seconds\x18\x03 \x01(\x01\x12\x12\n\nmultiplier\x18\x04 \x01(\x01\x12\x13\n\x06jitter\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_jitter\"\xd7\x03\n\x08Schedule\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04spec\x18\x04 \x01(\x0b\x32\x1a.campaigns.v1.ScheduleSpec\x12(\n\x06scrape\x18\x05 \x01(\x0b\x32\x18.campaigns.v1.ScrapeSpec\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12*\n\x05state\x18\x07 \x01(\x0e\x32\x1b.campaigns.v1.ScheduleState\x12\x13\n\x0bpaused_note\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_fire_times\x18\x0b \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06limits\x18\x0c \x01(\x0b\x32\x17.campaigns.v1.RunLimits\x12/\n\x0cretry_policy\x18\r \x01(\x0b\x32\x19.campaigns.v1.RetryPolicy*_\n\x0b\x43ronDialect\x12\x1c\n\x18\x43RON_DIALECT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43RON_DIALECT_POSIX5\x10\x01\x12\x19\n\x15\x43RON_DIALECT_SECONDS6\x10\x02*\x85\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x03*\x83\x01\n\rScheduleState\x12\x1e\n\x1aSCHEDULE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCHEDULE_STATE_ACTIVE\x10\x01\x12\x19\n\x15SCHEDULE_STATE_PAUSED\x10\x02\x12\x1c\n\x18SCHEDULE_STATE_COMPLETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCRAPESPEC_SELECTORSENTRY']._loaded_options = None
   _globals['_SCRAPESPEC_SELECTORSENTRY']._serialized_options = b'8\001'
-  _globals['_OVERLAPPOLICY']._serialized_start=1390
-  _globals['_OVERLAPPOLICY']._serialized_end=1523
-  _globals['_SCHEDULESTATE']._serialized_start=1526
-  _globals['_SCHEDULESTATE']._serialized_end=1657
+  _globals['_CRONDIALECT']._serialized_start=1495
+  _globals['_CRONDIALECT']._serialized_end=1590
+  _globals['_OVERLAPPOLICY']._serialized_start=1593
+  _globals['_OVERLAPPOLICY']._serialized_end=1726
+  _globals['_SCHEDULESTATE']._serialized_start=1729
+  _globals['_SCHEDULESTATE']._serialized_end=1860
   _globals['_SCHEDULESPEC']._serialized_start=79
-  _globals['_SCHEDULESPEC']._serialized_end=303
-  _globals['_SCRAPESPEC']._serialized_start=306
-  _globals['_SCRAPESPEC']._serialized_end=442
-  _globals['_SCRAPESPEC_SELECTORSENTRY']._serialized_start=394
-  _globals['_SCRAPESPEC_SELECTORSENTRY']._serialized_end=442
-  _globals['_RUNLIMITS']._serialized_start=445
-  _globals['_RUNLIMITS']._serialized_end=765
-  _globals['_RETRYPOLICY']._serialized_start=768
-  _globals['_RETRYPOLICY']._serialized_end=913
-  _globals['_SCHEDULE']._serialized_start=916
-  _globals['_SCHEDULE']._serialized_end=1387
+  _globals['_SCHEDULESPEC']._serialized_end=376
+  _globals['_SCRAPESPEC']._serialized_start=379
+  _globals['_SCRAPESPEC']._serialized_end=515
+  _globals['_SCRAPESPEC_SELECTORSENTRY']._serialized_start=467
+  _globals['_SCRAPESPEC_SELECTORSENTRY']._serialized_end=515
+  _globals['_RUNLIMITS']._serialized_start=518
+  _globals['_RUNLIMITS']._serialized_end=871
+  _globals['_RETRYPOLICY']._serialized_start=874
+  _globals['_RETRYPOLICY']._serialized_end=1019
+  _globals['_SCHEDULE']._serialized_start=1022
+  _globals['_SCHEDULE']._serialized_end=1493
 # @@protoc_insertion_point(module_scope)

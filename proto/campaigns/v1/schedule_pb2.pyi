@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CronDialect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CRON_DIALECT_UNSPECIFIED: _ClassVar[CronDialect]
+    CRON_DIALECT_POSIX5: _ClassVar[CronDialect]
+    CRON_DIALECT_SECONDS6: _ClassVar[CronDialect]
+
 class OverlapPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OVERLAP_POLICY_UNSPECIFIED: _ClassVar[OverlapPolicy]
@@ -23,6 +29,9 @@ class ScheduleState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCHEDULE_STATE_ACTIVE: _ClassVar[ScheduleState]
     SCHEDULE_STATE_PAUSED: _ClassVar[ScheduleState]
     SCHEDULE_STATE_COMPLETED: _ClassVar[ScheduleState]
+CRON_DIALECT_UNSPECIFIED: CronDialect
+CRON_DIALECT_POSIX5: CronDialect
+CRON_DIALECT_SECONDS6: CronDialect
 OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy
 OVERLAP_POLICY_SKIP: OverlapPolicy
 OVERLAP_POLICY_BUFFER_ONE: OverlapPolicy
@@ -33,20 +42,24 @@ SCHEDULE_STATE_PAUSED: ScheduleState
 SCHEDULE_STATE_COMPLETED: ScheduleState
 
 class ScheduleSpec(_message.Message):
-    __slots__ = ("cron", "interval_seconds", "run_at", "timezone", "start_time", "end_time")
+    __slots__ = ("cron", "interval_seconds", "run_at", "timezone", "start_time", "end_time", "jitter_seconds", "cron_dialect")
     CRON_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUN_AT_FIELD_NUMBER: _ClassVar[int]
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    JITTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CRON_DIALECT_FIELD_NUMBER: _ClassVar[int]
     cron: str
     interval_seconds: int
     run_at: _timestamp_pb2.Timestamp
     timezone: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, cron: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    jitter_seconds: int
+    cron_dialect: CronDialect
+    def __init__(self, cron: _Optional[str] = ..., interval_seconds: _Optional[int] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timezone: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jitter_seconds: _Optional[int] = ..., cron_dialect: _Optional[_Union[CronDialect, str]] = ...) -> None: ...
 
 class ScrapeSpec(_message.Message):
     __slots__ = ("urls", "selectors")
@@ -64,7 +77,7 @@ class ScrapeSpec(_message.Message):
     def __init__(self, urls: _Optional[_Iterable[str]] = ..., selectors: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RunLimits(_message.Message):
-    __slots__ = ("overlap", "max_runs_per_window", "window_seconds", "max_total_runs", "start_deadline_seconds", "run_timeout_seconds", "max_pages", "max_bytes", "per_host_concurrency", "per_host_delay_ms", "pause_after_failures")
+    __slots__ = ("overlap", "max_runs_per_window", "window_seconds", "max_total_runs", "start_deadline_seconds", "run_timeout_seconds", "max_pages", "max_bytes", "per_host_concurrency", "per_host_delay_ms", "pause_after_failures", "catch_up_window_seconds")
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNS_PER_WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +89,7 @@ class RunLimits(_message.Message):
     PER_HOST_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PER_HOST_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     PAUSE_AFTER_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     overlap: OverlapPolicy
     max_runs_per_window: int
     window_seconds: int
@@ -87,7 +101,8 @@ class RunLimits(_message.Message):
     per_host_concurrency: int
     per_host_delay_ms: int
     pause_after_failures: int
-    def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ..., pause_after_failures: _Optional[int] = ...) -> None: ...
+    catch_up_window_seconds: int
+    def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_runs_per_window: _Optional[int] = ..., window_seconds: _Optional[int] = ..., max_total_runs: _Optional[int] = ..., start_deadline_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., max_pages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., per_host_concurrency: _Optional[int] = ..., per_host_delay_ms: _Optional[int] = ..., pause_after_failures: _Optional[int] = ..., catch_up_window_seconds: _Optional[int] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_delay_seconds", "max_delay_seconds", "multiplier", "jitter")

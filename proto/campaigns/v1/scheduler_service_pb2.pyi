@@ -155,18 +155,22 @@ class WatchRunsResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
 
 class ListResultsRequest(_message.Message):
-    __slots__ = ("campaign_id", "page_size")
+    __slots__ = ("campaign_id", "page_size", "page_token")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     page_size: int
-    def __init__(self, campaign_id: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+    page_token: str
+    def __init__(self, campaign_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResultsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "next_page_token")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[_run_pb2.ScrapeResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[_run_pb2.ScrapeResult, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, results: _Optional[_Iterable[_Union[_run_pb2.ScrapeResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListDeadLettersRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
