@@ -14,6 +14,7 @@ import logging
 
 from redis.exceptions import RedisError
 
+from campaign_common.runs.log import RunLog
 from campaign_common.tasks import pause, raise_if_cancelling
 from campaign_common.timeutil import now_ms
 from scheduler_svc.follower import latest_guards
@@ -28,6 +29,7 @@ class Compactor:
         self,
         store: ScheduleStore,
         snapshots: SnapshotStore,
+        runs: RunLog,
         *,
         batch: int,
         keep_ms: int,
@@ -35,6 +37,7 @@ class Compactor:
     ) -> None:
         self._store = store
         self._snapshots = snapshots
+        self._runs = runs
         self._batch = batch
         self._keep_ms = keep_ms
         self._interval_s = interval_s
@@ -55,13 +58,16 @@ class Compactor:
         """Fold every entry after the snapshot, then trim; (entries folded, entries trimmed).
 
         A batch's guards are raised before it is folded: a schedule in the snapshot never needs
-        its guard raised by a reader (its log entry may be gone by then).
+        its guard raised by a reader (its log entry may be gone by then). A deleted schedule's
+        run counters go once its delete is folded.
         """
         position = await self._snapshots.position()
         folded = 0
         while entries := await self._store.read_after(position, self._batch):
-            await self._store.raise_guards(latest_guards(entries))
+            guards = latest_guards(entries)
+            await self._store.raise_guards(guards)
             position = await self._snapshots.fold(entries)
+            await self._runs.forget_schedules([g.schedule_id for g in guards if g.deleted_at_ms])
             folded += len(entries)
         limit = min(position, (now_ms() - self._keep_ms, 0))
         trimmed = await self._snapshots.trim_before(limit) if limit > (0, 0) else 0

@@ -122,6 +122,7 @@ class SchedulerServer:
         compactor = Compactor(
             store,
             snapshots,
+            runs,
             batch=s.log_batch,
             keep_ms=int(s.log_keep_s * 1000),
             interval_s=s.snapshot_interval_s,

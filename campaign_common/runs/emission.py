@@ -72,24 +72,46 @@ local function emit(k, a)
 end
 """
 
+# Lua: the values of a netstring-packed argument ("<length>:<bytes>" one after the other,
+# `pack_values`), as a table. One packed argument per run instead of ~40 keeps the client's
+# command packing (per argument) out of a burst's cost.
+UNPACK_VALUES = """
+local function unpack_values(packed)
+  local values, pos = {}, 1
+  while pos <= #packed do
+    local colon = string.find(packed, ':', pos, true)
+    local length = tonumber(string.sub(packed, pos, colon - 1))
+    values[#values + 1] = string.sub(packed, colon + 1, colon + length)
+    pos = colon + length + 1
+  end
+  return values
+end
+"""
+
 # Many runs per call (a burst of fires is a few round trips): KEYS are the runs' 8 keys one
-# run after the other; ARGV is, per run, the number of its args followed by them. Each run is
-# emitted exactly as alone (`EMIT_ONE`); returns one reply per run, in order.
+# run after the other; ARGV[i] is run i's args, packed (`UNPACK_VALUES`). Each run is emitted
+# exactly as alone (`EMIT_ONE`); returns one reply per run, in order.
 EMIT_RUNS = (
     EMIT_ONE
+    + UNPACK_VALUES
     + """
 local replies = {}
-local pos, k = 1, 0
-while pos <= #ARGV do
-  local count = tonumber(ARGV[pos])
-  local a = {}
-  for i = 1, count do a[i] = ARGV[pos + i] end
-  replies[#replies + 1] = emit(k, a)
-  pos, k = pos + count + 1, k + 8
+for i = 1, #ARGV do
+  replies[i] = emit((i - 1) * 8, unpack_values(ARGV[i]))
 end
 return replies
 """
 )
+
+
+def pack_values(values: list[Any]) -> bytes:
+    """``values`` as one netstring-packed argument (`UNPACK_VALUES`)."""
+    parts: list[bytes] = []
+    for value in values:
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        parts += [b"%d:" % len(raw), raw]
+    return b"".join(parts)
+
 
 # A deleted schedule's guard (a tombstone: inactive) is kept this long after the delete, far
 # longer than any replica lags behind the schedule log. After that a missing guard refuses

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall
+from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall, pack_values
 from campaign_common.runs.keys import (
     INDEX_ALL,
     RUN_EVENTS_STREAM,
@@ -159,11 +159,10 @@ class RunLog:
         """Emit many runs in one script call; each is emitted exactly as alone (same checks,
         same dedupe), and the answer says what happened to each, in order."""
         keys: list[str] = []
-        args: list[Any] = []
+        args: list[bytes] = []
         for call in calls:
             keys += call.keys()
-            call_args = call.args(self._run_ttl_ms)
-            args += [len(call_args), *call_args]
+            args.append(pack_values(call.args(self._run_ttl_ms)))
         replies = await self._emit(keys=keys, args=args)
         return [Emission.of(reply) for reply in replies]
 
@@ -205,6 +204,12 @@ class RunLog:
     async def emitted_count(self, schedule_id: str) -> int:
         """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
         return int(await self._redis.get(emitted_key(schedule_id)) or 0)
+
+    async def forget_schedules(self, schedule_ids: list[str]) -> None:
+        """Drop what emission keeps per schedule once the schedules are deleted (their
+        counters of emitted runs); the guards stay, as tombstones with an expiry."""
+        if schedule_ids:
+            await self._redis.delete(*(emitted_key(sid) for sid in schedule_ids))
 
     async def emitted_counts(self, schedule_ids: list[str], batch: int = 1000) -> list[int]:
         """`emitted_count` of many schedules, one pipeline per ``batch``."""

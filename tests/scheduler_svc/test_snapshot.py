@@ -8,6 +8,8 @@ import asyncio
 import grpc
 from redis.asyncio import Redis
 
+from campaign_common.runs.keys import emitted_key
+from campaign_common.runs.log import RunLog
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -41,8 +43,8 @@ async def _append(store: ScheduleStore, kind: str, schedule: Schedule) -> None:
 
 
 def _compactor(redis: Redis, keep_ms: int = 0) -> Compactor:
-    store = ScheduleStore(redis)
-    return Compactor(store, SnapshotStore(redis), batch=2, keep_ms=keep_ms, interval_s=60)
+    store, runs = ScheduleStore(redis), RunLog(redis)
+    return Compactor(store, SnapshotStore(redis), runs, batch=2, keep_ms=keep_ms, interval_s=60)
 
 
 def _states(registry: Registry) -> dict[str, tuple[int, ScheduleState]]:
@@ -62,8 +64,11 @@ async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redi
     await _append(store, "paused", _schedule("a", 2, ScheduleState.PAUSED))
     await _append(store, "deleted", _schedule("b", 2))
     await _append(store, "created", _schedule("d"))
+    await state_redis.set(emitted_key("b"), 3)  # b was capped: its counter goes with it
+    await state_redis.set(emitted_key("c"), 1)
     folded, trimmed = await _compactor(state_redis).once()
     assert folded == 6 and trimmed >= 5  # the newest entry may stay
+    assert await state_redis.exists(emitted_key("b"), emitted_key("c")) == 1
     await follower._follow_once()
 
     assert _states(registry) == {
