@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 from campaign_common.api_keys import KeyList
 from campaign_common.grpc_tls import ServerTls, check_pair
 from campaign_common.settings import ServiceSettings
+from scheduler_svc.validation import MAX_CATCH_UP_WINDOW_S, MAX_JITTER_S
 
 
 class SchedulerSettings(ServiceSettings):
@@ -38,6 +39,8 @@ class SchedulerSettings(ServiceSettings):
     log_block_ms: int = 1000
     log_batch: int = 500
     shutdown_grace_s: float = 5.0
+    # Emission dedupe markers live this long: longer than a fire can be emitted late (jitter
+    # plus catch-up window, 12 h each at most), so exactly-once holds across replicas.
     run_dedupe_ttl_s: int = 24 * 3600
     # Run-outcome follower: consumer name of this replica in the group on the run events.
     replica_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -81,6 +84,17 @@ class SchedulerSettings(ServiceSettings):
             raise ValueError(
                 "SCHEDULER_TLS_CLIENT_CA_FILE asks for mutual TLS, which needs TLS: set "
                 "SCHEDULER_TLS_CERT_FILE and SCHEDULER_TLS_KEY_FILE too"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dedupe_outlives_late_fires(self) -> SchedulerSettings:
+        # The latest a fire may be emitted after its nominal time.
+        latest_s = MAX_JITTER_S + max(MAX_CATCH_UP_WINDOW_S, self.catch_up_window_s)
+        if self.run_dedupe_ttl_s < latest_s:
+            raise ValueError(
+                f"SCHEDULER_RUN_DEDUPE_TTL_S must be at least {latest_s:.0f} (a fire may be "
+                "emitted that late: jitter plus catch-up window), or a late fire could run twice"
             )
         return self
 

@@ -27,9 +27,10 @@ MAX_URLS = 100
 MAX_SELECTORS = 50
 MAX_INTERVAL_S = 366 * 24 * 3600
 # Jitter and catch-up window (`campaign_common.runs.limits`, 12 h) together stay below the
-# runs' dedupe TTL (24 h by default), so a fire emitted late by one replica is still
-# recognised when another emits it.
+# runs' dedupe TTL (24 h by default, checked by the settings), so a fire emitted late by one
+# replica is still recognised when another emits it.
 MAX_JITTER_S = 12 * 3600
+MAX_CATCH_UP_WINDOW_S = LIMIT_FIELDS["catch_up_window_seconds"][1]
 
 
 @dataclass(frozen=True)
