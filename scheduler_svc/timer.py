@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 FireHandler = Callable[[Schedule, int], Awaitable[None]]
 _WAKE_JOB = "timer-wake"
+_WAKE_SLICE = 256  # fires started per event-loop turn in a burst
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -159,15 +160,24 @@ class Timer:
         )
 
     async def _wake(self) -> None:
-        """Start a fire task for every due entry; re-arm the wake job for the next one."""
+        """Start a fire task for every due entry; re-arm the wake job for the next one.
+
+        Starts them ``_WAKE_SLICE`` at a time and lets the event loop run in between, so a
+        burst of thousands never holds API calls up for the whole of it.
+        """
         self._wake_ms = None
         now = now_ms()
+        started = 0
         while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
-            if self._is_armed(entry):
-                task = asyncio.create_task(self._fire(entry), name="fire")
-                self._fires.add(task)
-                task.add_done_callback(self._fires.discard)
+            if not self._is_armed(entry):
+                continue
+            task = asyncio.create_task(self._fire(entry), name="fire")
+            self._fires.add(task)
+            task.add_done_callback(self._fires.discard)
+            started += 1
+            if started % _WAKE_SLICE == 0:
+                await asyncio.sleep(0)
         self._arm_wake()
 
     async def _fire(self, entry: _Armed) -> None:
