@@ -31,11 +31,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _when(spec: schedule_pb2.ScheduleSpec) -> str:
+    jitter = f", jitter {spec.jitter_seconds}s" if spec.jitter_seconds else ""
     if spec.HasField("cron"):
-        return f"cron {spec.cron} ({spec.timezone or 'UTC'})"
+        seconds6 = spec.cron_dialect == schedule_pb2.CRON_DIALECT_SECONDS6
+        dialect = " seconds6" if seconds6 else ""
+        return f"cron{dialect} {spec.cron} ({spec.timezone or 'UTC'}){jitter}"
     if spec.HasField("interval_seconds"):
-        return f"every {spec.interval_seconds}s"
-    return f"once at {_time(spec, 'run_at')}"
+        return f"every {spec.interval_seconds}s{jitter}"
+    return f"once at {_time(spec, 'run_at')}{jitter}"
 
 
 def schedules_table(schedules: Sequence[schedule_pb2.Schedule]) -> str:

@@ -41,9 +41,11 @@ async def test_cli_add_from_yaml_get_everything_update_and_json(
     yaml_file = tmp_path / "spring.yaml"
     yaml_file.write_text(
         "name: Spring leads\ncampaignId: spring-leads\n"
-        "schedule: {cron: '@daily', timezone: Europe/Berlin}\n"
+        "schedule: {cron: '30 0 8 * * *', cronDialect: CRON_DIALECT_SECONDS6,"
+        " timezone: Europe/Berlin, jitterSeconds: 90}\n"
         "scrape: {urls: ['http://127.0.0.1:1/offer'], selectors: {price: .price}}\n"
-        "limits: {overlap: BUFFER_ONE, maxPages: 5}\nretryPolicy: {maxAttempts: 4}\n"
+        "limits: {overlap: BUFFER_ONE, maxPages: 5, catchUpWindowSeconds: 600}\n"
+        "retryPolicy: {maxAttempts: 4}\n"
     )
     add = ("schedules", "add", "-f", str(yaml_file), "--json")
     code, out, err = await _cli(scheduler_target, *add)
@@ -52,7 +54,9 @@ async def test_cli_add_from_yaml_get_everything_update_and_json(
     code, out, _ = await _cli(scheduler_target, "schedules", "get", sid)
     assert code == 0
     for shown in ("http://127.0.0.1:1/offer", "price: .price", "overlap BUFFER_ONE",
-                  "max_pages=5", "up to 4 attempts", "next fires: "):  # fmt: skip
+                  "max_pages=5", "catch_up_window_seconds=600", "up to 4 attempts",
+                  "cron seconds6 30 0 8 * * * (Europe/Berlin), jitter 90s",
+                  "next fires: "):  # fmt: skip
         assert shown in out, out
     await _cli(scheduler_target, "schedules", "pause", sid, "--note", "holiday")
     code, out, _ = await _cli(scheduler_target, "schedules", "get", sid)
