@@ -26,6 +26,8 @@ Timeline that keeps this correct:
    the first one not yet past the window.
 5. The wake job runs only to pop due entries and start their fire tasks (it never waits on
    Redis), so one wake-up can never delay the next; it re-arms itself for the new earliest time.
+   It yields to the event loop every few hundred fires, so a re-armed wake may run beside
+   it: each pops only entries that are due and still armed, so they share the work.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ class Timer:
             id=_WAKE_JOB,
             replace_existing=True,
             misfire_grace_time=None,  # a late wake-up still fires; catch-up rules decide
-            max_instances=2,  # a re-armed wake may start while the last one returns
+            max_instances=64,  # a re-armed wake may start while others still start fires
         )
 
     async def _wake(self) -> None:
