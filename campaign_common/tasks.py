@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,21 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds`` unless ``stop`` is set first (then return at once)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def every(
+    interval_s: float, stop: asyncio.Event, work: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Run ``work`` every ``interval_s`` until ``stop``; a Redis outage skips a round (logged
+    as ``<what> skipped this round``), anything else ends the loop (its supervisor restarts
+    it)."""
+    while not stop.is_set():
+        try:
+            await work()
+        except RedisError as exc:
+            raise_if_cancelling()
+            log.warning("%s skipped this round: %s", what, exc)
+        await pause(stop, interval_s)
 
 
 def raise_if_cancelling() -> None:

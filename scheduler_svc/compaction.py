@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
 from campaign_common.runs.log import RunLog
-from campaign_common.tasks import pause, raise_if_cancelling
+from campaign_common.tasks import every
 from campaign_common.timeutil import now_ms
 from scheduler_svc.follower import latest_guards
 from scheduler_svc.snapshot import SnapshotStore
@@ -43,16 +41,7 @@ class Compactor:
         self._interval_s = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                folded, trimmed = await self.once()
-            except RedisError as exc:
-                raise_if_cancelling()
-                log.warning("log compaction skipped this round: %s", exc)
-            else:
-                if folded or trimmed:
-                    log.info("log compaction", extra={"folded": folded, "trimmed": trimmed})
-            await pause(stop, self._interval_s)
+        await every(self._interval_s, stop, self.once, "log compaction")
 
     async def once(self) -> tuple[int, int]:
         """Fold every entry after the snapshot, then trim; (entries folded, entries trimmed).
@@ -71,4 +60,6 @@ class Compactor:
             folded += len(entries)
         limit = min(position, (now_ms() - self._keep_ms, 0))
         trimmed = await self._snapshots.trim_before(limit) if limit > (0, 0) else 0
+        if folded or trimmed:
+            log.info("log compaction", extra={"folded": folded, "trimmed": trimmed})
         return folded, trimmed

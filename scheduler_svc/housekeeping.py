@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
 from campaign_common.runs.keys import (
     DEAD_LETTER_STREAM,
     OUTCOME_GROUP,
@@ -20,7 +18,7 @@ from campaign_common.runs.keys import (
     SCRAPER_GROUP,
 )
 from campaign_common.runs.retention import Retention, StreamRetention
-from campaign_common.tasks import pause, raise_if_cancelling
+from campaign_common.tasks import every
 from campaign_common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -46,13 +44,7 @@ class Housekeeping:
         self._interval_s = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.once()
-            except RedisError as exc:
-                raise_if_cancelling()
-                log.warning("housekeeping skipped this round: %s", exc)
-            await pause(stop, self._interval_s)
+        await every(self._interval_s, stop, self.once, "housekeeping")
 
     async def once(self) -> tuple[int, int]:
         """One round; (entries trimmed, consumers forgotten)."""

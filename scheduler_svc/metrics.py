@@ -7,7 +7,6 @@ import logging
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
-from redis.exceptions import RedisError
 
 from campaign_common.observability.grpc_metrics import MetricsInterceptor, ServerMetrics
 from campaign_common.observability.metrics import declare_build_info
@@ -16,7 +15,7 @@ from campaign_common.runs.emission import Emission
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import LoopMetrics
-from campaign_common.tasks import pause, raise_if_cancelling
+from campaign_common.tasks import every
 from campaigns.v1 import scheduler_service_pb2
 from scheduler_svc.model import ScheduleState
 
@@ -111,15 +110,12 @@ class StreamGauges:
         self._interval_s = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                pending, lag = await self._runs.backlog()
-                RUNS_PENDING.set(pending)
-                RUNS_LAG.set(lag)
-                DEAD_LETTERS.set(await self._dead.count())
-                RETRIES_WAITING.set(await self._retries.waiting())
-                WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))
-            except RedisError as exc:
-                raise_if_cancelling()
-                log.warning("stream gauges not refreshed: %s", exc)
-            await pause(stop, self._interval_s)
+        await every(self._interval_s, stop, self.refresh, "stream gauges refresh")
+
+    async def refresh(self) -> None:
+        pending, lag = await self._runs.backlog()
+        RUNS_PENDING.set(pending)
+        RUNS_LAG.set(lag)
+        DEAD_LETTERS.set(await self._dead.count())
+        RETRIES_WAITING.set(await self._retries.waiting())
+        WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))

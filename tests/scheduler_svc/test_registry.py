@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import random
 
-from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
+from scheduler_svc.model import ScheduleState
 from scheduler_svc.registry import Registry
-
-
-def _schedule(sid: str, version: int = 1, state: ScheduleState = ScheduleState.ACTIVE) -> Schedule:
-    return Schedule(
-        schedule_id=sid,
-        campaign_id="c",
-        name=sid,
-        timing=Timing(TimingKind.INTERVAL, interval_s=60),
-        scrape=Scrape(urls=("http://example.com/",), selectors=()),
-        version=version,
-        state=state,
-        created_at_ms=0,
-        updated_at_ms=0,
-    )
+from tests.scheduler_svc.records import schedule_record
 
 
 async def test_registry_pages_counts_and_order_follow_changes() -> None:
@@ -30,13 +17,13 @@ async def test_registry_pages_counts_and_order_follow_changes() -> None:
     position = 0
     for sid in shuffled:
         position += 1
-        await registry.apply((position, 0), _schedule(sid), deleted=False)
+        await registry.apply((position, 0), schedule_record(sid), deleted=False)
     for sid in ids[::3]:
         position += 1
-        await registry.apply((position, 0), _schedule(sid, 2, ScheduleState.PAUSED), False)
+        await registry.apply((position, 0), schedule_record(sid, 2, ScheduleState.PAUSED), False)
     for sid in ids[1::3]:
         position += 1
-        await registry.apply((position, 0), _schedule(sid, 2), deleted=True)
+        await registry.apply((position, 0), schedule_record(sid, 2), deleted=True)
 
     kept = [sid for n, sid in enumerate(ids) if n % 3 != 1]
     assert [s.schedule_id for s in registry.all()] == kept
@@ -55,9 +42,9 @@ async def test_registry_pages_counts_and_order_follow_changes() -> None:
 
 async def test_registry_ignores_versions_it_has_seen() -> None:
     registry = Registry()
-    await registry.apply((1, 0), _schedule("a", 2, ScheduleState.PAUSED), False)
-    await registry.apply((2, 0), _schedule("a", 1), False)  # older: ignored
-    await registry.apply((3, 0), _schedule("a", 2), deleted=True)  # same version: ignored
+    await registry.apply((1, 0), schedule_record("a", 2, ScheduleState.PAUSED), False)
+    await registry.apply((2, 0), schedule_record("a", 1), False)  # older: ignored
+    await registry.apply((3, 0), schedule_record("a", 2), deleted=True)  # same version: ignored
     assert registry.counts()[ScheduleState.PAUSED] == 1
     assert registry.counts()[ScheduleState.ACTIVE] == 0
     assert [s.version for s in registry.all()] == [2]

@@ -17,25 +17,12 @@ from scheduler_svc.codec import schedule_event
 from scheduler_svc.compaction import Compactor
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.follower import LogFollower
-from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
+from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import Registry
 from scheduler_svc.server import SchedulerServer
 from scheduler_svc.snapshot import SnapshotStore
 from scheduler_svc.store import SCHEDULE_LOG, ScheduleStore
-
-
-def _schedule(sid: str, version: int = 1, state: ScheduleState = ScheduleState.ACTIVE) -> Schedule:
-    return Schedule(
-        schedule_id=sid,
-        campaign_id=f"c-{sid}",
-        name=sid,
-        timing=Timing(TimingKind.CRON, cron="0 3 * * *"),
-        scrape=Scrape(urls=("http://example.com/",), selectors=()),
-        version=version,
-        state=state,
-        created_at_ms=1,
-        updated_at_ms=version,
-    )
+from tests.scheduler_svc.records import schedule_record
 
 
 async def _append(store: ScheduleStore, kind: str, schedule: Schedule) -> None:
@@ -58,12 +45,12 @@ async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redi
     registry.on_change(lambda s, gone: deleted.append(s.schedule_id) if gone else None)
     follower = LogFollower(store, registry, SnapshotStore(state_redis), block_ms=50, batch=2)
     for sid in ("a", "b", "c"):
-        await _append(store, "created", _schedule(sid))
+        await _append(store, "created", schedule_record(sid))
     await follower.replay()
     # While this follower looks away: changes, then compaction trims them from the log.
-    await _append(store, "paused", _schedule("a", 2, ScheduleState.PAUSED))
-    await _append(store, "deleted", _schedule("b", 2))
-    await _append(store, "created", _schedule("d"))
+    await _append(store, "paused", schedule_record("a", 2, ScheduleState.PAUSED))
+    await _append(store, "deleted", schedule_record("b", 2))
+    await _append(store, "created", schedule_record("d"))
     await state_redis.set(emitted_key("b"), 3)  # b was capped: its counter goes with it
     await state_redis.set(emitted_key("c"), 1)
     folded, trimmed = await _compactor(state_redis).once()
@@ -82,9 +69,9 @@ async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redi
 async def test_snapshot_concurrent_compactors_fold_each_entry_once(state_redis: Redis) -> None:
     store = ScheduleStore(state_redis)
     for n in range(12):
-        await _append(store, "created", _schedule(f"s{n:02d}"))
+        await _append(store, "created", schedule_record(f"s{n:02d}"))
     for n in range(0, 12, 3):
-        await _append(store, "deleted", _schedule(f"s{n:02d}", 2))
+        await _append(store, "deleted", schedule_record(f"s{n:02d}", 2))
     await state_redis.xadd(SCHEDULE_LOG, {"type": "unknown.Type", "body": b"", "occurred_at": 1})
     await asyncio.gather(*(_compactor(state_redis, keep_ms=10**9).once() for _ in range(3)))
 

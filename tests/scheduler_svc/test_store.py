@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
 from redis.asyncio import Redis
 
 from scheduler_svc.codec import schedule_event
-from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
+from scheduler_svc.model import ScheduleState, Timing, TimingKind
 from scheduler_svc.store import SCHEDULE_LOG, ScheduleStore
+from tests.scheduler_svc.records import schedule_record
+
+ONE_SHOT = Timing(TimingKind.RUN_AT, run_at_ms=1)
 
 
-def _schedule(sid: str, version: int, state: ScheduleState = ScheduleState.ACTIVE) -> Schedule:
-    return Schedule(
-        schedule_id=sid,
-        campaign_id="c",
-        name=sid,
-        timing=Timing(TimingKind.RUN_AT, run_at_ms=1),
-        scrape=Scrape(urls=("http://example.com/",), selectors=()),
-        version=version,
-        state=state,
-        created_at_ms=1,
-        updated_at_ms=version,
-    )
+def _event(kind: str, sid: str, version: int, state: ScheduleState) -> Message:
+    return schedule_event(kind, schedule_record(sid, version, state, timing=ONE_SHOT))
 
 
 async def test_store_append_many_checks_each_change_on_its_own(state_redis: Redis) -> None:
     store = ScheduleStore(state_redis)
+    active, done = ScheduleState.ACTIVE, ScheduleState.COMPLETED
     for sid in ("a", "b", "c"):
-        await store.append(sid, 0, schedule_event("created", _schedule(sid, 1)))
-    done = ScheduleState.COMPLETED
+        await store.append(sid, 0, _event("created", sid, 1, active))
     entries = await store.append_many(
         [
-            ("a", 1, schedule_event("updated", _schedule("a", 2, done))),
-            ("b", 7, schedule_event("updated", _schedule("b", 8, done))),  # stale: refused
-            ("c", 1, schedule_event("updated", _schedule("c", 2, done))),
-            ("c", 1, schedule_event("updated", _schedule("c", 2, done))),  # now stale too
+            ("a", 1, _event("updated", "a", 2, done)),
+            ("b", 7, _event("updated", "b", 8, done)),  # stale: refused
+            ("c", 1, _event("updated", "c", 2, done)),
+            ("c", 1, _event("updated", "c", 2, done)),  # now stale too
         ]
     )
     assert entries[1] is None and entries[3] is None

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import random
 
-from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
+from scheduler_svc.model import Schedule, Timing, TimingKind
 from scheduler_svc.triggers import FireTimes, build_trigger, next_fire_ms
+from tests.scheduler_svc.records import schedule_record
 
 HOUR_MS = 3600 * 1000
 BASE_MS = 1_780_000_000_000  # 2026-05-28
-
-
-def _schedule(sid: str, timing: Timing) -> Schedule:
-    return Schedule(
-        schedule_id=sid,
-        campaign_id="c",
-        name=sid,
-        timing=timing,
-        scrape=Scrape(urls=("http://example.com/",), selectors=()),
-        version=1,
-        state=ScheduleState.ACTIVE,
-        created_at_ms=BASE_MS - 400 * 24 * HOUR_MS,
-        updated_at_ms=0,
-    )
 
 
 def _direct(schedule: Schedule, since_ms: int, until_ms: int) -> bool:
@@ -45,7 +32,9 @@ def test_fire_times_any_between_matches_the_direct_answer() -> None:
     memo = FireTimes()
     until_ms = BASE_MS
     for n in range(400):
-        schedule = _schedule(f"s{n}", timings[n % len(timings)])
+        schedule = schedule_record(
+            f"s{n}", timing=timings[n % len(timings)], created_at_ms=BASE_MS - 400 * 24 * HOUR_MS
+        )
         since_ms = until_ms - rng.choice([1, 5, 60, 600, 3600, 86_400, 400 * 86_400]) * 1000
         got = memo.any_between(memo.trigger(schedule), since_ms, until_ms)
         assert got == _direct(schedule, since_ms, until_ms), (schedule.timing, since_ms)
