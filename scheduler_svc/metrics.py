@@ -18,6 +18,7 @@ from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import every
 from campaigns.v1 import scheduler_service_pb2
 from scheduler_svc.model import ScheduleState
+from scheduler_svc.replicas import ReplicaRoster
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,12 @@ WORKERS_SEEN = Gauge(
 )
 
 
+REPLICAS_SEEN = Gauge(
+    "campaigns_scheduler_replicas_seen",
+    "Scheduler replicas that reported themselves alive in the last 30 s",
+)
+
+
 class StreamGauges:
     """Refreshes the stream gauges every ``interval_s`` (Redis reads stay off scrape time)."""
 
@@ -102,11 +109,13 @@ class StreamGauges:
         runs: RunLog,
         dead_letters: DeadLetters,
         retries: RetryQueue,
+        roster: ReplicaRoster,
         interval_s: float = 5.0,
     ) -> None:
         self._runs = runs
         self._dead = dead_letters
         self._retries = retries
+        self._roster = roster
         self._interval_s = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -119,3 +128,4 @@ class StreamGauges:
         DEAD_LETTERS.set(await self._dead.count())
         RETRIES_WAITING.set(await self._retries.waiting())
         WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))
+        REPLICAS_SEEN.set(await self._roster.beat())

@@ -55,6 +55,7 @@ from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
+from scheduler_svc.replicas import ReplicaRoster
 from scheduler_svc.run_watch import RunWatch
 from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.snapshot import SnapshotStore
@@ -136,7 +137,11 @@ class SchedulerServer:
         metrics.count_schedules(registry.counts())
         outcomes = await self._outcome_follower(runs, commands)
         gauges = StreamGauges(
-            runs, DeadLetters(self._redis), RetryQueue(self._redis), s.gauge_refresh_s
+            runs,
+            DeadLetters(self._redis),
+            RetryQueue(self._redis),
+            ReplicaRoster(self._redis, s.replica_name),
+            s.gauge_refresh_s,
         )
         housekeeping = Housekeeping(
             Retention(self._redis, consumer_idle_ms=int(s.idle_consumer_s * 1000)),

@@ -31,6 +31,7 @@ HEADLINE = (
     ("campaigns_dead_letters", "Dead letters"),
     ("campaigns_retry_queue_waiting", "Retries waiting"),
     ("campaigns_scraper_workers_seen", "Scraper workers seen in the last minute"),
+    ("campaigns_scheduler_replicas_seen", "Scheduler replicas alive (last 30 s)"),
 )
 
 

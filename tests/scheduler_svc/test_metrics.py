@@ -52,3 +52,4 @@ async def test_metrics_count_fires_and_schedules(state_url: str) -> None:
         await server.stop()
     assert metric_sample(text, 'campaigns_scheduler_schedules{state="ACTIVE"}') >= 1
     assert metric_sample(text, "campaigns_scheduler_fire_lag_seconds_count") >= 1
+    assert metric_sample(text, "campaigns_scheduler_replicas_seen") == 1
