@@ -23,7 +23,7 @@ from campaign_common.tasks import pause, raise_if_cancelling
 from scheduler_svc.codec import schedule_from_event
 from scheduler_svc.model import Schedule
 from scheduler_svc.registry import Registry, StreamId
-from scheduler_svc.snapshot import SnapshotStore, Stale
+from scheduler_svc.snapshot import SnapshotStore, Stale, check_trim_point
 from scheduler_svc.store import Entry, ScheduleStore, guard_of
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,9 @@ class LogFollower:
 
     async def _follow_once(self) -> None:
         before = self._registry.applied
-        entries = await self._store.tail(before, self._block_ms, self._batch)
+        entries, trimmed = await self._store.tail(before, self._block_ms, self._batch)
         try:
-            await self._snapshots.check_not_trimmed(before)
+            check_trim_point(trimmed, before)
         except Stale as exc:
             log.warning("%s while this replica was behind: loading the snapshot", exc)
             await self.replay()

@@ -35,13 +35,12 @@ from campaigns.v1 import schedule_pb2
 from scheduler_svc.codec import schedule_from_event, schedule_from_proto
 from scheduler_svc.model import Schedule
 from scheduler_svc.registry import StreamId, parse_stream_id
-from scheduler_svc.store import SCHEDULE_LOG, Entry
+from scheduler_svc.store import SCHEDULE_LOG, TRIMMED, Entry
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "{sched}:snapshot"
 SNAPSHOT_AT = "{sched}:snapshot:at"
-TRIMMED = "{sched}:trimmed"
 _VERSIONS = "{sched}:versions"
 
 # Lua: is stream id a (text "ms-seq") after stream id b?
@@ -103,6 +102,12 @@ class Stale(Exception):
     """The log was trimmed past the position a reader started from: load again."""
 
 
+def check_trim_point(trimmed: StreamId, position: StreamId) -> None:
+    """Raise `Stale` if a read from ``position`` may have missed trimmed entries."""
+    if trimmed > position:
+        raise Stale(f"the schedule log was trimmed past {_text(position)}")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     position: StreamId
@@ -145,8 +150,7 @@ class SnapshotStore:
 
     async def check_not_trimmed(self, position: StreamId) -> None:
         """Raise `Stale` if entries after ``position`` may have been trimmed."""
-        if await self.trim_point() > position:
-            raise Stale(f"the schedule log was trimmed past {_text(position)}")
+        check_trim_point(await self.trim_point(), position)
 
     async def fold(self, entries: list[Entry]) -> StreamId:
         """Fold log entries (in log order) into the snapshot; its position afterwards."""

@@ -5,6 +5,7 @@ Keys (hash tag ``{sched}``; run keys, the emission guards among them, belong to
 `campaign_common.runs.log`):
     {sched}:log        stream of schedule event envelopes (the event log, never trimmed)
     {sched}:versions   hash schedule_id -> current version (the optimistic-concurrency check)
+    {sched}:trimmed    the highest log position compaction may have trimmed away
     {sched}:op:<id>    reply of one append (`campaign_common.runs.opscript`), so a re-send is safe
 
 Emission guards: the emission script runs in the ``{runs}`` slot and cannot read
@@ -31,6 +32,8 @@ from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import StreamId, parse_stream_id
 
 SCHEDULE_LOG = "{sched}:log"
+# The highest log position that may have been trimmed away (`scheduler_svc.snapshot`).
+TRIMMED = "{sched}:trimmed"
 _VERSIONS = "{sched}:versions"
 
 # KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
@@ -148,12 +151,19 @@ class ScheduleStore:
         newest: Any = await self._redis.xrevrange(SCHEDULE_LOG, count=1)
         return parse_stream_id(newest[0][0]) if newest else None
 
-    async def tail(self, after: StreamId, block_ms: int, count: int) -> list[Entry]:
-        """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
-        reply: Any = await self._redis.xread(
-            {SCHEDULE_LOG: f"{after[0]}-{after[1]}"}, count=count, block=block_ms
-        )
-        return [_entry(entry_id, fields) for _, entries in reply for entry_id, fields in entries]
+    async def tail(
+        self, after: StreamId, block_ms: int, count: int
+    ) -> tuple[list[Entry], StreamId]:
+        """Entries after ``after``, waiting up to ``block_ms`` for the first one, and the log's
+        trim point as it was once they were read (`scheduler_svc.snapshot`; one round trip)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xread({SCHEDULE_LOG: f"{after[0]}-{after[1]}"}, count=count, block=block_ms)
+            pipe.get(TRIMMED)
+            reply, trimmed = await pipe.execute()
+        entries = [
+            _entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items
+        ]
+        return entries, parse_stream_id(trimmed) if trimmed else (0, 0)
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
