@@ -128,11 +128,20 @@ def describe_cron(expression: str) -> str:
 
 
 def describe_spec(spec: dict[str, Any]) -> str:
-    """A schedule's ``schedule`` document (REST form) in words."""
+    """A schedule's ``schedule`` document (REST form) in words (jitter included)."""
+    jitter = spec.get("jitterSeconds") or 0
+    late = f", each fire up to {duration(jitter)} late (jitter)" if jitter else ""
+    return _describe_timing(spec) + late
+
+
+def _describe_timing(spec: dict[str, Any]) -> str:
     if spec.get("intervalSeconds") is not None:
         return f"every {duration(spec['intervalSeconds'])}"
     if spec.get("runAt"):
         return f"once at {when(spec['runAt'])}"
     if spec.get("cron"):
-        return f"{describe_cron(spec['cron'])} {spec.get('timezone') or 'UTC'}"
+        zone = spec.get("timezone") or "UTC"
+        if str(spec.get("cronDialect") or "").lower() == "seconds6":
+            return f"cron with seconds {spec['cron']} {zone}"
+        return f"{describe_cron(spec['cron'])} {zone}"
     return "no schedule"

@@ -61,3 +61,10 @@ def test_wording_times_are_utc_and_unset_is_a_dash() -> None:
 def test_wording_numbers_drop_a_zero_fraction() -> None:
     assert (number(5.0), number(0.25), number(1e9)) == ("5", "0.25", "1000000000")
     assert (number(float("nan")), number(float("inf"))) == ("nan", "inf")
+
+
+def test_wording_names_the_seconds_dialect_and_the_jitter() -> None:
+    spec = {"cron": "30 0 8 * * *", "cronDialect": "seconds6", "timezone": "Asia/Tokyo"}
+    assert describe_spec(spec) == "cron with seconds 30 0 8 * * * Asia/Tokyo"
+    jittered = {"intervalSeconds": 3600, "jitterSeconds": 90}
+    assert describe_spec(jittered) == "every 1 h, each fire up to 90 s late (jitter)"
