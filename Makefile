@@ -80,3 +80,5 @@ bench: bench-peers
 	$(PY) bench/retry_queue.py 20000 > $(BENCH_OUT)/retry_queue.md && cat $(BENCH_OUT)/retry_queue.md
 	$(PY) bench/replica_visibility.py 100 > $(BENCH_OUT)/replica_visibility.md && cat $(BENCH_OUT)/replica_visibility.md
 	$(PY) bench/chaos.py 2000 --kill-every 1.0 > $(BENCH_OUT)/chaos.md && cat $(BENCH_OUT)/chaos.md
+	$(PY) bench/burst.py 10000 > $(BENCH_OUT)/burst.md && cat $(BENCH_OUT)/burst.md
+	$(PY) bench/schedules_scale.py 100000 > $(BENCH_OUT)/schedules_scale.md && cat $(BENCH_OUT)/schedules_scale.md

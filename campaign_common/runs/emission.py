@@ -108,8 +108,8 @@ def pack_values(values: list[Any]) -> bytes:
     """``values`` as one netstring-packed argument (`UNPACK_VALUES`)."""
     parts: list[bytes] = []
     for value in values:
-        raw = value if isinstance(value, bytes) else str(value).encode()
-        parts += [b"%d:" % len(raw), raw]
+        raw = value if type(value) is bytes else str(value).encode()
+        parts.append(b"%d:%b" % (len(raw), raw))
     return b"".join(parts)
 
 
