@@ -68,7 +68,7 @@ class Timer:
         self._window_ms = catch_up_window_ms
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._armed: dict[str, _Armed] = {}  # schedule id -> its armed (current) entry
-        self._heap: list[tuple[int, int, _Armed]] = []  # (fire ms, tie-breaker, entry)
+        self._heap: list[tuple[int, int, _Armed]] = []  # (due ms, tie-breaker, entry)
         self._order = itertools.count()
         self._wake_ms: int | None = None  # when the wake job is armed for
         self._fires: set[asyncio.Task[None]] = set()
