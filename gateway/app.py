@@ -43,19 +43,7 @@ from gateway.errors import (
 )
 from gateway.etags import IdempotencyKey, IfMatch, expected_version, request_id, set_etag
 from gateway.metrics import install_metrics
-from gateway.models import (
-    AddScheduledCampaignBody,
-    ErrorOut,
-    HealthOut,
-    PauseBody,
-    ResultList,
-    RunList,
-    RunOut,
-    ScheduleList,
-    ScheduleOut,
-    TriggerOut,
-    UpdateScheduleBody,
-)
+from gateway.models import AddScheduledCampaignBody, PauseBody, UpdateScheduleBody
 from gateway.openapi_doc import install_openapi
 from gateway.params import (
     CampaignIdFilter,
@@ -64,6 +52,16 @@ from gateway.params import (
     ResourceId,
     ScheduleIdFilter,
     SchedulerDep,
+)
+from gateway.responses import (
+    ErrorOut,
+    HealthOut,
+    ResultList,
+    RunList,
+    RunOut,
+    ScheduleList,
+    ScheduleOut,
+    TriggerOut,
 )
 from gateway.run_watch import watch_routes
 from gateway.scheduler_client import SchedulerClient

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
-from gateway.models import DeadLetterList, RetryOut
 from gateway.params import PageSize, PageToken, ResourceId, SchedulerDep
+from gateway.responses import DeadLetterList, RetryOut
 
 
 def dead_letter_routes(router: APIRouter) -> None:

@@ -21,13 +21,11 @@ from gateway.convert import (
 from gateway.models import (
     AddScheduledCampaignBody,
     OverlapName,
-    ResultOut,
-    RunOut,
     RunStateName,
     RunTriggerName,
-    ScheduleOut,
     ScheduleStateName,
 )
+from gateway.responses import ResultOut, RunOut, ScheduleOut
 from tests.gateway.stub import sample_schedule
 
 MONDAY_9_UTC_MS = 1_767_603_600_000  # 2026-01-05T09:00:00Z
