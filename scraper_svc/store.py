@@ -36,14 +36,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key, run_key
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.runs.writer import AttemptClosed, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
-from scraper_svc.model import PageResult, RunRequest
+from scraper_svc.model import PageResult, RunLookup, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,20 @@ class ScraperStore:
         record = await self._runs.get_run(run.run_id)
         return record is not None and record.attempt == run.attempt and record.state in _FINISHED
 
+    async def look_up(self, run: RunRequest) -> RunLookup:
+        """`is_finished` and the campaign's `fence_floor`, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(run_key(run.run_id), "attempt", "state")
+            pipe.get(campaign_fence_key(run.campaign_id))
+            (attempt, state), floor = await pipe.execute()
+        finished = (
+            attempt is not None
+            and int(attempt) == run.attempt
+            and state is not None
+            and RunState(_text(state)) in _FINISHED
+        )
+        return RunLookup(finished, int(floor or 0))
+
     async def record_started(self, run: RunRequest, worker: str, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunStarted(
@@ -331,14 +345,25 @@ class ScraperStore:
             run.campaign_id, results, writer=self._writer(run, fence), attempt=run.attempt
         )
 
-    async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None:
+    async def record_succeeded(
+        self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
+    ) -> None:
+        """The attempt's results, its RunSucceeded and the ack of its entry, in one script."""
         at_ms = now_ms()
         event = events_pb2.RunSucceeded(
-            run_id=run.run_id, attempt=run.attempt, pages=pages, finished_at=ms_to_timestamp(at_ms)
+            run_id=run.run_id,
+            attempt=run.attempt,
+            pages=len(pages),
+            finished_at=ms_to_timestamp(at_ms),
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": ""}
         await self._runs.append_event(
-            event, state=RunState.SUCCEEDED, changes=changes, writer=self._writer(run, fence)
+            event,
+            state=RunState.SUCCEEDED,
+            changes=changes,
+            writer=self._writer(run, fence),
+            results=[_result(run, page) for page in pages],
+            ack=True,
         )
 
     async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None:
@@ -347,8 +372,9 @@ class ScraperStore:
             run_id=run.run_id, attempt=run.attempt, error=error, finished_at=ms_to_timestamp(at_ms)
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": error}
+        writer = self._writer(run, fence)
         await self._runs.append_event(
-            event, state=RunState.FAILED, changes=changes, writer=self._writer(run, fence)
+            event, state=RunState.FAILED, changes=changes, writer=writer, ack=True
         )
 
     async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None:
@@ -360,8 +386,9 @@ class ScraperStore:
             finished_at=ms_to_timestamp(at_ms),
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": reason}
+        writer = self._writer(run, fence)
         await self._runs.append_event(
-            event, state=RunState.SKIPPED, changes=changes, writer=self._writer(run, fence)
+            event, state=RunState.SKIPPED, changes=changes, writer=writer, ack=True
         )
 
     async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None:
