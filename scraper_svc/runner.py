@@ -52,7 +52,8 @@ Timeline of one run, and why it is correct:
 - The ack is part of the script that records the outcome: an entry is never acked without
   its outcome, and never left pending with one (a crash before that script leaves the entry
   pending and the run runs again, at least once); the finished check turns a redelivery of
-  an entry whose attempt already has its outcome into a plain ack. A rate window admission is idempotent per run id.
+  an entry whose attempt already has its outcome into a plain ack. A rate window admission
+  is idempotent per run id.
 - Errors of the run itself (HTTP errors, budgets, timeout, any other exception of the scrape)
   end the attempt as a failure, retried per the schedule's retry policy as a new attempt
   (same run id, attempt + 1); reasons outside it (lock quorum, cluster slots) leave the same
