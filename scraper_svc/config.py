@@ -71,10 +71,11 @@ class ScraperSettings(ServiceSettings):
     # Worker processes this command runs (scraper_svc.processes), each with `concurrency`
     # runs at once; default: one per core. The per-host politeness limits count per process.
     processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    # Runs processed at once by each worker process.
-    concurrency: int = Field(4, ge=1)
+    # Runs processed at once by each worker process: sized for throughput (a run mostly waits
+    # on the network); the per-host politeness limits still hold each target host back.
+    concurrency: int = Field(32, ge=1)
     # Entries read per XREADGROUP (never more than the free run slots).
-    read_batch: int = Field(16, ge=1)
+    read_batch: int = Field(32, ge=1)
     block_ms: int = Field(500, ge=1)
     fetch_timeout_s: float = Field(10.0, gt=0)
     max_redirects: int = Field(5, ge=0)

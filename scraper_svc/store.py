@@ -82,6 +82,14 @@ if row[2] ~= ARGV[2] then return -1 end
 return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 """
 
+# KEYS[1] run hash, KEYS[2] campaign fence (both in the runs slot)
+# Returns {attempt, state, fence floor}, each false (None) when missing: a read-only script,
+# cheaper for the client than a pipeline of the two reads.
+_LOOK_UP = """
+local cur = redis.call('HMGET', KEYS[1], 'attempt', 'state')
+return {cur[1], cur[2], redis.call('GET', KEYS[2])}
+"""
+
 # KEYS[1] the campaign's window (sorted set: run id -> start time ms)
 # ARGV[1] run id, ARGV[2] max runs per window, ARGV[3] window ms
 # Forgets starts that left the window (server time), then admits the run if it was admitted
@@ -150,6 +158,7 @@ class ScraperStore:
         self._release_buffer = redis.register_script(_RELEASE_BUFFER)
         self._set_idle = redis.register_script(_SET_IDLE)
         self._ack_owned = redis.register_script(_ACK_OWNED)
+        self._look_up = redis.register_script(_LOOK_UP)
         self._retries = RetryQueue(redis)
         self._dead = DeadLetters(redis)
 
@@ -312,11 +321,9 @@ class ScraperStore:
         return record is not None and record.attempt == run.attempt and record.state in _FINISHED
 
     async def look_up(self, run: RunRequest) -> RunLookup:
-        """`is_finished` and the campaign's `fence_floor`, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(run_key(run.run_id), "attempt", "state")
-            pipe.get(campaign_fence_key(run.campaign_id))
-            (attempt, state), floor = await pipe.execute()
+        """`is_finished` and the campaign's `fence_floor`, in one script call."""
+        keys = [run_key(run.run_id), campaign_fence_key(run.campaign_id)]
+        attempt, state, floor = await self._look_up(keys=keys)
         finished = (
             attempt is not None
             and int(attempt) == run.attempt
