@@ -20,6 +20,7 @@ metrics port, ``metrics_port + i`` when one is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -140,7 +141,8 @@ class WorkerGroup:
         running = [c.process for c in self._children if c.process is not None]
         for process in running:
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):  # it exited just now
+                    process.send_signal(signal.SIGTERM)
         if not running:
             return
         deadline_s = self._settings.shutdown_grace_s + EXIT_MARGIN_S

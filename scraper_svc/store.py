@@ -14,7 +14,7 @@ Every write for a run carries a `campaign_common.runs.log.Writer`: this worker m
 the run's runs entry, and a write under a campaign lock carries the lock's fencing token,
 refused atomically once a newer holder has written; a refused write raises a `WriteRefused`
 (`EntryLost`, `Fenced`, `AttemptClosed`) and leaves nothing behind. Acks are checked the same
-way (`_ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
+way (`ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
 in, protobuf events come out only here. Failed attempts go to the retry delay queue
 (`campaign_common.runs.retryqueue`) or the dead-letter stream (`campaign_common.runs.deadletters`),
 each acking the attempt's runs entry in the same script.
@@ -44,6 +44,14 @@ from campaign_common.runs.writer import AttemptClosed, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scraper_svc.model import PageResult, RunLookup, RunRequest
+from scraper_svc.store_scripts import (
+    ACK_OWNED,
+    ADMIT_TO_WINDOW,
+    CLAIM_BUFFER,
+    LOOK_UP,
+    RELEASE_BUFFER,
+    SET_IDLE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,79 +60,6 @@ StreamEntry = tuple[str, dict[bytes, bytes] | None, int]
 _FINISHED = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
 )
-
-# KEYS[1] runs stream
-# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4 ..] entry ids
-# Sets the idle time of each entry still pending for this consumer (XCLAIM JUSTID does not
-# count a delivery); entries another consumer took over meanwhile are left alone.
-# Returns how many entries were set.
-_SET_IDLE = """
-local set = 0
-for i = 4, #ARGV do
-  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
-  if row and row[2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-    set = set + 1
-  end
-end
-return set
-"""
-
-# KEYS[1] runs stream
-# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] entry id
-# Acks the entry only while this consumer owns it: an entry another worker took over is
-# that worker's to ack. Returns 1 when acked, 0 when it was not pending (acked already: a
-# re-send, or its new owner finished it), -1 when another consumer owns it (left alone).
-_ACK_OWNED = """
-local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1]
-if not row then return 0 end
-if row[2] ~= ARGV[2] then return -1 end
-return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-"""
-
-# KEYS[1] run hash, KEYS[2] campaign fence (both in the runs slot)
-# Returns {attempt, state, fence floor}, each false (None) when missing: a read-only script,
-# cheaper for the client than a pipeline of the two reads.
-_LOOK_UP = """
-local cur = redis.call('HMGET', KEYS[1], 'attempt', 'state')
-return {cur[1], cur[2], redis.call('GET', KEYS[2])}
-"""
-
-# KEYS[1] the campaign's window (sorted set: run id -> start time ms)
-# ARGV[1] run id, ARGV[2] max runs per window, ARGV[3] window ms
-# Forgets starts that left the window (server time), then admits the run if it was admitted
-# before (a redelivery) or fewer than max runs started within the window.
-# Returns 1 when admitted (and counted), 0 when over the limit.
-_ADMIT_TO_WINDOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], window)
-return 1
-"""
-
-# KEYS[1] the campaign's buffer marker
-# ARGV[1] run id, ARGV[2] ttl ms
-# Takes the marker for the run if nobody has it, or refreshes it if the run has it.
-# Returns 1 when the run holds the marker, 0 when another run does.
-_CLAIM_BUFFER = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS[1] the campaign's buffer marker
-# ARGV[1] run id
-# Compare-and-delete: frees the marker only if the run holds it. Returns 1 if deleted.
-_RELEASE_BUFFER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def campaign_lock_resource(campaign_id: str) -> str:
@@ -153,12 +88,12 @@ class ScraperStore:
         self._redis = redis
         self.consumer = consumer
         self._runs = RunLog(redis, results_cap=results_cap)
-        self._admit = redis.register_script(_ADMIT_TO_WINDOW)
-        self._claim_buffer = redis.register_script(_CLAIM_BUFFER)
-        self._release_buffer = redis.register_script(_RELEASE_BUFFER)
-        self._set_idle = redis.register_script(_SET_IDLE)
-        self._ack_owned = redis.register_script(_ACK_OWNED)
-        self._look_up = redis.register_script(_LOOK_UP)
+        self._admit = redis.register_script(ADMIT_TO_WINDOW)
+        self._claim_buffer = redis.register_script(CLAIM_BUFFER)
+        self._release_buffer = redis.register_script(RELEASE_BUFFER)
+        self._set_idle = redis.register_script(SET_IDLE)
+        self._ack_owned = redis.register_script(ACK_OWNED)
+        self._look_up = redis.register_script(LOOK_UP)
         self._retries = RetryQueue(redis)
         self._dead = DeadLetters(redis)
 
