@@ -42,6 +42,7 @@ import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 from redis.asyncio import Redis
 
+from campaign_common import event_loop
 from campaign_common.localstack.embedded import EmbeddedStack
 from campaign_common.redlock.client import Redlock
 from campaign_common.redlock.stats import AttemptStats
@@ -371,21 +373,25 @@ class Routes:
     ca_file: str = ""
 
 
-def measure(name: str, routes: Routes, tasks: int, seconds: float) -> list[Sample]:
+def measure(
+    name: str, routes: Routes, tasks: int, seconds: float, use_uvloop: bool
+) -> list[Sample]:
+    """One variant; every asyncio client (ours and aioredlock alike) on the same loop."""
     urls = routes.direct
+    run = partial(event_loop.run, use_uvloop=use_uvloop)
     if name == "pottery":
         return bench_pottery(urls, tasks, seconds)
     if name == "ours-redis-py":
-        return asyncio.run(bench_ours(urls, tasks, seconds, pipelined=False))
+        return run(bench_ours(urls, tasks, seconds, pipelined=False))
     if name == "ours-proxy":
-        return asyncio.run(bench_ours(routes.proxied, tasks, seconds))
+        return run(bench_ours(routes.proxied, tasks, seconds))
     if name in ("ours-tls", "ours-redis-py-tls"):
         pipelined = name == "ours-tls"
-        return asyncio.run(
+        return run(
             bench_ours(routes.tls, tasks, seconds, pipelined=pipelined, ca_file=routes.ca_file)
         )
     runner = bench_ours if name == "ours" else bench_aioredlock
-    return asyncio.run(runner(urls, tasks, seconds))
+    return run(runner(urls, tasks, seconds))
 
 
 def print_table(results: list[Result]) -> None:
@@ -427,6 +433,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks/threads")
     parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="asyncio",
+        help="event loop of every asyncio client, ours and aioredlock alike (the services run "
+        "on uvloop; it speeds up aioredlock more than ours: 1.40x / 7.5x against 1.76x / 9.2x)",
+    )
+    parser.add_argument(
         "--only",
         default="ours,ours-redis-py,aioredlock,pottery,ours-proxy,ours-tls,ours-redis-py-tls",
         help="comma-separated",
@@ -448,12 +461,13 @@ def main() -> None:
             routes.ca_file = str(pki.ca_file)
         for key, value in machine(with_stack).items():
             print(f"{key}: {value}")
-        print(f"TTL {TTL_MS} ms, {args.seconds:g} s per run after {WARMUP_S:g} s warm-up\n")
+        print(f"TTL {TTL_MS} ms, {args.seconds:g} s per run after {WARMUP_S:g} s warm-up")
+        print(f"event loop of the asyncio clients: {args.loop}\n")
         results = []
         for tasks, mode in ((1, "sequential"), (args.tasks, f"{args.tasks} concurrent")):
             for name in names:
                 flush(with_stack)
-                samples = measure(name, routes, tasks, args.seconds)
+                samples = measure(name, routes, tasks, args.seconds, args.loop == "uvloop")
                 results.append(summarise(name, mode, samples, args.seconds))
                 print(f"  measured {name}, {mode}", file=sys.stderr)
         print_table(results)

@@ -9,6 +9,9 @@ run fetches one page and extracts one field (``.price``) from it.
 - ``ours-e2e-K``: one ``python -m scheduler_svc`` and K ``python -m scraper_svc`` processes;
   N schedules are created over gRPC (AddScheduledCampaign, one-shot ``run_at``, one campaign
   each) all due at the same instant, a few seconds ahead; the scheduler fires them.
+- ``ours-e2e-processes``: one scheduler and one ``python -m scraper_svc`` running P worker
+  processes (``SCRAPER_PROCESSES=P``, ``--processes``, default 2); every other variant runs
+  one worker process per scraper command.
 - ``ours-e2e-cluster-K``: the same on a local 3-master Redis Cluster as the state Redis
   (`tests.local_topologies.LocalCluster`, ``*_STATE_REDIS_MODE=cluster``; its masters have
   append-only files synced on every write, the single node of ``ours-e2e`` has none), with
@@ -91,6 +94,7 @@ SCRAPER_SETTINGS = {
     "SCRAPER_CONCURRENCY": "50",
     "SCRAPER_READ_BATCH": "50",
     "SCRAPER_PER_HOST_CONCURRENCY": "50",
+    "SCRAPER_PROCESSES": "1",  # one worker process per command unless a variant says more
 }
 OWN_COMMANDS = {b"info", b"config", b"client", b"hello"}
 MACHINE = "whole machine"
@@ -329,14 +333,20 @@ async def create_schedules(target: str, runs: int, due_ms: int, page: str) -> No
         await asyncio.gather(*(creator() for _ in range(16)))
 
 
-def wait_finals(probe: Probe, runs: int, timeout_s: float) -> None:
-    """Until the run events stream holds at least a start and a final event per run."""
+def wait_finals(probe: Probe, runs: int, timeout_s: float, url: str) -> None:
+    """Until the run events stream holds at least a start and a final event per run, and
+    then (a run deferred by a RetryScheduled note adds an event) a final event per run."""
     deadline = time.monotonic() + timeout_s
     while probe.xlen(RUN_EVENTS_STREAM) < 2 * runs:
         if time.monotonic() > deadline:
             print(f"  timed out after {timeout_s:.0f} s", file=sys.stderr)
             return
         time.sleep(0.05)
+    while asyncio.run(run_events(url))[0] < runs:  # rare: reads the stream, counted
+        if time.monotonic() > deadline:
+            print(f"  timed out after {timeout_s:.0f} s waiting for final events", file=sys.stderr)
+            return
+        time.sleep(0.25)
 
 
 async def run_events(url: str) -> tuple[int, int, float, float]:
@@ -377,7 +387,7 @@ def measure_ours(
                 each.reset()
             before = snapshot(pids)
             zero_ms = start()
-            wait_finals(probe, runs, timeout_s=120 + runs / 10)
+            wait_finals(probe, runs, timeout_s=120 + runs / 10, url=target.runs_url)
             settle(pids)
             after = snapshot(pids)
             state, reads = Counter[str](), 0
@@ -413,9 +423,11 @@ def ours_e2e(
     monitor: bool = False,
     around: Callable[[dict[str, int]], AbstractContextManager[object]] = lambda _: nullcontext(),
     cluster: bool = False,
+    processes: int = 1,
 ) -> Result:
-    """Scheduler + ``scrapers`` processes; ``around(procs)`` wraps the measured window; with
-    ``cluster`` the state Redis is a local 3-master cluster."""
+    """Scheduler + ``scrapers`` scraper commands of ``processes`` worker processes each;
+    ``around(procs)`` wraps the measured window; with ``cluster`` the state Redis is a local
+    3-master cluster."""
     stack = EmbeddedStack(lock_masters=3).start()
     tmp = tempfile.TemporaryDirectory(prefix="bench-cluster-")
     local = LocalCluster(Path(tmp.name)).start() if cluster else None
@@ -429,9 +441,10 @@ def ours_e2e(
         )
         started.append(scheduler)
         scraper_env = SCRAPER_SETTINGS | state.env("SCRAPER")
+        scraper_env["SCRAPER_PROCESSES"] = str(processes)
         for n in range(scrapers):
             started.append(scraper_process(state.url, stack.lock_urls, f"w{n}", **scraper_env))
-        wait_consumers(state.runs_url, scrapers)
+        wait_consumers(state.runs_url, scrapers * processes)
         due_ms = now_ms() + int(lead_s * 1000)
         created = time.monotonic()
         asyncio.run(create_schedules(target, runs, due_ms, page))
@@ -442,7 +455,9 @@ def ours_e2e(
         time.sleep(max(0.0, wait_s))
         procs = {"scheduler": scheduler.pid}
         procs |= {f"scraper {n}": p.pid for n, p in enumerate(started[1:])}
-        name = f"ours, scheduler + {scrapers} scraper{'s' if scrapers > 1 else ''}, end to end"
+        name = f"ours, scheduler + {scrapers} scraper{'s' if scrapers > 1 else ''}"
+        name += f" of {processes} processes" if processes > 1 else ""
+        name += ", end to end"
         name += ", 3-master cluster" if cluster else ""
         with around(procs):
             return measure_ours(name, stack, procs, lambda: due_ms, runs, monitor, state)
@@ -797,6 +812,12 @@ def measure_all(args: argparse.Namespace, only: set[str]) -> tuple[list[Result],
                 for n in args.scrapers.split(",")
                 if n.strip()
             ]
+        if "ours-e2e-processes" in only:
+            variants += [
+                partial(ours_e2e, args.runs, 1, page, lead, processes=int(n))
+                for n in args.processes.split(",")
+                if n.strip()
+            ]
         if "ours-e2e-cluster" in only:
             variants += [
                 partial(ours_e2e, args.runs, int(n), page, lead, cluster=True)
@@ -826,8 +847,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--scrapers", default="1,2,4", help="scraper counts of the e2e variant")
     parser.add_argument(
+        "--processes", default="2", help="SCRAPER_PROCESSES of the e2e-processes variant"
+    )
+    parser.add_argument(
         "--only",
-        default="ours-e2e,ours-e2e-cluster,ours-drain,arq-fetch,arq-noop,arq-fetch-fast",
+        default="ours-e2e,ours-e2e-processes,ours-e2e-cluster,ours-drain,arq-fetch,arq-noop,"
+        "arq-fetch-fast",
     )
     parser.add_argument("--lead", type=float, default=0.0, help="s from creation to due (0: auto)")
     parser.add_argument("--passes", type=int, default=3, help="max passes of a disturbed variant")

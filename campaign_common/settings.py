@@ -47,6 +47,8 @@ class ServiceSettings(BaseSettings):
     redis_timeout_s: float = 5.0
     # OTLP/gRPC collector (Jaeger: http://127.0.0.1:4317); empty: spans are not exported.
     otlp_endpoint: str = ""
+    # Run the event loop on uvloop (campaign_common.event_loop); false: asyncio's own loop.
+    uvloop: bool = True
 
     @field_validator("state_redis_sentinels", mode="before")
     @classmethod

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from campaign_common import event_loop
 from campaign_common.grpc_tls import TlsError
 from campaign_common.observability.logs import setup_logging
 from campaign_common.observability.telemetry import setup_tracing
@@ -26,7 +26,7 @@ def main() -> None:
     service = setup_tracing("scheduler", settings.otlp_endpoint, TelemetrySettings())
     setup_logging(service, settings.log_level, settings.log_json)
     try:
-        asyncio.run(serve(settings))
+        event_loop.run(serve(settings), use_uvloop=settings.uvloop)
     except (StartupError, UnsupportedServerError, TlsError) as exc:
         sys.exit(f"scheduler cannot start: {exc}")
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, EnvelopeError
-from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM
+from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM, run_key
 
 _STREAKS = "{sched}:streaks"
 # Longer than any redelivery of a run event: a re-send takes seconds, a take-over happens
@@ -90,6 +90,30 @@ class OutcomeStore:
     async def ack(self, entry_id: str) -> None:
         await self._redis.xack(RUN_EVENTS_STREAM, OUTCOME_GROUP, entry_id)
 
+    async def runs_of(self, run_ids: list[str]) -> list[tuple[str, str] | None]:
+        """(schedule id, campaign id) of each run (None: no such run any more), one round
+        trip for all."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hmget(run_key(run_id), "schedule_id", "campaign_id")
+            replies: list[Any] = await pipe.execute()
+        return [
+            (schedule.decode(), campaign.decode()) if schedule is not None else None
+            for schedule, campaign in replies
+        ]
+
+    async def succeeded_all(self, runs: list[tuple[str, str]], entry_ids: list[str]) -> None:
+        """End the failure streaks of the schedules and campaigns of ``runs``, then ack
+        ``entry_ids`` (the entries that reported them and any others handled with them):
+        one round trip, the acks after the streaks."""
+        fields = list(dict.fromkeys(f for s, c in runs for f in (f"s:{s}", f"c:{c}")))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if fields:
+                pipe.hdel(_STREAKS, *fields)
+            if entry_ids:
+                pipe.xack(RUN_EVENTS_STREAM, OUTCOME_GROUP, *entry_ids)
+            await pipe.execute()
+
     async def failed(self, entry_id: str, schedule_id: str, campaign_id: str) -> tuple[int, int]:
         """The failure of run events entry ``entry_id`` counted (once, however often this is
         called for it); (schedule streak, campaign streak)."""
@@ -97,9 +121,6 @@ class OutcomeStore:
         args: list[str | int] = [f"s:{schedule_id}", f"c:{campaign_id}", COUNTED_TTL_MS]
         schedule_streak, campaign_streak = await self._count_failure(keys=keys, args=args)
         return int(schedule_streak), int(campaign_streak)
-
-    async def succeeded(self, schedule_id: str, campaign_id: str) -> None:
-        await self._redis.hdel(_STREAKS, f"s:{schedule_id}", f"c:{campaign_id}")
 
     async def reset_schedule(self, schedule_id: str) -> None:
         await self._redis.hdel(_STREAKS, f"s:{schedule_id}")

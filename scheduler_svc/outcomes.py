@@ -12,7 +12,12 @@ after ``claim_idle_ms``. Per outcome:
 
 The entry is acked after it was handled; a crash in between hands it to another replica
 (at-least-once handling: a failure still counts once in the streaks, see
-`scheduler_svc.outcome_store`; a pause is idempotent; an alert may be sent twice).
+`scheduler_svc.outcome_store`; a pause is idempotent; an alert may be sent twice). A read's
+entries are handled in stream order: each stretch of successes and other events is one
+batch (the run records read in one round trip, the streaks ended and the entries acked in
+the next), each failure alone after the stretch before it was acked. The group is created
+at start and again after a Redis error (a restarted Redis may have lost it); entries of dead
+replicas are claimed every ``claim_idle_ms / 2``, not on every read.
 
 An entry whose handling fails on anything but Redis (a bug, or data it cannot read) is a
 poison entry: logged with its id and traceback, counted
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +48,11 @@ from scheduler_svc import metrics
 from scheduler_svc.commands import Commands
 from scheduler_svc.errors import SchedulerError
 from scheduler_svc.model import ScheduleState
-from scheduler_svc.outcome_store import OutcomeStore
+from scheduler_svc.outcome_store import Event, OutcomeStore
 
 log = logging.getLogger(__name__)
+# Outcomes that count as failures: handled one at a time, in order (see `_handle_all`).
+_FAILURES = (events_pb2.RunFailed, events_pb2.RunDeadLettered)
 
 
 @dataclass(frozen=True)
@@ -79,23 +87,59 @@ class OutcomeFollower:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow outcomes until ``stop``; Redis outages are logged and retried."""
         delay_s = 0.1
+        group_ready = False
+        next_claim = 0.0
         while not stop.is_set():
             try:
-                await self._store.ensure_group()
-                for entry_id, envelope in await self._store.claim_stale(self._claim_idle_ms, 50):
-                    await self._handle(entry_id, envelope)
-                for entry_id, envelope in await self._store.read(100, self._block_ms):
-                    await self._handle(entry_id, envelope)
+                if not group_ready:  # at start and after any Redis error (a restarted Redis)
+                    await self._store.ensure_group()
+                    group_ready = True
+                if time.monotonic() >= next_claim:
+                    await self._handle_all(await self._store.claim_stale(self._claim_idle_ms, 50))
+                    next_claim = time.monotonic() + self._claim_idle_ms / 2000
+                await self._handle_all(await self._store.read(100, self._block_ms))
                 delay_s = 0.1
             except RedisError as exc:
                 raise_if_cancelling()
+                group_ready = False
                 log.warning("run events unreachable (%s); retrying in %.1fs", exc, delay_s)
                 await pause(stop, delay_s)  # backoff while the state Redis is down
                 delay_s = min(delay_s * 2, 5.0)
 
-    async def _handle(self, entry_id: str, envelope: Envelope | None) -> None:
+    async def _handle_all(self, events: list[Event]) -> None:
+        """Handle entries in stream order: runs of successes and other non-failures in one
+        batch (streaks ended and entries acked in one round trip), each failure alone, after
+        the batch before it was acked, so a streak never misses a failure on a re-handling."""
+        batch: list[tuple[str, Message | None]] = []
+        for entry_id, envelope in events:
+            body = self._decoded(entry_id, envelope)
+            if isinstance(body, _FAILURES):
+                await self._flush(batch)
+                batch = []
+                await self._handle(entry_id, body)
+            else:
+                batch.append((entry_id, body))
+        await self._flush(batch)
+
+    def _decoded(self, entry_id: str, envelope: Envelope | None) -> Message | None:
         try:
-            body = decode_body(envelope) if envelope is not None else None
+            return decode_body(envelope) if envelope is not None else None
+        except Exception:
+            metrics.OUTCOME_ERRORS.inc()
+            log.exception("run event %s could not be decoded; skipping it (acked)", entry_id)
+            return None
+
+    async def _flush(self, batch: list[tuple[str, Message | None]]) -> None:
+        if not batch:
+            return
+        succeeded = [body.run_id for _, body in batch if isinstance(body, events_pb2.RunSucceeded)]
+        runs = await self._store.runs_of(succeeded) if succeeded else []
+        metrics.OUTCOMES.labels(outcome="succeeded").inc(len(succeeded))
+        found = [run for run in runs if run is not None]
+        await self._store.succeeded_all(found, [entry_id for entry_id, _ in batch])
+
+    async def _handle(self, entry_id: str, body: Message | None) -> None:
+        try:
             await self._apply(entry_id, body)
         except SchedulerError as exc:  # e.g. the schedule was deleted meanwhile
             log.info("outcome %s not applied: %s", entry_id, exc)
@@ -108,12 +152,7 @@ class OutcomeFollower:
         await self._store.ack(entry_id)
 
     async def _apply(self, entry_id: str, body: Message | None) -> None:
-        if isinstance(body, events_pb2.RunSucceeded):
-            metrics.OUTCOMES.labels(outcome="succeeded").inc()
-            record = await self._runs.get_run(body.run_id)
-            if record is not None:
-                await self._store.succeeded(record.schedule_id, record.campaign_id)
-        elif isinstance(body, events_pb2.RunFailed):
+        if isinstance(body, events_pb2.RunFailed):
             metrics.OUTCOMES.labels(outcome="failed").inc()
             record = await self._runs.get_run(body.run_id)
             if record is not None:

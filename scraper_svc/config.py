@@ -68,10 +68,14 @@ class ScraperSettings(ServiceSettings):
     retry_max_delay_s: float = Field(30.0, gt=0)
     # Name of this worker in the consumer group; stable names let a restart resume its entries.
     consumer_name: str = Field(default_factory=_default_consumer_name, min_length=1)
-    # Runs processed at once by this worker.
-    concurrency: int = Field(4, ge=1)
+    # Worker processes this command runs (scraper_svc.processes), each with `concurrency`
+    # runs at once; default: one per core. The per-host politeness limits count per process.
+    processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Runs processed at once by each worker process: sized for throughput (a run mostly waits
+    # on the network); the per-host politeness limits still hold each target host back.
+    concurrency: int = Field(32, ge=1)
     # Entries read per XREADGROUP (never more than the free run slots).
-    read_batch: int = Field(16, ge=1)
+    read_batch: int = Field(32, ge=1)
     block_ms: int = Field(500, ge=1)
     fetch_timeout_s: float = Field(10.0, gt=0)
     max_redirects: int = Field(5, ge=0)

@@ -42,8 +42,11 @@ from scraper_svc.errors import (
     TargetRefused,
 )
 from scraper_svc.fetch_telemetry import fetch_failed, fetch_span, fetched, without_query
+from scraper_svc.http_pool import HostPool
 
 log = logging.getLogger(__name__)
+# httpx's default: an idle keep-alive connection is closed after this long.
+KEEPALIVE_EXPIRY_S = 5.0
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_SETTING = "SCRAPER_ALLOW_PRIVATE_TARGETS=true"
 _METADATA = frozenset(
@@ -156,19 +159,20 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool rebuilt on the guarded backend."""
+class _PooledTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport on `scraper_svc.http_pool.HostPool` (the guarded backend unless
+    private targets are allowed)."""
 
-    def __init__(self, guard: TargetGuard, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, max_connections: int) -> None:
+        super().__init__(trust_env=False)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("httpx transport internals changed: cannot install the SSRF guard")
-        self._pool = httpcore.AsyncConnectionPool(
+            raise RuntimeError("httpx transport internals changed: cannot install the pool")
+        self._pool = HostPool(  # type: ignore[assignment]
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(guard),
+            network_backend=backend,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry_s=KEEPALIVE_EXPIRY_S,
         )
 
 
@@ -177,12 +181,12 @@ class Fetcher:
 
     def __init__(self, limits: FetchLimits) -> None:
         self._limits = limits
-        pool = httpx.Limits(max_connections=limits.max_connections)
-        transport = (
-            httpx.AsyncHTTPTransport(limits=pool, trust_env=False)
+        backend: httpcore.AsyncNetworkBackend = (
+            httpcore.AnyIOBackend()
             if limits.allow_private_targets
-            else _GuardedTransport(TargetGuard(), pool)
+            else _GuardedBackend(TargetGuard())
         )
+        transport = _PooledTransport(backend, limits.max_connections)
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(limits.timeout_s),

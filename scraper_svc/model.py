@@ -40,3 +40,12 @@ class PageResult:
     status_code: int
     fields: Fields
     fetched_at_ms: int
+
+
+@dataclass(frozen=True)
+class RunLookup:
+    """What a run needs to know before it starts: whether its attempt has its outcome already
+    (a redelivery), and the highest fence that wrote for its campaign (`fence_floor`)."""
+
+    finished: bool
+    fence_floor: int

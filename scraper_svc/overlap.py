@@ -111,37 +111,49 @@ class CampaignGuard:
         self._marker_ttl_ms = max(ttl_ms, MIN_MARKER_TTL_MS)
 
     @contextlib.asynccontextmanager
-    async def hold(self, run: RunRequest, policy: Overlap) -> AsyncIterator[Hold]:
-        """Yield the run's `Hold` (see the module docstring)."""
+    async def hold(
+        self, run: RunRequest, policy: Overlap, fence_floor: int | None = None
+    ) -> AsyncIterator[Hold]:
+        """Yield the run's `Hold` (see the module docstring); ``fence_floor``, when the caller
+        has just read it (`ScraperStore.look_up`), serves the first lock attempt, later ones
+        (BUFFER_ONE polls) read it again."""
         if policy is Overlap.ALLOW_ALL:
             yield Hold()
             return
         async with contextlib.AsyncExitStack() as stack:
-            lock = await self._enter(stack, run, policy)
+            lock = await self._enter(stack, run, policy, fence_floor)
             assert lock.current is not None
             yield Hold(lock.current.fence, lock)
 
     async def _enter(
-        self, stack: contextlib.AsyncExitStack, run: RunRequest, policy: Overlap
+        self,
+        stack: contextlib.AsyncExitStack,
+        run: RunRequest,
+        policy: Overlap,
+        fence_floor: int | None,
     ) -> HeldLock:
         if policy is Overlap.BUFFER_ONE:
             waiting = await self._store.buffered_run(run.campaign_id)
             if waiting is not None and waiting != run.run_id:
                 raise Overlapped()
         try:
-            return await self._lock(stack, run)
+            return await self._lock(stack, run, fence_floor)
         except LockHeld:
             if policy is not Overlap.BUFFER_ONE:
                 raise Overlapped() from None
         return await self._wait_buffered(stack, run)
 
-    async def _lock(self, stack: contextlib.AsyncExitStack, run: RunRequest) -> HeldLock:
+    async def _lock(
+        self, stack: contextlib.AsyncExitStack, run: RunRequest, fence_floor: int | None = None
+    ) -> HeldLock:
+        if fence_floor is None:
+            fence_floor = await self._store.fence_floor(run.campaign_id)
         held = self._redlock.hold(
             campaign_lock_resource(run.campaign_id),
             self._ttl_ms,
             max_lease_s=self._max_lease_s,
             retry_count=0,
-            fence_floor=await self._store.fence_floor(run.campaign_id),
+            fence_floor=fence_floor,
         )
         started = time.monotonic()
         with _tracer.start_as_current_span(

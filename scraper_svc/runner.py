@@ -5,10 +5,11 @@ domain types are in `scraper_svc.model`.
 
 Timeline of one run, and why it is correct:
 
-    is_finished? ─ yes ─> ack (a redelivered entry whose outcome is already recorded)
+    look up (one round trip: the attempt's state, the campaign's fence floor)
+    finished? ─ yes ─> ack (a redelivered entry whose outcome is already recorded)
     delivered more than max_deliveries times? ─ yes ─> DEAD_LETTERED (+ ack, one script)
-    start deadline passed? ─ yes ─> SKIPPED "missed start deadline" ─> ack
-    overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" ─> ack
+    start deadline passed? ─ yes ─> SKIPPED "missed start deadline" (+ ack, one script)
+    overlap policy (scraper_svc.overlap) ─ skip ─> SKIPPED "overlap" (+ ack, one script)
        │    ├ a taken-over entry whose attempt shows RUNNING ─> RETRY_SCHEDULED, RetryLater
        │    └ lock quorum unavailable ─> RETRY_SCHEDULED ─> RetryLater (entry not acked)
        │ campaign lock held and auto-extended; its fence F (0 under ALLOW_ALL)
@@ -16,7 +17,8 @@ Timeline of one run, and why it is correct:
        ├ start deadline passed while waiting? ─> SKIPPED "missed start deadline" (F)
        ├ the campaign's rate window is full? ─> SKIPPED "rate limit" (F)
        ├ RunStarted (F) ─> scrape within the budgets, under the run timeout, the lease checked
-       │    before every fetch ─> results (F) ─> SUCCEEDED | failure (F), see below
+       │    before every fetch ─> results + SUCCEEDED + ack (F, one script)
+       │                        | results (F) ─> failure (F), see below
        └ release the slot, then the lock (also after errors and cancellation)
     lease lost (extension failed, ran out before a fetch) ─> body cancelled ─> stop: nothing
        written, RetryLater counted as a delivery (entry not acked)
@@ -26,10 +28,10 @@ Timeline of one run, and why it is correct:
        EntryLost (another worker owns the entry) ─> stop; the entry is its business now
        Fenced (a newer lock holder wrote) ─> stop; RetryLater counted as a delivery
        AttemptClosed (the attempt has its outcome) ─> ack (if still ours), stop
-    ack (only while this worker owns the entry)
+    every outcome acks its entry in its own script (only while this worker owns the entry)
 
     failure ─ permanent (invalid selector, 4xx but 408/429, refused target, budget, a URL
-              that can never be fetched) ─> FAILED
+              that can never be fetched) ─> FAILED + ack (one script)
             ─ retryable, attempts left ─> RETRY_SCHEDULED + next attempt in the delay queue
                                           + ack (one script)
             ─ retryable, last attempt ─> DEAD_LETTERED + ack (one script)
@@ -47,9 +49,11 @@ Timeline of one run, and why it is correct:
   other worker now owns.
 - RunStarted's ``worker`` field reads ``<worker> fence=<F>``, so the run events show which
   lease each execution held (and in which order the leases were issued).
-- Ack comes after the outcome is recorded: a crash before it leaves the entry pending and
-  the run runs again (at least once); the `is_finished` check turns a redelivery after the
-  outcome was recorded into a plain ack. A rate window admission is idempotent per run id.
+- The ack is part of the script that records the outcome: an entry is never acked without
+  its outcome, and never left pending with one (a crash before that script leaves the entry
+  pending and the run runs again, at least once); the finished check turns a redelivery of
+  an entry whose attempt already has its outcome into a plain ack. A rate window admission
+  is idempotent per run id.
 - Errors of the run itself (HTTP errors, budgets, timeout, any other exception of the scrape)
   end the attempt as a failure, retried per the schedule's retry policy as a new attempt
   (same run id, attempt + 1); reasons outside it (lock quorum, cluster slots) leave the same
@@ -92,7 +96,7 @@ from scraper_svc.limits import (
     missed_start_deadline,
     resolve,
 )
-from scraper_svc.model import PageResult, RunRequest
+from scraper_svc.model import PageResult, RunLookup, RunRequest
 from scraper_svc.overlap import CampaignGuard, Hold, Overlapped
 from scraper_svc.scrape import ScrapeOutcome, Scraper
 from scraper_svc.semaphore import ClusterSemaphore, NoSlot
@@ -104,13 +108,15 @@ MAX_REPORTED_ERRORS = 3
 
 
 class RunStore(Protocol):
-    async def is_finished(self, run: RunRequest) -> bool: ...
+    async def look_up(self, run: RunRequest) -> RunLookup: ...
     async def admit_to_window(self, run: RunRequest, max_runs: int, window_s: int) -> bool: ...
     async def record_started(self, run: RunRequest, worker: str, *, fence: int = 0) -> None: ...
     async def record_results(
         self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
     ) -> None: ...
-    async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None: ...
+    async def record_succeeded(
+        self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
+    ) -> None: ...
     async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None: ...
     async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None: ...
     async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None: ...
@@ -166,7 +172,8 @@ class RunRunner:
             raise RetryLater(FENCED, redelivery=True) from exc
 
     async def _run_entry(self, request: RunRequest) -> None:
-        if await self._store.is_finished(request):
+        lookup = await self._store.look_up(request)
+        if lookup.finished:
             log.info("run %s already finished; acking its redelivered entry", request.run_id)
             await self._store.ack(request.entry_id)
             return
@@ -177,13 +184,12 @@ class RunRunner:
         if missed_start_deadline(limits, request.scheduled_for_ms, now_ms()):
             await self._skip(request, MISSED_START_DEADLINE)
         else:
-            await self._run_guarded(request, limits)
-        await self._store.ack(request.entry_id)
+            await self._run_guarded(request, limits, lookup.fence_floor)
 
-    async def _run_guarded(self, request: RunRequest, limits: RunLimits) -> None:
+    async def _run_guarded(self, request: RunRequest, limits: RunLimits, fence_floor: int) -> None:
         fence = 0
         try:
-            async with self._guard.hold(request, limits.overlap) as hold:
+            async with self._guard.hold(request, limits.overlap, fence_floor) as hold:
                 fence = hold.fence
                 await self._run_fenced(request, limits, hold)
         except LeaseCapReached as exc:
@@ -246,35 +252,44 @@ class RunRunner:
         await self._store.record_started(request, worker_label(self._worker, fence), fence=fence)
         started = time.monotonic()
         outcome = ScrapeOutcome()
-        errors: list[str]
+        errors = await self._scrape(request, limits, hold, outcome)
+        metrics.RUN_DURATION.observe(time.monotonic() - started)
+        process = trace.get_current_span()  # the run's status goes there, not on the write
+        if not errors:
+            with _tracer.start_as_current_span(
+                "record outcome", attributes={"pages": len(outcome.pages)}
+            ):  # results, outcome and ack: one script
+                await self._store.record_succeeded(request, outcome.pages, fence=fence)
+            log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
+            metrics.RUNS.labels("succeeded").inc()
+            return
+        with _tracer.start_as_current_span(
+            "write results", attributes={"pages": len(outcome.pages)}
+        ):
+            await self._store.record_results(request, outcome.pages, fence=fence)
+        with _tracer.start_as_current_span("record outcome"):
+            log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
+            retryable = not outcome.permanent
+            await self._fail(
+                request, _summary(errors), retryable=retryable, fence=fence, span=process
+            )
+
+    async def _scrape(
+        self, request: RunRequest, limits: RunLimits, hold: Hold, outcome: ScrapeOutcome
+    ) -> list[str]:
+        """Scrape within the run's timeout; the errors that end the attempt (none: success)."""
         try:
             async with asyncio.timeout(limits.run_timeout_s or None):
                 await self._scraper.scrape(request, limits, outcome, hold.check)
-            errors = outcome.all_errors()
+            return outcome.all_errors()
         except TimeoutError:
-            errors = [TIMEOUT]
+            return [TIMEOUT]
         except (LeaseLost, WriteRefused):
             raise
         except Exception as exc:  # a bug or input nobody foresaw still ends the attempt
             log.exception("run %s: the scrape raised", request.run_id)
             failed = f"scrape failed: {type(exc).__name__}: {exc}"
-            errors = [withhold_addresses(failed, url_hosts(request.urls)), *outcome.all_errors()]
-        with _tracer.start_as_current_span(
-            "write results", attributes={"pages": len(outcome.pages)}
-        ):
-            await self._store.record_results(request, outcome.pages, fence=fence)
-        metrics.RUN_DURATION.observe(time.monotonic() - started)
-        process = trace.get_current_span()  # the run's status goes there, not on the write
-        with _tracer.start_as_current_span("record outcome"):
-            if errors:
-                log.info("run %s attempt %d failed: %s", request.run_id, request.attempt, errors[0])
-                error = _summary(errors)
-                retryable = not outcome.permanent
-                await self._fail(request, error, retryable=retryable, fence=fence, span=process)
-            else:
-                log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
-                await self._store.record_succeeded(request, len(outcome.pages), fence=fence)
-                metrics.RUNS.labels("succeeded").inc()
+            return [withhold_addresses(failed, url_hosts(request.urls)), *outcome.all_errors()]
 
     async def _skip(self, request: RunRequest, reason: str, *, fence: int = 0) -> None:
         await self._store.record_skipped(request, reason, fence=fence)

@@ -14,7 +14,7 @@ Every write for a run carries a `campaign_common.runs.log.Writer`: this worker m
 the run's runs entry, and a write under a campaign lock carries the lock's fencing token,
 refused atomically once a newer holder has written; a refused write raises a `WriteRefused`
 (`EntryLost`, `Fenced`, `AttemptClosed`) and leaves nothing behind. Acks are checked the same
-way (`_ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
+way (`ACK_OWNED`): a worker never acks an entry another worker took over. Domain types go
 in, protobuf events come out only here. Failed attempts go to the retry delay queue
 (`campaign_common.runs.retryqueue`) or the dead-letter stream (`campaign_common.runs.deadletters`),
 each acking the attempt's runs entry in the same script.
@@ -36,14 +36,22 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key, run_key
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.runs.writer import AttemptClosed, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
-from scraper_svc.model import PageResult, RunRequest
+from scraper_svc.model import PageResult, RunLookup, RunRequest
+from scraper_svc.store_scripts import (
+    ACK_OWNED,
+    ADMIT_TO_WINDOW,
+    CLAIM_BUFFER,
+    LOOK_UP,
+    RELEASE_BUFFER,
+    SET_IDLE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,71 +60,6 @@ StreamEntry = tuple[str, dict[bytes, bytes] | None, int]
 _FINISHED = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
 )
-
-# KEYS[1] runs stream
-# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4 ..] entry ids
-# Sets the idle time of each entry still pending for this consumer (XCLAIM JUSTID does not
-# count a delivery); entries another consumer took over meanwhile are left alone.
-# Returns how many entries were set.
-_SET_IDLE = """
-local set = 0
-for i = 4, #ARGV do
-  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
-  if row and row[2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-    set = set + 1
-  end
-end
-return set
-"""
-
-# KEYS[1] runs stream
-# ARGV[1] consumer group, ARGV[2] consumer, ARGV[3] entry id
-# Acks the entry only while this consumer owns it: an entry another worker took over is
-# that worker's to ack. Returns 1 when acked, 0 when it was not pending (acked already: a
-# re-send, or its new owner finished it), -1 when another consumer owns it (left alone).
-_ACK_OWNED = """
-local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1]
-if not row then return 0 end
-if row[2] ~= ARGV[2] then return -1 end
-return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-"""
-
-# KEYS[1] the campaign's window (sorted set: run id -> start time ms)
-# ARGV[1] run id, ARGV[2] max runs per window, ARGV[3] window ms
-# Forgets starts that left the window (server time), then admits the run if it was admitted
-# before (a redelivery) or fewer than max runs started within the window.
-# Returns 1 when admitted (and counted), 0 when over the limit.
-_ADMIT_TO_WINDOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], window)
-return 1
-"""
-
-# KEYS[1] the campaign's buffer marker
-# ARGV[1] run id, ARGV[2] ttl ms
-# Takes the marker for the run if nobody has it, or refreshes it if the run has it.
-# Returns 1 when the run holds the marker, 0 when another run does.
-_CLAIM_BUFFER = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS[1] the campaign's buffer marker
-# ARGV[1] run id
-# Compare-and-delete: frees the marker only if the run holds it. Returns 1 if deleted.
-_RELEASE_BUFFER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def campaign_lock_resource(campaign_id: str) -> str:
@@ -145,11 +88,12 @@ class ScraperStore:
         self._redis = redis
         self.consumer = consumer
         self._runs = RunLog(redis, results_cap=results_cap)
-        self._admit = redis.register_script(_ADMIT_TO_WINDOW)
-        self._claim_buffer = redis.register_script(_CLAIM_BUFFER)
-        self._release_buffer = redis.register_script(_RELEASE_BUFFER)
-        self._set_idle = redis.register_script(_SET_IDLE)
-        self._ack_owned = redis.register_script(_ACK_OWNED)
+        self._admit = redis.register_script(ADMIT_TO_WINDOW)
+        self._claim_buffer = redis.register_script(CLAIM_BUFFER)
+        self._release_buffer = redis.register_script(RELEASE_BUFFER)
+        self._set_idle = redis.register_script(SET_IDLE)
+        self._ack_owned = redis.register_script(ACK_OWNED)
+        self._look_up = redis.register_script(LOOK_UP)
         self._retries = RetryQueue(redis)
         self._dead = DeadLetters(redis)
 
@@ -311,6 +255,18 @@ class ScraperStore:
         record = await self._runs.get_run(run.run_id)
         return record is not None and record.attempt == run.attempt and record.state in _FINISHED
 
+    async def look_up(self, run: RunRequest) -> RunLookup:
+        """`is_finished` and the campaign's `fence_floor`, in one script call."""
+        keys = [run_key(run.run_id), campaign_fence_key(run.campaign_id)]
+        attempt, state, floor = await self._look_up(keys=keys)
+        finished = (
+            attempt is not None
+            and int(attempt) == run.attempt
+            and state is not None
+            and RunState(_text(state)) in _FINISHED
+        )
+        return RunLookup(finished, int(floor or 0))
+
     async def record_started(self, run: RunRequest, worker: str, *, fence: int = 0) -> None:
         at_ms = now_ms()
         event = events_pb2.RunStarted(
@@ -331,14 +287,25 @@ class ScraperStore:
             run.campaign_id, results, writer=self._writer(run, fence), attempt=run.attempt
         )
 
-    async def record_succeeded(self, run: RunRequest, pages: int, *, fence: int = 0) -> None:
+    async def record_succeeded(
+        self, run: RunRequest, pages: Sequence[PageResult], *, fence: int = 0
+    ) -> None:
+        """The attempt's results, its RunSucceeded and the ack of its entry, in one script."""
         at_ms = now_ms()
         event = events_pb2.RunSucceeded(
-            run_id=run.run_id, attempt=run.attempt, pages=pages, finished_at=ms_to_timestamp(at_ms)
+            run_id=run.run_id,
+            attempt=run.attempt,
+            pages=len(pages),
+            finished_at=ms_to_timestamp(at_ms),
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": ""}
         await self._runs.append_event(
-            event, state=RunState.SUCCEEDED, changes=changes, writer=self._writer(run, fence)
+            event,
+            state=RunState.SUCCEEDED,
+            changes=changes,
+            writer=self._writer(run, fence),
+            results=[_result(run, page) for page in pages],
+            ack=True,
         )
 
     async def record_failed(self, run: RunRequest, error: str, *, fence: int = 0) -> None:
@@ -347,8 +314,9 @@ class ScraperStore:
             run_id=run.run_id, attempt=run.attempt, error=error, finished_at=ms_to_timestamp(at_ms)
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": error}
+        writer = self._writer(run, fence)
         await self._runs.append_event(
-            event, state=RunState.FAILED, changes=changes, writer=self._writer(run, fence)
+            event, state=RunState.FAILED, changes=changes, writer=writer, ack=True
         )
 
     async def record_skipped(self, run: RunRequest, reason: str, *, fence: int = 0) -> None:
@@ -360,8 +328,9 @@ class ScraperStore:
             finished_at=ms_to_timestamp(at_ms),
         )
         changes: dict[str, str | int] = {"finished_at_ms": at_ms, "error": reason}
+        writer = self._writer(run, fence)
         await self._runs.append_event(
-            event, state=RunState.SKIPPED, changes=changes, writer=self._writer(run, fence)
+            event, state=RunState.SKIPPED, changes=changes, writer=writer, ack=True
         )
 
     async def record_retry_scheduled(self, run: RunRequest, reason: str) -> None:

@@ -244,6 +244,7 @@ def scraper_process(
         "SCRAPER_CONSUMER_NAME": name,
         "SCRAPER_BLOCK_MS": "100",
         "SCRAPER_LOCK_NODE_TIMEOUT_S": "0.2",
+        "SCRAPER_PROCESSES": "1",  # one process to kill in fault tests
         **extra,
     }
     return ServiceProcess("scraper_svc", env).start()

@@ -9,7 +9,8 @@ fails for good and one that is retried and then dead-lettered, the spans form:
     scraper    └─ process (CONSUMER; parent and link: send)
                   ├─ acquire lock (lock.fence)
                   ├─ GET (CLIENT, http.request.method, server.address, status code)
-                  └─ write results
+                  ├─ write results (a failed attempt's; a success stores them with its outcome)
+                  └─ record outcome (pages)
     retry      process (CONSUMER, attempt 2, a root span linked to attempt 1's process)
 """
 
@@ -143,11 +144,11 @@ async def test_a_succeeded_run_is_one_trace_from_send_to_fetch(
     _assert_continues_send(receiver, process)
     assert not process.is_error
     children = await eventually(
-        lambda: _ready(
-            _children(receiver, process), "acquire lock", "GET", "write results", "record outcome"
-        ),
-        what="lock, fetch and results spans",
+        lambda: _ready(_children(receiver, process), "acquire lock", "GET", "record outcome"),
+        what="lock, fetch and outcome spans",
     )
+    assert "write results" not in children  # a success's results go with its outcome
+    assert children["record outcome"].attributes["pages"] == 1
     fetch = children["GET"]
     assert fetch.kind == CLIENT and not fetch.is_error
     assert fetch.attributes["http.request.method"] == "GET"

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.asyncio import Redis
@@ -159,8 +159,8 @@ class _Pipe(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport but implement it.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, wire: bytes, callback: ReplyCallback) -> None:
         if not self._waiters:

@@ -8,6 +8,7 @@ lifecycle events and writes results. Key names are in `campaign_common.runs.keys
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -39,27 +40,39 @@ from campaigns.v1 import events_pb2, run_pb2
 _RESEND_DEDUPE_TTL_MS = 3600 * 1000
 
 # KEYS[1] run events stream, KEYS[2] run hash, KEYS[3] campaign fence, KEYS[4] runs stream,
-# KEYS[5] operation key (campaign_common.runs.opscript)
+# KEYS[5] campaign results list, KEYS[6] the attempt's written marker,
+# KEYS[7] operation key (campaign_common.runs.opscript)
 # ARGV[1 .. 4] the writer (fence, group, consumer, entry: `Writer.args`), ARGV[5] attempt,
-# ARGV[6] rank, ARGV[7] run hash ttl ms, ARGV[8] number of envelope pairs n,
-# ARGV[9 .. 8+2n] envelope pairs, the rest: run hash field/value pairs.
-# Appends the event and applies it to the projection (an event 'behind' the attempt is only
-# appended); returns {1, entry id}, or {0, why} when refused (nothing written): 'entry',
-# 'fence', 'final' or 'attempt'.
+# ARGV[6] rank, ARGV[7] run hash ttl ms, ARGV[8] ack (1: XACK the writer's entry once the
+# event is applied), ARGV[9] results cap, ARGV[10] number of results m, ARGV[11 .. 10+m]
+# serialized results (oldest first), ARGV[11+m] number of envelope pairs n, then the n
+# envelope pairs, the rest: run hash field/value pairs.
+# Stores the attempt's results (once per attempt, like _ADD_RESULTS), appends the event and
+# applies it to the projection (an event 'behind' the attempt is only appended, never acks);
+# returns {1, entry id}, or {0, why} when refused (nothing written): 'entry', 'fence',
+# 'final' or 'attempt'. Results, outcome and ack in one script: a crash can never leave an
+# outcome without its results, nor an entry unacked after its outcome.
 _APPEND_RUN_EVENT = worker_script(
     """
 local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
   or attempt_refusal(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]))
 if why and why ~= 'behind' then return {0, why} end
-local n = tonumber(ARGV[8])
+local m = tonumber(ARGV[10])
+local at = 11 + m
+local n = tonumber(ARGV[at])
 local envelope = {}
-for i = 9, 8 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+for i = at + 1, at + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+if why then return {1, redis.call('XADD', KEYS[1], '*', unpack(envelope))} end
+if m > 0 and redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[7]) then
+  for i = 11, 10 + m do redis.call('LPUSH', KEYS[5], ARGV[i]) end
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[9]) - 1)
+end
 local id = redis.call('XADD', KEYS[1], '*', unpack(envelope))
-if why then return {1, id} end
 local hash = {'attempt', ARGV[5], 'rank', ARGV[6]}
-for i = 9 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
+for i = at + 1 + 2 * n, #ARGV do hash[#hash + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(hash))
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
+if ARGV[8] == '1' and ARGV[3] ~= '' then redis.call('XACK', KEYS[4], ARGV[2], ARGV[4]) end
 return {1, id}
 """
 )
@@ -257,20 +270,30 @@ class RunLog:
         state: RunState,
         changes: dict[str, str | int] | None = None,
         writer: Writer = UNCHECKED,
+        results: Sequence[run_pb2.ScrapeResult] = (),
+        ack: bool = False,
     ) -> bytes:
         """Append a lifecycle event and apply it to the run projection; returns the entry id.
 
+        With ``results`` (all of this run and attempt) they are stored first, once per
+        attempt as `add_results` does; with ``ack`` the writer's runs entry is acked once
+        the event is applied; all in the same script.
         Raises a `WriteRefused` (`EntryLost`, `Fenced`, `AttemptClosed`) and writes nothing
         when ``writer`` lost its entry or its lock, or the attempt is past this event (see
         ``ATTEMPT_CHECK``). Safe to re-send: a lost reply is answered from the operation key.
         """
         envelope: Envelope = wrap(event)
         fields: dict[str, str | int] = {"state": state.value, **(changes or {})}
+        blobs = [result.SerializeToString() for result in results]
         args = [
             *writer.args(),
             event.attempt,
             int(rank_of(state)),
             self._run_ttl_ms,
+            1 if ack else 0,
+            self._results_cap,
+            len(blobs),
+            *blobs,
             len(envelope.to_fields()),
             *envelope.flat_fields(),
             *flatten(fields),
@@ -279,6 +302,8 @@ class RunLog:
             RUN_EVENTS_STREAM,
             run_key(event.run_id),
             *writer.keys(),
+            results_key(writer.campaign_id),
+            written_key(event.run_id, event.attempt),
             new_op_key(),
         ]
         reply: Any = await self._append(keys=keys, args=args)

@@ -186,3 +186,38 @@ async def test_a_resent_streak_update_counts_once(state_url: str) -> None:
     finally:
         await client.aclose()
         proxy.close()
+
+
+async def test_outcomes_read_together_keep_stream_order_in_the_streaks(
+    alerted: tuple[api_grpc.SchedulerServiceStub, WebhookReceiver], state_redis: Redis
+) -> None:
+    stub, _ = alerted
+    created = await stub.AddScheduledCampaign(
+        api.AddScheduledCampaignRequest(
+            name="ordered",
+            campaign_id="ordered-camp",
+            schedule=schedule_pb2.ScheduleSpec(interval_seconds=3600),
+            scrape=schedule_pb2.ScrapeSpec(urls=["http://127.0.0.1:1/"]),
+            limits=schedule_pb2.RunLimits(pause_after_failures=3),
+        )
+    )
+    trigger = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
+    run_ids = [(await stub.TriggerCampaign(trigger)).run_id for _ in range(5)]
+    failed = events_pb2.RunFailed
+    events = [
+        failed(run_id=run_ids[0], attempt=1, error="a"),
+        failed(run_id=run_ids[1], attempt=1, error="b"),
+        events_pb2.RunStarted(run_id=run_ids[2], attempt=1),
+        events_pb2.RunSucceeded(run_id=run_ids[2], attempt=1),
+        failed(run_id=run_ids[3], attempt=1, error="c"),
+        failed(run_id=run_ids[4], attempt=1, error="d"),
+    ]
+    async with state_redis.pipeline(transaction=True) as pipe:  # one read sees them all
+        for event in events:
+            pipe.xadd(RUN_EVENTS_STREAM, wrap(event).to_fields())  # type: ignore[arg-type]
+        await pipe.execute()
+    await eventually(lambda: _outcomes_handled(state_redis), what="every outcome handled")
+    streak = await state_redis.hget("{sched}:streaks", f"s:{created.schedule_id}")
+    assert streak == b"2"  # the success between ended the first two failures' streak
+    got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
+    assert got.state == schedule_pb2.SCHEDULE_STATE_ACTIVE

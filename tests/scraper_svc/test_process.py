@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from tests.scraper_svc.conftest import PageServer, finished_run, run_request
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, descendants, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -51,5 +55,65 @@ async def test_process_refuses_to_start_without_lock_masters(state_url: str) -> 
         assert process.proc is not None
         code = process.proc.wait(timeout=30)
         assert code != 0 and "lock_redis_urls" in process.logs()
+    finally:
+        process.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _consumers(redis: Redis) -> set[str]:
+    try:
+        rows = await redis.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)
+    except ResponseError:  # no group yet
+        return set()
+    return {row["name"].decode() for row in rows}
+
+
+async def test_process_runs_several_workers_restarts_a_dead_one_and_stops_them_all(
+    state_url: str, lock_urls: list[str], state_redis: Redis, pages: PageServer
+) -> None:
+    env = {
+        "SCRAPER_STATE_REDIS_URL": state_url,
+        "SCRAPER_LOCK_REDIS_URLS": json.dumps(lock_urls),
+        "SCRAPER_ALLOW_PRIVATE_TARGETS": "true",
+        "SCRAPER_BLOCK_MS": "100",
+        "SCRAPER_CONSUMER_NAME": "multi",
+        "SCRAPER_PROCESSES": "2",
+    }
+    process = ServiceProcess("scraper_svc", env).start()
+    try:
+        names = {"multi-0", "multi-1"}
+
+        async def both_joined() -> bool:
+            return names <= await _consumers(state_redis)
+
+        await eventually(both_joined, timeout_s=30, what="both workers in the group")
+        children = descendants(process.pid)
+        assert len(children) == 2, process.logs()
+        victim = min(children)
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> set[int] | None:
+            now = descendants(process.pid)
+            return now if len(now) == 2 and victim not in now else None
+
+        await eventually(replaced, timeout_s=30, what="the dead worker restarted")
+        url = pages.page("/m", "<h1>many</h1>")
+        await RunLog(state_redis).request_run(
+            run_request("r-multi", "c", [url], {"h": "h1"}), dedupe=False
+        )
+        run = await finished_run(state_redis, "r-multi", timeout_s=30)
+        assert run.state is RunState.SUCCEEDED, process.logs()
+
+        workers = descendants(process.pid)
+        assert process.terminate(timeout_s=30) == 0, process.logs()
+        assert not [pid for pid in workers if _alive(pid)], "a worker outlived its parent"
+        assert "scraper stopped" in process.logs()
     finally:
         process.close()

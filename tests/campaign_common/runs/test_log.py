@@ -175,3 +175,27 @@ async def test_runlog_workers_seen_counts_consumers_that_read_recently(state_red
         await state_redis.xreadgroup(SCRAPER_GROUP, worker, {RUNS_STREAM: ">"}, count=1)
     assert await log.workers_seen(60_000) == 2
     assert await log.workers_seen(0) == 0, "idle for at least 0 ms: none within 0 ms"
+
+
+async def test_runlog_outcome_with_results_and_ack_is_one_write(state_redis: Redis) -> None:
+    log = RunLog(state_redis)
+    await log.request_run(_request("r", now_ms()), dedupe=False)
+    entry_id = await _deliver(state_redis, "w1")
+    mine = Writer("c1", 0, "w1", entry_id)
+    await log.append_event(
+        events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING, writer=mine
+    )
+    page = run_pb2.ScrapeResult(run_id="r", attempt=1, url="http://x/a")
+    done = events_pb2.RunSucceeded(run_id="r", attempt=1, pages=1)
+    stale = Writer("c1", 0, "w2", entry_id)  # does not own the entry: refused, nothing written
+    with pytest.raises(EntryLost):
+        await log.append_event(
+            done, state=RunState.SUCCEEDED, writer=stale, results=[page], ack=True
+        )
+    assert await log.list_results("c1", 10) == []
+    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 1
+    await log.append_event(done, state=RunState.SUCCEEDED, writer=mine, results=[page], ack=True)
+    assert [result.url for result in await log.list_results("c1", 10)] == ["http://x/a"]
+    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
+    run = await log.get_run("r")
+    assert run is not None and run.state is RunState.SUCCEEDED
