@@ -4,7 +4,8 @@ of the log behind it.
 Keys (hash tag ``{sched}``, beside the log of `scheduler_svc.store`):
     {sched}:snapshot      hash schedule id -> campaigns.v1.Schedule bytes (deleted: absent)
     {sched}:snapshot:at   the log position the snapshot covers (stream id "ms-seq")
-    {sched}:trimmed       the highest log position that may have been trimmed away
+    {sched}:trimmed       the highest log position that may have been trimmed away (named in
+                          `scheduler_svc.store`: the log follower reads it with its tail)
 
 Timeline that keeps a reader correct:
 1. The compactor (any replica, any number at once) reads the log after the snapshot's position,
@@ -35,13 +36,12 @@ from campaigns.v1 import schedule_pb2
 from scheduler_svc.codec import schedule_from_event, schedule_from_proto
 from scheduler_svc.model import Schedule
 from scheduler_svc.registry import StreamId, parse_stream_id
-from scheduler_svc.store import SCHEDULE_LOG, TRIMMED, Entry
+from scheduler_svc.store import SCHEDULE_LOG, TRIMMED, VERSIONS, Entry
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "{sched}:snapshot"
 SNAPSHOT_AT = "{sched}:snapshot:at"
-_VERSIONS = "{sched}:versions"
 
 # Lua: is stream id a (text "ms-seq") after stream id b?
 _AFTER = """
@@ -165,7 +165,7 @@ class SnapshotStore:
             message = body.schedule  # type: ignore[attr-defined]
             kept = b"" if decoded[1] else message.SerializeToString()
             args += [_text(entry_id), message.schedule_id, kept]
-        raw = await self._fold(keys=[SNAPSHOT, SNAPSHOT_AT, _VERSIONS], args=args)
+        raw = await self._fold(keys=[SNAPSHOT, SNAPSHOT_AT, VERSIONS], args=args)
         return parse_stream_id(raw)
 
     async def trim_before(self, limit: StreamId) -> int:

@@ -34,7 +34,7 @@ from scheduler_svc.registry import StreamId, parse_stream_id
 SCHEDULE_LOG = "{sched}:log"
 # The highest log position that may have been trimmed away (`scheduler_svc.snapshot`).
 TRIMMED = "{sched}:trimmed"
-_VERSIONS = "{sched}:versions"
+VERSIONS = "{sched}:versions"
 
 # KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
 # ARGV[1] schedule id, ARGV[2] expected current version (0: must not exist yet),
@@ -111,7 +111,7 @@ class ScheduleStore:
         call's entry).
         """
         args = [schedule_id, expected_version, *wrap(event).flat_fields()]
-        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", op_id or new_op_id())]
+        keys = [VERSIONS, SCHEDULE_LOG, op_key("sched", op_id or new_op_id())]
         ok, value = await self._append(keys=keys, args=args)
         if not ok:
             raise VersionConflict(
@@ -127,7 +127,7 @@ class ScheduleStore:
         for schedule_id, expected_version, event in changes:
             flat = wrap(event).flat_fields()
             args += [schedule_id, expected_version, len(flat) // 2, *flat]
-        keys = [_VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
+        keys = [VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
         replies = await self._append_many(keys=keys, args=args)
         return [parse_stream_id(value) if ok else None for ok, value in replies]
 
