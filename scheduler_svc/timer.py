@@ -85,10 +85,6 @@ class Timer:
         self._armed.clear()
         self._heap.clear()
 
-    def next_fire(self, schedule_id: str) -> int | None:
-        armed = self._armed.get(schedule_id)
-        return armed.fire_ms if armed else None
-
     def sync(
         self, schedule: Schedule, deleted: bool, *, catch_up_from_ms: int | None = None
     ) -> None:

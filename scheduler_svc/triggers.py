@@ -196,7 +196,7 @@ _PREVIEWS_MAX = 4096
 def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:
     """The next ``count`` due times from ``now_ms`` (preview for the API; jitter included)."""
     trigger = build_trigger(schedule.timing, schedule.created_at_ms)
-    if schedule.timing.jitter_s or trigger is not _unbounded_cron(schedule):
+    if not _shared_preview(schedule.timing):
         return _upcoming(schedule, trigger, now_ms, count)
     # A shared cron without jitter: every schedule with it shows the same next fires. Cron
     # fires fall on whole seconds, none strictly between now and the next second.
@@ -210,11 +210,11 @@ def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:
     return list(fires)
 
 
-def _unbounded_cron(schedule: Schedule) -> BaseTrigger | None:
-    timing = schedule.timing
-    if timing.kind is not TimingKind.CRON or timing.start_ms or timing.end_ms:
-        return None
-    return build_trigger(timing, schedule.created_at_ms)
+def _shared_preview(timing: Timing) -> bool:
+    """A cron without bounds or jitter: its trigger, and so its preview, is shared."""
+    return timing.kind is TimingKind.CRON and not (
+        timing.start_ms or timing.end_ms or timing.jitter_s
+    )
 
 
 def _upcoming(schedule: Schedule, trigger: BaseTrigger, now_ms: int, count: int) -> list[int]:

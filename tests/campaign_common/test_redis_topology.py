@@ -149,12 +149,6 @@ def _collect_refused_handshakes() -> Iterator[None]:
         gc.collect()
 
 
-def _collect_refused_handshake() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
 async def test_tls_refuses_a_server_the_ca_did_not_sign(
     redis_stack: EmbeddedStack, pki: Pki, tls_in_front: StartTls, tmp_path: Path
 ) -> None:
@@ -163,7 +157,6 @@ async def test_tls_refuses_a_server_the_ca_did_not_sign(
     topology = RedisTopology(proxy.url(), tls=TlsFiles(str(other.ca_file)))
     with pytest.raises(RedisError, match="CERTIFICATE_VERIFY_FAILED"):
         await connect_state(topology, 2.0, retries=0)
-    _collect_refused_handshake()
 
 
 async def test_mutual_tls_needs_the_client_certificate(
@@ -173,7 +166,6 @@ async def test_mutual_tls_needs_the_client_certificate(
     without = RedisTopology(proxy.url(), tls=TlsFiles(str(pki.ca_file)))
     with pytest.raises(RedisError):
         await connect_state(without, 2.0, retries=0)
-    _collect_refused_handshake()
     files = TlsFiles(str(pki.ca_file), str(pki.client_cert_file), str(pki.client_key_file))
     client = await connect_state(RedisTopology(proxy.url(), tls=files), 2.0)
     try:
