@@ -56,7 +56,9 @@ class Compactor:
             guards = latest_guards(entries)
             await self._store.raise_guards(guards)
             position = await self._snapshots.fold(entries)
-            await self._runs.forget_schedules([g.schedule_id for g in guards if g.deleted_at_ms])
+            await self._runs.forget_schedules(
+                [(g.schedule_id, g.campaign_id) for g in guards if g.deleted_at_ms]
+            )
             folded += len(entries)
         limit = min(position, (now_ms() - self._keep_ms, 0))
         trimmed = await self._snapshots.trim_before(limit) if limit > (0, 0) else 0

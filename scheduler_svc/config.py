@@ -57,6 +57,12 @@ class SchedulerSettings(ServiceSettings):
     # Fires emitted at once (a burst waits for a free one); they use a connection pool of their
     # own, this size, apart from the API's.
     fire_concurrency: int = Field(32, ge=1, le=1000)
+    # Run partitions (campaign_common.runs.keys): the same number for every scheduler and
+    # scraper of a deployment (checked at start-up); fixed once runs exist.
+    partitions: int = Field(4, ge=1, le=1024)
+    # Replicas split the partitions by leases of this length (scheduler_svc.leases): a dead
+    # replica's partitions move to the others within about one lease and a quarter.
+    partition_lease_s: float = Field(10.0, ge=0.5, le=600)
     # How often the stream gauges (pending, lag, dead letters) are refreshed.
     gauge_refresh_s: float = 5.0
     # Retention of the runs stream and the run events stream: entries older than this are

@@ -42,9 +42,8 @@ from campaign_common import retry_policy
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import mark_error, tracer
 from campaign_common.runs.emission import Emission
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.limits import limits_to_proto
-from campaign_common.runs.log import RunLog
+from campaign_common.runs.log import RunLog, ScheduleRef
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
@@ -96,7 +95,7 @@ def run_request(
     )
 
 
-def send_attributes(schedule: Schedule, run_id: str) -> dict[str, str]:
+def send_attributes(schedule: Schedule, run_id: str, stream: str) -> dict[str, str]:
     """Attributes of the PRODUCER span ``send`` of a fire (messaging semantic conventions).
 
     The run id is the message's id: deterministic, the dedupe key of the emission.
@@ -105,7 +104,7 @@ def send_attributes(schedule: Schedule, run_id: str) -> dict[str, str]:
         "messaging.system": "redis",
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
-        "messaging.destination.name": RUNS_STREAM,
+        "messaging.destination.name": stream,
         "messaging.message.id": run_id,
         "run.id": run_id,
         "schedule.id": schedule.schedule_id,
@@ -134,6 +133,9 @@ class Firing:
         # until the schedule's next emission attempt answers.
         self._behind: dict[str, tuple[int, str]] = {}
 
+    def _stream_of(self, schedule: Schedule) -> str:
+        return self._runs.partitions.of(schedule.campaign_id).runs_stream
+
     async def fire(self, schedule: Schedule, fire_ms: int) -> Emission:
         """Emit the scheduled run, or record it as missed once it is past the window.
 
@@ -148,7 +150,7 @@ class Firing:
                 "send",
                 context=Context(),
                 kind=SpanKind.PRODUCER,
-                attributes=send_attributes(schedule, run_id),
+                attributes=send_attributes(schedule, run_id, self._stream_of(schedule)),
             ),
             run_logging(run_id),
         ):
@@ -241,7 +243,7 @@ class Firing:
         if schedule.timing.end_ms and not fires_left(schedule, now_ms()):
             return True  # past its end time
         cap = schedule.limits.max_total_runs
-        return cap > 0 and await self._runs.emitted_count(schedule.schedule_id) >= cap
+        return cap > 0 and await self._runs.emitted_count(_ref(schedule)) >= cap
 
     async def trigger(self, schedule: Schedule) -> str:
         """Request a manual run now (paused schedules too); its run id.
@@ -253,7 +255,9 @@ class Firing:
         run_id = manual_run_id(schedule.schedule_id, at_ms)
         request = run_request(schedule, run_id, at_ms, run_pb2.RUN_TRIGGER_MANUAL)
         with _tracer.start_as_current_span(
-            "send", kind=SpanKind.PRODUCER, attributes=send_attributes(schedule, run_id)
+            "send",
+            kind=SpanKind.PRODUCER,
+            attributes=send_attributes(schedule, run_id, self._stream_of(schedule)),
         ):
             await self._runs.request_run(request, dedupe=False)
         return run_id
@@ -268,7 +272,7 @@ class Firing:
         capped = [
             s for s in schedules if s.state is ScheduleState.ACTIVE and s.limits.max_total_runs > 0
         ]
-        counts = await self._runs.emitted_counts([s.schedule_id for s in capped])
+        counts = await self._runs.emitted_counts([_ref(s) for s in capped])
         return [
             s for s, count in zip(capped, counts, strict=True) if count >= s.limits.max_total_runs
         ]
@@ -293,7 +297,7 @@ class Firing:
             trigger = fire_times.trigger(schedule)
             if fire_times.any_between(trigger, schedule.updated_at_ms, until(schedule)):
                 candidates.append((schedule, trigger))
-        lasts = await self._runs.last_scheduled_fires_ms([s.schedule_id for s, _ in candidates])
+        lasts = await self._runs.last_scheduled_fires_ms([_ref(s) for s, _ in candidates])
         recorded = 0
         for (schedule, trigger), last in zip(candidates, lasts, strict=True):
             since = max(last or 0, schedule.updated_at_ms)
@@ -318,6 +322,10 @@ class Firing:
                 extra={"schedule_id": schedule.schedule_id, "recorded": recorded},
             )
         return recorded
+
+
+def _ref(schedule: Schedule) -> ScheduleRef:
+    return schedule.schedule_id, schedule.campaign_id
 
 
 def _report(

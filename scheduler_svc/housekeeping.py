@@ -10,13 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from campaign_common.runs.keys import (
-    DEAD_LETTER_STREAM,
-    OUTCOME_GROUP,
-    RUN_EVENTS_STREAM,
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-)
+from campaign_common.runs.keys import OUTCOME_GROUP, SCRAPER_GROUP, Partitions
 from campaign_common.runs.retention import Retention, StreamRetention
 from campaign_common.tasks import every
 from campaign_common.timeutil import now_ms
@@ -25,14 +19,21 @@ log = logging.getLogger(__name__)
 
 
 def stream_rules(
-    runs_retention_s: float, events_retention_s: float, dead_letters_retention_s: float
+    partitions: Partitions,
+    runs_retention_s: float,
+    events_retention_s: float,
+    dead_letters_retention_s: float,
 ) -> list[StreamRetention]:
-    """The streams the scheduler keeps bounded, with the groups that read them."""
-    return [
-        StreamRetention(RUNS_STREAM, int(runs_retention_s * 1000), (SCRAPER_GROUP,)),
-        StreamRetention(RUN_EVENTS_STREAM, int(events_retention_s * 1000), (OUTCOME_GROUP,)),
-        StreamRetention(DEAD_LETTER_STREAM, int(dead_letters_retention_s * 1000)),
-    ]
+    """The streams the scheduler keeps bounded (each partition's), with the groups that read
+    them."""
+    rules = []
+    for p in partitions:
+        rules += [
+            StreamRetention(p.runs_stream, int(runs_retention_s * 1000), (SCRAPER_GROUP,)),
+            StreamRetention(p.events_stream, int(events_retention_s * 1000), (OUTCOME_GROUP,)),
+            StreamRetention(p.dead_stream, int(dead_letters_retention_s * 1000)),
+        ]
+    return rules
 
 
 class Housekeeping:

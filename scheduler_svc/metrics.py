@@ -17,6 +17,7 @@ from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import LoopMetrics
 from campaign_common.tasks import every
 from campaigns.v1 import scheduler_service_pb2
+from scheduler_svc.leases import PartitionLeases
 from scheduler_svc.model import ScheduleState
 from scheduler_svc.replicas import ReplicaRoster
 
@@ -83,6 +84,21 @@ RUNS_PENDING = Gauge(
     "campaigns_runs_pending", "Run requests delivered to a scraper and not yet acknowledged"
 )
 RUNS_LAG = Gauge("campaigns_runs_lag", "Run requests not yet delivered to any scraper")
+PARTITION_PENDING = Gauge(
+    "campaigns_partition_runs_pending",
+    "Run requests of the partition delivered to a scraper and not yet acknowledged",
+    ["partition"],
+)
+PARTITION_LAG = Gauge(
+    "campaigns_partition_runs_lag",
+    "Run requests of the partition not yet delivered to any scraper",
+    ["partition"],
+)
+PARTITION_OWNED = Gauge(
+    "campaigns_scheduler_partition_owned",
+    "1 for each run partition this scheduler replica fires (partition leases)",
+    ["partition", "replica"],
+)
 DEAD_LETTERS = Gauge("campaigns_dead_letters", "Runs parked in the dead-letter stream")
 RETRIES_WAITING = Gauge(
     "campaigns_retry_queue_waiting", "Next attempts of failed runs waiting in the delay queue"
@@ -111,8 +127,11 @@ class StreamGauges:
         retries: RetryQueue,
         roster: ReplicaRoster,
         interval_s: float = 5.0,
+        leases: PartitionLeases | None = None,
     ) -> None:
         self._runs = runs
+        self._leases = leases
+        self._replica = roster.name
         self._dead = dead_letters
         self._retries = retries
         self._roster = roster
@@ -122,9 +141,22 @@ class StreamGauges:
         await every(self._interval_s, stop, self.refresh, "stream gauges refresh")
 
     async def refresh(self) -> None:
-        pending, lag = await self._runs.backlog()
-        RUNS_PENDING.set(pending)
-        RUNS_LAG.set(lag)
+        total_pending = total_lag = 0
+        for partition in self._runs.partitions:
+            pending, lag = await self._runs.backlog(partition)
+            PARTITION_PENDING.labels(partition=str(partition.index)).set(pending)
+            PARTITION_LAG.labels(partition=str(partition.index)).set(lag)
+            total_pending += pending
+            total_lag += lag
+        RUNS_PENDING.set(total_pending)
+        RUNS_LAG.set(total_lag)
+        if self._leases is not None:
+            owned = self._leases.owned
+            for partition in self._runs.partitions:
+                mine = int(partition.index in owned)
+                PARTITION_OWNED.labels(partition=str(partition.index), replica=self._replica).set(
+                    mine
+                )
         DEAD_LETTERS.set(await self._dead.count())
         RETRIES_WAITING.set(await self._retries.waiting())
         WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))

@@ -2,10 +2,11 @@
 the failure streaks.
 
 Keys:
-    {runs}:events        run events stream (named in `campaign_common.runs.keys`); this module
-                         only reads it through the consumer group ``schedulers``
+    a partition's run events stream (named in `campaign_common.runs.keys`); this module only
+                         reads it through the consumer group ``schedulers``; one store (and
+                         one follower) per partition
     {sched}:streaks      hash ``s:<schedule id>`` / ``c:<campaign id>`` -> consecutive failures
-    {sched}:counted:<run events entry id>
+    {sched}:counted:<partition>:<run events entry id>
                          a failure already counted in the streaks (TTL `COUNTED_TTL_MS`)
 
 A failure is counted once per run events entry, whoever handles it how often: redis-py
@@ -23,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, EnvelopeError
-from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM, run_key
+from campaign_common.runs.keys import OUTCOME_GROUP, Partition
 
 _STREAKS = "{sched}:streaks"
 # Longer than any redelivery of a run event: a re-send takes seconds, a take-over happens
@@ -42,8 +43,8 @@ return {tonumber(streaks[1] or 0), tonumber(streaks[2] or 0)}
 """
 
 
-def _counted_key(entry_id: str) -> str:
-    return f"{{sched}}:counted:{entry_id}"
+def _counted_key(partition: Partition, entry_id: str) -> str:
+    return f"{{sched}}:counted:{partition.index}:{entry_id}"
 
 
 Event = tuple[str, Envelope | None]
@@ -61,41 +62,43 @@ def _events(reply: Any) -> list[Event]:
 
 
 class OutcomeStore:
-    def __init__(self, redis: Redis, consumer: str) -> None:
+    def __init__(self, redis: Redis, consumer: str, partition: Partition) -> None:
         self._redis = redis
         self._consumer = consumer
+        self.partition = partition
+        self._stream = partition.events_stream
         self._count_failure = redis.register_script(_COUNT_FAILURE)
 
     async def ensure_group(self) -> None:
         """The group starts at the stream's end: outcomes from before it existed are history."""
         try:
-            await self._redis.xgroup_create(RUN_EVENTS_STREAM, OUTCOME_GROUP, id="$", mkstream=True)
+            await self._redis.xgroup_create(self._stream, OUTCOME_GROUP, id="$", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def read(self, count: int, block_ms: int) -> list[Event]:
         reply: Any = await self._redis.xreadgroup(
-            OUTCOME_GROUP, self._consumer, {RUN_EVENTS_STREAM: ">"}, count=count, block=block_ms
+            OUTCOME_GROUP, self._consumer, {self._stream: ">"}, count=count, block=block_ms
         )
         return [event for _, entries in reply or [] for event in _events(entries)]
 
     async def claim_stale(self, idle_ms: int, count: int) -> list[Event]:
         """Entries a dead replica read but never acked, now owned by this one."""
         reply: Any = await self._redis.xautoclaim(
-            RUN_EVENTS_STREAM, OUTCOME_GROUP, self._consumer, idle_ms, "0-0", count=count
+            self._stream, OUTCOME_GROUP, self._consumer, idle_ms, "0-0", count=count
         )
         return _events(reply[1])
 
     async def ack(self, entry_id: str) -> None:
-        await self._redis.xack(RUN_EVENTS_STREAM, OUTCOME_GROUP, entry_id)
+        await self._redis.xack(self._stream, OUTCOME_GROUP, entry_id)
 
     async def runs_of(self, run_ids: list[str]) -> list[tuple[str, str] | None]:
         """(schedule id, campaign id) of each run (None: no such run any more), one round
         trip for all."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
-                pipe.hmget(run_key(run_id), "schedule_id", "campaign_id")
+                pipe.hmget(self.partition.run_key(run_id), "schedule_id", "campaign_id")
             replies: list[Any] = await pipe.execute()
         return [
             (schedule.decode(), campaign.decode()) if schedule is not None else None
@@ -111,13 +114,13 @@ class OutcomeStore:
             if fields:
                 pipe.hdel(_STREAKS, *fields)
             if entry_ids:
-                pipe.xack(RUN_EVENTS_STREAM, OUTCOME_GROUP, *entry_ids)
+                pipe.xack(self._stream, OUTCOME_GROUP, *entry_ids)
             await pipe.execute()
 
     async def failed(self, entry_id: str, schedule_id: str, campaign_id: str) -> tuple[int, int]:
         """The failure of run events entry ``entry_id`` counted (once, however often this is
         called for it); (schedule streak, campaign streak)."""
-        keys = [_STREAKS, _counted_key(entry_id)]
+        keys = [_STREAKS, _counted_key(self.partition, entry_id)]
         args: list[str | int] = [f"s:{schedule_id}", f"c:{campaign_id}", COUNTED_TTL_MS]
         schedule_streak, campaign_streak = await self._count_failure(keys=keys, args=args)
         return int(schedule_streak), int(campaign_streak)

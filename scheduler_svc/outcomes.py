@@ -154,7 +154,7 @@ class OutcomeFollower:
     async def _apply(self, entry_id: str, body: Message | None) -> None:
         if isinstance(body, events_pb2.RunFailed):
             metrics.OUTCOMES.labels(outcome="failed").inc()
-            record = await self._runs.get_run(body.run_id)
+            record = await self._runs.get_run(body.run_id, within=self._store.partition)
             if record is not None:
                 failure = Failure(
                     entry_id,

@@ -27,7 +27,7 @@ class ReplicaRoster:
         forget_after_ms: int = 600_000,
     ) -> None:
         self._redis = redis
-        self._name = name
+        self.name = name
         self._seen_within_ms = seen_within_ms
         self._forget_after_ms = forget_after_ms
 
@@ -35,7 +35,7 @@ class ReplicaRoster:
         """Record this replica as alive now; how many replicas were seen recently (itself too)."""
         at = now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(REPLICAS, self._name, at)
+            pipe.hset(REPLICAS, self.name, at)
             pipe.hgetall(REPLICAS)
             _, raw = await pipe.execute()
         beats = {name: int(value) for name, value in cast(dict[bytes, bytes], raw).items()}

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from functools import partial
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -34,14 +35,15 @@ from campaign_common.redis_topology import (
     unreachable_message,
 )
 from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.keys import Partitions, check_partition_count
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.retention import Retention
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from campaign_common.tasks import cancel_and_wait
-from campaign_common.timeutil import now_ms
 from campaigns.v1 import scheduler_service_pb2, scheduler_service_pb2_grpc
 from scheduler_svc import metrics
+from scheduler_svc.arming import Arming
 from scheduler_svc.auth import TokenAuth
 from scheduler_svc.commands import Commands
 from scheduler_svc.compaction import Compactor
@@ -50,8 +52,8 @@ from scheduler_svc.errors import StartupError
 from scheduler_svc.firing import Firing
 from scheduler_svc.follower import LogFollower
 from scheduler_svc.housekeeping import Housekeeping, stream_rules
+from scheduler_svc.leases import PartitionLeases
 from scheduler_svc.metrics import StreamGauges
-from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
@@ -61,7 +63,6 @@ from scheduler_svc.servicer import SchedulerServicer
 from scheduler_svc.snapshot import SnapshotStore
 from scheduler_svc.store import ScheduleStore
 from scheduler_svc.timer import Timer
-from scheduler_svc.triggers import FireTimes
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
@@ -88,6 +89,7 @@ class SchedulerServer:
         self._health = health.aio.HealthServicer()
         self._timer: Timer | None = None
         self._firing: Firing | None = None
+        self._leases: PartitionLeases | None = None
         self._commands: Commands | None = None
         self._background: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
@@ -101,8 +103,10 @@ class SchedulerServer:
         tls = s.server_tls()
         credentials = tls.credentials() if tls is not None else None  # unreadable files: now
         self._redis = await _connect_state(s)
-        store = ScheduleStore(self._redis)
-        runs = RunLog(self._redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        partitions = Partitions(s.partitions)
+        await check_partition_count(self._redis, partitions, "SCHEDULER_PARTITIONS")
+        store = ScheduleStore(self._redis, partitions)
+        runs = RunLog(self._redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         registry = Registry()
         window_ms = int(s.catch_up_window_s * 1000)
         self._commands = commands = Commands(
@@ -112,7 +116,7 @@ class SchedulerServer:
         self._fire_redis = make_state_client(
             s.state_topology(), s.redis_timeout_s, max_connections=s.fire_concurrency + 2
         )
-        fire_runs = RunLog(self._fire_redis, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        fire_runs = RunLog(self._fire_redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         self._firing = firing = Firing(
             fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency
         )
@@ -129,38 +133,56 @@ class SchedulerServer:
             interval_s=s.snapshot_interval_s,
         )
         replayed = await follower.replay()
-        self._timer = timer = Timer(_on_fire(firing, commands, registry), window_ms)
+        arming = Arming(registry, firing, commands, partitions, window_ms)
+        self._timer = timer = arming.timer
+        self._leases = arming.leases = PartitionLeases(
+            self._redis,
+            s.replica_name,
+            partitions.count,
+            int(s.partition_lease_s * 1000),
+            arming.on_gained,
+        )
+        await self._leases.tick()  # this replica's partitions before the first fire
         timer.start()
-        await _arm_all(registry, timer, firing, commands, now_ms(), window_ms)
+        await arming.arm_all()
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
         registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.counts()))
         metrics.count_schedules(registry.counts())
-        outcomes = await self._outcome_follower(runs, commands)
+        outcomes = await self._outcome_followers(runs, commands, partitions)
         gauges = StreamGauges(
             runs,
-            DeadLetters(self._redis),
-            RetryQueue(self._redis),
+            DeadLetters(self._redis, partitions),
+            RetryQueue(self._redis, partitions),
             ReplicaRoster(self._redis, s.replica_name),
             s.gauge_refresh_s,
+            self._leases,
         )
         housekeeping = Housekeeping(
             Retention(self._redis, consumer_idle_ms=int(s.idle_consumer_s * 1000)),
             stream_rules(
-                s.runs_stream_retention_s, s.run_events_retention_s, s.dead_letters_retention_s
+                partitions,
+                s.runs_stream_retention_s,
+                s.run_events_retention_s,
+                s.dead_letters_retention_s,
             ),
             interval_s=s.housekeeping_interval_s,
         )
-        housekeeper = Loop("housekeeping", lambda: housekeeping.run(self._stopping))
-        compaction = Loop("log-compaction", lambda: compactor.run(self._stopping))
+        leases = self._leases
+        background = [
+            *self._loops(follower, outcomes, gauges),
+            Loop("partition-leases", lambda: leases.run(self._stopping)),
+            Loop("housekeeping", lambda: housekeeping.run(self._stopping)),
+            Loop("log-compaction", lambda: compactor.run(self._stopping)),
+        ]
         self._supervisor = Supervisor(
-            [*self._loops(follower, outcomes, gauges), housekeeper, compaction],
+            background,
             metrics.LOOPS,
             stop=self._stopping,
             backoff=self.loop_backoff,
             on_health_change=self._report_health,
         )
         self._background = asyncio.create_task(self._supervisor.run(), name="background-loops")
-        dead_letters = DeadLetters(self._redis)
+        dead_letters = DeadLetters(self._redis, partitions)
         await self._serve_grpc(
             SchedulerServicer(
                 commands,
@@ -168,7 +190,7 @@ class SchedulerServer:
                 runs,
                 dead_letters,
                 s.next_fire_preview,
-                RunWatch(self._redis, block_ms=s.log_block_ms),
+                RunWatch(self._redis, partitions, block_ms=s.log_block_ms),
             ),
             credentials,
         )
@@ -179,23 +201,31 @@ class SchedulerServer:
             self.metrics.start()
         log.info("scheduler ready", extra={"port": self.port, "replayed": replayed})
 
-    async def _outcome_follower(self, runs: RunLog, commands: Commands) -> OutcomeFollower:
+    async def _outcome_followers(
+        self, runs: RunLog, commands: Commands, partitions: Partitions
+    ) -> list[OutcomeFollower]:
+        """One follower per partition's run events stream (each blocks on its own stream, so
+        they work on a Redis Cluster too)."""
         s = self.settings
         assert self._redis is not None
-        store = OutcomeStore(self._redis, s.replica_name)
-        await store.ensure_group()  # outcomes from now on are handled, even before the loop runs
         if s.alert_webhook_url:
             self._notifier = WebhookNotifier(WebhookSettings(s.alert_webhook_url))
             self._notifier.start()
-        return OutcomeFollower(
-            store,
-            runs,
-            commands,
-            self._notifier,
-            alert_after_failures=s.alert_after_failures,
-            block_ms=s.log_block_ms,
-            claim_idle_ms=s.outcome_claim_idle_ms,
-        )
+        followers = []
+        for partition in partitions:
+            store = OutcomeStore(self._redis, s.replica_name, partition)
+            await store.ensure_group()  # outcomes from now on are handled, before the loop runs
+            follower = OutcomeFollower(
+                store,
+                runs,
+                commands,
+                self._notifier,
+                alert_after_failures=s.alert_after_failures,
+                block_ms=s.log_block_ms,
+                claim_idle_ms=s.outcome_claim_idle_ms,
+            )
+            followers.append(follower)
+        return followers
 
     async def _serve_grpc(
         self, servicer: SchedulerServicer, credentials: grpc.ServerCredentials | None
@@ -222,13 +252,16 @@ class SchedulerServer:
         await self._report_health()
 
     def _loops(
-        self, log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
+        self, log_follower: LogFollower, outcomes: list[OutcomeFollower], gauges: StreamGauges
     ) -> list[Loop]:
         """The background work of a replica; each loop returns soon after ``_stopping``."""
         stop = self._stopping
         return [
             Loop("schedule-log-follower", lambda: log_follower.run(stop)),
-            Loop("run-outcome-follower", lambda: outcomes.run(stop)),
+            *(
+                Loop(f"run-outcome-follower-{index}", partial(follower.run, stop))
+                for index, follower in enumerate(outcomes)
+            ),
             Loop("stream-gauges", lambda: gauges.run(stop)),
         ]
 
@@ -257,6 +290,8 @@ class SchedulerServer:
             await self._grpc.stop(self.settings.shutdown_grace_s)
         if self._timer is not None:
             self._timer.shutdown()
+        if self._leases is not None:
+            await self._leases.release()  # the other replicas take this one's partitions now
         if self._firing is not None:
             await self._firing.close()
         if self._commands is not None:
@@ -279,43 +314,6 @@ class SchedulerServer:
         if self._fire_redis is not None:
             await self._fire_redis.aclose()
         log.info("scheduler stopped")
-
-
-async def _arm_all(
-    registry: Registry,
-    timer: Timer,
-    firing: Firing,
-    commands: Commands,
-    started_ms: int,
-    default_window_ms: int,
-) -> None:
-    """Start-up: complete schedules whose cap was reached, record fires missed beyond each
-    schedule's catch-up window, then arm every schedule (fires within its window run at once;
-    each trigger built once, shared fire times computed once, Redis read in batches)."""
-    schedules = list(registry.all())
-    done = await firing.exhausted_of(schedules)
-    for schedule in done:
-        await commands.complete(schedule)
-    finished = {s.schedule_id for s in done}
-    armed = [s for s in schedules if s.schedule_id not in finished]
-
-    def missed_until(schedule: Schedule) -> int:
-        return started_ms - schedule.catch_up_window_ms(default_window_ms)
-
-    fire_times = FireTimes()
-    await firing.record_missed(armed, missed_until, fire_times)
-    timer.sync_many(armed, missed_until, fire_times=fire_times)
-
-
-def _on_fire(firing: Firing, commands: Commands, registry: Registry):  # type: ignore[no-untyped-def]
-    async def on_fire(schedule: Schedule, fire_ms: int) -> None:
-        await firing.fire(schedule, fire_ms)
-        if await firing.exhausted(schedule):
-            current = registry.get(schedule.schedule_id)
-            if current is not None and current.state is ScheduleState.ACTIVE:
-                await commands.complete(current)
-
-    return on_fire
 
 
 async def _connect_state(s: SchedulerSettings) -> Redis:

@@ -226,9 +226,15 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
     async def ListRuns(self, request: Any, context: Any) -> Any:
         # Filters apply before paging: every run of a schedule has the schedule's (immutable)
         # campaign, so with both filters a page by schedule is either all in or all out.
+        # A known schedule's campaign names the one partition its runs are in.
+        schedule = self._commands.find(request.schedule_id) if request.schedule_id else None
+        if request.schedule_id:
+            campaign_id = schedule.campaign_id if schedule is not None else ""
+        else:
+            campaign_id = request.campaign_id
         runs, token = await self._runs.list_runs(
             schedule_id=request.schedule_id,
-            campaign_id="" if request.schedule_id else request.campaign_id,
+            campaign_id=campaign_id,
             page_size=_page_size(request.page_size),
             page_token=request.page_token,
         )
@@ -256,7 +262,7 @@ class SchedulerServicer(api_grpc.SchedulerServiceServicer):
             await context.send_initial_metadata(())  # accepted: the caller may stream now
             while True:
                 for change in await self._require_watch().changes(after):
-                    record = await self._runs.get_run(change.run_id)
+                    record = await self._runs.get_run(change.run_id, within=change.partition)
                     if record is not None and _watched(record, request):
                         run = codec.run_to_proto(record)
                         yield api.WatchRunsResponse(run=run, position=change.position)

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
 from campaign_common.runs.emission import EmissionGuard, EmissionGuards
+from campaign_common.runs.keys import Partitions
 from campaign_common.runs.opscript import idempotent, new_op_id, op_key
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.model import Schedule, ScheduleState
@@ -87,6 +88,7 @@ def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
     """The emission guard of ``schedule`` as a log entry leaves it."""
     return EmissionGuard(
         schedule.schedule_id,
+        schedule.campaign_id,
         schedule.version,
         active=not deleted and schedule.state is ScheduleState.ACTIVE,
         deleted_at_ms=schedule.updated_at_ms if deleted else 0,
@@ -94,11 +96,11 @@ def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
 
 
 class ScheduleStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, partitions: Partitions) -> None:
         self._redis = redis
         self._append = redis.register_script(_APPEND)
         self._append_many = redis.register_script(_APPEND_MANY)
-        self._guards = EmissionGuards(redis)
+        self._guards = EmissionGuards(redis, partitions)
 
     async def append(
         self, schedule_id: str, expected_version: int, event: Message, op_id: str = ""

@@ -74,6 +74,9 @@ class ScraperSettings(ServiceSettings):
     # Runs processed at once by each worker process: sized for throughput (a run mostly waits
     # on the network); the per-host politeness limits still hold each target host back.
     concurrency: int = Field(32, ge=1)
+    # Run partitions (campaign_common.runs.keys): the scheduler's number; every worker reads
+    # every partition, sharing its `concurrency` run slots among them.
+    partitions: int = Field(4, ge=1, le=1024)
     # Entries read per XREADGROUP (never more than the free run slots).
     read_batch: int = Field(32, ge=1)
     block_ms: int = Field(500, ge=1)

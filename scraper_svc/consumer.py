@@ -1,4 +1,5 @@
-"""The consumer-group loop: stream entries in, one task per run, bounded concurrency, retries.
+"""The consumer-group loop of one run partition: stream entries in, one task per run, bounded
+concurrency (slots shared with the worker's other partitions, `scraper_svc.slots`), retries.
 
 This is the edge between the runs stream and the domain: it turns ``RunRequested`` envelopes
 into `RunRequest`s (limits included), runs each in a CONSUMER span ``process`` that continues
@@ -11,7 +12,9 @@ Timeline that keeps it correct:
     loop:  sweep: due retries that are still in this consumer's pending list (XPENDING) get a
            slot first ─> reclaim (every reclaim_interval_s, if slots are free): XAUTOCLAIM
            entries idle longer than reclaim_idle_ms ─> wait for a free slot ─> XREADGROUP
-           COUNT <free slots> BLOCK block_ms ─> one task each
+           COUNT <free slots> BLOCK block_ms ─> one task each (slots shared with other
+           partitions: the read is non-blocking, and only when it found nothing does a
+           blocking read follow, COUNT 1, so a waiting consumer holds one slot)
     beside the loop, until the last run ended: every reclaim_idle_ms / 3, touch (reset the
            idle time of) the entries this consumer is running or will retry
     stop:  flag set ─> the read in progress returns (<= block_ms) and its entries still run ─>
@@ -68,8 +71,9 @@ from scraper_svc.errors import RetryLater
 from scraper_svc.model import RunRequest
 from scraper_svc.retries import RetryBook, stream_order
 from scraper_svc.runner import RunRunner
+from scraper_svc.slots import Slots
 from scraper_svc.spans import process_span
-from scraper_svc.store import ScraperStore
+from scraper_svc.store import ScraperStore, StreamEntry
 
 log = logging.getLogger(__name__)
 PENDING_START = "0"
@@ -79,7 +83,7 @@ READ_BACKOFF_MAX_S = 5.0
 
 
 def to_request(
-    entry_id: str, fields: Mapping[bytes, bytes] | None, deliveries: int = 1
+    entry_id: str, fields: Mapping[bytes, bytes] | None, deliveries: int = 1, partition: int = 0
 ) -> RunRequest | None:
     """The run an entry asks for, or None (with a warning) for anything else."""
     if fields is None:
@@ -114,6 +118,7 @@ def to_request(
         retry=retry_policy.from_proto(body.retry_policy),
         deliveries=deliveries,
         payload=envelope.body,
+        partition=partition,
     )
 
 
@@ -131,11 +136,17 @@ class RunConsumer:
         retry_max_s: float = 30.0,
         reclaim_idle_ms: int = 60_000,
         reclaim_interval_s: float = 5.0,
+        partition: int = 0,
+        slots: Slots | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
         self._consumer = consumer
         self._concurrency = concurrency
+        self.partition = partition
+        self._slots = slots if slots is not None else Slots(concurrency)
+        self._slots.join(self)
+        self._reserved = 0  # slots held by a read in progress
         self._read_batch = read_batch
         self._block_ms = block_ms
         self._retry_delay_s = retry_delay_s
@@ -155,6 +166,13 @@ class RunConsumer:
     @property
     def in_flight(self) -> int:
         return len(self._running)
+
+    @property
+    def slots_used(self) -> int:
+        return len(self._running) + self._retries.waiting() + self._reserved
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def request_stop(self) -> None:
         """Stop reading; `run` returns once the runs in flight have finished."""
@@ -190,7 +208,7 @@ class RunConsumer:
             if self._runs_done.is_set() or not owned:
                 continue
             try:
-                await self._store.touch(self._consumer, owned)
+                await self._store.touch(self._consumer, self.partition, owned)
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 log.warning("touching %d pending entries failed (%s)", len(owned), exc)
@@ -198,12 +216,14 @@ class RunConsumer:
     async def _reclaim(self, group: asyncio.TaskGroup) -> None:
         """Take over entries other consumers stopped processing (XAUTOCLAIM), a page at a time."""
         now = time.monotonic()
-        free = self._concurrency - len(self._running) - self._retries.waiting()
+        free = self._slots.free()
         if now < self._next_reclaim or free <= 0:
             return
+        self._reserved = free
         try:
             cursor, entries = await self._store.claim_stale(
                 self._consumer,
+                self.partition,
                 min_idle_ms=self._reclaim_idle_ms,
                 cursor=self._reclaim_cursor,
                 count=free,
@@ -213,6 +233,8 @@ class RunConsumer:
             log.warning("reclaiming idle runs entries failed (%s)", exc)
             self._next_reclaim = now + self._reclaim_interval_s
             return
+        finally:
+            self._reserved = 0
         # A scan that reached the end waits for the next interval; a partial one goes on.
         self._reclaim_cursor = cursor
         self._next_reclaim = now + (self._reclaim_interval_s if cursor == "0-0" else 0)
@@ -229,11 +251,8 @@ class RunConsumer:
         free = await self._wait_for_slot()
         if not free:
             return "" if self._stop.is_set() else after
-        count = min(free, self._read_batch)
         try:
-            entries = await self._store.read(
-                self._consumer, after=after, count=count, block_ms=block_ms
-            )
+            entries = await self._read_reserving(after, min(free, self._read_batch), block_ms)
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
             await self._back_off_after(exc)
@@ -243,7 +262,34 @@ class RunConsumer:
             self._read_failures = 0
         for entry_id, fields, deliveries in entries:
             self._start(group, self._process(entry_id, fields, deliveries), entry_id)
+        self._reserved = 0
         return entries[-1][0] if entries else ""
+
+    async def _read_reserving(
+        self, after: str, count: int, block_ms: int | None
+    ) -> list[StreamEntry]:
+        """A read holding ``count`` slots until its entries are started (the caller resets
+        the reservation). With slots shared by other partitions, a blocking read waits with
+        one slot only, after a non-blocking read found nothing (see the timeline)."""
+        read = self._store.read
+        self._reserved = count
+        try:
+            if block_ms is None or not self._slots.shared:
+                return await read(
+                    self._consumer, self.partition, after=after, count=count, block_ms=block_ms
+                )
+            entries = await read(
+                self._consumer, self.partition, after=after, count=count, block_ms=None
+            )
+            if entries:
+                return entries
+            self._reserved = 1
+            return await read(
+                self._consumer, self.partition, after=after, count=1, block_ms=block_ms
+            )
+        except BaseException:
+            self._reserved = 0
+            raise
 
     async def _back_off_after(self, exc: Exception) -> None:
         """Wait before the next read: exponential backoff while the state Redis is down."""
@@ -260,7 +306,7 @@ class RunConsumer:
 
     async def _sweep(self, group: asyncio.TaskGroup) -> None:
         """Run due retries again (before new entries), if they are still this consumer's."""
-        free = self._concurrency - len(self._running)
+        free = self._slots.free() + self._retries.waiting()  # a due retry has its slot
         if free <= 0:
             return
         due = self._retries.take_due(time.monotonic(), free)
@@ -289,7 +335,10 @@ class RunConsumer:
         last = stream_order(due[-1].entry_id)
         while True:
             page = await self._store.pending_ids(
-                self._consumer, start=start, count=self._concurrency + len(self._retries)
+                self._consumer,
+                self.partition,
+                start=start,
+                count=self._concurrency + len(self._retries),
             )
             found |= wanted.intersection(page)
             if not page or found == wanted or stream_order(page[-1]) >= last:
@@ -302,7 +351,7 @@ class RunConsumer:
         task = group.create_task(work, name=f"run-{entry_id}")
         self._running.add(task)
         self._entries.add(entry_id)
-        metrics.IN_FLIGHT.set(len(self._running))
+        metrics.IN_FLIGHT.set(self._slots.running())
         task.add_done_callback(lambda done: self._finished(done, entry_id))
 
     async def _wait_for_slot(self) -> int:
@@ -313,7 +362,7 @@ class RunConsumer:
             if self._stop.is_set():
                 return 0
             waiting = self._retries.waiting()
-            free = self._concurrency - len(self._running) - waiting
+            free = self._slots.free()
             if free > 0:
                 return free
             if not waiting:
@@ -330,20 +379,20 @@ class RunConsumer:
     def _finished(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._running.discard(task)
         self._entries.discard(entry_id)
-        metrics.IN_FLIGHT.set(len(self._running))
-        self._wake.set()
+        metrics.IN_FLIGHT.set(self._slots.running())
+        self._slots.released()
 
     async def _process(
         self, entry_id: str, fields: Mapping[bytes, bytes] | None, deliveries: int
     ) -> None:
         try:
-            request = to_request(entry_id, fields, deliveries)
+            request = to_request(entry_id, fields, deliveries, self.partition)
         except Exception:  # would fail the same way on every delivery: skip it, once
             log.exception("runs entry %s is not a run request this worker can read", entry_id)
             request = None
         if request is None:
             try:
-                await self._store.ack(entry_id)
+                await self._store.ack(entry_id, self.partition)
             except (RedisError, OSError) as exc:  # still pending: taken over and skipped later
                 raise_if_cancelling()
                 log.warning("acking skipped runs entry %s failed (%s)", entry_id, exc)

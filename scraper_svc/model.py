@@ -30,6 +30,8 @@ class RunRequest:
     deliveries: int = 1
     # The RunRequested body as received: a retry or a dead letter re-sends it as it was.
     payload: bytes = b""
+    # The run partition whose runs stream delivered the entry (campaign_common.runs.keys).
+    partition: int = 0
 
 
 @dataclass(frozen=True)

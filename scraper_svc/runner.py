@@ -126,7 +126,7 @@ class RunStore(Protocol):
     async def dead_letter(self, run: RunRequest, error: str, *, fence: int = 0) -> str: ...
     async def last_error(self, run: RunRequest) -> str: ...
     async def is_running(self, run: RunRequest) -> bool: ...
-    async def ack(self, entry_id: str) -> bool: ...
+    async def ack(self, entry_id: str, partition: int) -> bool: ...
 
 
 def worker_label(worker: str, fence: int) -> str:
@@ -165,7 +165,7 @@ class RunRunner:
             log.warning("run %s stops: %s", request.run_id, exc)
         except AttemptClosed as exc:
             log.warning("run %s stops: %s", request.run_id, exc)
-            await self._store.ack(request.entry_id)
+            await self._store.ack(request.entry_id, request.partition)
         except Fenced as exc:
             log.warning("run %s stops: %s", request.run_id, exc)
             metrics.LOCK_FAILURES.labels("fenced").inc()
@@ -175,7 +175,7 @@ class RunRunner:
         lookup = await self._store.look_up(request)
         if lookup.finished:
             log.info("run %s already finished; acking its redelivered entry", request.run_id)
-            await self._store.ack(request.entry_id)
+            await self._store.ack(request.entry_id, request.partition)
             return
         if request.deliveries > self._max_deliveries:
             await self._dead_letter_redelivered(request)

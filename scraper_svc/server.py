@@ -39,6 +39,7 @@ from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.redis_topology import connect_state, redact_url, unreachable_message
 from campaign_common.redlock.client import Redlock
 from campaign_common.redlock.errors import QuorumUnavailable
+from campaign_common.runs.keys import Partitions, check_partition_count
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from campaign_common.tls import TlsFiles
@@ -54,6 +55,7 @@ from scraper_svc.pump import RetryPump
 from scraper_svc.runner import RunRunner
 from scraper_svc.scrape import Scraper
 from scraper_svc.semaphore import ClusterSemaphore
+from scraper_svc.slots import Slots
 from scraper_svc.store import ScraperStore
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ class ScraperServer:
         self._redlock: Redlock | None = None
         self._fetcher: Fetcher | None = None
         self._store: ScraperStore | None = None
-        self._consumer: RunConsumer | None = None
+        self._consumers: list[RunConsumer] = []
+        self._slots: Slots | None = None
         self._pump: RetryPump | None = None
         self.metrics: MetricsEndpoint | None = None
         self._supervisor: Supervisor | None = None
@@ -86,7 +89,7 @@ class ScraperServer:
     @property
     def in_flight(self) -> int:
         """Runs this worker is processing right now."""
-        return self._consumer.in_flight if self._consumer is not None else 0
+        return self._slots.running() if self._slots is not None else 0
 
     async def start(self) -> None:
         s = self.settings
@@ -101,7 +104,11 @@ class ScraperServer:
                 drift_factor=s.lock_drift_factor,
             )
             await _connect_redlock(self._redlock)
-            store = ScraperStore(self._redis, consumer=s.consumer_name, results_cap=s.results_cap)
+            partitions = Partitions(s.partitions)
+            await check_partition_count(self._redis, partitions, "SCRAPER_PARTITIONS")
+            store = ScraperStore(
+                self._redis, partitions, consumer=s.consumer_name, results_cap=s.results_cap
+            )
             await store.ensure_group()
         except BaseException:
             await self._close_clients()
@@ -109,20 +116,27 @@ class ScraperServer:
         self._store = store
         self._fetcher = Fetcher(_fetch_limits(s))
         self._pump = RetryPump(store, interval_s=s.retry_poll_ms / 1000)
-        self._consumer = RunConsumer(
-            store,
-            self._runner(store, self._redlock, self._fetcher),
-            consumer=s.consumer_name,
-            concurrency=s.concurrency,
-            read_batch=s.read_batch,
-            block_ms=s.block_ms,
-            retry_delay_s=s.retry_delay_s,
-            retry_max_s=s.retry_max_delay_s,
-            reclaim_idle_ms=s.reclaim_idle_ms,
-            reclaim_interval_s=s.reclaim_interval_s,
-        )
+        runner = self._runner(store, self._redlock, self._fetcher)
+        self._slots = Slots(s.concurrency)
+        self._consumers = [
+            RunConsumer(
+                store,
+                runner,
+                consumer=s.consumer_name,
+                concurrency=s.concurrency,
+                read_batch=s.read_batch,
+                block_ms=s.block_ms,
+                retry_delay_s=s.retry_delay_s,
+                retry_max_s=s.retry_max_delay_s,
+                reclaim_idle_ms=s.reclaim_idle_ms,
+                reclaim_interval_s=s.reclaim_interval_s,
+                partition=partition.index,
+                slots=self._slots,
+            )
+            for partition in partitions
+        ]
         self._supervisor = Supervisor(
-            self._loops(self._consumer, self._pump),
+            self._loops(self._consumers, self._pump),
             metrics.LOOPS,
             stop=asyncio.Event(),
             backoff=self.loop_backoff,
@@ -138,10 +152,14 @@ class ScraperServer:
             extra={"consumer": s.consumer_name, "lock_masters": len(s.lock_redis_urls)},
         )
 
-    def _loops(self, consumer: RunConsumer, pump: RetryPump) -> list[Loop]:
-        """The consumer loop (fatal, see the module doc) and the retry pump (restarted)."""
+    def _loops(self, consumers: list[RunConsumer], pump: RetryPump) -> list[Loop]:
+        """The consumer loops, one per partition (fatal, see the module doc), and the retry
+        pump (restarted)."""
         return [
-            Loop("runs-consumer", consumer.run, consumer.request_stop, fatal=True),
+            *(
+                Loop(f"runs-consumer-{c.partition}", c.run, c.request_stop, fatal=True)
+                for c in consumers
+            ),
             Loop("retry-pump", pump.run, pump.request_stop),
         ]
 
@@ -183,10 +201,10 @@ class ScraperServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._consumer is not None and self._supervisor is not None and self._loop is not None:
+        if self._slots is not None and self._supervisor is not None and self._loop is not None:
             self._supervisor.request_stop()  # also ends a restart backoff at once
             grace_s = self.settings.shutdown_grace_s + self.settings.block_ms / 1000
-            await _finish(self._loop, grace_s, self._consumer)
+            await _finish(self._loop, grace_s, self._slots)
             await self._hand_back()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)  # blocking: off the event loop
@@ -220,11 +238,11 @@ class ScraperServer:
         self._lock_clients, self._redis = [], None
 
 
-async def _finish(loop: asyncio.Task[None], grace_s: float, consumer: RunConsumer) -> None:
+async def _finish(loop: asyncio.Task[None], grace_s: float, slots: Slots) -> None:
     """Let the loop end within ``grace_s``, then cancel it; never raises."""
     done, _ = await asyncio.wait({loop}, timeout=grace_s)
     if not done:
-        log.warning("cancelling %d run(s) still going after the grace period", consumer.in_flight)
+        log.warning("cancelling %d run(s) still going after the grace period", slots.running())
         loop.cancel()
         await asyncio.wait({loop}, timeout=CANCEL_WAIT_S)
     if loop.done() and not loop.cancelled() and loop.exception() is not None:

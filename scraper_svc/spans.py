@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import context_from_headers, tracer
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import SCRAPER_GROUP, partition
 from scraper_svc.model import RunRequest
 
 _tracer = tracer(__name__)
@@ -31,7 +31,7 @@ def process_attributes(request: RunRequest, consumer: str) -> dict[str, str | in
         "messaging.system": "redis",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
-        "messaging.destination.name": RUNS_STREAM,
+        "messaging.destination.name": partition(request.partition).runs_stream,
         "messaging.consumer.group.name": SCRAPER_GROUP,
         "messaging.message.id": request.run_id,
         "messaging.client.id": consumer,

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key, run_key
+from campaign_common.runs.keys import SCRAPER_GROUP, Partitions
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
@@ -84,39 +84,53 @@ class ScraperStore:
     `campaign_common.runs.log.WriteRefused` is raised and nothing is written.
     """
 
-    def __init__(self, redis: Redis, *, consumer: str, results_cap: int) -> None:
+    def __init__(
+        self, redis: Redis, partitions: Partitions, *, consumer: str, results_cap: int
+    ) -> None:
         self._redis = redis
+        self.partitions = partitions
         self.consumer = consumer
-        self._runs = RunLog(redis, results_cap=results_cap)
+        self._runs = RunLog(redis, partitions, results_cap=results_cap)
         self._admit = redis.register_script(ADMIT_TO_WINDOW)
         self._claim_buffer = redis.register_script(CLAIM_BUFFER)
         self._release_buffer = redis.register_script(RELEASE_BUFFER)
         self._set_idle = redis.register_script(SET_IDLE)
         self._ack_owned = redis.register_script(ACK_OWNED)
         self._look_up = redis.register_script(LOOK_UP)
-        self._retries = RetryQueue(redis)
-        self._dead = DeadLetters(redis)
+        self._retries = RetryQueue(redis, partitions)
+        self._dead = DeadLetters(redis, partitions)
 
     @property
     def redis(self) -> Redis:
         return self._redis
 
+    def _stream(self, partition: int) -> str:
+        return self.partitions[partition].runs_stream
+
     async def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) if missing; from the first entry on."""
-        try:
-            await self._redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the consumer group (and the stream) of every partition if missing; from the
+        first entry on."""
+        for partition in self.partitions:
+            try:
+                await self._redis.xgroup_create(
+                    partition.runs_stream, SCRAPER_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def read(
-        self, consumer: str, *, after: str, count: int, block_ms: int | None
+        self, consumer: str, partition: int, *, after: str, count: int, block_ms: int | None
     ) -> list[StreamEntry]:
         """XREADGROUP: ``after=">"`` for new entries, a stream id for this consumer's pending
         ones (their fields are None when the entry was deleted from the stream meanwhile)."""
         try:
             reply: Any = await self._redis.xreadgroup(
-                SCRAPER_GROUP, consumer, {RUNS_STREAM: after}, count=count, block=block_ms
+                SCRAPER_GROUP,
+                consumer,
+                {self._stream(partition): after},
+                count=count,
+                block=block_ms,
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -131,22 +145,23 @@ class ScraperStore:
         ]
         if after == ">":
             return [(entry_id, fields, 1) for entry_id, fields in entries]
-        return await self._with_deliveries(consumer, entries)
+        return await self._with_deliveries(consumer, partition, entries)
 
     async def claim_stale(
-        self, consumer: str, *, min_idle_ms: int, cursor: str, count: int
+        self, consumer: str, partition: int, *, min_idle_ms: int, cursor: str, count: int
     ) -> tuple[str, list[StreamEntry]]:
         """XAUTOCLAIM entries idle longer than ``min_idle_ms`` from ``cursor`` on; returns the
         cursor of the next call ("0-0": the pending list was scanned to its end) and the
         entries, now this consumer's."""
+        stream = self._stream(partition)
         reply: Any = await self._redis.xautoclaim(
-            RUNS_STREAM, SCRAPER_GROUP, consumer, min_idle_ms, start_id=cursor, count=count
+            stream, SCRAPER_GROUP, consumer, min_idle_ms, start_id=cursor, count=count
         )
         claimed = [(_text(entry_id), fields or None) for entry_id, fields in reply[1]]
-        return _text(reply[0]), await self._with_deliveries(consumer, claimed)
+        return _text(reply[0]), await self._with_deliveries(consumer, partition, claimed)
 
     async def _with_deliveries(
-        self, consumer: str, entries: list[tuple[str, dict[bytes, bytes] | None]]
+        self, consumer: str, partition: int, entries: list[tuple[str, dict[bytes, bytes] | None]]
     ) -> list[StreamEntry]:
         """The delivery count of each entry, read per id: a range read could be cut short by
         other entries of this consumer that lie inside the range."""
@@ -154,7 +169,9 @@ class ScraperStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry_id, _ in entries:
-                pipe.xpending_range(RUNS_STREAM, SCRAPER_GROUP, min=entry_id, max=entry_id, count=1)
+                pipe.xpending_range(
+                    self._stream(partition), SCRAPER_GROUP, min=entry_id, max=entry_id, count=1
+                )
             replies: list[Any] = await pipe.execute()
         counts = {
             _text(row["message_id"]): int(row["times_delivered"])
@@ -164,25 +181,34 @@ class ScraperStore:
         }
         return [(entry_id, fields, counts.get(entry_id, 1)) for entry_id, fields in entries]
 
-    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> int:
+    async def touch(self, consumer: str, partition: int, entry_ids: Sequence[str]) -> int:
         """Reset the idle time of entries this consumer is still processing."""
-        return await self._set_entries_idle(consumer, entry_ids, 0)
+        return await self._set_entries_idle(consumer, partition, entry_ids, 0)
 
     async def hand_back(self, consumer: str, idle_ms: int, limit: int = 10_000) -> int:
-        """Make every entry pending for this consumer look ``idle_ms`` idle, so another
-        worker claims it at its next reclaim; returns how many there were."""
-        ids = await self.pending_ids(consumer, start="-", count=limit)
-        return await self._set_entries_idle(consumer, ids, idle_ms) if ids else 0
+        """Make every entry pending for this consumer (in every partition) look ``idle_ms``
+        idle, so another worker claims it at its next reclaim; returns how many there were."""
+        handed = 0
+        for partition in range(len(self.partitions)):
+            ids = await self.pending_ids(consumer, partition, start="-", count=limit)
+            handed += await self._set_entries_idle(consumer, partition, ids, idle_ms)
+        return handed
 
-    async def _set_entries_idle(self, consumer: str, entry_ids: Sequence[str], idle_ms: int) -> int:
+    async def _set_entries_idle(
+        self, consumer: str, partition: int, entry_ids: Sequence[str], idle_ms: int
+    ) -> int:
         if not entry_ids:
             return 0
         args: list[str | int] = [SCRAPER_GROUP, consumer, idle_ms, *entry_ids]
-        return int(await self._set_idle(keys=[RUNS_STREAM], args=args))
+        return int(await self._set_idle(keys=[self._stream(partition)], args=args))
 
     async def move_due_retries(self, limit: int) -> int:
-        """Move retries that are due from the delay queue to the runs stream (any worker)."""
-        return await self._retries.move_due(limit)
+        """Move retries that are due from the delay queues to the runs streams (any worker);
+        up to ``limit`` per partition."""
+        moved = 0
+        for partition in self.partitions:
+            moved += await self._retries.move_due(partition, limit)
+        return moved
 
     def _writer(self, run: RunRequest, fence: int = 0) -> Writer:
         return Writer(run.campaign_id, fence, self.consumer, run.entry_id)
@@ -205,11 +231,12 @@ class ScraperStore:
     async def fence_floor(self, campaign_id: str) -> int:
         """The highest fencing token that wrote for the campaign: the next lock's fence must
         be above it, even if the lock masters lost their counters."""
-        return int(await self._redis.get(campaign_fence_key(campaign_id)) or 0)
+        fence_key = self.partitions.of(campaign_id).fence_key(campaign_id)
+        return int(await self._redis.get(fence_key) or 0)
 
     async def is_running(self, run: RunRequest) -> bool:
         """Whether the run's projection shows this very attempt RUNNING (started somewhere)."""
-        record = await self._runs.get_run(run.run_id)
+        record = await self._runs.get_run(run.run_id, run.campaign_id)
         return (
             record is not None
             and record.attempt == run.attempt
@@ -217,19 +244,26 @@ class ScraperStore:
         )
 
     async def last_error(self, run: RunRequest) -> str:
-        record = await self._runs.get_run(run.run_id)
+        record = await self._runs.get_run(run.run_id, run.campaign_id)
         return record.error if record is not None else ""
 
-    async def ack(self, entry_id: str) -> bool:
+    async def ack(self, entry_id: str, partition: int) -> bool:
         """Ack an entry this worker owns; False (nothing done) when another worker owns it."""
         args = [SCRAPER_GROUP, self.consumer, entry_id]
-        return int(await self._ack_owned(keys=[RUNS_STREAM], args=args)) >= 0
+        return int(await self._ack_owned(keys=[self._stream(partition)], args=args)) >= 0
 
-    async def pending_ids(self, consumer: str, *, start: str, count: int) -> list[str]:
+    async def pending_ids(
+        self, consumer: str, partition: int, *, start: str, count: int
+    ) -> list[str]:
         """Ids of this consumer's pending entries from ``start`` on (an id, ``(id`` to
         exclude it, or ``-``), oldest first, at most ``count``."""
         rows: Any = await self._redis.xpending_range(
-            RUNS_STREAM, SCRAPER_GROUP, min=start, max="+", count=count, consumername=consumer
+            self._stream(partition),
+            SCRAPER_GROUP,
+            min=start,
+            max="+",
+            count=count,
+            consumername=consumer,
         )
         return [_text(row["message_id"]) for row in rows]
 
@@ -252,12 +286,13 @@ class ScraperStore:
         return _text(value) if value is not None else None
 
     async def is_finished(self, run: RunRequest) -> bool:
-        record = await self._runs.get_run(run.run_id)
+        record = await self._runs.get_run(run.run_id, run.campaign_id)
         return record is not None and record.attempt == run.attempt and record.state in _FINISHED
 
     async def look_up(self, run: RunRequest) -> RunLookup:
         """`is_finished` and the campaign's `fence_floor`, in one script call."""
-        keys = [run_key(run.run_id), campaign_fence_key(run.campaign_id)]
+        partition = self.partitions.of(run.campaign_id)
+        keys = [partition.run_key(run.run_id), partition.fence_key(run.campaign_id)]
         attempt, state, floor = await self._look_up(keys=keys)
         finished = (
             attempt is not None

@@ -1,7 +1,8 @@
 """The dead-letter stream: runs that exhausted their attempts, until an operator acts.
 
-Keys (`campaign_common.runs.keys`; the ``{runs}`` hash tag, so each script is one slot):
-``DEAD_LETTER_STREAM``, RunDeadLettered envelopes; the entry id is the dead letter's id.
+Keys (`campaign_common.runs.keys`; one partition's hash tag per script, so each script is one
+slot): each partition's dead-letter stream of RunDeadLettered envelopes. A dead letter's id is
+``<partition>-<entry id>``; lists merge the partitions newest first (ties by partition).
 
 The scraper parks a run here (`add`); operators list, retry (the original request goes back
 to the runs stream as attempt + 1, same run id) or purge. Retry and purge remove the entry in
@@ -20,16 +21,10 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
 from campaign_common.errors import CampaignCommonError
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.keys import (
-    DEAD_LETTER_STREAM,
-    RUN_EVENTS_STREAM,
-    RUNS_STREAM,
-    new_op_key,
-    run_key,
-)
+from campaign_common.runs.keys import Partition, Partitions
 from campaign_common.runs.opscript import idempotent
 from campaign_common.runs.record import Rank, RunState, flatten
-from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
+from campaign_common.runs.writer import Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
@@ -103,14 +98,33 @@ class DeadLetterRecord:
     tracestate: str = ""
 
 
-def _valid_id(entry_id: str) -> bool:
-    ms, _, seq = entry_id.partition("-")
-    return ms.isdigit() and seq.isdigit()
+# A dead letter's place in the merged order: (entry ms, entry seq, partition).
+_Position = tuple[int, int, int]
+
+
+def _position(dead_id: str) -> _Position | None:
+    """The parts of ``<partition>-<ms>-<seq>``, or None when ``dead_id`` is not one."""
+    parts = dead_id.split("-")
+    if len(parts) != 3 or not all(part.isdigit() and len(part) < 20 for part in parts):
+        return None
+    return int(parts[1]), int(parts[2]), int(parts[0])
+
+
+def _dead_id(partition: Partition, entry_id: bytes | str) -> str:
+    entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return f"{partition.index}-{entry}"
 
 
 class DeadLetters:
-    def __init__(self, redis: Redis, *, run_ttl_ms: int = 14 * 24 * 3600 * 1000) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        partitions: Partitions,
+        *,
+        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+    ) -> None:
         self._redis = redis
+        self._partitions = partitions
         self._run_ttl_ms = run_ttl_ms
         self._add = redis.register_script(_ADD)
         self._retry = redis.register_script(_RETRY)
@@ -122,7 +136,7 @@ class DeadLetters:
         error: str,
         deliveries: int,
         *,
-        writer: Writer = UNCHECKED,
+        writer: Writer,
     ) -> str:
         """Park a run; its projection becomes DEAD_LETTERED with ``error``. Returns the id.
 
@@ -141,12 +155,13 @@ class DeadLetters:
             "finished_at_ms": at_ms,
             "next_attempt_at_ms": 0,
         }
+        partition = self._partitions.of(request.campaign_id)
         keys = [
-            DEAD_LETTER_STREAM,
-            RUN_EVENTS_STREAM,
-            run_key(request.run_id),
-            *writer.keys(),
-            new_op_key(),
+            partition.dead_stream,
+            partition.events_stream,
+            partition.run_key(request.run_id),
+            *writer.keys(partition),
+            partition.new_op_key(),
         ]
         args: list[Any] = [*writer.args(), request.attempt, self._run_ttl_ms]
         args.append(len(envelope.to_fields()))
@@ -155,28 +170,56 @@ class DeadLetters:
         refused = refusal(reply, f"dead letter of run {request.run_id}")
         if refused is not None:
             raise refused
-        return cast(bytes, reply[1]).decode()
+        return _dead_id(partition, cast(bytes, reply[1]))
 
     async def page(
         self, page_size: int, page_token: str = ""
     ) -> tuple[list[DeadLetterRecord], str]:
-        """Newest first, paged; the token is opaque."""
-        top = "+" if not page_token else "(" + decode_page_token(page_token, _valid_id)
-        raw: Any = await self._redis.xrevrange(
-            DEAD_LETTER_STREAM, max=top, min="-", count=page_size + 1
+        """Newest first over every partition, paged; the token is opaque."""
+        after = (
+            _position(decode_page_token(page_token, lambda t: _position(t) is not None))
+            if page_token
+            else None
         )
-        records = [r for r in (_record(i, f) for i, f in raw[:page_size]) if r is not None]
-        more = len(raw) > page_size
-        token = encode_page_token(raw[page_size - 1][0].decode()) if more else ""
-        return records, token
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in self._partitions:
+                pipe.xrevrange(
+                    partition.dead_stream,
+                    max=_below(after, partition),
+                    min="-",
+                    count=page_size + 1,
+                )
+            pages: Any = await pipe.execute()
+        merged = sorted(
+            (
+                (_position(_dead_id(partition, entry_id)), partition, entry_id, fields)
+                for partition, raw in zip(self._partitions, pages, strict=True)
+                for entry_id, fields in raw
+            ),
+            key=lambda row: row[0] or (0, 0, 0),
+            reverse=True,
+        )[: page_size + 1]
+        shown = merged[:page_size]
+        records = [_record(p, i, f) for _, p, i, f in shown]
+        more = len(merged) > page_size
+        token = encode_page_token(_dead_id(shown[-1][1], shown[-1][2])) if more else ""
+        return [record for record in records if record is not None], token
+
+    def _locate(self, dead_id: str) -> tuple[Partition, str] | None:
+        """The partition and entry id of a dead letter id (None: not one of ours)."""
+        position = _position(dead_id)
+        if position is None or position[2] >= len(self._partitions):
+            return None
+        return self._partitions[position[2]], f"{position[0]}-{position[1]}"
 
     async def get(self, dead_id: str) -> DeadLetterRecord:
+        located = self._locate(dead_id)
         raw: Any = (
-            await self._redis.xrange(DEAD_LETTER_STREAM, dead_id, dead_id)
-            if _valid_id(dead_id)
+            await self._redis.xrange(located[0].dead_stream, located[1], located[1])
+            if located
             else []
         )
-        record = _record(*raw[0]) if raw else None
+        record = _record(located[0], *raw[0]) if located and raw else None
         if record is None:
             raise DeadLetterNotFound(f"dead letter {dead_id!r} not found")
         return record
@@ -200,8 +243,15 @@ class DeadLetters:
             "error": "",
             "next_attempt_at_ms": 0,
         }
-        keys = [DEAD_LETTER_STREAM, RUNS_STREAM, run_key(request.run_id), new_op_key()]
-        args: list[Any] = [dead_id, self._run_ttl_ms, len(envelope.to_fields())]
+        partition = self._partitions.of(request.campaign_id)
+        keys = [
+            partition.dead_stream,
+            partition.runs_stream,
+            partition.run_key(request.run_id),
+            partition.new_op_key(),
+        ]
+        entry_id = dead_id.split("-", 1)[1]  # get() found it, so it is well formed
+        args: list[Any] = [entry_id, self._run_ttl_ms, len(envelope.to_fields())]
         args += [*envelope.flat_fields(), *flatten(hash_fields)]
         if await self._retry(keys=keys, args=args) is None:
             raise DeadLetterNotFound(f"dead letter {dead_id!r} was retried or purged meanwhile")
@@ -209,16 +259,34 @@ class DeadLetters:
 
     async def purge(self, dead_id: str) -> None:
         removed = 0
-        if _valid_id(dead_id):
-            removed = await self._purge(keys=[DEAD_LETTER_STREAM, new_op_key()], args=[dead_id])
+        located = self._locate(dead_id)
+        if located is not None:
+            partition, entry_id = located
+            keys = [partition.dead_stream, partition.new_op_key()]
+            removed = await self._purge(keys=keys, args=[entry_id])
         if not removed:
             raise DeadLetterNotFound(f"dead letter {dead_id!r} not found")
 
     async def count(self) -> int:
-        return int(await self._redis.xlen(DEAD_LETTER_STREAM))
+        """Dead letters over every partition."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in self._partitions:
+                pipe.xlen(partition.dead_stream)
+            return sum(int(n) for n in await pipe.execute())
 
 
-def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | None:
+def _below(after: _Position | None, partition: Partition) -> str:
+    """XREVRANGE's max for the entries of ``partition`` that come after ``after`` in the
+    merged order (newest first; at the same entry id a lower partition comes later)."""
+    if after is None:
+        return "+"
+    entry = f"{after[0]}-{after[1]}"
+    return entry if partition.index < after[2] else "(" + entry
+
+
+def _record(
+    partition: Partition, entry_id: bytes, fields: dict[bytes, bytes]
+) -> DeadLetterRecord | None:
     try:
         envelope = Envelope.from_fields(fields)
         body = decode_body(envelope)
@@ -227,7 +295,7 @@ def _record(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetterRecord | N
     if not isinstance(body, events_pb2.RunDeadLettered):
         return None
     return DeadLetterRecord(
-        id=entry_id.decode(),
+        id=_dead_id(partition, entry_id),
         request=body.request,
         error=body.error,
         deliveries=body.deliveries,

@@ -17,16 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope
-from campaign_common.runs.keys import (
-    INDEX_ALL,
-    campaign_index,
-    dedupe_key,
-    emitted_key,
-    guard_key,
-    index_member,
-    run_key,
-    schedule_index,
-)
+from campaign_common.runs.keys import Partition, Partitions, index_member
 from campaign_common.runs.record import flatten
 from campaigns.v1 import events_pb2
 
@@ -150,9 +141,11 @@ class EmitCall:
     """One run's part of an `EMIT_RUNS` call: which run, where its envelope goes, its checks.
 
     ``cap`` (0: none) and ``schedule_version`` (0: not guarded, a manual run) are the checks;
-    ``fields`` are the run hash's fields besides the run's identity.
+    ``fields`` are the run hash's fields besides the run's identity; ``partition`` is the
+    run's campaign's, ``stream`` one of its streams.
     """
 
+    partition: Partition
     stream: str
     envelope: Envelope
     run: events_pb2.RunRequested
@@ -163,15 +156,16 @@ class EmitCall:
 
     def keys(self) -> list[str]:
         run = self.run
+        partition = self.partition
         return [
-            dedupe_key(run.run_id),
+            partition.dedupe_key(run.run_id),
             self.stream,
-            run_key(run.run_id),
-            INDEX_ALL,
-            schedule_index(run.schedule_id),
-            campaign_index(run.campaign_id),
-            emitted_key(run.schedule_id),
-            guard_key(run.schedule_id),
+            partition.run_key(run.run_id),
+            partition.index_all,
+            partition.schedule_index(run.schedule_id),
+            partition.campaign_index(run.campaign_id),
+            partition.emitted_key(run.schedule_id),
+            partition.guard_key(run.schedule_id),
         ]
 
     def args(self, run_ttl_ms: int) -> list[Any]:
@@ -233,6 +227,7 @@ class EmissionGuard:
     """
 
     schedule_id: str
+    campaign_id: str
     version: int
     active: bool
     deleted_at_ms: int = 0
@@ -243,19 +238,23 @@ class EmissionGuard:
 
 
 class EmissionGuards:
-    """Raises emission guards (`_RAISE_GUARDS`): up to ``batch`` per script call."""
+    """Raises emission guards (`_RAISE_GUARDS`): up to ``batch`` per script call, one
+    partition per call."""
 
-    def __init__(self, redis: Redis, batch: int = 500) -> None:
+    def __init__(self, redis: Redis, partitions: Partitions, batch: int = 500) -> None:
         self._redis = redis
+        self._partitions = partitions
         self._batch = batch
         self._raise = redis.register_script(_RAISE_GUARDS)
 
     async def raise_all(self, guards: list[EmissionGuard]) -> int:
         """Raise each guard (raise only, so their order does not matter); how many rose."""
         raised = 0
-        for start in range(0, len(guards), self._batch):
-            chunk = guards[start : start + self._batch]
-            keys = [guard_key(guard.schedule_id) for guard in chunk]
-            args = [value for guard in chunk for value in guard.args()]
-            raised += int(await self._raise(keys=keys, args=args))
+        grouped = self._partitions.group(guard.campaign_id for guard in guards)
+        for partition, positions in grouped.items():
+            for start in range(0, len(positions), self._batch):
+                chunk = [guards[i] for i in positions[start : start + self._batch]]
+                keys = [partition.guard_key(guard.schedule_id) for guard in chunk]
+                args = [value for guard in chunk for value in guard.args()]
+                raised += int(await self._raise(keys=keys, args=args))
         return raised

@@ -8,6 +8,7 @@ lifecycle events and writes results. Key names are in `campaign_common.runs.keys
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -17,23 +18,14 @@ from redis.exceptions import ResponseError
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall, pack_values
-from campaign_common.runs.keys import (
-    INDEX_ALL,
-    RUN_EVENTS_STREAM,
-    RUNS_STREAM,
-    SCRAPER_GROUP,
-    campaign_index,
-    emitted_key,
-    new_op_key,
-    results_key,
-    run_key,
-    schedule_index,
-    written_key,
-)
+from campaign_common.runs.keys import SCRAPER_GROUP, Partition, Partitions
 from campaign_common.runs.record import Rank, RunRecord, RunState, flatten, parse_record, rank_of
-from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
+from campaign_common.runs.writer import Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
+
+# A schedule as the run log needs it: its id and its campaign's (which gives the partition).
+ScheduleRef = tuple[str, str]
 
 # Manual run ids are unique by construction: their dedupe marker only has to outlive the
 # client's re-sends of one call (seconds), by a wide margin.
@@ -103,12 +95,14 @@ class RunLog:
     def __init__(
         self,
         redis: Redis,
+        partitions: Partitions,
         *,
         dedupe_ttl_ms: int = 24 * 3600 * 1000,
         run_ttl_ms: int = 14 * 24 * 3600 * 1000,
         results_cap: int = 1000,
     ) -> None:
         self._redis = redis
+        self.partitions = partitions
         self._dedupe_ttl_ms = dedupe_ttl_ms
         self._run_ttl_ms = run_ttl_ms
         self._results_cap = results_cap
@@ -158,8 +152,10 @@ class RunLog:
             "trigger": run_pb2.RunTrigger.Name(request.trigger).removeprefix("RUN_TRIGGER_"),
         }
         ttl_ms = self._dedupe_ttl_ms if dedupe else _RESEND_DEDUPE_TTL_MS
+        partition = self.partitions.of(request.campaign_id)
         return EmitCall(
-            RUNS_STREAM,
+            partition,
+            partition.runs_stream,
             wrap(request),
             request,
             fields,
@@ -169,8 +165,22 @@ class RunLog:
         )
 
     async def emit_all(self, calls: list[EmitCall]) -> list[Emission]:
-        """Emit many runs in one script call; each is emitted exactly as alone (same checks,
-        same dedupe), and the answer says what happened to each, in order."""
+        """Emit many runs in one script call per partition; each is emitted exactly as alone
+        (same checks, same dedupe), and the answer says what happened to each, in order."""
+        grouped = self.partitions.group(call.run.campaign_id for call in calls)
+        if len(grouped) == 1:
+            return await self._emit_in_partition(calls)
+        answers: list[Emission] = [Emission.STALE] * len(calls)
+        positions = list(grouped.values())
+        replies = await asyncio.gather(
+            *(self._emit_in_partition([calls[i] for i in group]) for group in positions)
+        )
+        for group, emissions in zip(positions, replies, strict=True):
+            for position, emission in zip(group, emissions, strict=True):
+                answers[position] = emission
+        return answers
+
+    async def _emit_in_partition(self, calls: list[EmitCall]) -> list[Emission]:
         keys: list[str] = []
         args: list[bytes] = []
         for call in calls:
@@ -204,8 +214,10 @@ class RunLog:
             "error": reason,
             "finished_at_ms": at_ms,
         }
+        partition = self.partitions.of(run.campaign_id)
         call = EmitCall(
-            RUN_EVENTS_STREAM,
+            partition,
+            partition.events_stream,
             wrap(skipped),
             run,
             fields,
@@ -214,48 +226,50 @@ class RunLog:
         )
         return (await self.emit_all([call]))[0]
 
-    async def emitted_count(self, schedule_id: str) -> int:
-        """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
-        return int(await self._redis.get(emitted_key(schedule_id)) or 0)
+    def _emitted_key(self, schedule: ScheduleRef) -> str:
+        return self.partitions.of(schedule[1]).emitted_key(schedule[0])
 
-    async def forget_schedules(self, schedule_ids: list[str]) -> None:
+    def _schedule_index(self, schedule: ScheduleRef) -> str:
+        return self.partitions.of(schedule[1]).schedule_index(schedule[0])
+
+    async def emitted_count(self, schedule: ScheduleRef) -> int:
+        """Scheduled runs emitted so far under a cap (0 for schedules without one)."""
+        return int(await self._redis.get(self._emitted_key(schedule)) or 0)
+
+    async def forget_schedules(self, schedules: list[ScheduleRef]) -> None:
         """Drop what emission keeps per schedule once the schedules are deleted (their
         counters of emitted runs); the guards stay, as tombstones with an expiry."""
-        if schedule_ids:
-            await self._redis.delete(*(emitted_key(sid) for sid in schedule_ids))
+        if schedules:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for schedule in schedules:  # one key per command: any slot
+                    pipe.delete(self._emitted_key(schedule))
+                await pipe.execute()
 
-    async def emitted_counts(self, schedule_ids: list[str], batch: int = 1000) -> list[int]:
+    async def emitted_counts(self, schedules: list[ScheduleRef], batch: int = 1000) -> list[int]:
         """`emitted_count` of many schedules, one pipeline per ``batch``."""
         counts: list[int] = []
-        for start in range(0, len(schedule_ids), batch):
-            keys = [emitted_key(sid) for sid in schedule_ids[start : start + batch]]
+        for start in range(0, len(schedules), batch):
+            keys = [self._emitted_key(ref) for ref in schedules[start : start + batch]]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.get(key)
                 counts.extend(int(value or 0) for value in await pipe.execute())
         return counts
 
-    async def last_scheduled_fire_ms(self, schedule_id: str) -> int | None:
+    async def last_scheduled_fire_ms(self, schedule: ScheduleRef) -> int | None:
         """Nominal time of the newest scheduled (not manual) run of a schedule, if any."""
-        members = cast(
-            list[bytes],
-            await self._redis.zrange(
-                schedule_index(schedule_id), b"+", b"-", desc=True, bylex=True, offset=0, num=50
-            ),
-        )
-        return _newest_scheduled(members)
+        return (await self.last_scheduled_fires_ms([schedule]))[0]
 
     async def last_scheduled_fires_ms(
-        self, schedule_ids: list[str], batch: int = 1000
+        self, schedules: list[ScheduleRef], batch: int = 1000
     ) -> list[int | None]:
         """`last_scheduled_fire_ms` of many schedules, one pipeline per ``batch``."""
         lasts: list[int | None] = []
-        for start in range(0, len(schedule_ids), batch):
+        for start in range(0, len(schedules), batch):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for sid in schedule_ids[start : start + batch]:
-                    pipe.zrange(
-                        schedule_index(sid), b"+", b"-", desc=True, bylex=True, offset=0, num=50
-                    )
+                for ref in schedules[start : start + batch]:
+                    index = self._schedule_index(ref)
+                    pipe.zrange(index, b"+", b"-", desc=True, bylex=True, offset=0, num=50)
                 lasts.extend(_newest_scheduled(members) for members in await pipe.execute())
         return lasts
 
@@ -269,7 +283,7 @@ class RunLog:
         *,
         state: RunState,
         changes: dict[str, str | int] | None = None,
-        writer: Writer = UNCHECKED,
+        writer: Writer,
         results: Sequence[run_pb2.ScrapeResult] = (),
         ack: bool = False,
     ) -> bytes:
@@ -298,13 +312,14 @@ class RunLog:
             *envelope.flat_fields(),
             *flatten(fields),
         ]
+        partition = self.partitions.of(writer.campaign_id)
         keys = [
-            RUN_EVENTS_STREAM,
-            run_key(event.run_id),
-            *writer.keys(),
-            results_key(writer.campaign_id),
-            written_key(event.run_id, event.attempt),
-            new_op_key(),
+            partition.events_stream,
+            partition.run_key(event.run_id),
+            *writer.keys(partition),
+            partition.results_key(writer.campaign_id),
+            partition.written_key(event.run_id, event.attempt),
+            partition.new_op_key(),
         ]
         reply: Any = await self._append(keys=keys, args=args)
         refused = refusal(reply, f"{state.value} of run {event.run_id} attempt {event.attempt}")
@@ -312,57 +327,89 @@ class RunLog:
             raise refused
         return cast(bytes, reply[1])
 
-    async def backlog(self) -> tuple[int, int]:
-        """(pending, lag) of the scraper group: delivered but unacked, and not yet delivered."""
+    async def backlog(self, partition: Partition) -> tuple[int, int]:
+        """(pending, lag) of the scraper group on a partition's runs stream: delivered but
+        unacked, and not yet delivered."""
         try:
-            groups: Any = await self._redis.xinfo_groups(RUNS_STREAM)
+            groups: Any = await self._redis.xinfo_groups(partition.runs_stream)
         except ResponseError:  # no stream yet
             return 0, 0
         for group in groups:
             if group.get("name") in (SCRAPER_GROUP, SCRAPER_GROUP.encode()):
                 return int(group.get("pending") or 0), int(group.get("lag") or 0)
-        return 0, await self._redis.xlen(RUNS_STREAM)
+        return 0, await self._redis.xlen(partition.runs_stream)
 
     async def workers_seen(self, within_ms: int) -> int:
-        """Consumers of the scraper group that read the runs stream within ``within_ms``
-        (XINFO CONSUMERS ``idle``: since the consumer's last read or claim)."""
-        try:
-            consumers: Any = await self._redis.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)
-        except ResponseError:  # no stream or group yet
-            return 0
-        return sum(1 for consumer in consumers if int(consumer.get("idle") or 0) < within_ms)
+        """Consumers of the scraper group that read a runs stream within ``within_ms``
+        (XINFO CONSUMERS ``idle``: since the consumer's last read or claim); a worker reads
+        every partition under one consumer name, so it counts once."""
+        seen: set[Any] = set()
+        for partition in self.partitions:
+            try:
+                consumers: Any = await self._redis.xinfo_consumers(
+                    partition.runs_stream, SCRAPER_GROUP
+                )
+            except ResponseError:  # no stream or group yet
+                continue
+            seen.update(c.get("name") for c in consumers if int(c.get("idle") or 0) < within_ms)
+        return len(seen)
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        raw = cast(dict[bytes, bytes], await self._redis.hgetall(run_key(run_id)))
-        return parse_record(raw) if raw else None
+    def _candidates(self, campaign_id: str) -> tuple[Partition, ...]:
+        """The partitions that may hold a run: its campaign's, or all when not known."""
+        return (self.partitions.of(campaign_id),) if campaign_id else self.partitions.all
+
+    async def get_run(
+        self, run_id: str, campaign_id: str = "", *, within: Partition | None = None
+    ) -> RunRecord | None:
+        """The run's projection, looked up in its campaign's partition, in ``within``, or
+        (neither known) in every partition."""
+        candidates = (within,) if within is not None else self._candidates(campaign_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in candidates:
+                pipe.hgetall(partition.run_key(run_id))
+            raws = cast(list[dict[bytes, bytes]], await pipe.execute())
+        return next((parse_record(raw) for raw in raws if raw), None)
 
     async def list_runs(
         self, *, schedule_id: str = "", campaign_id: str = "", page_size: int, page_token: str = ""
     ) -> tuple[list[RunRecord], str]:
-        """Runs newest first (by nominal time), filtered by schedule or campaign, paged."""
-        if schedule_id:
-            index = schedule_index(schedule_id)
-        elif campaign_id:
-            index = campaign_index(campaign_id)
-        else:
-            index = INDEX_ALL
+        """Runs newest first (by nominal time), filtered by schedule or campaign, paged.
+
+        Without the campaign every partition's index is read from the page's position and
+        the pages are merged: index members are unique and ordered the same everywhere."""
         position = decode_page_token(page_token, lambda member: "|" in member) if page_token else ""
         start = b"(" + position.encode() if page_token else b"+"
-        members = cast(
-            list[bytes],
-            await self._redis.zrange(
-                index, start, b"-", desc=True, bylex=True, offset=0, num=page_size + 1
+        partitions = self._candidates(campaign_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.zrange(
+                    _index(partition, schedule_id, campaign_id),
+                    start,
+                    b"-",
+                    desc=True,
+                    bylex=True,
+                    offset=0,
+                    num=page_size + 1,
+                )
+            pages = cast(list[list[bytes]], await pipe.execute())
+        members = sorted(
+            (
+                (member, partition)
+                for partition, page in zip(partitions, pages, strict=True)
+                for member in page
             ),
-        )
+            key=lambda pair: pair[0],
+            reverse=True,
+        )[: page_size + 1]
         page = members[:page_size]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for member in page:
-                pipe.hgetall(run_key(member.split(b"|", 1)[1].decode()))
+            for member, partition in page:
+                pipe.hgetall(partition.run_key(member.split(b"|", 1)[1].decode()))
             raws = await pipe.execute()
         runs = [parse_record(raw) for raw in raws if raw]
         if campaign_id and schedule_id:
             runs = [run for run in runs if run.campaign_id == campaign_id]
-        token = encode_page_token(page[-1].decode()) if len(members) > page_size else ""
+        token = encode_page_token(page[-1][0].decode()) if len(members) > page_size else ""
         return runs, token
 
     async def add_results(
@@ -370,7 +417,7 @@ class RunLog:
         campaign_id: str,
         results: list[run_pb2.ScrapeResult],
         *,
-        writer: Writer = UNCHECKED,
+        writer: Writer,
         attempt: int = 0,
     ) -> None:
         """Store results newest first (capped); a `WriteRefused` when ``writer`` is refused.
@@ -382,11 +429,12 @@ class RunLog:
             return
         blobs = [result.SerializeToString() for result in results]
         run_id = results[0].run_id
+        partition = self.partitions.of(campaign_id)
         keys = [
-            results_key(campaign_id),
-            written_key(run_id, attempt),
-            run_key(run_id),
-            *writer.keys(),
+            partition.results_key(campaign_id),
+            partition.written_key(run_id, attempt),
+            partition.run_key(run_id),
+            *writer.keys(partition),
         ]
         args: list[Any] = [*writer.args(), attempt, self._results_cap, self._run_ttl_ms, *blobs]
         refused = refusal(await self._add_results(keys=keys, args=args), f"results of {run_id}")
@@ -397,9 +445,16 @@ class RunLog:
         self, campaign_id: str, limit: int, start: int = 0
     ) -> list[run_pb2.ScrapeResult]:
         """Up to ``limit`` results from index ``start`` (0: the newest)."""
-        key = results_key(campaign_id)
+        key = self.partitions.of(campaign_id).results_key(campaign_id)
         raw = cast(list[bytes], await self._redis.lrange(key, start, start + limit - 1))
         return [run_pb2.ScrapeResult.FromString(item) for item in raw]
+
+
+def _index(partition: Partition, schedule_id: str, campaign_id: str) -> str:
+    """The run index a list reads: the schedule's, else the campaign's, else every run."""
+    if schedule_id:
+        return partition.schedule_index(schedule_id)
+    return partition.campaign_index(campaign_id) if campaign_id else partition.index_all
 
 
 def _newest_scheduled(members: list[bytes]) -> int | None:

@@ -26,7 +26,7 @@ def new_op_id() -> str:
 
 
 def op_key(hash_tag: str, op_id: str) -> str:
-    """The operation's key, e.g. ``{runs}:op:<id>`` for ``hash_tag="runs"``."""
+    """The operation's key, e.g. ``{runs:0}:op:<id>`` for ``hash_tag="runs:0"``."""
     return f"{{{hash_tag}}}:op:{op_id}"
 
 

@@ -1,8 +1,8 @@
 """The run projection as stored in its hash: states, ranks, the record, and its fields.
 
-A run's hash (`campaign_common.runs.keys.run_key`) holds its current state; every script that
-writes it takes its fields flattened into ARGV (`flatten`), and readers parse it back into a
-`RunRecord`.
+A run's hash (`campaign_common.runs.keys.Partition.run_key`) holds its current state; every
+script that writes it takes its fields flattened into ARGV (`flatten`), and readers parse it
+back into a `RunRecord`.
 """
 
 from __future__ import annotations

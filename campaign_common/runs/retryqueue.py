@@ -1,8 +1,9 @@
 """The retry delay queue: next attempts of failed runs, waiting until they are due.
 
-Keys (`campaign_common.runs.keys`; the ``{runs}`` hash tag, so each script is one slot):
-``DELAYED``, a sorted set of run id -> epoch ms when its next attempt is due, and
-``DELAYED_REQUESTS``, the RunRequested body of each next attempt with its trace context.
+Keys (`campaign_common.runs.keys`; per partition, so each script is one slot): ``delayed``,
+a sorted set of run id -> epoch ms when its next attempt is due, and ``delayed:requests``,
+the RunRequested body of each next attempt with its trace context. A retry waits in its
+campaign's partition and moves to that partition's runs stream.
 
 A run has at most one attempt waiting (the member is the run id).
 
@@ -27,16 +28,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from campaign_common.envelope import SCHEMA, wrap
-from campaign_common.runs.keys import (
-    DELAYED,
-    DELAYED_REQUESTS,
-    RUN_EVENTS_STREAM,
-    RUNS_STREAM,
-    new_op_key,
-    run_key,
-)
+from campaign_common.runs.keys import Partition, Partitions
 from campaign_common.runs.record import Rank, RunState, flatten
-from campaign_common.runs.writer import UNCHECKED, Writer, refusal, worker_script
+from campaign_common.runs.writer import Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2
 
@@ -104,8 +98,15 @@ def next_attempt(request: events_pb2.RunRequested) -> events_pb2.RunRequested:
 
 
 class RetryQueue:
-    def __init__(self, redis: Redis, *, run_ttl_ms: int = 14 * 24 * 3600 * 1000) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        partitions: Partitions,
+        *,
+        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+    ) -> None:
         self._redis = redis
+        self._partitions = partitions
         self._run_ttl_ms = run_ttl_ms
         self._schedule = redis.register_script(_SCHEDULE)
         self._move_due = redis.register_script(_MOVE_DUE)
@@ -116,7 +117,7 @@ class RetryQueue:
         reason: str,
         due_ms: int,
         *,
-        writer: Writer = UNCHECKED,
+        writer: Writer,
     ) -> None:
         """Queue the attempt after ``failed`` for ``due_ms`` and ack the writer's runs entry,
         atomically; a `WriteRefused` (nothing written) when the writer or attempt is refused."""
@@ -136,13 +137,14 @@ class RetryQueue:
             "finished_at_ms": at_ms,
             "next_attempt_at_ms": due_ms,
         }
+        partition = self._partitions.of(failed.campaign_id)
         keys = [
-            RUN_EVENTS_STREAM,
-            run_key(failed.run_id),
-            *writer.keys(),
-            DELAYED,
-            DELAYED_REQUESTS,
-            new_op_key(),
+            partition.events_stream,
+            partition.run_key(failed.run_id),
+            *writer.keys(partition),
+            partition.delayed,
+            partition.delayed_requests,
+            partition.new_op_key(),
         ]
         args: list[Any] = [
             *writer.args(),
@@ -162,12 +164,15 @@ class RetryQueue:
         if refused is not None:
             raise refused
 
-    async def move_due(self, limit: int = 100) -> int:
-        """Move retries due by now to the runs stream; returns how many were moved."""
-        keys = [DELAYED, DELAYED_REQUESTS, RUNS_STREAM]
+    async def move_due(self, partition: Partition, limit: int = 100) -> int:
+        """Move a partition's retries due by now to its runs stream; how many were moved."""
+        keys = [partition.delayed, partition.delayed_requests, partition.runs_stream]
         args: list[Any] = [limit, events_pb2.RunRequested.DESCRIPTOR.name, SCHEMA]
         return int(await self._move_due(keys=keys, args=args))
 
     async def waiting(self) -> int:
-        """Retries waiting in the queue."""
-        return int(await self._redis.zcard(DELAYED))
+        """Retries waiting in the queue, over every partition."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in self._partitions:
+                pipe.zcard(partition.delayed)
+            return sum(int(n) for n in await pipe.execute())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from campaign_common.errors import CampaignCommonError
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP, campaign_fence_key
+from campaign_common.runs.keys import SCRAPER_GROUP, Partition
 from campaign_common.runs.opscript import idempotent
 
 # A token higher than the highest raises it. Returns false, or why the writer is refused.
@@ -114,19 +114,18 @@ class Writer:
 
     ``fence`` is the campaign lock's fencing token (0: not under a lock); ``consumer`` must own
     ``entry_id`` in the scraper group ("": no entry check, for writers outside the group).
+    ``Writer(campaign_id)`` alone checks nothing (tests, operators' writes).
     """
 
-    campaign_id: str = ""
+    campaign_id: str
     fence: int = 0
     consumer: str = ""
     entry_id: str = ""
 
-    def keys(self) -> list[str]:
-        """The campaign fence key and the runs stream, in the order the scripts take them."""
-        return [campaign_fence_key(self.campaign_id), RUNS_STREAM]
+    def keys(self, partition: Partition) -> list[str]:
+        """The campaign fence key and the runs stream of the campaign's partition, in the
+        order the scripts take them."""
+        return [partition.fence_key(self.campaign_id), partition.runs_stream]
 
     def args(self) -> list[str | int]:
         return [self.fence, SCRAPER_GROUP, self.consumer, self.entry_id]
-
-
-UNCHECKED = Writer()
