@@ -33,6 +33,7 @@ from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
+from tests.support import runs_stream, xlen_all
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
@@ -70,7 +71,7 @@ async def _probe(stub: api_grpc.SchedulerServiceStub, schedule_id: str, stop: as
 
 async def _emitted(redis: Redis) -> tuple[int, int]:
     """(run requests in the stream, server ms of the last one)."""
-    count = await redis.xlen(RUNS_STREAM)
+    count = await xlen_all(redis, runs_stream)
     last = await redis.xrevrange(RUNS_STREAM, count=1)
     return count, int(last[0][0].split(b"-")[0]) if last else 0
 

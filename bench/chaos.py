@@ -38,6 +38,7 @@ from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from tests.support import (
     FINAL_EVENTS,
+    PARTITIONS,
     ServiceProcess,
     event_run_id,
     run_event_bodies,
@@ -128,7 +129,7 @@ async def main(runs: int, kill_every_s: float, deadline_s: float) -> None:
     kills = 0
     redis = make_client(stack.state.url, 10.0)
     try:
-        log = RunLog(redis)
+        log = RunLog(redis, PARTITIONS)
         for n in range(runs):
             await log.request_run(_request(n, url), dedupe=False)
         started = time.monotonic()

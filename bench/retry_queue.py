@@ -23,6 +23,7 @@ from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
+from tests.support import PARTITIONS
 
 
 def _request(n: int) -> events_pb2.RunRequested:
@@ -67,7 +68,7 @@ async def main(retries: int) -> None:
         for movers in (1, 3):
             await clients[0].flushall()
             queue_rate = await _queue(RetryQueue(clients[0]), retries)
-            move_rate, moved = await _move([RetryQueue(c) for c in clients[:movers]])
+            move_rate, moved = await _move([RetryQueue(c, PARTITIONS) for c in clients[:movers]])
             in_stream = await clients[0].xlen(RUNS_STREAM)
             assert moved == retries == in_stream, (moved, retries, in_stream)
             print(

@@ -71,6 +71,7 @@ from campaigns.v1 import scheduler_service_pb2 as service_pb2
 from campaigns.v1 import scheduler_service_pb2_grpc as service_grpc
 from tests.local_topologies import LocalCluster
 from tests.support import (
+    PARTITIONS,
     ServiceProcess,
     descendants,
     run_event_bodies,
@@ -485,7 +486,7 @@ def _request(n: int, page: str) -> events_pb2.RunRequested:
 async def fill_runs(url: str, runs: int, page: str) -> None:
     client = make_client(url, 10.0)
     try:
-        log = RunLog(client)
+        log = RunLog(client, PARTITIONS)
         for n in range(runs):
             await log.request_run(_request(n, page), dedupe=False)
     finally:

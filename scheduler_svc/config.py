@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from campaign_common.api_keys import KeyList
 from campaign_common.grpc_tls import ServerTls, check_pair
+from campaign_common.runs.keys import DEFAULT_PARTITIONS
 from campaign_common.settings import ServiceSettings
 from scheduler_svc.validation import MAX_CATCH_UP_WINDOW_S, MAX_JITTER_S
 
@@ -59,7 +60,7 @@ class SchedulerSettings(ServiceSettings):
     fire_concurrency: int = Field(32, ge=1, le=1000)
     # Run partitions (campaign_common.runs.keys): the same number for every scheduler and
     # scraper of a deployment (checked at start-up); fixed once runs exist.
-    partitions: int = Field(4, ge=1, le=1024)
+    partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
     # Replicas split the partitions by leases of this length (scheduler_svc.leases): a dead
     # replica's partitions move to the others within about one lease and a quarter.
     partition_lease_s: float = Field(10.0, ge=0.5, le=600)

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from campaign_common.api_keys import KeyList
+from campaign_common.runs.keys import DEFAULT_PARTITIONS
 from campaign_common.settings import ServiceSettings
 
 
@@ -76,7 +77,7 @@ class ScraperSettings(ServiceSettings):
     concurrency: int = Field(32, ge=1)
     # Run partitions (campaign_common.runs.keys): the scheduler's number; every worker reads
     # every partition, sharing its `concurrency` run slots among them.
-    partitions: int = Field(4, ge=1, le=1024)
+    partitions: int = Field(DEFAULT_PARTITIONS, ge=1, le=1024)
     # Entries read per XREADGROUP (never more than the free run slots).
     read_batch: int = Field(32, ge=1)
     block_ms: int = Field(500, ge=1)

@@ -14,7 +14,9 @@ Timeline that keeps it correct:
            entries idle longer than reclaim_idle_ms ─> wait for a free slot ─> XREADGROUP
            COUNT <free slots> BLOCK block_ms ─> one task each (slots shared with other
            partitions: the read is non-blocking, and only when it found nothing does a
-           blocking read follow, COUNT 1, so a waiting consumer holds one slot)
+           blocking read follow, COUNT 1, so a waiting consumer holds one slot; while
+           another partition's consumer waits for a slot, an empty partition's consumer
+           holds none and looks again after block_ms instead)
     beside the loop, until the last run ended: every reclaim_idle_ms / 3, touch (reset the
            idle time of) the entries this consumer is running or will retry
     stop:  flag set ─> the read in progress returns (<= block_ms) and its entries still run ─>
@@ -174,6 +176,14 @@ class RunConsumer:
     def wake(self) -> None:
         self._wake.set()
 
+    def _reserve(self, slots: int) -> None:
+        """Hold ``slots`` for a read in progress; slots given back wake the other partitions'
+        consumers, which may be waiting for them."""
+        released = slots < self._reserved
+        self._reserved = slots
+        if released:
+            self._slots.released()
+
     def request_stop(self) -> None:
         """Stop reading; `run` returns once the runs in flight have finished."""
         self._stop.set()
@@ -219,7 +229,7 @@ class RunConsumer:
         free = self._slots.free()
         if now < self._next_reclaim or free <= 0:
             return
-        self._reserved = free
+        self._reserve(free)
         try:
             cursor, entries = await self._store.claim_stale(
                 self._consumer,
@@ -234,7 +244,7 @@ class RunConsumer:
             self._next_reclaim = now + self._reclaim_interval_s
             return
         finally:
-            self._reserved = 0
+            self._reserve(0)
         # A scan that reached the end waits for the next interval; a partial one goes on.
         self._reclaim_cursor = cursor
         self._next_reclaim = now + (self._reclaim_interval_s if cursor == "0-0" else 0)
@@ -252,7 +262,8 @@ class RunConsumer:
         if not free:
             return "" if self._stop.is_set() else after
         try:
-            entries = await self._read_reserving(after, min(free, self._read_batch), block_ms)
+            count = min(self._slots.share(free), self._read_batch)
+            entries = await self._read_reserving(after, count, block_ms)
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
             await self._back_off_after(exc)
@@ -262,7 +273,7 @@ class RunConsumer:
             self._read_failures = 0
         for entry_id, fields, deliveries in entries:
             self._start(group, self._process(entry_id, fields, deliveries), entry_id)
-        self._reserved = 0
+        self._reserve(0)
         return entries[-1][0] if entries else ""
 
     async def _read_reserving(
@@ -271,24 +282,23 @@ class RunConsumer:
         """A read holding ``count`` slots until its entries are started (the caller resets
         the reservation). With slots shared by other partitions, a blocking read waits with
         one slot only, after a non-blocking read found nothing (see the timeline)."""
-        read = self._store.read
-        self._reserved = count
+        consumer, partition, read = self._consumer, self.partition, self._store.read
+        self._reserve(count)
         try:
             if block_ms is None or not self._slots.shared:
-                return await read(
-                    self._consumer, self.partition, after=after, count=count, block_ms=block_ms
-                )
-            entries = await read(
-                self._consumer, self.partition, after=after, count=count, block_ms=None
-            )
+                return await read(consumer, partition, after=after, count=count, block_ms=block_ms)
+            entries = await read(consumer, partition, after=after, count=count, block_ms=None)
             if entries:
                 return entries
-            self._reserved = 1
-            return await read(
-                self._consumer, self.partition, after=after, count=1, block_ms=block_ms
-            )
+            if self._slots.contended():  # another partition waits for a slot: give it ours
+                self._reserve(0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), block_ms / 1000)
+                return []
+            self._reserve(1)
+            return await read(consumer, partition, after=after, count=1, block_ms=block_ms)
         except BaseException:
-            self._reserved = 0
+            self._reserve(0)
             raise
 
     async def _back_off_after(self, exc: Exception) -> None:
@@ -365,16 +375,17 @@ class RunConsumer:
             free = self._slots.free()
             if free > 0:
                 return free
-            if not waiting:
-                await self._wake.wait()
-                continue
-            due = self._retries.next_due()
-            wait_s = self._block_ms / 1000
-            if due is not None:
-                wait_s = min(wait_s, max(0.0, due - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s)
-            return 0
+            with self._slots.waiting():
+                if not waiting:
+                    await self._wake.wait()
+                    continue
+                due = self._retries.next_due()
+                wait_s = self._block_ms / 1000
+                if due is not None:
+                    wait_s = min(wait_s, max(0.0, due - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                return 0
 
     def _finished(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._running.discard(task)

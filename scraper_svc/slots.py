@@ -4,12 +4,14 @@ A slot is taken by a run in flight, by an entry waiting for its retry, and by a 
 progress (as many as it may return), so entries delivered to this worker but not yet
 processed never exceed ``concurrency`` whatever partition they came from. A consumer that
 blocks waiting for new entries reserves one slot only (`scraper_svc.consumer`), so idle
-partitions do not starve a busy one. When a run ends, every consumer is woken: the free slot
-may serve any partition.
+partitions do not starve a busy one, and holds none at all while another consumer waits for
+a slot. When a run ends, every consumer is woken: the free slot may serve any partition.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 
@@ -27,6 +29,7 @@ class Slots:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self._users: list[SlotUser] = []
+        self._waiting = 0  # consumers waiting for a free slot
 
     def join(self, user: SlotUser) -> None:
         self._users.append(user)
@@ -38,6 +41,24 @@ class Slots:
 
     def free(self) -> int:
         return self.concurrency - sum(user.slots_used for user in self._users)
+
+    def share(self, free: int) -> int:
+        """How many of ``free`` slots one read may take: an even share per partition, so a
+        worker's runs mix the partitions (and their campaigns) as one stream would."""
+        return max(1, -(-free // len(self._users)))
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a consumer's wait for a free slot."""
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+
+    def contended(self) -> bool:
+        """Whether a consumer waits for a free slot (an idle one should not block on one)."""
+        return self._waiting > 0
 
     def running(self) -> int:
         return sum(user.in_flight for user in self._users)

@@ -16,7 +16,7 @@ import redis
 # commands; nothing @dangerous (FLUSHALL, KEYS, CONFIG, DEBUG ...) and no other keys.
 STATE_RULES = [
     "resetkeys",
-    "~{runs}:*",
+    "~{runs:*",
     "~{sched}:*",
     "~{scraper}:*",
     "resetchannels",

@@ -35,12 +35,18 @@ from google.protobuf.message import Message
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, run_pb2
 from tests.scraper_svc.conftest import HttpThread
-from tests.support import FINAL_EVENTS, event_run_id
+from tests.support import (
+    FINAL_EVENTS,
+    PARTITIONS,
+    event_run_id,
+    events_stream,
+    runs_stream,
+    xrange_all,
+)
 
 FENCE = re.compile(r" fence=(\d+)$")
 _FINAL_STATE = {
@@ -126,19 +132,19 @@ class History:
 async def read_history(redis: Redis, campaigns: list[str]) -> History:
     events = [
         (entry_id.decode(), body)
-        for entry_id, fields in await redis.xrange(RUN_EVENTS_STREAM)
+        for entry_id, fields in await xrange_all(redis, events_stream)
         if (body := decode_body(Envelope.from_fields(fields))) is not None
     ]
     requested: dict[str, int] = {}
     campaign_of: dict[str, str] = {}
     schedule_of: dict[str, str] = {}
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         assert isinstance(body, events_pb2.RunRequested)
         requested[body.run_id] = max(requested.get(body.run_id, 0), body.attempt)
         campaign_of[body.run_id] = body.campaign_id
         schedule_of[body.run_id] = body.schedule_id
-    runs = RunLog(redis)
+    runs = RunLog(redis, PARTITIONS)
     for _, body in events:  # missed fires have no request: take them from their records
         run_id = event_run_id(body)
         if run_id not in campaign_of and (record := await runs.get_run(run_id)) is not None:

@@ -24,15 +24,63 @@ import httpx
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import free_port
-from campaign_common.runs.keys import RUN_EVENTS_STREAM
+from campaign_common.runs.keys import DEFAULT_PARTITIONS, SCRAPER_GROUP, Partition, Partitions
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
+# The run partitions of the services the tests start (their default partition count).
+PARTITIONS = Partitions(DEFAULT_PARTITIONS)
+
+
+def part(campaign_id: str) -> Partition:
+    """The run partition of a campaign (where its runs, fence and results are)."""
+    return PARTITIONS.of(campaign_id)
+
+
+def campaigns_in(partition: int, count: int, prefix: str = "camp") -> list[str]:
+    """``count`` campaign ids of one partition (their runs share one stream)."""
+    found: list[str] = []
+    n = 0
+    while len(found) < count:
+        campaign = f"{prefix}-{n}"
+        if PARTITIONS.of(campaign).index == partition:
+            found.append(campaign)
+        n += 1
+    return found
+
+
+async def leased_by(redis: Redis, replica: str) -> set[int]:
+    """The partitions whose lease the scheduler replica ``replica`` holds."""
+    from scheduler_svc.leases import lease_key
+
+    holders = [await redis.get(lease_key(p.index)) for p in PARTITIONS]
+    return {
+        p.index for p, holder in zip(PARTITIONS, holders, strict=True) if holder == replica.encode()
+    }
+
+
+async def xrange_all(
+    redis: Redis, stream: Callable[[Partition], str], partitions: Partitions = PARTITIONS
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of one stream family (e.g. ``lambda p: p.runs_stream``) over every
+    partition, oldest first by entry id."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for partition in partitions:
+        entries += await redis.xrange(stream(partition))
+    return sorted(entries, key=lambda entry: tuple(int(x) for x in entry[0].split(b"-")))
+
+
+async def xlen_all(
+    redis: Redis, stream: Callable[[Partition], str], partitions: Partitions = PARTITIONS
+) -> int:
+    """Entries of one stream family over every partition."""
+    return sum([int(await redis.xlen(stream(p))) for p in partitions])
 
 
 async def eventually(
@@ -284,7 +332,7 @@ async def run_event_bodies(redis: Redis) -> list[Message]:
     """Every decodable body of the run events stream, oldest first."""
     bodies = [
         decode_body(Envelope.from_fields(fields))
-        for _, fields in await redis.xrange(RUN_EVENTS_STREAM)
+        for _, fields in await xrange_all(redis, lambda p: p.events_stream)
     ]
     return [body for body in bodies if body is not None]
 
@@ -365,3 +413,31 @@ async def local_stack(**extra: str) -> AsyncIterator[LocalStack]:
     assert code == 0, logs
     leftover = [pid for pid in started if alive(pid)]
     assert not leftover, f"processes left behind: {leftover}"
+
+
+def runs_stream(partition: Partition) -> str:
+    return partition.runs_stream
+
+
+def events_stream(partition: Partition) -> str:
+    return partition.events_stream
+
+
+def dead_stream(partition: Partition) -> str:
+    return partition.dead_stream
+
+
+async def pending_all(
+    redis: Redis, group: str = SCRAPER_GROUP, stream: Callable[[Partition], str] = runs_stream
+) -> int:
+    """Entries delivered to ``group`` and not acked yet, over every partition's stream."""
+    pending = 0
+    for partition in PARTITIONS:
+        with contextlib.suppress(ResponseError):  # no stream or group there yet
+            pending += int((await redis.xpending(stream(partition), group))["pending"])
+    return pending
+
+
+async def delayed_all(redis: Redis) -> int:
+    """Retries waiting in the delay queues of every partition."""
+    return sum([int(await redis.zcard(partition.delayed)) for partition in PARTITIONS])

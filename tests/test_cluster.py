@@ -3,12 +3,13 @@
 A local cluster built from the shipped Valkey binary (`tests.local_topologies.LocalCluster`:
 three masters, append-only files synced on every write, slots split by the test); a scheduler
 and a scraper as real processes with ``*_STATE_REDIS_MODE=cluster`` and the cluster's seed node
-as ``*_STATE_REDIS_URL``; the session lock masters. The hash tags put the scheduler's keys
-(``{sched}``), the runs (``{runs}``) and the scraper's limits (``{scraper}``) on three different
-masters (asserted), so every script, pipeline and blocking read of the flow crosses the
-cluster client's routing. Mid-flow the master holding ``{runs}`` is SIGKILLed and started again
-on its port and data: every run accepted before is still there, the schedule still fires, and
-the runs fired after the restart finish once each.
+as ``*_STATE_REDIS_URL``; the session lock masters. The run partitions (``{runs:<p>}``) spread
+over the masters, and the campaign is one whose partition lives on another master than the
+scheduler's keys (``{sched}``) and the scraper's limits (``{scraper}``) (asserted), so every
+script, pipeline and blocking read of the flow crosses the cluster client's routing. Mid-flow
+the master holding the campaign's partition is SIGKILLed and started again on its port and
+data: every run accepted before is still there, the schedule still fires, and the runs fired
+after the restart finish once each.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from redis.exceptions import RedisError
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_topology import RedisTopology, make_state_client
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
@@ -33,13 +33,18 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.local_topologies import LocalCluster
 from tests.support import (
     FINAL_EVENTS,
+    PARTITIONS,
     PageServer,
     ServiceProcess,
+    campaigns_in,
     event_run_id,
     eventually,
+    pending_all,
     run_event_bodies,
+    runs_stream,
     scraper_process,
     start_scheduler_process,
+    xrange_all,
 )
 
 pytestmark = pytest.mark.slow
@@ -86,7 +91,7 @@ async def _finals(redis: Redis, schedule_id: str) -> dict[str, list[str]]:
 async def _requested(redis: Redis) -> set[str]:
     """Run ids of every RunRequested on the runs stream."""
     requested = set()
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         if isinstance(body, events_pb2.RunRequested):
             requested.add(body.run_id)
@@ -100,8 +105,13 @@ def _fire_ms(run_id: str) -> int:
 async def test_cluster_run_path_survives_a_master_restart(
     cluster: LocalCluster, cluster_redis: Redis, lock_urls: list[str], pages: PageServer
 ) -> None:
-    homes = {tag: cluster.node_of(tag).port for tag in ("{sched}", "{runs}", "{scraper}")}
-    assert len(set(homes.values())) == 3, f"the hash tags should live on 3 masters: {homes}"
+    others = {cluster.node_of(tag).port for tag in ("{sched}", "{scraper}")}
+    homes = {p.index: cluster.node_of(f"{{{p.tag}}}").port for p in PARTITIONS}
+    assert len(set(homes.values())) >= 2, f"the partitions should spread: {homes}"
+    away = [index for index, port in homes.items() if port not in others]
+    assert away, f"a partition should live apart from {{sched}} and {{scraper}}: {homes}"
+    (campaign,) = campaigns_in(away[0], 1, "cluster-shop")
+    runs_master = cluster.node_of(f"{{{PARTITIONS[away[0]].tag}}}")
     scheduler, target = await start_scheduler_process(cluster.url, **CLUSTER)
     worker = scraper_process(
         cluster.url,
@@ -117,7 +127,7 @@ async def test_cluster_run_path_survives_a_master_restart(
             stub = api_grpc.SchedulerServiceStub(channel)
             created = await stub.AddScheduledCampaign(
                 api.AddScheduledCampaignRequest(
-                    campaign_id="cluster-shop",
+                    campaign_id=campaign,
                     name="cluster",
                     schedule=schedule_pb2.ScheduleSpec(interval_seconds=1),
                     scrape=schedule_pb2.ScrapeSpec(
@@ -132,7 +142,7 @@ async def test_cluster_run_path_survives_a_master_restart(
                 try:
                     finals = await _finals(cluster_redis, schedule_id)
                 except RedisError:
-                    return None  # the {runs} master is (still) coming back
+                    return None  # the partition's master is (still) coming back
                 done = [r for r, f in finals.items() if f == ["RunSucceeded"]]
                 later = [run_id for run_id in done if _fire_ms(run_id) > after_ms]
                 return later if len(later) >= count else None
@@ -140,10 +150,10 @@ async def test_cluster_run_path_survives_a_master_restart(
             before = await eventually(
                 lambda: succeeded(0, 2), timeout_s=30, what="2 runs SUCCEEDED on the cluster"
             )
-            runs = RunLog(cluster_redis)
+            runs = RunLog(cluster_redis, PARTITIONS)
             recorded = {run_id: await runs.get_run(run_id) for run_id in before}
 
-            cluster.restart(cluster.node_of("{runs}"))  # SIGKILL, same port and data, ok again
+            cluster.restart(runs_master)  # SIGKILL, same port and data, ok again
             restarted_ms = now_ms()
 
             for run_id, record in recorded.items():
@@ -159,9 +169,9 @@ async def test_cluster_run_path_survives_a_master_restart(
 
         async def settled() -> bool:
             """Nothing pending and every run the schedule requested has a final event."""
-            pending = await cluster_redis.xpending(RUNS_STREAM, SCRAPER_GROUP)
+            pending = await pending_all(cluster_redis)
             finals = await _finals(cluster_redis, schedule_id)
-            return int(pending["pending"]) == 0 and await _requested(cluster_redis) <= set(finals)
+            return pending == 0 and await _requested(cluster_redis) <= set(finals)
 
         await eventually(settled, timeout_s=15, what="a final event for every requested run")
         finals = await _finals(cluster_redis, schedule_id)

@@ -27,7 +27,6 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.keys import DELAYED, RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import schedule_pb2
@@ -35,7 +34,16 @@ from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.faults import TcpProxy
 from tests.history import FetchRecorder, check, read_history, summary
-from tests.support import ServiceProcess, eventually, scraper_process, start_scheduler_process
+from tests.support import (
+    PARTITIONS,
+    ServiceProcess,
+    delayed_all,
+    eventually,
+    runs_stream,
+    scraper_process,
+    start_scheduler_process,
+    xlen_all,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +111,7 @@ def with_cont(process: ServiceProcess) -> None:
 
 
 async def _emitted(redis: Redis) -> int:
-    return int(await redis.xlen(RUNS_STREAM))
+    return int(await xlen_all(redis, runs_stream))
 
 
 async def _rpc(
@@ -224,9 +232,11 @@ async def _inject(
 
 
 async def _drained(redis: Redis) -> bool:
-    groups = await redis.xinfo_groups(RUNS_STREAM)
-    busy = sum(int(g.get("pending") or 0) + int(g.get("lag") or 0) for g in groups)
-    return busy == 0 and await redis.zcard(DELAYED) == 0
+    busy = 0
+    for partition in PARTITIONS:
+        groups = await redis.xinfo_groups(partition.runs_stream)
+        busy += sum(int(g.get("pending") or 0) + int(g.get("lag") or 0) for g in groups)
+    return busy == 0 and await delayed_all(redis) == 0
 
 
 async def test_history_under_faults_one_outcome_per_run_no_overlap_nothing_lost(
@@ -267,4 +277,4 @@ async def test_history_under_faults_one_outcome_per_run_no_overlap_nothing_lost(
     offending = [line for found in problems.values() for line in found]
     assert not offending, "\n".join(offending[:50])
     assert counts["runs"] >= RUNS and len(cluster.faults) >= 10
-    assert await RunLog(state_redis).list_runs(page_size=1)
+    assert await RunLog(state_redis, PARTITIONS).list_runs(page_size=1)

@@ -56,6 +56,8 @@ from campaign_common.errors import CampaignCommonError
 from campaign_common.runs.opscript import new_op_id, op_key
 
 HASH_TAG_PREFIX = "runs"
+# The services' default partition count (SCHEDULER_PARTITIONS, SCRAPER_PARTITIONS).
+DEFAULT_PARTITIONS = 4
 
 # The consumer groups: scrapers on the runs streams, schedulers on the run events streams.
 SCRAPER_GROUP = "scrapers"

@@ -10,9 +10,11 @@ from redis.asyncio import Redis
 
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import ms_to_timestamp
 from campaigns.v1 import events_pb2
 from tests.gateway.conftest import API_KEY, running_gateway
+from tests.support import PARTITIONS
 
 
 def campaign(**schedule: Any) -> dict[str, Any]:
@@ -370,7 +372,12 @@ async def test_api_retry_scheduled_run_shows_next_attempt_at(
         run_id=run_id, attempt=1, reason="HTTP 503", next_attempt_at=ms_to_timestamp(due_ms)
     )
     changes: dict[str, str | int] = {"next_attempt_at_ms": due_ms, "error": "HTTP 503"}
-    await RunLog(state_redis).append_event(waiting, state=RunState.RETRY_SCHEDULED, changes=changes)
+    await RunLog(state_redis, PARTITIONS).append_event(
+        waiting,
+        state=RunState.RETRY_SCHEDULED,
+        changes=changes,
+        writer=Writer(created["campaignId"]),
+    )
     run = await gateway.get(f"/v1/runs/{run_id}")
     assert run.status_code == 200, run.text
     body = run.json()

@@ -6,17 +6,23 @@ import httpx
 from redis.asyncio import Redis
 
 from campaign_common.runs.deadletters import DeadLetters
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import events_pb2
+from tests.support import PARTITIONS
 
 
 async def test_dead_letters_list_retry_purge_over_rest(
     gateway: httpx.AsyncClient, state_redis: Redis
 ) -> None:
-    dead = DeadLetters(state_redis)
+    dead = DeadLetters(state_redis, PARTITIONS)
     parked = events_pb2.RunRequested(run_id="s1:1000", schedule_id="s1", campaign_id="c", attempt=3)
     other = events_pb2.RunRequested(run_id="s1:2000", schedule_id="s1", campaign_id="c", attempt=3)
-    first = await dead.add(parked, "GET http://x/: HTTP 503", deliveries=3)
-    second = await dead.add(other, "GET http://x/: HTTP 503", deliveries=5)  # once per run attempt
+    first = await dead.add(
+        parked, "GET http://x/: HTTP 503", deliveries=3, writer=Writer(parked.campaign_id)
+    )
+    second = await dead.add(
+        other, "GET http://x/: HTTP 503", deliveries=5, writer=Writer(other.campaign_id)
+    )  # once per run attempt
     listed = await gateway.get("/v1/deadLetters", params={"pageSize": 1})
     assert listed.status_code == 200
     body = listed.json()

@@ -15,13 +15,13 @@ from campaign_common.envelope import Envelope, decode_body, wrap
 from campaign_common.observability.logs import HumanFormatter, JsonFormatter
 from campaign_common.redaction import redact
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scheduler_svc.store import SCHEDULE_LOG
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, runs_stream, xrange_all
 
 SECRET_URL = "http://scraper:s3cr3t-pw@127.0.0.1:1/offers"
 SHOWN_URL = "http://***@127.0.0.1:1/offers"
@@ -90,7 +90,7 @@ async def test_schedule_stored_with_credentials_never_shows_them(
         assert response.status_code == 200 and "s3cr3t" not in response.text
     # The stored URL is kept: a run of it fetches what it fetched before.
     run_id = (await gateway.post(f"/v1/schedules/{schedule_id}:trigger")).json()["runId"]
-    entries: Any = await state_redis.xrange(RUNS_STREAM)
+    entries: Any = await xrange_all(state_redis, runs_stream)
     [request] = [
         body
         for _, fields in entries
@@ -104,7 +104,7 @@ async def test_run_errors_and_dead_letters_never_show_credentials(
     gateway: httpx.AsyncClient, state_redis: Redis
 ) -> None:
     schedule_id = await _old_schedule(gateway, state_redis)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     run_id = f"{schedule_id}:manual-1"
     request = events_pb2.RunRequested(
         run_id=run_id,
@@ -117,11 +117,15 @@ async def test_run_errors_and_dead_letters_never_show_credentials(
     await runs.request_run(request, dedupe=False)
     error = f"ConnectError: GET {SECRET_URL}: connection refused"
     failed = events_pb2.RunFailed(run_id=run_id, attempt=1, error=error)
-    await runs.append_event(failed, state=RunState.FAILED, changes={"error": error})
+    await runs.append_event(
+        failed, state=RunState.FAILED, changes={"error": error}, writer=Writer("c")
+    )
     parked = events_pb2.RunRequested()
     parked.CopyFrom(request)
     parked.run_id = f"{schedule_id}:manual-2"
-    await DeadLetters(state_redis).add(parked, error, deliveries=3)
+    await DeadLetters(state_redis, PARTITIONS).add(
+        parked, error, deliveries=3, writer=Writer(parked.campaign_id)
+    )
     for path in (f"/v1/runs/{run_id}", f"/v1/runs?scheduleId={schedule_id}", "/v1/deadLetters"):
         response = await gateway.get(path)
         assert response.status_code == 200, response.text

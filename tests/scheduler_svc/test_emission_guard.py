@@ -23,7 +23,6 @@ from campaign_common.runs.emission import (
     EmissionGuard,
     EmissionGuards,
 )
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
@@ -34,7 +33,18 @@ from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.model import Schedule, ScheduleState, Scrape, Timing, TimingKind
 from scheduler_svc.server import SchedulerServer
 from scheduler_svc.store import SCHEDULE_LOG
-from tests.support import ServiceProcess, eventually, metric_sample, start_scheduler_process
+from tests.support import (
+    PARTITIONS,
+    ServiceProcess,
+    campaigns_in,
+    eventually,
+    leased_by,
+    metric_sample,
+    runs_stream,
+    start_scheduler_process,
+    xlen_all,
+    xrange_all,
+)
 
 
 def _request(run_id: str, schedule_id: str = "s1") -> events_pb2.RunRequested:
@@ -51,43 +61,43 @@ def _request(run_id: str, schedule_id: str = "s1") -> events_pb2.RunRequested:
 async def test_emission_guard_refuses_a_fire_unless_the_stored_version_is_active(
     state_redis: Redis,
 ) -> None:
-    runs, guards = RunLog(state_redis), EmissionGuards(state_redis)
+    runs, guards = RunLog(state_redis, PARTITIONS), EmissionGuards(state_redis, PARTITIONS)
 
     async def emit(run_id: str, version: int) -> Emission:
         return await runs.request_run(_request(run_id), dedupe=True, schedule_version=version)
 
     # No guard stored (a schedule never created, or deleted long ago): refused.
     assert await emit("s1:1", 1) is Emission.STALE
-    await guards.raise_all([EmissionGuard("s1", version=1, active=True)])
+    await guards.raise_all([EmissionGuard("s1", "c1", version=1, active=True)])
     assert await emit("s1:2", 1) is Emission.EMITTED
-    await guards.raise_all([EmissionGuard("s1", version=2, active=False)])  # paused
+    await guards.raise_all([EmissionGuard("s1", "c1", version=2, active=False)])  # paused
     assert await emit("s1:3", 1) is Emission.STALE
     assert await emit("s1:4", 2) is Emission.STALE
     missed = await runs.record_missed(_request("s1:5"), "missed (test)", schedule_version=1)
     assert missed is Emission.STALE
     # Raise only: a late writer of an older version (a lagging log follower) changes nothing.
-    await guards.raise_all([EmissionGuard("s1", version=1, active=True)])
+    await guards.raise_all([EmissionGuard("s1", "c1", version=1, active=True)])
     assert await emit("s1:6", 1) is Emission.STALE
-    await guards.raise_all([EmissionGuard("s1", version=3, active=True)])  # resumed
+    await guards.raise_all([EmissionGuard("s1", "c1", version=3, active=True)])  # resumed
     assert await emit("s1:7", 3) is Emission.EMITTED
     # An emitted run id reports a duplicate (a re-send) even after the schedule moved on.
-    await guards.raise_all([EmissionGuard("s1", version=4, active=False)])
+    await guards.raise_all([EmissionGuard("s1", "c1", version=4, active=False)])
     assert await emit("s1:7", 3) is Emission.DUPLICATE
     # Manual runs (no version) are not guarded: a paused schedule can still be triggered.
     assert await runs.request_run(_request("s1:manual-1"), dedupe=False) is Emission.EMITTED
-    assert await state_redis.xlen(RUNS_STREAM) == 3
+    assert await xlen_all(state_redis, runs_stream) == 3
     got = await runs.list_runs(schedule_id="s1", page_size=10)
     assert sorted(run.run_id for run in got[0]) == ["s1:2", "s1:7", "s1:manual-1"]
 
 
 async def test_emission_guard_of_a_deleted_schedule_expires(state_redis: Redis) -> None:
-    runs, guards = RunLog(state_redis), EmissionGuards(state_redis)
+    runs, guards = RunLog(state_redis, PARTITIONS), EmissionGuards(state_redis, PARTITIONS)
     # A batch (one pipeline) in any order: the highest version wins.
     await guards.raise_all(
         [
-            EmissionGuard("s1", version=2, active=False, deleted_at_ms=now_ms()),
-            EmissionGuard("s1", version=1, active=True),
-            EmissionGuard("s2", version=1, active=True),
+            EmissionGuard("s1", "c1", version=2, active=False, deleted_at_ms=now_ms()),
+            EmissionGuard("s1", "c1", version=1, active=True),
+            EmissionGuard("s2", "c1", version=1, active=True),
         ]
     )
     [key] = await state_redis.keys("*guard:s1")
@@ -95,7 +105,7 @@ async def test_emission_guard_of_a_deleted_schedule_expires(state_redis: Redis) 
     assert abs(await state_redis.pexpiretime(key) - expected_ms) < 5000
     assert await state_redis.pexpiretime(*await state_redis.keys("*guard:s2")) == -1
     # Replaying a delete older than the tombstone TTL leaves no guard: still refused.
-    await guards.raise_all([EmissionGuard("s2", version=2, active=False, deleted_at_ms=1)])
+    await guards.raise_all([EmissionGuard("s2", "c1", version=2, active=False, deleted_at_ms=1)])
     assert not await state_redis.keys("*guard:s2")
     request = _request("s2:1", schedule_id="s2")
     assert await runs.request_run(request, dedupe=True, schedule_version=1) is Emission.STALE
@@ -130,7 +140,7 @@ async def test_log_entries_without_a_guard_get_one_from_the_replay_and_the_follo
         await state_redis.xadd(SCHEDULE_LOG, fields)  # type: ignore[arg-type]
 
         async def both_fired() -> bool:
-            runs = RunLog(state_redis)
+            runs = RunLog(state_redis, PARTITIONS)
             for schedule_id in (replayed, tailed):
                 listed, _ = await runs.list_runs(schedule_id=schedule_id, page_size=1)
                 if not listed:
@@ -147,10 +157,10 @@ async def replicas(state_url: str) -> AsyncIterator[list[tuple[ServiceProcess, s
     """Two scheduler processes on one state Redis: (process, gRPC target, metrics port)."""
     started: list[tuple[ServiceProcess, str, int]] = []
     try:
-        for _ in range(2):
+        for n in range(2):
             port = free_port()
             process, target = await start_scheduler_process(
-                state_url, SCHEDULER_METRICS_PORT=str(port)
+                state_url, SCHEDULER_METRICS_PORT=str(port), SCHEDULER_REPLICA_NAME=f"replica-{n}"
             )
             started.append((process, target, port))
         yield started
@@ -164,7 +174,7 @@ async def replicas(state_url: str) -> AsyncIterator[list[tuple[ServiceProcess, s
 async def _fires(redis: Redis, schedule_id: str) -> list[int]:
     """Nominal times of the schedule's scheduled runs on the runs stream."""
     fires = []
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         assert isinstance(body, events_pb2.RunRequested)
         if body.schedule_id == schedule_id and body.trigger == run_pb2.RUN_TRIGGER_SCHEDULED:
@@ -192,8 +202,13 @@ async def test_a_frozen_replica_never_fires_a_schedule_paused_meanwhile(
     ):
         stub_a = api_grpc.SchedulerServiceStub(channel_a)
         stub_b = api_grpc.SchedulerServiceStub(channel_b)
+        # b fires the schedule: its campaign is in a partition b holds.
+        owned = await eventually(
+            lambda: leased_by(state_redis, "replica-1"), what="b holding partitions"
+        )
         created = await stub_a.AddScheduledCampaign(
             api.AddScheduledCampaignRequest(
+                campaign_id=campaigns_in(min(owned), 1, "frozen")[0],
                 name="paused while b sleeps",
                 schedule=schedule_pb2.ScheduleSpec(interval_seconds=1),
                 scrape=schedule_pb2.ScrapeSpec(urls=["http://127.0.0.1:1/"]),

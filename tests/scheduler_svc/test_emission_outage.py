@@ -16,7 +16,6 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
@@ -26,7 +25,7 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, runs_stream, xlen_all, xrange_all
 
 WINDOW_MS = 2000
 
@@ -57,7 +56,7 @@ async def proxied_scheduler(proxy: TcpProxy) -> AsyncIterator[tuple[SchedulerSer
 
 async def _emitted(redis: Redis) -> set[str]:
     ids = set()
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         assert isinstance(body, events_pb2.RunRequested)
         ids.add(body.run_id)
@@ -78,7 +77,7 @@ async def test_fires_during_an_outage_longer_than_the_window_are_recorded_as_ski
             ),
             timeout=5,
         )
-    runs = RunLog(state_redis)  # straight to the server, past the proxy
+    runs = RunLog(state_redis, PARTITIONS)  # straight to the server, past the proxy
 
     async def listed() -> list[tuple[int, RunState, str]]:
         got, _ = await runs.list_runs(schedule_id=created.schedule_id, page_size=500)
@@ -131,7 +130,7 @@ async def test_stopping_ends_a_missed_fire_still_waiting_for_the_state_redis(
             )
 
         async def fired() -> bool:
-            return bool(await state_redis.xlen(RUNS_STREAM))
+            return bool(await xlen_all(state_redis, runs_stream))
 
         await eventually(fired, timeout_s=10, what="a first fire")
         proxy.partition()

@@ -10,7 +10,6 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.limits import RunLimits
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
@@ -26,7 +25,7 @@ from scheduler_svc.model import (
 )
 from scheduler_svc.triggers import build_trigger, due_ms, jitter_offset_ms, upcoming_fires
 from tests.scheduler_svc.test_service import _add, _violations
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, runs_stream, xrange_all
 
 NOW_MS = 1_800_000_000_000
 
@@ -116,7 +115,7 @@ async def test_service_jittered_fire_keeps_its_nominal_run_id_and_runs_after_its
     created = await stub.AddScheduledCampaign(_add(interval_seconds=2, jitter_seconds=1), timeout=5)
 
     async def fired() -> list[events_pb2.RunRequested] | None:
-        entries: Any = await state_redis.xrange(RUNS_STREAM)
+        entries: Any = await xrange_all(state_redis, runs_stream)
         bodies = [decode_body(Envelope.from_fields(fields)) for _, fields in entries]
         found = [b for b in bodies if isinstance(b, events_pb2.RunRequested)]
         return found if len(found) >= 2 else None
@@ -158,7 +157,7 @@ async def test_restart_applies_each_schedules_own_catch_up_window(state_url: str
     second = SchedulerServer(settings)
     await second.start()
     try:
-        runs = RunLog(second._redis)  # type: ignore[arg-type]
+        runs = RunLog(second._redis, PARTITIONS)  # type: ignore[arg-type]
 
         async def skipped_and_caught_up() -> tuple[list[Any], list[Any]] | None:
             short_runs, _ = await runs.list_runs(schedule_id=short_id, page_size=100)

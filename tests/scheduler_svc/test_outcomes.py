@@ -12,9 +12,10 @@ from redis.asyncio import Redis
 from campaign_common.envelope import wrap
 from campaign_common.redis_conn import make_client
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM
+from campaign_common.runs.keys import OUTCOME_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
@@ -22,7 +23,7 @@ from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.outcome_store import OutcomeStore
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
-from tests.support import WebhookReceiver, eventually
+from tests.support import PARTITIONS, WebhookReceiver, eventually, part
 
 
 @pytest.fixture
@@ -46,9 +47,11 @@ async def alerted(
             await server.stop()
 
 
-async def _fail(runs: RunLog, run_id: str, error: str) -> None:
+async def _fail(runs: RunLog, run_id: str, error: str, campaign_id: str) -> None:
     event = events_pb2.RunFailed(run_id=run_id, attempt=1, error=error)
-    await runs.append_event(event, state=RunState.FAILED, changes={"error": error})
+    await runs.append_event(
+        event, state=RunState.FAILED, changes={"error": error}, writer=Writer(campaign_id)
+    )
 
 
 async def test_outcomes_pause_after_k_failures_and_alert_the_campaign(
@@ -65,12 +68,14 @@ async def test_outcomes_pause_after_k_failures_and_alert_the_campaign(
     created = await stub.AddScheduledCampaign(request)
     trigger = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
     run_ids = [(await stub.TriggerCampaign(trigger)).run_id for _ in range(4)]
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     await runs.append_event(
-        events_pb2.RunSucceeded(run_id=run_ids[0], attempt=1), state=RunState.SUCCEEDED
+        events_pb2.RunSucceeded(run_id=run_ids[0], attempt=1),
+        state=RunState.SUCCEEDED,
+        writer=Writer("flaky"),
     )
     for run_id in run_ids[1:]:
-        await _fail(runs, run_id, "GET http://127.0.0.1:1/: connection refused")
+        await _fail(runs, run_id, "GET http://127.0.0.1:1/: connection refused", "flaky")
 
     async def paused() -> str:
         got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
@@ -91,7 +96,9 @@ async def test_outcomes_dead_letter_alert_reaches_the_webhook(
 ) -> None:
     _, receiver = alerted
     parked = events_pb2.RunRequested(run_id="s9:1", schedule_id="s9", campaign_id="c9", attempt=5)
-    await DeadLetters(state_redis).add(parked, "HTTP 500", deliveries=5)
+    await DeadLetters(state_redis, PARTITIONS).add(
+        parked, "HTTP 500", deliveries=5, writer=Writer("c9")
+    )
 
     async def alert() -> list[dict[str, object]]:
         return [a for a in receiver.received if a["event"] == "run.dead_lettered"]
@@ -101,11 +108,14 @@ async def test_outcomes_dead_letter_alert_reaches_the_webhook(
 
 
 async def _outcomes_handled(redis: Redis) -> bool:
-    """True once the outcome group has read and acked every run event."""
-    for group in await redis.xinfo_groups(RUN_EVENTS_STREAM):
-        if group["name"] in (OUTCOME_GROUP, OUTCOME_GROUP.encode()):
-            return bool(group["lag"] == 0 and group["pending"] == 0)
-    return False
+    """True once the outcome group has read and acked every run event of every partition."""
+    for partition in PARTITIONS:
+        groups = await redis.xinfo_groups(partition.events_stream)
+        names = {g["name"]: g for g in groups}
+        group = names.get(OUTCOME_GROUP) or names.get(OUTCOME_GROUP.encode())
+        if group is None or group["lag"] != 0 or group["pending"] != 0:
+            return False
+    return True
 
 
 async def test_a_failure_counts_once_when_its_streak_update_is_resent(
@@ -129,18 +139,18 @@ async def test_a_failure_counts_once_when_its_streak_update_is_resent(
             get = api.GetScheduleRequest(schedule_id=created.schedule_id)
             trigger = api.TriggerCampaignRequest(schedule_id=created.schedule_id)
             run_ids = [(await stub.TriggerCampaign(trigger)).run_id for _ in range(3)]
-            runs = RunLog(state_redis)
-            await _fail(runs, run_ids[0], "first")
+            runs = RunLog(state_redis, PARTITIONS)
+            await _fail(runs, run_ids[0], "first", "streak-camp")
             await eventually(lambda: _outcomes_handled(state_redis), what="first failure")
             # The streak update's reply is lost with its connection: redis-py sends it again.
             # Only the streak update names the campaign's streak field.
             proxy.drop_replies(b"c:streak-camp")
-            await _fail(runs, run_ids[1], "second")
+            await _fail(runs, run_ids[1], "second", "streak-camp")
             await eventually(lambda: _outcomes_handled(state_redis), what="second failure")
             assert proxy.dropped == 1
             after_two = await stub.GetSchedule(get)
             assert after_two.state == schedule_pb2.SCHEDULE_STATE_ACTIVE, after_two.paused_note
-            await _fail(runs, run_ids[2], "third")
+            await _fail(runs, run_ids[2], "third", "streak-camp")
 
             async def paused() -> str:
                 got = await stub.GetSchedule(get)
@@ -154,13 +164,13 @@ async def test_a_failure_counts_once_when_its_streak_update_is_resent(
 
 
 async def test_a_run_event_handled_by_two_replicas_counts_once(state_redis: Redis) -> None:
-    dead = OutcomeStore(state_redis, "replica-that-died")
-    live = OutcomeStore(state_redis, "replica-that-took-over")
+    dead = OutcomeStore(state_redis, "replica-that-died", part("c1"))
+    live = OutcomeStore(state_redis, "replica-that-took-over", part("c1"))
     await dead.ensure_group()
 
     async def append_failure(run_id: str) -> None:
         event = events_pb2.RunFailed(run_id=run_id, attempt=1, error="HTTP 500")
-        await state_redis.xadd(RUN_EVENTS_STREAM, wrap(event).to_fields())
+        await state_redis.xadd(part("c1").events_stream, wrap(event).to_fields())
 
     await append_failure("s1:1")
     [(entry_id, _)] = await dead.read(10, 100)
@@ -178,7 +188,7 @@ async def test_a_resent_streak_update_counts_once(state_url: str) -> None:
     proxy = TcpProxy.to_url(state_url)
     client = make_client(proxy.url, timeout_s=5.0)
     try:
-        store = OutcomeStore(client, "replica")
+        store = OutcomeStore(client, "replica", part("c1"))
         assert await store.failed("1-1", "warm", "warm") == (1, 1)  # the script is loaded now
         proxy.drop_replies(b"EVALSHA")
         assert await store.failed("1-2", "s1", "c1") == (1, 1)
@@ -214,7 +224,8 @@ async def test_outcomes_read_together_keep_stream_order_in_the_streaks(
     ]
     async with state_redis.pipeline(transaction=True) as pipe:  # one read sees them all
         for event in events:
-            pipe.xadd(RUN_EVENTS_STREAM, wrap(event).to_fields())  # type: ignore[arg-type]
+            stream = part("ordered-camp").events_stream
+            pipe.xadd(stream, wrap(event).to_fields())  # type: ignore[arg-type]
         await pipe.execute()
     await eventually(lambda: _outcomes_handled(state_redis), what="every outcome handled")
     streak = await state_redis.hget("{sched}:streaks", f"s:{created.schedule_id}")

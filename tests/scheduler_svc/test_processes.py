@@ -10,14 +10,20 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from tests.support import ServiceProcess, eventually, start_scheduler_process
+from tests.support import (
+    PARTITIONS,
+    ServiceProcess,
+    eventually,
+    runs_stream,
+    start_scheduler_process,
+    xrange_all,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +44,7 @@ async def spawn(state_url: str) -> AsyncIterator[Callable[..., object]]:
 
 async def _emitted_run_ids(redis: Redis) -> list[str]:
     ids = []
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         assert isinstance(body, events_pb2.RunRequested)
         ids.append(body.run_id)
@@ -204,7 +210,7 @@ async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
     # The replica computes its window when it recovers, before it reports ready: a loaded
     # machine may take seconds to start it, so the window ends no later than readiness.
     ready_ms = now_ms()
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
 
     async def settled() -> list[str] | None:
         listed, _ = await runs.list_runs(schedule_id=created.schedule_id, page_size=500)

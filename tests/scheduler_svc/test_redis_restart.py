@@ -7,11 +7,10 @@ import pytest
 
 from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.runs.keys import RUNS_STREAM
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from tests.support import eventually, start_scheduler_process
+from tests.support import eventually, runs_stream, start_scheduler_process, xlen_all
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +34,13 @@ async def test_scheduler_keeps_firing_after_the_state_redis_restarts(
 
             async def runs_at_least(n: int) -> bool:
                 try:
-                    return int(await redis.xlen(RUNS_STREAM)) >= n
+                    return int(await xlen_all(redis, runs_stream)) >= n
                 except Exception:
                     return False
 
             await eventually(lambda: runs_at_least(1), timeout_s=10, what="a fire")
             durable_state.restart()  # SIGKILL, then the same port and data directory
-            before = int(await redis.xlen(RUNS_STREAM))
+            before = int(await xlen_all(redis, runs_stream))
             await eventually(lambda: runs_at_least(before + 2), timeout_s=20, what="fires again")
             got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=created.schedule_id))
             assert got.version == 1

@@ -8,7 +8,6 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -17,13 +16,13 @@ from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.acl_users import STATE_RULES, acl_user
 from tests.conftest import StartTls
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, runs_stream, xrange_all
 from tests.tls_proxy import Pki
 
 
 async def _requested(redis: Redis, schedule_id: str) -> list[str]:
     found = []
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         if isinstance(body, events_pb2.RunRequested) and body.schedule_id == schedule_id:
             found.append(body.run_id)
@@ -58,6 +57,6 @@ async def test_tls_acl_scheduler_accepts_and_fires_a_schedule(
             fired = await eventually(
                 lambda: _requested(state_redis, created.schedule_id), what="a fire over TLS"
             )
-            assert await RunLog(state_redis).get_run(fired[0]) is not None
+            assert await RunLog(state_redis, PARTITIONS).get_run(fired[0]) is not None
         finally:
             await server.stop()

@@ -15,7 +15,6 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.redis_conn import make_client
 from campaign_common.runs.emission import Emission
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -23,7 +22,7 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from scheduler_svc.config import SchedulerSettings
 from scheduler_svc.server import SchedulerServer
 from tests.faults import TcpProxy
-from tests.support import scheduled_request
+from tests.support import PARTITIONS, runs_stream, scheduled_request, xrange_all
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def _add(name: str) -> api.AddScheduledCampaignRequest:
 async def _requested(redis: Redis, run_id: str) -> int:
     """How many RunRequested entries of ``run_id`` the runs stream holds."""
     count = 0
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         count += isinstance(body, events_pb2.RunRequested) and body.run_id == run_id
     return count
@@ -84,7 +83,7 @@ async def test_a_scheduled_emission_whose_reply_was_lost_reports_a_duplicate_onc
 ) -> None:
     client = make_client(proxy.url, timeout_s=2.0)
     try:
-        runs = RunLog(client)
+        runs = RunLog(client, PARTITIONS)
 
         assert await runs.request_run(scheduled_request("s1:1"), dedupe=True) is Emission.EMITTED
         proxy.drop_replies(b"s1:2")

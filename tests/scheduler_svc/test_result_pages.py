@@ -9,9 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.runs.log import RunLog
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import run_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
+from tests.support import PARTITIONS
 
 
 @pytest.fixture
@@ -22,7 +24,9 @@ async def stub(scheduler_target: str) -> AsyncIterator[api_grpc.SchedulerService
 
 async def _add(runs: RunLog, *run_ids: str) -> None:
     for run_id in run_ids:
-        await runs.add_results("c", [run_pb2.ScrapeResult(run_id=run_id, url="http://x/")])
+        await runs.add_results(
+            "c", [run_pb2.ScrapeResult(run_id=run_id, url="http://x/")], writer=Writer("c")
+        )
 
 
 async def _page(
@@ -36,7 +40,7 @@ async def _page(
 async def test_results_page_newest_first_to_the_end(
     stub: api_grpc.SchedulerServiceStub, state_redis: Redis
 ) -> None:
-    await _add(RunLog(state_redis), *(f"r{i}" for i in range(7)))
+    await _add(RunLog(state_redis, PARTITIONS), *(f"r{i}" for i in range(7)))
     seen, token = await _page(stub, 3)
     pages = 1
     while token:
@@ -49,7 +53,7 @@ async def test_results_page_newest_first_to_the_end(
 async def test_results_added_between_pages_neither_repeat_nor_skip(
     stub: api_grpc.SchedulerServiceStub, state_redis: Redis
 ) -> None:
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     await _add(runs, "a", "b", "c", "d")
     first, token = await _page(stub, 2)
     await _add(runs, "e", "f", "g")  # pushed in front of everything already listed
@@ -60,7 +64,7 @@ async def test_results_added_between_pages_neither_repeat_nor_skip(
 async def test_results_page_after_the_cap_dropped_the_last_seen_one_is_the_end(
     stub: api_grpc.SchedulerServiceStub, state_redis: Redis
 ) -> None:
-    runs = RunLog(state_redis, results_cap=3)
+    runs = RunLog(state_redis, PARTITIONS, results_cap=3)
     await _add(runs, "a", "b", "c")
     first, token = await _page(stub, 2)
     await _add(runs, "d", "e", "f")  # the cap drops a, b, c

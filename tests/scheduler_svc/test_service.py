@@ -10,12 +10,12 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from redis.asyncio import Redis
 
-from campaign_common.runs.keys import RUNS_STREAM
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, runs_stream, xlen_all, xrange_all
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ async def test_service_interval_fires_emit_deterministic_run_ids(
         assert (int(fire_ms) - created_ms) % 1000 == 0  # on the interval grid from creation
         assert int(fire_ms) <= now_ms()
     assert run_ids == sorted(run_ids, reverse=True)  # newest first
-    assert await state_redis.xlen(RUNS_STREAM) >= 2
+    assert await xlen_all(state_redis, runs_stream) >= 2
 
 
 async def test_service_manual_trigger_gets_a_unique_run(
@@ -226,7 +226,7 @@ async def _first_run_envelope(state_redis: Redis) -> object:
     from campaign_common.envelope import Envelope
 
     async def first() -> object:
-        entries = await state_redis.xrange(RUNS_STREAM, count=1)
+        entries = await xrange_all(state_redis, runs_stream)
         return Envelope.from_fields(entries[0][1]) if entries else None
 
     return await eventually(first, timeout_s=10, what="a run request")
@@ -291,7 +291,7 @@ async def test_service_max_total_runs_then_completed(
     await eventually(completed, timeout_s=10, what="COMPLETED after 2 runs")
     runs = await stub.ListRuns(api.ListRunsRequest(schedule_id=created.schedule_id))
     assert len(runs.runs) == 2
-    assert await state_redis.xlen(RUNS_STREAM) == 2
+    assert await xlen_all(state_redis, runs_stream) == 2
 
 
 async def test_service_empty_cron_is_reported_on_the_cron_field(
@@ -315,12 +315,14 @@ async def test_service_dead_letters_list_retry_purge(
     parked = events_pb2.RunRequested(
         run_id=run_id, schedule_id=created.schedule_id, campaign_id="spring-leads", attempt=3
     )
-    dead = DeadLetters(state_redis)
+    dead = DeadLetters(state_redis, PARTITIONS)
     other = events_pb2.RunRequested()
     other.CopyFrom(parked)
     other.run_id = f"{run_id}-other"
-    first = await dead.add(parked, "HTTP 503", deliveries=3)
-    second = await dead.add(other, "HTTP 503", deliveries=3)  # a run attempt is parked once
+    first = await dead.add(parked, "HTTP 503", deliveries=3, writer=Writer(parked.campaign_id))
+    second = await dead.add(
+        other, "HTTP 503", deliveries=3, writer=Writer(other.campaign_id)
+    )  # a run attempt is parked once
     listed = await stub.ListDeadLetters(api.ListDeadLettersRequest(page_size=1))
     assert [d.id for d in listed.dead_letters] == [second] and listed.next_page_token
     assert listed.dead_letters[0].error == "HTTP 503"
@@ -415,7 +417,7 @@ async def _run_requests(state_redis: Redis, count: int) -> list[events_pb2.RunRe
     from campaign_common.envelope import Envelope, decode_body
 
     async def requests() -> list[events_pb2.RunRequested] | None:
-        entries: Any = await state_redis.xrange(RUNS_STREAM)
+        entries: Any = await xrange_all(state_redis, runs_stream)
         bodies = [decode_body(Envelope.from_fields(fields)) for _, fields in entries]
         found = [body for body in bodies if isinstance(body, events_pb2.RunRequested)]
         return found if len(found) >= count else None
@@ -493,17 +495,27 @@ async def test_service_run_shows_next_attempt_at_only_while_the_retry_waits(
     fresh = await stub.GetRun(api.GetRunRequest(run_id=run_id))
     assert not fresh.HasField("next_attempt_at")
     due_ms = now_ms() + 30_000
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     waiting = events_pb2.RunRetryScheduled(
         run_id=run_id, attempt=1, reason="HTTP 503", next_attempt_at=ms_to_timestamp(due_ms)
     )
     changes: dict[str, str | int] = {"next_attempt_at_ms": due_ms, "error": "HTTP 503"}
-    await runs.append_event(waiting, state=RunState.RETRY_SCHEDULED, changes=changes)
+    await runs.append_event(
+        waiting,
+        state=RunState.RETRY_SCHEDULED,
+        changes=changes,
+        writer=Writer(fresh.campaign_id),
+    )
     run = await stub.GetRun(api.GetRunRequest(run_id=run_id))
     assert run.state == run_pb2.RUN_STATE_RETRY_SCHEDULED
     assert run.next_attempt_at.ToMilliseconds() == due_ms and run.error == "HTTP 503"
     started = events_pb2.RunStarted(run_id=run_id, attempt=2)
-    await runs.append_event(started, state=RunState.RUNNING, changes={"started_at_ms": now_ms()})
+    await runs.append_event(
+        started,
+        state=RunState.RUNNING,
+        changes={"started_at_ms": now_ms()},
+        writer=Writer(fresh.campaign_id),
+    )
     running = await stub.GetRun(api.GetRunRequest(run_id=run_id))
     assert running.state == run_pb2.RUN_STATE_RUNNING and running.attempt == 2
     assert not running.HasField("next_attempt_at")  # a stale due time is not shown

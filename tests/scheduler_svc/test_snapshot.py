@@ -8,7 +8,6 @@ import asyncio
 import grpc
 from redis.asyncio import Redis
 
-from campaign_common.runs.keys import emitted_key
 from campaign_common.runs.log import RunLog
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -23,6 +22,7 @@ from scheduler_svc.server import SchedulerServer
 from scheduler_svc.snapshot import SnapshotStore
 from scheduler_svc.store import SCHEDULE_LOG, ScheduleStore
 from tests.scheduler_svc.records import schedule_record
+from tests.support import PARTITIONS, part
 
 
 async def _append(store: ScheduleStore, kind: str, schedule: Schedule) -> None:
@@ -30,7 +30,7 @@ async def _append(store: ScheduleStore, kind: str, schedule: Schedule) -> None:
 
 
 def _compactor(redis: Redis, keep_ms: int = 0) -> Compactor:
-    store, runs = ScheduleStore(redis), RunLog(redis)
+    store, runs = ScheduleStore(redis, PARTITIONS), RunLog(redis, PARTITIONS)
     return Compactor(store, SnapshotStore(redis), runs, batch=2, keep_ms=keep_ms, interval_s=60)
 
 
@@ -38,8 +38,13 @@ def _states(registry: Registry) -> dict[str, tuple[int, ScheduleState]]:
     return {s.schedule_id: (s.version, s.state) for s in registry.all()}
 
 
+def _emitted(schedule_id: str) -> str:
+    """The emitted-runs counter of a `schedule_record` (campaign ``c-<id>``)."""
+    return part(f"c-{schedule_id}").emitted_key(schedule_id)
+
+
 async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redis) -> None:
-    store = ScheduleStore(state_redis)
+    store = ScheduleStore(state_redis, PARTITIONS)
     registry = Registry()
     deleted: list[str] = []
     registry.on_change(lambda s, gone: deleted.append(s.schedule_id) if gone else None)
@@ -51,11 +56,11 @@ async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redi
     await _append(store, "paused", schedule_record("a", 2, ScheduleState.PAUSED))
     await _append(store, "deleted", schedule_record("b", 2))
     await _append(store, "created", schedule_record("d"))
-    await state_redis.set(emitted_key("b"), 3)  # b was capped: its counter goes with it
-    await state_redis.set(emitted_key("c"), 1)
+    await state_redis.set(_emitted("b"), 3)  # b was capped: its counter goes with it
+    await state_redis.set(_emitted("c"), 1)
     folded, trimmed = await _compactor(state_redis).once()
     assert folded == 6 and trimmed >= 5  # the newest entry may stay
-    assert await state_redis.exists(emitted_key("b"), emitted_key("c")) == 1
+    assert [await state_redis.exists(_emitted(sid)) for sid in "bc"] == [0, 1]
     await follower._follow_once()
 
     assert _states(registry) == {
@@ -67,7 +72,7 @@ async def test_snapshot_follower_behind_the_trim_point_reloads(state_redis: Redi
 
 
 async def test_snapshot_concurrent_compactors_fold_each_entry_once(state_redis: Redis) -> None:
-    store = ScheduleStore(state_redis)
+    store = ScheduleStore(state_redis, PARTITIONS)
     for n in range(12):
         await _append(store, "created", schedule_record(f"s{n:02d}"))
     for n in range(0, 12, 3):

@@ -9,6 +9,7 @@ from scheduler_svc.codec import schedule_event
 from scheduler_svc.model import ScheduleState, Timing, TimingKind
 from scheduler_svc.store import SCHEDULE_LOG, ScheduleStore
 from tests.scheduler_svc.records import schedule_record
+from tests.support import PARTITIONS
 
 ONE_SHOT = Timing(TimingKind.RUN_AT, run_at_ms=1)
 
@@ -18,7 +19,7 @@ def _event(kind: str, sid: str, version: int, state: ScheduleState) -> Message:
 
 
 async def test_store_append_many_checks_each_change_on_its_own(state_redis: Redis) -> None:
-    store = ScheduleStore(state_redis)
+    store = ScheduleStore(state_redis, PARTITIONS)
     active, done = ScheduleState.ACTIVE, ScheduleState.COMPLETED
     for sid in ("a", "b", "c"):
         await store.append(sid, 0, _event("created", sid, 1, active))

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import wrap
 from campaign_common.localstack.embedded import free_port
-from campaign_common.runs.keys import OUTCOME_GROUP, RUN_EVENTS_STREAM, run_key
+from campaign_common.runs.keys import OUTCOME_GROUP
 from campaign_common.supervisor import Backoff, Loop
 from campaign_common.tasks import pause
 from campaigns.v1 import events_pb2, schedule_pb2
@@ -24,9 +24,22 @@ from scheduler_svc.follower import LogFollower
 from scheduler_svc.metrics import StreamGauges
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.server import SchedulerServer
-from tests.support import eventually, grpc_serving, metric_sample, start_scheduler_process
+from tests.support import (
+    PARTITIONS,
+    eventually,
+    grpc_serving,
+    metric_sample,
+    part,
+    start_scheduler_process,
+)
 
-LOOPS = ("schedule-log-follower", "run-outcome-follower", "stream-gauges")
+LOOPS = (
+    "schedule-log-follower",
+    *(f"run-outcome-follower-{p.index}" for p in PARTITIONS),
+    "stream-gauges",
+    "partition-leases",
+)
+POISON = part("c")  # the partition of the poison run's campaign
 OUTCOME_ERRORS = "campaigns_scheduler_outcome_errors_total"
 
 
@@ -43,7 +56,7 @@ async def _metrics(settings: SchedulerSettings) -> str:
 
 async def _group_read_past(redis: Redis, entry_id: bytes) -> bool:
     """True once the outcome group has delivered ``entry_id`` to a replica."""
-    for group in await redis.xinfo_groups(RUN_EVENTS_STREAM):
+    for group in await redis.xinfo_groups(POISON.events_stream):
         if group["name"] in (OUTCOME_GROUP, OUTCOME_GROUP.encode()):
             last = group["last-delivered-id"]
             last = last.decode() if isinstance(last, bytes) else last
@@ -56,11 +69,11 @@ async def _poison(redis: Redis) -> bytes:
     """A RunFailed for a run whose stored state the run log cannot read (``get_run`` raises
     ValueError), the way a bug or a hand-edited key would leave it."""
     await redis.hset(
-        run_key("poison:1"),
+        POISON.run_key("poison:1"),
         mapping={"run_id": "poison:1", "schedule_id": "s", "campaign_id": "c", "state": "BOGUS"},
     )
     event = events_pb2.RunFailed(run_id="poison:1", attempt=1, error="boom")
-    return bytes(await redis.xadd(RUN_EVENTS_STREAM, wrap(event).to_fields()))
+    return bytes(await redis.xadd(POISON.events_stream, wrap(event).to_fields()))
 
 
 @pytest.mark.slow
@@ -99,7 +112,7 @@ async def test_a_poison_run_event_leaves_this_replica_following_another_replicas
         assert metric_sample(text, OUTCOME_ERRORS) - before == 1
         for loop in LOOPS:
             assert metric_sample(text, f'campaigns_scheduler_loop_up{{loop="{loop}"}}') == 1
-        pending = await state_redis.xpending(RUN_EVENTS_STREAM, OUTCOME_GROUP)
+        pending = await state_redis.xpending(POISON.events_stream, OUTCOME_GROUP)
         assert pending["pending"] == 0, "the poison entry is acked, not retried forever"
     finally:
         if other is not None:
@@ -117,7 +130,10 @@ class InjectedFaultScheduler(SchedulerServer):
         self.faulty = False
 
     def _loops(
-        self, log_follower: LogFollower, outcomes: OutcomeFollower, gauges: StreamGauges
+        self,
+        log_follower: LogFollower,
+        outcomes: list[OutcomeFollower],
+        gauges: StreamGauges,
     ) -> list[Loop]:
         async def injected() -> None:
             while not self._stopping.is_set():

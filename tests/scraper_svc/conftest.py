@@ -20,7 +20,7 @@ from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
 from scraper_svc.config import ScraperSettings
 from scraper_svc.server import ScraperServer
 from scraper_svc.store import campaign_lock_resource
-from tests.support import event_run_id, eventually, run_event_bodies
+from tests.support import PARTITIONS, event_run_id, eventually, run_event_bodies
 
 FINISHED = {RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.DEAD_LETTERED}
 # One attempt: a retryable failure is dead-lettered at once.
@@ -199,7 +199,7 @@ def run_request(
 
 async def run_in_state(state_redis: Redis, run_id: str, state: RunState) -> RunRecord | None:
     """The run if it is in ``state`` now (a probe for `eventually`)."""
-    run = await RunLog(state_redis).get_run(run_id)
+    run = await RunLog(state_redis, PARTITIONS).get_run(run_id)
     return run if run is not None and run.state is state else None
 
 
@@ -241,7 +241,7 @@ async def lock_holders(lock_urls: list[str], campaign_id: str) -> int:
 
 async def finished_run(state_redis: Redis, run_id: str, timeout_s: float = 15.0) -> RunRecord:
     """The run once it reached a final state (polled under a deadline)."""
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
 
     async def probe() -> RunRecord | None:
         run = await runs.get_run(run_id)

@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.keys import RUN_EVENTS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaigns.v1 import events_pb2, schedule_pb2
@@ -38,11 +37,13 @@ from tests.scraper_svc.conftest import (
     retry_reasons,
     run_request,
 )
-from tests.support import ServiceProcess, eventually, scraper_process
+from tests.support import PARTITIONS, ServiceProcess, eventually, scraper_process
 
 pytestmark = pytest.mark.slow
 
-CAMPAIGNS = 20
+# 20 campaigns per run partition: a worker reads each partition's stream in order, so runs in
+# flight together come from few campaigns; with fewer, BUFFER_ONE skips most of them.
+CAMPAIGNS = 20 * len(PARTITIONS)
 RUNS = 1000
 FINAL_EVENTS = (events_pb2.RunSucceeded, events_pb2.RunFailed, events_pb2.RunSkipped)
 FENCE = re.compile(r" fence=(\d+)$")
@@ -127,20 +128,22 @@ def _scraper(state_url: str, lock_urls: list[str], name: str, **extra: str) -> S
 
 
 class EventLog:
-    """Reads the run events stream incrementally: final states and RunStarted fences."""
+    """Reads the run events streams incrementally: final states and RunStarted fences (a
+    campaign's events are in one partition, in stream order)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._after = "-"
+        self._after = {partition.events_stream: "-" for partition in PARTITIONS}
         self.finished: dict[str, str] = {}
         self.fences: dict[str, list[tuple[str, int]]] = defaultdict(list)  # in stream order
         self.campaign_of: dict[str, str] = {}
 
     async def catch_up(self) -> int:
-        while entries := await self._redis.xrange(RUN_EVENTS_STREAM, self._after, "+", count=500):
-            for _entry_id, fields in entries:
-                self._apply(decode_body(Envelope.from_fields(fields)))
-            self._after = "(" + entries[-1][0].decode()
+        for stream, after in self._after.items():
+            while entries := await self._redis.xrange(stream, after, "+", count=500):
+                for _entry_id, fields in entries:
+                    self._apply(decode_body(Envelope.from_fields(fields)))
+                after = self._after[stream] = "(" + entries[-1][0].decode()
         return len(self.finished)
 
     def _apply(self, body: object) -> None:
@@ -185,7 +188,7 @@ async def test_exclusion_history_of_1000_runs_on_three_workers_with_a_master_kil
         for n in range(3)
     ]
     try:
-        runs = RunLog(state_redis)
+        runs = RunLog(state_redis, PARTITIONS)
         events = EventLog(state_redis)
         order = [n % CAMPAIGNS for n in range(RUNS)]
         random.Random(7).shuffle(order)  # runs of one campaign arrive close together at times
@@ -236,7 +239,7 @@ async def test_exclusion_frozen_worker_is_fenced_off_after_another_takes_over(
         state_url, lock_urls, "frozen", SCRAPER_LOCK_TTL_MS="600", SCRAPER_CONCURRENCY="1"
     )
     healthy: ServiceProcess | None = None
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     try:
         fast = schedule_pb2.RetryPolicy(initial_delay_seconds=0.2, jitter=0)
         old_request = run_request("r-old", "x", [pages.url("/hang")], {}, retry=fast)

@@ -6,7 +6,6 @@ import itertools
 
 from redis.asyncio import Redis
 
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
@@ -22,7 +21,7 @@ from tests.scraper_svc.conftest import (
     run_request,
     started_workers,
 )
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, pending_all
 
 PAGE = "<html><body><h1>Offer</h1></body></html>"
 Limits = schedule_pb2.RunLimits
@@ -47,7 +46,7 @@ async def _request(
         scheduled_for_ms=scheduled_for_ms,
         retry=retry,
     )
-    await RunLog(state_redis).request_run(request, dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(request, dedupe=False)
 
 
 async def test_limit_start_deadline_skips_runs_picked_up_too_late(
@@ -102,7 +101,7 @@ async def test_limit_page_budget_leaves_urls_beyond_it_unfetched(
     assert run.state is RunState.FAILED
     assert run.error.startswith("page budget exceeded: 3 URLs, at most 2 pages per run")
     assert pages.hits == {"/0": 1, "/1": 1}
-    assert len(await RunLog(state_redis).list_results("c", 10)) == 2
+    assert len(await RunLog(state_redis, PARTITIONS).list_results("c", 10)) == 2
 
 
 async def test_limit_byte_budget_stops_the_run_at_the_page_that_passes_it(
@@ -118,7 +117,7 @@ async def test_limit_byte_budget_stops_the_run_at_the_page_that_passes_it(
     assert run.error.startswith("byte budget exceeded: more than 1000 bytes per run")
     assert f"GET {urls[1]}: response larger than the 391 bytes left" in run.error
     assert pages.hits == {"/0": 1, "/1": 1}  # the third URL is never requested
-    [result] = await RunLog(state_redis).list_results("c", 10)
+    [result] = await RunLog(state_redis, PARTITIONS).list_results("c", 10)
     assert result.url == urls[0]
 
 
@@ -233,7 +232,7 @@ async def test_limit_cluster_slot_wait_leaves_the_run_pending_and_retries_it(
         what="the second run to be scheduled for a retry",
     )
     assert waiting.error == "cluster run limit reached: all 1 slots stayed taken for 0.2 s"
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 2
+    assert await pending_all(state_redis) == 2
     pages.release.set()
     assert (await finished_run(state_redis, "r-holder")).state is RunState.SUCCEEDED
     assert (await finished_run(state_redis, "r-waiter")).state is RunState.SUCCEEDED

@@ -7,7 +7,6 @@ from functools import partial
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.writer import Writer
@@ -24,7 +23,7 @@ from tests.scraper_svc.conftest import (
     run_request,
     started_workers,
 )
-from tests.support import eventually
+from tests.support import PARTITIONS, eventually, pending_all
 
 PAGE = "<html><body><h1>Offer</h1></body></html>"
 BUFFER_ONE = schedule_pb2.RunLimits(overlap=schedule_pb2.OVERLAP_POLICY_BUFFER_ONE)
@@ -40,7 +39,7 @@ async def _request(
     retry: schedule_pb2.RetryPolicy | None = None,
 ) -> None:
     request = run_request(run_id, campaign, [url], {"t": "h1"}, limits=limits, retry=retry)
-    await RunLog(state_redis).request_run(request, dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(request, dedupe=False)
 
 
 async def test_locking_buffer_one_waits_for_the_lock_and_skips_a_third_run(
@@ -98,7 +97,7 @@ async def test_locking_fences_continue_above_the_last_accepted_one_after_masters
 ) -> None:
     # The state accepted fence 1000 for the campaign; the lock masters (fresh, as after a
     # wipe) count from 0. The next lock must still write: its fence continues above 1000.
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     newer = run_pb2.ScrapeResult(run_id="newer", campaign_id="wiped", url="https://x.test/")
     await runs.add_results("wiped", [newer], writer=Writer("wiped", 1000))
     await start_scraper()
@@ -112,7 +111,7 @@ async def test_locking_fences_continue_above_the_last_accepted_one_after_masters
         "r-next",
         "newer",
     ]
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
+    assert await pending_all(state_redis) == 0
 
 
 async def test_locking_without_quorum_runs_wait_pending_and_complete_when_masters_return(
@@ -137,7 +136,7 @@ async def test_locking_without_quorum_runs_wait_pending_and_complete_when_master
         )
         assert waiting.error.startswith("lock quorum unavailable: "), waiting.error
         assert all(address in waiting.error for address in down), (down, waiting.error)
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 2
+    assert await pending_all(state_redis) == 2
     assert pages.hits == {} and await lock_holders(lock_urls[2:], "q0") == 0
 
     redis_stack.locks[1].start()
@@ -145,4 +144,4 @@ async def test_locking_without_quorum_runs_wait_pending_and_complete_when_master
         run = await finished_run(state_redis, f"r-q{n}")
         assert run.state is RunState.SUCCEEDED and run.error == "", run.error
     assert pages.hits == {"/p": 2}
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
+    assert await pending_all(state_redis) == 0

@@ -17,7 +17,7 @@ from tests.scraper_svc.conftest import (
     finished_run,
     run_request,
 )
-from tests.support import metric_sample
+from tests.support import PARTITIONS, metric_sample
 
 SUCCEEDED = 'campaigns_scraper_runs_total{outcome="succeeded"}'
 RETRIED = 'campaigns_scraper_runs_total{outcome="retry_scheduled"}'
@@ -41,7 +41,7 @@ async def test_metrics_count_outcomes_retries_dead_letters_and_locks(
     await start_scraper(metrics_port=port, retry_poll_ms=20)
     url = f"http://127.0.0.1:{port}/metrics"
     before = await _scrape(url)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     policy = schedule_pb2.RetryPolicy(max_attempts=2, initial_delay_seconds=0.05, jitter=0)
     ok, down = pages.page("/ok", "<h1>x</h1>"), pages.page("/down", "no", status=503)
     gone = pages.page("/gone", "no", status=404)

@@ -11,11 +11,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from tests.scraper_svc.conftest import PageServer, finished_run, run_request
-from tests.support import ServiceProcess, descendants, eventually
+from tests.support import PARTITIONS, ServiceProcess, descendants, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ async def test_process_runs_a_run_and_stops_on_sigterm(
     process = ServiceProcess("scraper_svc", env).start()
     try:
         url = pages.page("/p", "<h1>hello</h1>")
-        runs = RunLog(state_redis)
+        runs = RunLog(state_redis, PARTITIONS)
         await runs.request_run(run_request("r-proc", "c", [url], {"h": "h1"}), dedupe=False)
         run = await finished_run(state_redis, "r-proc", timeout_s=30)
         assert run.state is RunState.SUCCEEDED, process.logs()
@@ -69,10 +69,10 @@ def _alive(pid: int) -> bool:
 
 async def _consumers(redis: Redis) -> set[str]:
     try:
-        rows = await redis.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)
+        rows = await redis.xinfo_consumers(PARTITIONS[0].runs_stream, SCRAPER_GROUP)
     except ResponseError:  # no group yet
         return set()
-    return {row["name"].decode() for row in rows}
+    return {row["name"].decode() for row in rows}  # every worker reads every partition
 
 
 async def test_process_runs_several_workers_restarts_a_dead_one_and_stops_them_all(
@@ -105,7 +105,7 @@ async def test_process_runs_several_workers_restarts_a_dead_one_and_stops_them_a
 
         await eventually(replaced, timeout_s=30, what="the dead worker restarted")
         url = pages.page("/m", "<h1>many</h1>")
-        await RunLog(state_redis).request_run(
+        await RunLog(state_redis, PARTITIONS).request_run(
             run_request("r-multi", "c", [url], {"h": "h1"}), dedupe=False
         )
         run = await finished_run(state_redis, "r-multi", timeout_s=30)

@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from campaign_common.redis_conn import make_client
 from campaign_common.redlock.client import Redlock
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import DELAYED, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import events_pb2, schedule_pb2
 from scraper_svc.store import campaign_lock_resource
 from tests.scraper_svc.conftest import (
@@ -31,9 +32,14 @@ from tests.scraper_svc.conftest import (
 )
 from tests.support import (
     FINAL_EVENTS,
+    PARTITIONS,
     ServiceProcess,
+    campaigns_in,
+    delayed_all,
     event_run_id,
     eventually,
+    part,
+    pending_all,
     run_event_bodies,
     scraper_process,
 )
@@ -47,11 +53,11 @@ async def _request(
 ) -> None:
     campaign = kw.pop("campaign", run_id)
     request = run_request(run_id, str(campaign), [url], selectors or {"t": "h1"}, **kw)  # type: ignore[arg-type]
-    await RunLog(redis).request_run(request, dedupe=False)
+    await RunLog(redis, PARTITIONS).request_run(request, dedupe=False)
 
 
 async def _pending(redis: Redis) -> int:
-    return int((await redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"])
+    return int(await pending_all(redis))
 
 
 async def test_recovery_target_failing_twice_succeeds_on_attempt_3_after_backoff(
@@ -75,7 +81,7 @@ async def test_recovery_target_failing_twice_succeeds_on_attempt_3_after_backoff
         due_ms = retry.next_attempt_at.ToMilliseconds()
         assert due_ms - starts[retry.attempt] >= delay_ms  # the backoff grows: 0.3 s, 0.6 s
         assert starts[retry.attempt + 1] >= due_ms  # and the next attempt waited for it
-    assert await state_redis.zcard(DELAYED) == 0
+    assert await delayed_all(state_redis) == 0
     assert await _pending(state_redis) == 0
 
 
@@ -123,7 +129,7 @@ async def test_recovery_last_attempt_is_dead_lettered_and_a_retry_brings_it_back
     run = await finished_run(state_redis, "r-down")
     assert (run.state, run.attempt) == (RunState.DEAD_LETTERED, 2)
     assert run.error == f"GET {url}: HTTP 503"
-    dead = DeadLetters(state_redis)
+    dead = DeadLetters(state_redis, PARTITIONS)
     [letter], _ = await dead.page(10)
     assert letter.request.run_id == "r-down" and letter.request.attempt == 2
     assert letter.error == run.error and letter.deliveries == 1
@@ -144,11 +150,10 @@ async def test_recovery_entry_delivered_too_often_is_dead_lettered(
     url = pages.page("/p", PAGE)
     await _request(state_redis, "r-crashy", url)
     # Two workers took the entry and vanished (each read or claim is one delivery).
-    await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
-    [[_, [(entry_id, _)]]] = await state_redis.xreadgroup(
-        SCRAPER_GROUP, "ghost-1", {RUNS_STREAM: ">"}
-    )
-    await state_redis.xclaim(RUNS_STREAM, SCRAPER_GROUP, "ghost-2", 0, [entry_id])
+    stream = part("r-crashy").runs_stream
+    await state_redis.xgroup_create(stream, SCRAPER_GROUP, id="0", mkstream=True)
+    [[_, [(entry_id, _)]]] = await state_redis.xreadgroup(SCRAPER_GROUP, "ghost-1", {stream: ">"})
+    await state_redis.xclaim(stream, SCRAPER_GROUP, "ghost-2", 0, [entry_id])
 
     await start_scraper(
         max_deliveries=2, lock_ttl_ms=100, reclaim_idle_ms=200, reclaim_interval_s=0.05
@@ -157,7 +162,7 @@ async def test_recovery_entry_delivered_too_often_is_dead_lettered(
     assert run.state is RunState.DEAD_LETTERED and run.attempt == 1
     assert run.error.startswith("delivered 3 times without finishing"), run.error
     assert pages.hits == {}  # never run a fourth time
-    [letter], _ = await DeadLetters(state_redis).page(10)
+    [letter], _ = await DeadLetters(state_redis, PARTITIONS).page(10)
     assert letter.deliveries == 3
     assert await _pending(state_redis) == 0
 
@@ -169,10 +174,13 @@ async def test_recovery_taken_over_run_waits_while_its_previous_worker_holds_the
     await _request(state_redis, "r-cut", url, campaign="cut")
     # A worker took the entry, started the run and holds the campaign lock, but stopped
     # touching its entry (cut off from the state Redis): the entry goes idle.
-    await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
-    await state_redis.xreadgroup(SCRAPER_GROUP, "cut-off", {RUNS_STREAM: ">"})
+    stream = part("cut").runs_stream
+    await state_redis.xgroup_create(stream, SCRAPER_GROUP, id="0", mkstream=True)
+    await state_redis.xreadgroup(SCRAPER_GROUP, "cut-off", {stream: ">"})
     started = events_pb2.RunStarted(run_id="r-cut", attempt=1, worker="cut-off")
-    await RunLog(state_redis).append_event(started, state=RunState.RUNNING)
+    await RunLog(state_redis, PARTITIONS).append_event(
+        started, state=RunState.RUNNING, writer=Writer("cut")
+    )
     clients = [make_client(url, 1.0) for url in lock_urls]
     redlock = Redlock(clients, node_timeout_s=0.5)
     try:
@@ -188,7 +196,7 @@ async def test_recovery_taken_over_run_waits_while_its_previous_worker_holds_the
             lambda: _retried_in_place(state_redis, "r-cut"), what="the take-over to wait"
         )
         assert waiting.startswith("taken over while its previous worker"), waiting
-        run = await RunLog(state_redis).get_run("r-cut")
+        run = await RunLog(state_redis, PARTITIONS).get_run("r-cut")
         assert run is not None and run.state is RunState.RUNNING and pages.hits == {}
         await redlock.release(held)  # the previous worker's lease ends
         run = await finished_run(state_redis, "r-cut")
@@ -293,7 +301,7 @@ async def test_recovery_kill_9_worker_mid_run_completes_once_on_another(
     assert len(taken_over) == 4, ledger.started_by
     for run_id in taken_over:  # run again on the survivor, same run id and attempt
         assert ledger.started_by[run_id] == ["doomed", "survivor"], ledger.started_by
-        run = await RunLog(state_redis).get_run(run_id)
+        run = await RunLog(state_redis, PARTITIONS).get_run(run_id)
         events = [
             (
                 type(e).__name__,
@@ -317,7 +325,7 @@ async def test_recovery_sigterm_lets_a_slow_scrape_finish_within_the_grace_perio
         await _request(state_redis, "r-grace", pages.url("/slow"))
         await eventually(lambda: _hits_at_least(pages, "/slow", 1), what="the scrape going on")
         assert worker.terminate(timeout_s=30) == 0, worker.logs()
-        run = await RunLog(state_redis).get_run("r-grace")
+        run = await RunLog(state_redis, PARTITIONS).get_run("r-grace")
     finally:
         worker.close()
     assert run is not None and run.state is RunState.SUCCEEDED and run.attempt == 1
@@ -361,7 +369,7 @@ async def _hits_at_least(pages: PageServer, path: str, count: int) -> bool:
 
 
 async def _in_state(redis: Redis, run_id: str, state: RunState) -> object:
-    run = await RunLog(redis).get_run(run_id)
+    run = await RunLog(redis, PARTITIONS).get_run(run_id)
     return run if run is not None and run.state is state else None
 
 
@@ -377,18 +385,20 @@ async def test_recovery_reclaimed_entries_get_their_exact_delivery_counts(
     # entry push the last one out (it would default to 1 delivery).
     from scraper_svc.store import ScraperStore
 
-    for n in range(3):
-        await _request(state_redis, f"r-{n}", "http://127.0.0.1:1/", campaign=f"d{n}")
-    store = ScraperStore(state_redis, consumer="me", results_cap=10)
+    campaigns = campaigns_in(0, 3)  # three campaigns of one partition: one stream
+    for n, campaign in enumerate(campaigns):
+        await _request(state_redis, f"r-{n}", "http://127.0.0.1:1/", campaign=campaign)
+    store = ScraperStore(state_redis, PARTITIONS, consumer="me", results_cap=10)
     await store.ensure_group()
     first, middle, last = [
-        entry for entry, _, _ in await store.read("old", after=">", count=3, block_ms=None)
+        entry for entry, _, _ in await store.read("old", 0, after=">", count=3, block_ms=None)
     ]
-    await state_redis.xclaim(RUNS_STREAM, SCRAPER_GROUP, "me", 0, [middle])
+    stream = PARTITIONS[0].runs_stream
+    await state_redis.xclaim(stream, SCRAPER_GROUP, "me", 0, [middle])
     await state_redis.xclaim(
-        RUNS_STREAM, SCRAPER_GROUP, "old", 0, [first, last], idle=60_000, justid=True
+        stream, SCRAPER_GROUP, "old", 0, [first, last], idle=60_000, justid=True
     )
 
-    _, claimed = await store.claim_stale("me", min_idle_ms=30_000, cursor="0-0", count=10)
+    _, claimed = await store.claim_stale("me", 0, min_idle_ms=30_000, cursor="0-0", count=10)
 
     assert {entry: deliveries for entry, _, deliveries in claimed} == {first: 2, last: 2}

@@ -20,6 +20,7 @@ from scraper_svc.store import campaign_lock_resource
 from tests.acl_users import LOCK_RULES, STATE_RULES, acl_user
 from tests.conftest import StartTls
 from tests.scraper_svc.conftest import PageServer, StartScraper, finished_run, run_request
+from tests.support import PARTITIONS
 from tests.tls_proxy import Pki
 
 PASSWORD = "scraper-pw-123"
@@ -62,7 +63,7 @@ async def test_tls_acl_scraper_runs_a_campaign_over_rediss_everywhere(
     await start_scraper(**_tls_settings(redis_stack, pki, tls_in_front))
     url = pages.page("/offer", "<html><h1>Secure sale</h1></html>")
     request = run_request("r-tls", "secure-shop", [url], {"title": "h1"})
-    await RunLog(state_redis).request_run(request, dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(request, dedupe=False)
 
     run = await finished_run(state_redis, "r-tls")
     assert run.state is RunState.SUCCEEDED, run.error

@@ -13,9 +13,10 @@ from campaign_common.observability.telemetry import tracer
 from campaign_common.redis_conn import make_client
 from campaign_common.redlock.client import Redlock
 from campaign_common.redlock.scripts import lock_key
-from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaigns.v1 import events_pb2
 from scraper_svc.errors import StartupError
 from scraper_svc.store import campaign_lock_resource
@@ -27,7 +28,7 @@ from tests.scraper_svc.conftest import (
     finished_run,
     run_request,
 )
-from tests.support import eventually
+from tests.support import PARTITIONS, events_stream, eventually, part, pending_all, xrange_all
 
 PAGE = "<html><body><h1> Spring sale </h1><span class='price'>9.99</span></body></html>"
 
@@ -37,8 +38,10 @@ def _fields(result: object) -> dict[str, str | None]:
 
 
 async def _pending(state_redis: Redis) -> int:
-    info = await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP)
-    return int(info["pending"])
+    return await pending_all(state_redis)
+
+
+C = part("c")  # the partition of campaign "c", the campaign of most runs here
 
 
 async def test_server_run_succeeds_with_fields_extracted(
@@ -47,7 +50,7 @@ async def test_server_run_succeeds_with_fields_extracted(
     await start_scraper(user_agent="test-agent/1")
     url = pages.page("/offer", PAGE)
     selectors = {"title": "h1", "price": ".price", "missing": ".nothing"}
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     await runs.request_run(run_request("r-ok", "spring", [url], selectors), dedupe=False)
 
     run = await finished_run(state_redis, "r-ok")
@@ -58,7 +61,7 @@ async def test_server_run_succeeds_with_fields_extracted(
     assert _fields(result) == {"title": "Spring sale", "price": "9.99", "missing": None}
     assert pages.user_agents == ["test-agent/1"]
     assert await _pending(state_redis) == 0
-    events = await state_redis.xrange(RUN_EVENTS_STREAM)
+    events = await xrange_all(state_redis, events_stream)
     assert [Envelope.from_fields(f).type for _, f in events] == ["RunStarted", "RunSucceeded"]
 
 
@@ -68,7 +71,7 @@ async def test_server_run_fails_on_error_status_naming_the_url(
     await start_scraper()
     good = pages.page("/good", PAGE)
     broken = pages.page("/broken", "oops", status=404)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     request = run_request("r-404", "c404", [good, broken], {"title": "h1"})
     await runs.request_run(request, dedupe=False)
 
@@ -89,7 +92,7 @@ async def test_server_run_skipped_with_overlap_while_campaign_lock_is_held(
     try:
         held = await redlock.acquire(campaign_lock_resource("busy"), 30_000)
         await start_scraper()
-        runs = RunLog(state_redis)
+        runs = RunLog(state_redis, PARTITIONS)
         url = pages.page("/p", PAGE)
         await runs.request_run(run_request("r-skip", "busy", [url], {"t": "h1"}), dedupe=False)
 
@@ -109,7 +112,9 @@ async def test_server_refuses_loopback_target_unless_allowed(
 ) -> None:
     await start_scraper(allow_private_targets=False)
     url = pages.page("/inner", PAGE)
-    await RunLog(state_redis).request_run(run_request("r-ssrf", "c", [url], {}), dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(
+        run_request("r-ssrf", "c", [url], {}), dedupe=False
+    )
 
     run = await finished_run(state_redis, "r-ssrf")
     assert run.state is RunState.FAILED
@@ -124,7 +129,9 @@ async def test_server_run_fails_when_response_exceeds_size_cap(
     await start_scraper(max_response_bytes=1000)
     pages.routes["/big"] = Route(body=b"<p>" + b"x" * 5000 + b"</p>", declare_length=False)
     url = pages.url("/big")
-    await RunLog(state_redis).request_run(run_request("r-big", "c", [url], {}), dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(
+        run_request("r-big", "c", [url], {}), dedupe=False
+    )
 
     run = await finished_run(state_redis, "r-big")
     assert run.state is RunState.FAILED
@@ -137,16 +144,18 @@ async def test_server_acks_and_skips_unknown_entries_then_runs_the_next(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
     unknown = Envelope(type="FutureEvent", body=b"\x01", occurred_at_ms=1)
-    await state_redis.xadd(RUNS_STREAM, unknown.to_fields())  # type: ignore[arg-type]
-    await state_redis.xadd(RUNS_STREAM, {"garbage": "not an envelope"})
+    await state_redis.xadd(C.runs_stream, unknown.to_fields())  # type: ignore[arg-type]
+    await state_redis.xadd(C.runs_stream, {"garbage": "not an envelope"})
     url = pages.page("/p", PAGE)
-    await RunLog(state_redis).request_run(run_request("r-next", "c", [url], {}), dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(
+        run_request("r-next", "c", [url], {}), dedupe=False
+    )
     await start_scraper()
 
     run = await finished_run(state_redis, "r-next")
     assert run.state is RunState.SUCCEEDED
     assert await eventually(lambda: _no_pending(state_redis), what="every entry acked")
-    groups = await state_redis.xinfo_groups(RUNS_STREAM)
+    groups = await state_redis.xinfo_groups(C.runs_stream)
     assert groups[0]["entries-read"] == 3
 
 
@@ -156,8 +165,8 @@ async def _no_pending(state_redis: Redis) -> bool:
 
 async def _deliver_to(state_redis: Redis, consumer: str) -> None:
     """What a worker that died after reading (before acking) leaves: a pending entry."""
-    await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0")
-    await state_redis.xreadgroup(SCRAPER_GROUP, consumer, {RUNS_STREAM: ">"}, count=10)
+    await state_redis.xgroup_create(C.runs_stream, SCRAPER_GROUP, id="0")
+    await state_redis.xreadgroup(SCRAPER_GROUP, consumer, {C.runs_stream: ">"}, count=10)
     assert await _pending(state_redis) == 1
 
 
@@ -165,7 +174,9 @@ async def test_server_processes_own_pending_entries_on_restart(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
     url = pages.page("/p", PAGE)
-    await RunLog(state_redis).request_run(run_request("r-pend", "c", [url], {}), dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(
+        run_request("r-pend", "c", [url], {}), dedupe=False
+    )
     await _deliver_to(state_redis, "crashed")
 
     await start_scraper(consumer_name="crashed")
@@ -178,11 +189,13 @@ async def test_server_acks_redelivered_run_already_finished_without_running_it(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
     url = pages.page("/p", PAGE)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     await runs.request_run(run_request("r-done", "c", [url], {}), dedupe=False)
     await _deliver_to(state_redis, "crashed")
     done = events_pb2.RunSucceeded(run_id="r-done", attempt=1)
-    await runs.append_event(done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 1})
+    await runs.append_event(
+        done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 1}, writer=Writer("c")
+    )
 
     await start_scraper(consumer_name="crashed")
     assert await eventually(lambda: _no_pending(state_redis), what="the pending entry acked")
@@ -195,7 +208,7 @@ async def test_server_runs_of_one_campaign_never_overlap(
     await start_scraper(concurrency=4)
     pages.routes["/slow"] = Route(body=PAGE.encode(), hang=True)
     url = pages.url("/slow")
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     await runs.request_run(run_request("r-first", "one", [url], {}), dedupe=False)
     await eventually(lambda: _state_is(runs, "r-first", RunState.RUNNING), what="first running")
     await runs.request_run(run_request("r-second", "one", [url], {}), dedupe=False)
@@ -217,7 +230,7 @@ async def test_server_stop_cancels_runs_after_grace_and_releases_lock(
 ) -> None:
     server = await start_scraper(shutdown_grace_s=0.2)
     pages.routes["/hang"] = Route(hang=True)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     request = run_request("r-hang", "stuck", [pages.url("/hang")], {})
     await runs.request_run(request, dedupe=False)
     await eventually(lambda: _state_is(runs, "r-hang", RunState.RUNNING), what="run started")
@@ -240,7 +253,9 @@ async def test_server_start_needs_a_majority_of_lock_masters(
     redis_stack.locks[0].kill()
     await start_scraper(consumer_name="with-two")  # two of three: runs still get their lock
     url = pages.page("/p", PAGE)
-    await RunLog(state_redis).request_run(run_request("r-two", "c", [url], {}), dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(
+        run_request("r-two", "c", [url], {}), dedupe=False
+    )
     assert (await finished_run(state_redis, "r-two")).state is RunState.SUCCEEDED
 
     redis_stack.locks[1].kill()
@@ -253,7 +268,7 @@ async def test_server_run_longer_than_the_lock_ttl_keeps_its_lock_by_extension(
 ) -> None:
     await start_scraper(lock_ttl_ms=300)
     pages.routes["/slow"] = Route(body=PAGE.encode(), delay_s=1.2)  # four TTLs
-    await RunLog(state_redis).request_run(
+    await RunLog(state_redis, PARTITIONS).request_run(
         run_request("r-long", "long", [pages.url("/slow")], {"t": "h1"}), dedupe=False
     )
     run = await finished_run(state_redis, "r-long")
@@ -271,7 +286,7 @@ async def test_server_run_fails_with_lease_lost_at_the_lease_cap(
 ) -> None:
     await start_scraper(lock_ttl_ms=300, lock_max_lease_s=0.5)
     pages.routes["/hang"] = Route(hang=True)
-    await RunLog(state_redis).request_run(
+    await RunLog(state_redis, PARTITIONS).request_run(
         run_request("r-cap", "c", [pages.url("/hang")], {}, retry=NO_RETRIES), dedupe=False
     )
     run = await finished_run(state_redis, "r-cap")
@@ -285,7 +300,7 @@ async def test_server_concurrency_bounds_runs_delivered_to_a_worker(
 ) -> None:
     await start_scraper(concurrency=2)
     pages.routes["/hang"] = Route(body=PAGE.encode(), hang=True)
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     for n in range(3):
         request = run_request(f"r-{n}", f"camp-{n}", [pages.url("/hang")], {})
         await runs.request_run(request, dedupe=False)
@@ -307,9 +322,11 @@ async def test_server_run_events_continue_the_requesters_trace(
     url = pages.page("/p", PAGE)
     with tracer("test").start_as_current_span("request") as span:
         trace_id = f"{span.get_span_context().trace_id:032x}"
-        await RunLog(state_redis).request_run(run_request("r-tr", "c", [url], {}), dedupe=False)
+        await RunLog(state_redis, PARTITIONS).request_run(
+            run_request("r-tr", "c", [url], {}), dedupe=False
+        )
     await finished_run(state_redis, "r-tr")
-    events = [Envelope.from_fields(f) for _, f in await state_redis.xrange(RUN_EVENTS_STREAM)]
+    events = [Envelope.from_fields(f) for _, f in await xrange_all(state_redis, events_stream)]
     assert [e.type for e in events] == ["RunStarted", "RunSucceeded"]
     assert all(e.traceparent.split("-")[1] == trace_id for e in events)
 
@@ -323,7 +340,7 @@ async def test_server_run_with_a_url_that_can_never_be_fetched_fails_once(
 ) -> None:
     await start_scraper()
     request = run_request("r-bad-url", "c", [url], {})
-    await RunLog(state_redis).request_run(request, dedupe=False)
+    await RunLog(state_redis, PARTITIONS).request_run(request, dedupe=False)
     run = await finished_run(state_redis, "r-bad-url")
     assert run.state is RunState.FAILED and run.attempt == 1, run  # never retried: it cannot pass
     assert run.error.startswith("GET "), run.error

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 from campaign_common.envelope import Envelope, decode_body
 from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.runs.keys import RUNS_STREAM, SCRAPER_GROUP
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
@@ -31,9 +30,12 @@ from tests.support import (
     ServiceProcess,
     event_run_id,
     eventually,
+    pending_all,
     run_event_bodies,
+    runs_stream,
     scraper_process,
     start_scheduler_process,
+    xrange_all,
 )
 
 pytestmark = pytest.mark.slow
@@ -90,7 +92,7 @@ class Ledger:
 
 async def _ledger(redis: Redis, run_ids: list[str]) -> Ledger:
     requested: set[str] = set()
-    for _, fields in await redis.xrange(RUNS_STREAM):
+    for _, fields in await xrange_all(redis, runs_stream):
         body = decode_body(Envelope.from_fields(fields))
         if isinstance(body, events_pb2.RunRequested):
             requested.add(body.run_id)
@@ -204,7 +206,7 @@ async def test_state_restart_workers_and_scheduler_survive_and_later_fires_run_o
             """Every due fire finished and nothing is pending (no take-over can rerun one)."""
             try:
                 ledger = await _ledger(redis, due)
-                pending = (await redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"]
+                pending = await pending_all(redis)
             except RedisError:
                 return False
             return ledger.lost == 0 and int(pending) == 0

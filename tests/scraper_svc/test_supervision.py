@@ -26,7 +26,7 @@ from tests.scraper_svc.conftest import (
     run_request,
     scraper_settings,
 )
-from tests.support import eventually, metric_sample
+from tests.support import PARTITIONS, eventually, metric_sample
 
 RESTARTS = 'campaigns_scraper_loop_restarts_total{loop="retry-pump"}'
 
@@ -50,15 +50,14 @@ class InjectedFaultScraper(ScraperServer):
     loop_backoff = Backoff(initial_s=0.2, max_s=0.2)
     faulty = False
 
-    def _loops(self, consumer: RunConsumer, pump: RetryPump) -> list[Loop]:
+    def _loops(self, consumers: list[RunConsumer], pump: RetryPump) -> list[Loop]:
         assert self._store is not None
         faulty_pump = RetryPump(
-            _FaultyRetryQueue(self, self._store), interval_s=self.settings.retry_poll_ms / 1000
+            _FaultyRetryQueue(self, self._store),
+            interval_s=self.settings.retry_poll_ms / 1000,
         )
-        return [
-            Loop("runs-consumer", consumer.run, consumer.request_stop, fatal=True),
-            Loop("retry-pump", faulty_pump.run, faulty_pump.request_stop),
-        ]
+        real = [loop for loop in super()._loops(consumers, pump) if loop.name != "retry-pump"]
+        return [*real, Loop("retry-pump", faulty_pump.run, faulty_pump.request_stop)]
 
 
 async def _healthz(http: httpx.AsyncClient) -> tuple[int, str]:
@@ -84,13 +83,16 @@ async def test_a_crashing_retry_pump_is_restarted_and_healthz_reports_it_meanwhi
     faulty_scraper: InjectedFaultScraper, state_redis: Redis, pages: PageServer
 ) -> None:
     server = faulty_scraper
-    runs = RunLog(state_redis)
+    runs = RunLog(state_redis, PARTITIONS)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{server.settings.metrics_port}", timeout=5
     ) as http:
         assert await _healthz(http) == (200, "ok\n")
         text = (await http.get("/metrics")).text
-        for loop in ("runs-consumer", "retry-pump"):  # every label value exists from the start
+        for loop in (
+            *(f"runs-consumer-{p.index}" for p in PARTITIONS),
+            "retry-pump",
+        ):  # every label value exists from the start
             assert f'campaigns_scraper_loop_up{{loop="{loop}"}} 1.0' in text
             assert f'campaigns_scraper_loop_restarts_total{{loop="{loop}"}} ' in text
         before = metric_sample(text, RESTARTS)
@@ -128,12 +130,12 @@ async def test_a_crashing_retry_pump_is_restarted_and_healthz_reports_it_meanwhi
 class CrashingConsumerScraper(ScraperServer):
     """The consumer loop fails at once (a bug); the real retry pump beside it."""
 
-    def _loops(self, consumer: RunConsumer, pump: RetryPump) -> list[Loop]:
+    def _loops(self, consumers: list[RunConsumer], pump: RetryPump) -> list[Loop]:
         async def crash() -> None:
             raise ValueError("injected fault in the consumer loop")
 
         return [
-            Loop("runs-consumer", crash, consumer.request_stop, fatal=True),
+            Loop("runs-consumer-0", crash, consumers[0].request_stop, fatal=True),
             Loop("retry-pump", pump.run, pump.request_stop),
         ]
 

@@ -27,6 +27,7 @@ from tests.campaign_common.runs import (
     test_retryqueue,
 )
 from tests.local_topologies import LocalCluster
+from tests.support import PARTITIONS
 
 STORE_TESTS: tuple[ModuleType, ...] = (
     test_deadletters,
@@ -82,7 +83,9 @@ def test_cluster_store_tests_were_collected() -> None:
 async def test_cluster_guards_raise_in_one_batch_without_loaded_scripts(
     state_redis: Redis,
 ) -> None:
-    guards = [EmissionGuard(f"s{i}", version=i + 1, active=True) for i in range(3)]
-    await EmissionGuards(state_redis).raise_all(guards)
+    guards = [EmissionGuard(f"s{i}", f"c{i}", version=i + 1, active=True) for i in range(8)]
+    await EmissionGuards(state_redis, PARTITIONS).raise_all(guards)
     for guard in guards:
-        assert await state_redis.exists(f"{{runs}}:guard:{guard.schedule_id}")
+        key = PARTITIONS.of(guard.campaign_id).guard_key(guard.schedule_id)
+        assert await state_redis.exists(key)
+    assert len({PARTITIONS.of(guard.campaign_id) for guard in guards}) > 1  # several slots

@@ -6,11 +6,17 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.runs.deadletters import DeadLetterNotFound, DeadLetters
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
+from tests.support import PARTITIONS
+
+C1 = PARTITIONS.of("c1")
+RUNS_STREAM = C1.runs_stream
+RUN_EVENTS_STREAM = C1.events_stream
+DELAYED = C1.delayed
 
 
 def _request(run_id: str, attempt: int = 3) -> events_pb2.RunRequested:
@@ -25,9 +31,11 @@ def _request(run_id: str, attempt: int = 3) -> events_pb2.RunRequested:
 
 
 async def test_deadletters_park_then_retry_once_as_the_next_attempt(state_redis: Redis) -> None:
-    runs, dead = RunLog(state_redis), DeadLetters(state_redis)
+    runs, dead = RunLog(state_redis, PARTITIONS), DeadLetters(state_redis, PARTITIONS)
     await runs.request_run(_request("s1:1"), dedupe=False)
-    dead_id = await dead.add(_request("s1:1"), "GET http://x/: HTTP 503", deliveries=4)
+    dead_id = await dead.add(
+        _request("s1:1"), "GET http://x/: HTTP 503", deliveries=4, writer=Writer("c1")
+    )
     run = await runs.get_run("s1:1")
     assert run is not None and run.state is RunState.DEAD_LETTERED
     assert run.error == "GET http://x/: HTTP 503"
@@ -46,8 +54,11 @@ async def test_deadletters_park_then_retry_once_as_the_next_attempt(state_redis:
 
 
 async def test_deadletters_page_newest_first_and_purge(state_redis: Redis) -> None:
-    dead = DeadLetters(state_redis)
-    ids = [await dead.add(_request(f"s1:{i}"), "boom", deliveries=1) for i in range(5)]
+    dead = DeadLetters(state_redis, PARTITIONS)
+    ids = [
+        await dead.add(_request(f"s1:{i}"), "boom", deliveries=1, writer=Writer("c1"))
+        for i in range(5)
+    ]
     seen: list[str] = []
     token = ""
     while True:
@@ -67,9 +78,9 @@ async def test_deadletters_page_newest_first_and_purge(state_redis: Redis) -> No
 async def test_deadletters_a_run_attempt_is_parked_once(state_redis: Redis) -> None:
     from campaign_common.runs.writer import AttemptClosed
 
-    runs, dead = RunLog(state_redis), DeadLetters(state_redis)
+    runs, dead = RunLog(state_redis, PARTITIONS), DeadLetters(state_redis, PARTITIONS)
     await runs.request_run(_request("s1:9"), dedupe=False)
-    await dead.add(_request("s1:9"), "HTTP 503", deliveries=1)
+    await dead.add(_request("s1:9"), "HTTP 503", deliveries=1, writer=Writer("c1"))
     with pytest.raises(AttemptClosed):
-        await dead.add(_request("s1:9"), "HTTP 503", deliveries=2)
+        await dead.add(_request("s1:9"), "HTTP 503", deliveries=2, writer=Writer("c1"))
     assert await dead.count() == 1

@@ -1,9 +1,12 @@
-"""`campaign_common.runs.keys` is the one owner of the run keys, all in one hash tag."""
+"""`campaign_common.runs.keys` is the one owner of the run keys and their partitions."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
 
 from campaign_common.runs import keys
 
@@ -43,27 +46,59 @@ def test_keys_no_module_but_keys_spells_a_run_key() -> None:
     assert found == []
 
 
-def test_keys_every_run_key_carries_the_hash_tag() -> None:
-    built = [
-        keys.RUNS_STREAM,
-        keys.RUN_EVENTS_STREAM,
-        keys.DEAD_LETTER_STREAM,
-        keys.DELAYED,
-        keys.DELAYED_REQUESTS,
-        keys.INDEX_ALL,
-        keys.run_key("s:1"),
-        keys.dedupe_key("s:1"),
-        keys.schedule_index("s"),
-        keys.campaign_index("c"),
-        keys.emitted_key("s"),
-        keys.guard_key("s"),
-        keys.campaign_fence_key("c"),
-        keys.written_key("s:1", 2),
-        keys.results_key("c"),
-        keys.new_op_key(),
-    ]
-    assert all(key.startswith(f"{{{keys.HASH_TAG}}}:") for key in built)
-    assert len(set(built)) == len(built)  # no two families share a name
+def test_keys_every_run_key_carries_its_partitions_hash_tag() -> None:
+    for partition in keys.Partitions(3):
+        built = [
+            partition.runs_stream,
+            partition.events_stream,
+            partition.dead_stream,
+            partition.delayed,
+            partition.delayed_requests,
+            partition.index_all,
+            partition.run_key("s:1"),
+            partition.dedupe_key("s:1"),
+            partition.schedule_index("s"),
+            partition.campaign_index("c"),
+            partition.emitted_key("s"),
+            partition.guard_key("s"),
+            partition.fence_key("c"),
+            partition.written_key("s:1", 2),
+            partition.results_key("c"),
+            partition.new_op_key(),
+        ]
+        assert all(key.startswith(f"{{runs:{partition.index}}}:") for key in built)
+        assert len(set(built)) == len(built)  # no two families share a name
+
+
+def test_keys_a_campaign_has_one_partition_and_campaigns_spread_over_all() -> None:
+    partitions = keys.Partitions(8)
+    campaigns = [f"campaign-{i}" for i in range(800)]
+    assert [partitions.of(c) for c in campaigns] == [keys.Partitions(8).of(c) for c in campaigns]
+    counts = [sum(partitions.of(c) is p for c in campaigns) for p in partitions]
+    assert min(counts) > 50, counts  # crc32 spreads them (100 each on average)
+    assert {keys.Partitions(1).of(c).index for c in campaigns} == {0}
+
+
+def test_keys_partitions_group_keeps_positions_per_partition() -> None:
+    partitions = keys.Partitions(4)
+    campaigns = ["a", "b", "c", "a", "d", "b"]
+    grouped = partitions.group(campaigns)
+    assert sorted(i for positions in grouped.values() for i in positions) == list(range(6))
+    for partition, positions in grouped.items():
+        assert all(partitions.of(campaigns[i]) is partition for i in positions)
+
+
+def test_keys_a_partition_count_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        keys.Partitions(0)
+
+
+async def test_keys_check_partition_count_refuses_another_count(state_redis: Redis) -> None:
+    await keys.check_partition_count(state_redis, keys.Partitions(4), "X_PARTITIONS")
+    await keys.check_partition_count(state_redis, keys.Partitions(4), "X_PARTITIONS")
+    with pytest.raises(keys.PartitionCountMismatch, match="X_PARTITIONS=4") as refused:
+        await keys.check_partition_count(state_redis, keys.Partitions(2), "X_PARTITIONS")
+    assert "X_PARTITIONS=2, but this deployment's runs use 4" in str(refused.value)
 
 
 def test_keys_index_members_sort_newest_last_by_nominal_time() -> None:

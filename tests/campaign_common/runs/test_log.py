@@ -6,12 +6,17 @@ import pytest
 from redis.asyncio import Redis
 
 from campaign_common.page_tokens import InvalidPageToken
-from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.runs.keys import SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.writer import AttemptClosed, EntryLost, Fenced, Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2
+from tests.support import PARTITIONS, pending_all
+
+C1 = PARTITIONS.of("c1")
+RUNS_STREAM = C1.runs_stream
+RUN_EVENTS_STREAM = C1.events_stream
 
 
 def _request(run_id: str, scheduled_ms: int, schedule_id: str = "s1") -> events_pb2.RunRequested:
@@ -26,7 +31,7 @@ def _request(run_id: str, scheduled_ms: int, schedule_id: str = "s1") -> events_
 
 
 async def test_runlog_request_run_emits_once_per_run_id(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     assert await log.request_run(_request("s1:1000", 1000), dedupe=True)
     assert not await log.request_run(_request("s1:1000", 1000), dedupe=True)
     assert await state_redis.xlen(RUNS_STREAM) == 1
@@ -35,24 +40,28 @@ async def test_runlog_request_run_emits_once_per_run_id(state_redis: Redis) -> N
 
 
 async def test_runlog_projection_never_goes_back_within_an_attempt(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r", 5), dedupe=False)
     done = events_pb2.RunSucceeded(run_id="r", attempt=1)
-    await log.append_event(done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 9})
+    await log.append_event(
+        done, state=RunState.SUCCEEDED, changes={"finished_at_ms": 9}, writer=Writer("c1")
+    )
     late_start = events_pb2.RunStarted(run_id="r", attempt=1)
     with pytest.raises(AttemptClosed):
-        await log.append_event(late_start, state=RunState.RUNNING, changes={"started_at_ms": 7})
+        await log.append_event(
+            late_start, state=RunState.RUNNING, changes={"started_at_ms": 7}, writer=Writer("c1")
+        )
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED and run.finished_at_ms == 9
     retry = events_pb2.RunStarted(run_id="r", attempt=2)
     with pytest.raises(AttemptClosed):  # a final run never changes, not even for a new attempt
-        await log.append_event(retry, state=RunState.RUNNING)
+        await log.append_event(retry, state=RunState.RUNNING, writer=Writer("c1"))
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED and run.attempt == 1
 
 
 async def test_runlog_list_runs_pages_newest_first(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     base = now_ms()
     for ms in range(1, 8):
         await log.request_run(_request(f"s1:{ms}", base + ms), dedupe=True)
@@ -76,15 +85,17 @@ async def test_runlog_list_runs_pages_newest_first(state_redis: Redis) -> None:
 
 
 async def test_runlog_results_newest_first_and_capped(state_redis: Redis) -> None:
-    log = RunLog(state_redis, results_cap=3)
+    log = RunLog(state_redis, PARTITIONS, results_cap=3)
     for i in range(5):
-        await log.add_results("c1", [run_pb2.ScrapeResult(run_id=f"r{i}", url="http://x")])
+        await log.add_results(
+            "c1", [run_pb2.ScrapeResult(run_id=f"r{i}", url="http://x")], writer=Writer("c1")
+        )
     results = await log.list_results("c1", limit=10)
     assert [r.run_id for r in results] == ["r4", "r3", "r2"]
 
 
 async def test_runlog_writes_with_a_stale_fencing_token_are_refused(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r1", now_ms()), dedupe=False)
     await log.add_results("c1", [run_pb2.ScrapeResult(run_id="new")], writer=Writer("c1", 7))
     with pytest.raises(Fenced):
@@ -102,24 +113,32 @@ async def test_runlog_writes_with_a_stale_fencing_token_are_refused(state_redis:
 async def test_runlog_a_retry_scheduled_run_shows_running_when_it_starts_again(
     state_redis: Redis,
 ) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r", now_ms()), dedupe=False)
     retry = events_pb2.RunRetryScheduled(run_id="r", attempt=1, reason="lock quorum unavailable")
-    await log.append_event(retry, state=RunState.RETRY_SCHEDULED, changes={"error": retry.reason})
+    await log.append_event(
+        retry, state=RunState.RETRY_SCHEDULED, changes={"error": retry.reason}, writer=Writer("c1")
+    )
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.RETRY_SCHEDULED
     started = events_pb2.RunStarted(run_id="r", attempt=1)
-    await log.append_event(started, state=RunState.RUNNING, changes={"started_at_ms": 5})
+    await log.append_event(
+        started, state=RunState.RUNNING, changes={"started_at_ms": 5}, writer=Writer("c1")
+    )
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.RUNNING and run.started_at_ms == 5
 
 
 async def test_runlog_results_of_one_attempt_are_stored_once(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     first = [run_pb2.ScrapeResult(run_id="r1", url="http://x/a")]
-    await log.add_results("c1", first, attempt=1)
-    await log.add_results("c1", first, attempt=1)  # the attempt re-run after a crash
-    await log.add_results("c1", [run_pb2.ScrapeResult(run_id="r1", url="http://x/b")], attempt=2)
+    await log.add_results("c1", first, attempt=1, writer=Writer("c1"))
+    await log.add_results(
+        "c1", first, attempt=1, writer=Writer("c1")
+    )  # the attempt re-run after a crash
+    await log.add_results(
+        "c1", [run_pb2.ScrapeResult(run_id="r1", url="http://x/b")], attempt=2, writer=Writer("c1")
+    )
     results = await log.list_results("c1", limit=10)
     assert [(r.run_id, r.url) for r in results] == [("r1", "http://x/b"), ("r1", "http://x/a")]
 
@@ -131,14 +150,18 @@ async def _deliver(redis: Redis, consumer: str) -> str:
 
 
 async def test_runlog_one_final_outcome_per_attempt_the_first_wins(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r", now_ms()), dedupe=False)
-    await log.append_event(events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING)
+    await log.append_event(
+        events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING, writer=Writer("c1")
+    )
     skipped = events_pb2.RunSkipped(run_id="r", attempt=1, reason="overlap")
-    await log.append_event(skipped, state=RunState.SKIPPED, changes={"error": "overlap"})
+    await log.append_event(
+        skipped, state=RunState.SKIPPED, changes={"error": "overlap"}, writer=Writer("c1")
+    )
     late = events_pb2.RunSucceeded(run_id="r", attempt=1)
     with pytest.raises(AttemptClosed):
-        await log.append_event(late, state=RunState.SUCCEEDED)
+        await log.append_event(late, state=RunState.SUCCEEDED, writer=Writer("c1"))
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SKIPPED and run.error == "overlap"
     events = await state_redis.xrange(RUN_EVENTS_STREAM)
@@ -146,7 +169,7 @@ async def test_runlog_one_final_outcome_per_attempt_the_first_wins(state_redis: 
 
 
 async def test_runlog_a_worker_that_lost_its_entry_writes_nothing(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r", now_ms()), dedupe=False)
     entry_id = await _deliver(state_redis, "w1")
     mine = Writer("c1", 0, "w1", entry_id)
@@ -167,7 +190,7 @@ async def test_runlog_a_worker_that_lost_its_entry_writes_nothing(state_redis: R
 
 
 async def test_runlog_workers_seen_counts_consumers_that_read_recently(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     assert await log.workers_seen(60_000) == 0, "no stream or group yet"
     await state_redis.xgroup_create(RUNS_STREAM, SCRAPER_GROUP, id="0", mkstream=True)
     assert await log.workers_seen(60_000) == 0
@@ -178,7 +201,7 @@ async def test_runlog_workers_seen_counts_consumers_that_read_recently(state_red
 
 
 async def test_runlog_outcome_with_results_and_ack_is_one_write(state_redis: Redis) -> None:
-    log = RunLog(state_redis)
+    log = RunLog(state_redis, PARTITIONS)
     await log.request_run(_request("r", now_ms()), dedupe=False)
     entry_id = await _deliver(state_redis, "w1")
     mine = Writer("c1", 0, "w1", entry_id)
@@ -193,9 +216,9 @@ async def test_runlog_outcome_with_results_and_ack_is_one_write(state_redis: Red
             done, state=RunState.SUCCEEDED, writer=stale, results=[page], ack=True
         )
     assert await log.list_results("c1", 10) == []
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 1
+    assert await pending_all(state_redis) == 1
     await log.append_event(done, state=RunState.SUCCEEDED, writer=mine, results=[page], ack=True)
     assert [result.url for result in await log.list_results("c1", 10)] == ["http://x/a"]
-    assert (await state_redis.xpending(RUNS_STREAM, SCRAPER_GROUP))["pending"] == 0
+    assert await pending_all(state_redis) == 0
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED

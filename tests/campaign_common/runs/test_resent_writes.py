@@ -15,14 +15,19 @@ from redis.asyncio import Redis
 
 from campaign_common.redis_conn import make_client
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import DELAYED, RUN_EVENTS_STREAM, RUNS_STREAM
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2
 from tests.faults import TcpProxy
-from tests.support import event_run_id, run_event_bodies, scheduled_request
+from tests.support import PARTITIONS, delayed_all, event_run_id, run_event_bodies, scheduled_request
+
+C1 = PARTITIONS.of("c1")
+RUNS_STREAM = C1.runs_stream
+RUN_EVENTS_STREAM = C1.events_stream
+DELAYED = C1.delayed
 
 
 @pytest.fixture
@@ -41,51 +46,59 @@ async def _events_of(redis: Redis, run_id: str) -> list[str]:
 async def test_resent_run_events_are_appended_once(
     proxy: TcpProxy, proxied: Redis, state_redis: Redis
 ) -> None:
-    runs = RunLog(proxied)
+    runs = RunLog(proxied, PARTITIONS)
     for run_id in ("warm", "r"):
         await runs.request_run(scheduled_request(run_id), dedupe=False)
-    await runs.append_event(events_pb2.RunStarted(run_id="warm", attempt=1), state=RunState.RUNNING)
+    await runs.append_event(
+        events_pb2.RunStarted(run_id="warm", attempt=1), state=RunState.RUNNING, writer=Writer("c1")
+    )
 
     proxy.drop_replies(b"EVALSHA")
-    await runs.append_event(events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING)
+    await runs.append_event(
+        events_pb2.RunStarted(run_id="r", attempt=1), state=RunState.RUNNING, writer=Writer("c1")
+    )
     proxy.drop_replies(b"EVALSHA")
     done = events_pb2.RunSucceeded(run_id="r", attempt=1)
-    await runs.append_event(done, state=RunState.SUCCEEDED)  # answered, not refused
+    await runs.append_event(
+        done, state=RunState.SUCCEEDED, writer=Writer("c1")
+    )  # answered, not refused
 
     assert proxy.dropped == 2
     assert await _events_of(state_redis, "r") == ["RunStarted", "RunSucceeded"]
-    run = await RunLog(state_redis).get_run("r")
+    run = await RunLog(state_redis, PARTITIONS).get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED
 
 
 async def test_resent_retry_is_queued_once(
     proxy: TcpProxy, proxied: Redis, state_redis: Redis
 ) -> None:
-    runs, queue = RunLog(proxied), RetryQueue(proxied)
+    runs, queue = RunLog(proxied, PARTITIONS), RetryQueue(proxied, PARTITIONS)
     for run_id in ("warm", "r"):
         await runs.request_run(scheduled_request(run_id), dedupe=False)
-    await queue.schedule(scheduled_request("warm"), "HTTP 503", now_ms() + 60_000)
+    await queue.schedule(
+        scheduled_request("warm"), "HTTP 503", now_ms() + 60_000, writer=Writer("c1")
+    )
 
     proxy.drop_replies(b"EVALSHA")
-    await queue.schedule(scheduled_request("r"), "HTTP 503", now_ms() + 60_000)
+    await queue.schedule(scheduled_request("r"), "HTTP 503", now_ms() + 60_000, writer=Writer("c1"))
 
     assert proxy.dropped == 1
     assert await _events_of(state_redis, "r") == ["RunRetryScheduled"]
-    assert await state_redis.zcard(DELAYED) == 2
+    assert await delayed_all(state_redis) == 2
 
 
 async def test_resent_dead_letter_add_retry_and_purge_act_once(
     proxy: TcpProxy, proxied: Redis, state_redis: Redis
 ) -> None:
-    runs, dead = RunLog(proxied), DeadLetters(proxied)
+    runs, dead = RunLog(proxied, PARTITIONS), DeadLetters(proxied, PARTITIONS)
     for run_id in ("warm", "r", "p"):
         await runs.request_run(scheduled_request(run_id), dedupe=False)
-    warm = await dead.add(scheduled_request("warm"), "HTTP 503", deliveries=1)
+    warm = await dead.add(scheduled_request("warm"), "HTTP 503", deliveries=1, writer=Writer("c1"))
     await dead.retry(warm)
-    purged = await dead.add(scheduled_request("p"), "HTTP 503", deliveries=1)
+    purged = await dead.add(scheduled_request("p"), "HTTP 503", deliveries=1, writer=Writer("c1"))
 
     proxy.drop_replies(b"EVALSHA")
-    dead_id = await dead.add(scheduled_request("r"), "HTTP 503", deliveries=1)
+    dead_id = await dead.add(scheduled_request("r"), "HTTP 503", deliveries=1, writer=Writer("c1"))
     assert await _events_of(state_redis, "r") == ["RunDeadLettered"]
     assert await dead.count() == 2
 
