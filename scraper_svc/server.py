@@ -48,6 +48,7 @@ from scraper_svc.consumer import RunConsumer
 from scraper_svc.errors import StartupError
 from scraper_svc.fetcher import Fetcher, FetchLimits
 from scraper_svc.limits import LimitDefaults
+from scraper_svc.lock_health import LockProbe
 from scraper_svc.overlap import CampaignGuard
 from scraper_svc.politeness import HostGate
 from scraper_svc.pump import RetryPump
@@ -140,9 +141,11 @@ class ScraperServer:
 
     def _loops(self, consumer: RunConsumer, pump: RetryPump) -> list[Loop]:
         """The consumer loop (fatal, see the module doc) and the retry pump (restarted)."""
+        assert self._redlock is not None
         return [
             Loop("runs-consumer", consumer.run, consumer.request_stop, fatal=True),
             Loop("retry-pump", pump.run, pump.request_stop),
+            LockProbe(self._redlock, self.settings.lock_node_timeout_s).loop(),
         ]
 
     def _runner(self, store: ScraperStore, redlock: Redlock, fetcher: Fetcher) -> RunRunner:

@@ -573,3 +573,25 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
         os.kill(hung.pid, signal.SIGCONT)
     # its requests were still in its connection, in order: grant, extend, then release
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
+
+
+async def test_redlock_reachable_names_each_master_that_answers_in_time(
+    make_redlock: MakeRedlock, redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    redlock = make_redlock(pipelined=pipelined)
+    assert await redlock.reachable(0.5) == (True, True, True)
+    redis_stack.locks[1].kill()
+    assert await redlock.reachable(0.5) == (True, False, True)
+    hung = redis_stack.locks[2]
+    assert hung.pid is not None
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        assert await redlock.reachable(0.2) == (True, False, False), "a hung master"
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    redis_stack.locks[1].start()
+
+    async def all_back() -> bool:
+        return await redlock.reachable(0.5) == (True, True, True)
+
+    await eventually(all_back, timeout_s=10, what="every master reachable again")
