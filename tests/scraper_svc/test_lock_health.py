@@ -42,11 +42,14 @@ async def redlock(lock_urls: list[str]) -> AsyncIterator[Redlock]:
 async def test_lock_health_probe_follows_masters_going_and_coming_back(
     redlock: Redlock, redis_stack: EmbeddedStack
 ) -> None:
-    probe = LockProbe(redlock, timeout_s=0.2, interval_s=0.05)
-    assert await probe.probe() == (True, True, True)
-    assert _exported() == (3, [1, 1, 1])
+    probe = LockProbe(redlock, timeout_s=1.0, interval_s=0.05)
     running = asyncio.create_task(probe.run())
+
+    async def all_up() -> bool:
+        return _exported() == (3, [1, 1, 1])
+
     try:
+        await eventually(all_up, timeout_s=10, what="every master seen up")
         redis_stack.locks[0].kill()
         hung = redis_stack.locks[2]
         assert hung.pid is not None
@@ -60,11 +63,7 @@ async def test_lock_health_probe_follows_masters_going_and_coming_back(
         finally:
             os.kill(hung.pid, signal.SIGCONT)
         redis_stack.locks[0].start()
-
-        async def all_back() -> bool:
-            return _exported() == (3, [1, 1, 1])
-
-        await eventually(all_back, timeout_s=10, what="every master seen up again")
+        await eventually(all_up, timeout_s=10, what="every master seen up again")
     finally:
         probe.request_stop()
         await asyncio.wait_for(running, timeout=5)  # stops at once, mid-pause
@@ -81,7 +80,7 @@ async def test_lock_health_gauges_on_the_scrapers_metrics_name_no_url(
             text = (await http.get("/metrics")).text
             return text if "campaigns_lock_masters_reachable 3.0" in text else None
 
-        text = await eventually(probed, timeout_s=10, what="the first probe exported")
+        text = await eventually(probed, timeout_s=20, what="a probe exported")
     for index in range(3):
         assert metric_sample(text, f'campaigns_lock_master_up{{master="{index}"}}') == 1
     assert metric_sample(text, 'campaigns_scraper_loop_up{loop="lock-masters-probe"}') == 1
