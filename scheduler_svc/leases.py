@@ -7,7 +7,7 @@ Keys (hash tag ``{sched}``, so one script takes every lease at once):
 
 Every replica runs `_TAKE` each quarter lease: it registers itself, renews the leases it
 holds, takes free (expired) ones up to its fair share ``ceil(P / live replicas)``, and, while
-below ``floor(P / live)``, takes one from a replica holding more than that. So a dead
+below ``floor(P / live)``, takes one from the replica holding the most. So a dead
 replica's partitions are free one lease after its last renewal and taken within a quarter
 lease more; a new replica gets its share within a few ticks; a stopping replica hands its
 partitions back at once (`release`).
@@ -62,32 +62,33 @@ for i = 1, #registered, 2 do
 end
 local p = #KEYS - 1
 local fair, floor = math.ceil(p / live), math.floor(p / live)
-local mine, held, holders = {}, {}, {}
+local mine, held, free = {}, {}, {}
 for i = 2, #KEYS do
   local holder = redis.call('GET', KEYS[i])
-  holders[i] = holder
   if holder == me then
     redis.call('SET', KEYS[i], me, 'PX', lease)
     mine[#mine + 1] = i - 2
   elseif holder then
-    held[holder] = (held[holder] or 0) + 1
+    held[holder] = held[holder] or {}
+    table.insert(held[holder], i)
+  else
+    free[#free + 1] = i
   end
 end
-for i = 2, #KEYS do
+for _, i in ipairs(free) do
   if #mine >= fair then break end
-  if not holders[i] then
-    redis.call('SET', KEYS[i], me, 'PX', lease)
-    mine[#mine + 1] = i - 2
-  end
+  redis.call('SET', KEYS[i], me, 'PX', lease)
+  mine[#mine + 1] = i - 2
 end
-for i = 2, #KEYS do
-  if #mine >= floor then break end
-  local holder = holders[i]
-  if holder and holder ~= me and held[holder] > floor then
-    redis.call('SET', KEYS[i], me, 'PX', lease)
-    held[holder] = held[holder] - 1
-    mine[#mine + 1] = i - 2
+while #mine < floor do
+  local richest, most = nil, floor
+  for holder, keys in pairs(held) do
+    if #keys > most then richest, most = holder, #keys end
   end
+  if not richest then break end
+  local i = table.remove(held[richest])
+  redis.call('SET', KEYS[i], me, 'PX', lease)
+  mine[#mine + 1] = i - 2
 end
 return mine
 """
@@ -155,6 +156,16 @@ class PartitionLeases:
                 await self._on_gained(gained)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
+
+    async def holders(self) -> dict[int, str]:
+        """Partition -> the replica holding its lease now (every replica's, one round trip;
+        the keys share the ``{sched}`` slot); a partition nobody holds is left out."""
+        values = await self._redis.mget(self._keys[1:])
+        return {
+            p: value.decode() if isinstance(value, bytes) else value
+            for p, value in enumerate(values)
+            if value is not None
+        }
 
     async def release(self) -> None:
         """Hand every partition back now (graceful shutdown), so others take them at once."""

@@ -96,7 +96,8 @@ PARTITION_LAG = Gauge(
 )
 PARTITION_OWNED = Gauge(
     "campaigns_scheduler_partition_owned",
-    "1 for each run partition this scheduler replica fires (partition leases)",
+    "1 for each run partition and the scheduler replica whose lease fires it (every "
+    "replica's, read from the leases)",
     ["partition", "replica"],
 )
 DEAD_LETTERS = Gauge("campaigns_dead_letters", "Runs parked in the dead-letter stream")
@@ -131,7 +132,6 @@ class StreamGauges:
     ) -> None:
         self._runs = runs
         self._leases = leases
-        self._replica = roster.name
         self._dead = dead_letters
         self._retries = retries
         self._roster = roster
@@ -151,12 +151,10 @@ class StreamGauges:
         RUNS_PENDING.set(total_pending)
         RUNS_LAG.set(total_lag)
         if self._leases is not None:
-            owned = self._leases.owned
-            for partition in self._runs.partitions:
-                mine = int(partition.index in owned)
-                PARTITION_OWNED.labels(partition=str(partition.index), replica=self._replica).set(
-                    mine
-                )
+            holders = await self._leases.holders()
+            PARTITION_OWNED.clear()  # owners change: only the current pairs are shown
+            for index, replica in holders.items():
+                PARTITION_OWNED.labels(partition=str(index), replica=replica).set(1)
         DEAD_LETTERS.set(await self._dead.count())
         RETRIES_WAITING.set(await self._retries.waiting())
         WORKERS_SEEN.set(await self._runs.workers_seen(WORKERS_SEEN_WITHIN_MS))

@@ -35,7 +35,11 @@ from campaign_common.redis_topology import (
     unreachable_message,
 )
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import Partitions, check_partition_count
+from campaign_common.runs.keys import (
+    PartitionCountMismatch,
+    Partitions,
+    check_partition_count,
+)
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.retention import Retention
 from campaign_common.runs.retryqueue import RetryQueue
@@ -104,7 +108,11 @@ class SchedulerServer:
         credentials = tls.credentials() if tls is not None else None  # unreadable files: now
         self._redis = await _connect_state(s)
         partitions = Partitions(s.partitions)
-        await check_partition_count(self._redis, partitions, "SCHEDULER_PARTITIONS")
+        try:
+            await check_partition_count(self._redis, partitions, "SCHEDULER_PARTITIONS")
+        except PartitionCountMismatch as exc:
+            await self._redis.aclose()
+            raise StartupError(str(exc)) from exc
         store = ScheduleStore(self._redis, partitions)
         runs = RunLog(self._redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
         registry = Registry()

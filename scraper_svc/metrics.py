@@ -62,6 +62,18 @@ FETCH_DURATION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 IN_FLIGHT = Gauge("campaigns_scraper_runs_in_flight", "Runs this worker is processing now")
+# Set by scraper_svc.lock_health; masters are named by index only (URLs may hold credentials).
+LOCK_MASTERS_REACHABLE = Gauge(
+    "campaigns_lock_masters_reachable",
+    "Lock masters that answered this worker's last PING within the per-node deadline "
+    "(SCRAPER_LOCK_NODE_TIMEOUT_S); locks need a majority",
+)
+LOCK_MASTER_UP = Gauge(
+    "campaigns_lock_master_up",
+    "Per lock master (its index in SCRAPER_LOCK_REDIS_URLS): 1 answered this worker's last "
+    "PING within the per-node deadline, 0 not",
+    ["master"],
+)
 # campaigns_scraper_loop_up{loop}, campaigns_scraper_loop_restarts_total{loop}
 LOOPS = LoopMetrics.declare("campaigns_scraper")
 BUILD_INFO = declare_build_info("scraper")

@@ -39,7 +39,11 @@ from campaign_common.redis_conn import connect_checked, make_client
 from campaign_common.redis_topology import connect_state, redact_url, unreachable_message
 from campaign_common.redlock.client import Redlock
 from campaign_common.redlock.errors import QuorumUnavailable
-from campaign_common.runs.keys import Partitions, check_partition_count
+from campaign_common.runs.keys import (
+    PartitionCountMismatch,
+    Partitions,
+    check_partition_count,
+)
 from campaign_common.server_version import UnsupportedServerError
 from campaign_common.supervisor import Backoff, Loop, Supervisor
 from campaign_common.tls import TlsFiles
@@ -49,6 +53,7 @@ from scraper_svc.consumer import RunConsumer
 from scraper_svc.errors import StartupError
 from scraper_svc.fetcher import Fetcher, FetchLimits
 from scraper_svc.limits import LimitDefaults
+from scraper_svc.lock_health import LockProbe
 from scraper_svc.overlap import CampaignGuard
 from scraper_svc.politeness import HostGate
 from scraper_svc.pump import RetryPump
@@ -105,7 +110,10 @@ class ScraperServer:
             )
             await _connect_redlock(self._redlock)
             partitions = Partitions(s.partitions)
-            await check_partition_count(self._redis, partitions, "SCRAPER_PARTITIONS")
+            try:
+                await check_partition_count(self._redis, partitions, "SCRAPER_PARTITIONS")
+            except PartitionCountMismatch as exc:
+                raise StartupError(str(exc)) from exc
             store = ScraperStore(
                 self._redis, partitions, consumer=s.consumer_name, results_cap=s.results_cap
             )
@@ -153,14 +161,16 @@ class ScraperServer:
         )
 
     def _loops(self, consumers: list[RunConsumer], pump: RetryPump) -> list[Loop]:
-        """The consumer loops, one per partition (fatal, see the module doc), and the retry
-        pump (restarted)."""
+        """The consumer loops, one per partition (fatal, see the module doc), the retry pump
+        (restarted) and the lock-master probe."""
+        assert self._redlock is not None
         return [
             *(
                 Loop(f"runs-consumer-{c.partition}", c.run, c.request_stop, fatal=True)
                 for c in consumers
             ),
             Loop("retry-pump", pump.run, pump.request_stop),
+            LockProbe(self._redlock, self.settings.lock_node_timeout_s).loop(),
         ]
 
     def _runner(self, store: ScraperStore, redlock: Redlock, fetcher: Fetcher) -> RunRunner:

@@ -98,6 +98,12 @@ class MasterQuorum:
     def addresses(self) -> tuple[str, ...]:
         return tuple(node.address for node in self._nodes)
 
+    async def reachable(self, timeout_s: float) -> tuple[bool, ...]:
+        """Whether each master (in the order given) answers a PING within ``timeout_s`` over
+        the connection the locks use: one that is down, stalled, refusing the connection's
+        set-up or backing off after a failed connect is not. Never raises."""
+        return tuple(await asyncio.gather(*(_answers(n, timeout_s) for n in self._nodes)))
+
     def _fan_out(
         self,
         script: LuaScript,
@@ -143,6 +149,15 @@ class MasterQuorum:
             elif not _granted(reply):
                 notes.append(f"{node.address}: {'not held' if reply == 0 else reply}")
         return f"{extended.ok}/{len(self._nodes)} confirmed; " + "; ".join(notes)
+
+
+async def _answers(node: MasterNode, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await node.connect()  # connected already: one PING round trip
+    except Exception:  # timed out, connection lost or refused, an error reply: not reachable
+        return False
+    return True
 
 
 def _ignore(reply: object) -> None:

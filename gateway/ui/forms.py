@@ -1,6 +1,6 @@
-"""HTML forms: reading ``application/x-www-form-urlencoded`` bodies, the create form's fields
-as the REST document of ``POST /campaign/addScheduledCampaign``, and field violations placed
-next to the form field they are about.
+"""HTML forms: reading ``application/x-www-form-urlencoded`` bodies, the schedule form's fields
+(`gateway.ui.form_fields`) as the REST document of ``POST /campaign/addScheduledCampaign`` (or
+of an update), and field violations placed next to the form field they are about.
 
 Form values are copied into the REST document as typed as they can be (a number field that
 does not parse stays text), so the API's own validation, not a second copy of it, judges them.
@@ -17,38 +17,12 @@ import grpc
 from fastapi import Request
 
 from gateway.errors import FieldViolation, GatewayError
+from gateway.ui.form_fields import BY_PATH, FIELDS, FormField
 
 MAX_FORM_BYTES = 64 * 1024
-INT_FIELDS = {
-    "schedule.intervalSeconds": "intervalSeconds",
-    "limits.maxTotalRuns": "maxTotalRuns",
-    "limits.pauseAfterFailures": "pauseAfterFailures",
-    "retryPolicy.maxAttempts": "maxAttempts",
-}
-FLOAT_FIELDS = {
-    "retryPolicy.initialDelaySeconds": "initialDelaySeconds",
-    "retryPolicy.maxDelaySeconds": "maxDelaySeconds",
-    "retryPolicy.multiplier": "multiplier",
-    "retryPolicy.jitter": "jitter",
-}
-# Limits the form has no field for: the edit form carries them (hidden) so a save keeps them.
-HIDDEN_LIMITS = (
-    "maxRunsPerWindow",
-    "windowSeconds",
-    "startDeadlineSeconds",
-    "runTimeoutSeconds",
-    "maxPages",
-    "maxBytes",
-    "perHostConcurrency",
-    "perHostDelayMs",
-)
-HIDDEN_FIELDS = (
-    "schedule.startTime",
-    "schedule.endTime",
-    *(f"limits.{name}" for name in HIDDEN_LIMITS),
-)
-TEXT_FIELDS = ("name", "campaignId", "schedule.cron", "schedule.runAt", "schedule.timezone")
-FORM_FIELDS = (*TEXT_FIELDS, "schedule", "scrape.urls", "scrape.selectors", "limits.overlap")
+# Violations about these land on the form field: the kind of timing as a whole ("set exactly
+# one of ..."), shown above the "When" fields.
+GROUP_FIELDS = ("schedule",)
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -83,42 +57,40 @@ def _selectors(text: str) -> dict[str, str]:
     return found
 
 
-def _put(document: dict[str, Any], path: str, value: Any) -> None:
-    section, _, name = path.partition(".")
-    if value is None or value == "":
-        return
-    document.setdefault(section, {})[name] = value
+def _value(field: FormField, text: str) -> Any:
+    """What a typed value is in the REST document (None: not sent, the API's default)."""
+    if field.kind == "lines":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if field.kind == "selectors":
+        return _selectors(text)
+    if field.kind == "int":
+        return _number(text, int)
+    if field.kind == "float":
+        return _number(text, float)
+    return text.strip() or None
 
 
 def create_document(form: Mapping[str, str]) -> dict[str, Any]:
-    """The REST body of a create request from the create form's fields."""
-    document: dict[str, Any] = {
-        "name": form.get("name", ""),
-        "schedule": {},
-        "scrape": {
-            "urls": [u.strip() for u in form.get("scrape.urls", "").splitlines() if u.strip()],
-            "selectors": _selectors(form.get("scrape.selectors", "")),
-        },
-    }
-    for path in (*TEXT_FIELDS[1:], "schedule.startTime", "schedule.endTime"):
-        value = form.get(path, "").strip()
-        if "." in path:
-            _put(document, path, value)
-        elif value:
-            document[path] = value
-    for path, kind in [*((p, int) for p in INT_FIELDS), *((p, float) for p in FLOAT_FIELDS)]:
-        _put(document, path, _number(form.get(path, ""), kind))
-    for name in HIDDEN_LIMITS:
-        _put(document, f"limits.{name}", _number(form.get(f"limits.{name}", ""), int))
-    _put(document, "limits.overlap", form.get("limits.overlap", "").strip())
+    """The REST body of a create request from the schedule form's fields."""
+    document: dict[str, Any] = {"name": form.get("name", ""), "schedule": {}, "scrape": {}}
+    for field in FIELDS:
+        if field.path == "name":  # sent as typed, even empty: the API names what is wrong
+            continue
+        value = _value(field, form.get(field.path, ""))
+        if value is None:
+            continue
+        section, _, name = field.path.rpartition(".")
+        (document.setdefault(section, {}) if section else document)[name] = value
     return document
 
 
 def update_document(form: Mapping[str, str]) -> dict[str, Any]:
     """The REST body of an update (PUT) from the edit form: the create body without the
-    campaign id, which an update keeps."""
+    campaign id, which an update keeps, and without a request id (updates are checked by
+    version instead)."""
     document = create_document(form)
     document.pop("campaignId", None)
+    document.pop("requestId", None)
     return document
 
 
@@ -146,11 +118,13 @@ def schedule_form(schedule: Mapping[str, Any]) -> dict[str, str]:
 
 def form_field(path: str) -> str:
     """The form field a REST field path is about: ``scrape.urls[2]`` -> ``scrape.urls``,
-    ``scrape.selectors.price`` -> ``scrape.selectors``; "" when no field shows it."""
+    ``scrape.selectors.price`` -> ``scrape.selectors``; "" when no field shows it (then it is
+    shown on top; so are those about a hidden field)."""
     path = _INDEX.sub("", path)
     if path.startswith("scrape.selectors"):
         return "scrape.selectors"
-    if path in FORM_FIELDS or path in INT_FIELDS or path in FLOAT_FIELDS:
+    field = BY_PATH.get(path)
+    if (field is not None and field.kind != "hidden") or path in GROUP_FIELDS:
         return path
     return ""
 

@@ -1,12 +1,18 @@
 """The schedule form pages: create, edit (PUT with the version the page was opened at) and
 "Preview" (AIP-163 validate_only: the next fire times of what was typed, nothing saved).
 
+With jitter, a fire runs a fixed delay after its time that is derived from the schedule's id,
+which a schedule being typed does not have yet; so the preview shows each fire as the window
+it will run in (from its time, for the jitter, and before the next fire), not as an instant
+the saved schedule would not keep.
+
 Every answer re-renders the form with what was typed; the API's field violations are shown
 next to their fields, a concurrent change of an edited schedule (ABORTED) on top.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,21 +20,37 @@ import grpc
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from campaign_common.timeutil import ms_to_rfc3339
+from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from gateway import convert
 from gateway.errors import FieldViolation, GatewayError, from_validation_errors
 from gateway.models import AddScheduledCampaignBody, UpdateScheduleBody
 from gateway.params import SchedulerDep
 from gateway.scheduler_client import SchedulerClient
-from gateway.ui import forms
+from gateway.ui import form_fields, forms
 from gateway.ui.routing import path_part, redirect, render
 
-OVERLAPS = ("SKIP", "BUFFER_ONE", "ALLOW_ALL")
 CHANGED_MEANWHILE = (
     "This schedule was changed by someone else after you opened this page, so your edits "
     "were not saved (they are kept below). Open the edit page again to start from the "
     "current version."
 )
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One fire of a preview: at ``at`` (RFC 3339), or with jitter at a fixed point from
+    ``at`` up to (not including) ``until``."""
+
+    at: str
+    until: str = ""
+
+
+@dataclass(frozen=True)
+class Preview:
+    spec: dict[str, Any]  # when the schedule would fire (REST ``schedule`` document)
+    fires: list[Fire]
 
 
 @dataclass(frozen=True)
@@ -55,15 +77,18 @@ def render_form(
     errors: dict[str, list[str]] | None = None,
     *,
     status: int = 200,
-    preview: dict[str, Any] | None = None,
+    preview: Preview | None = None,
 ) -> Response:
     context = {
         "page": page,
         "form": form,
         "errors": errors or {},
-        "overlaps": OVERLAPS,
         "preview": preview,
-        "hidden_fields": forms.HIDDEN_FIELDS,
+        "sections": form_fields.SECTIONS,
+        "name_field": form_fields.NAME,
+        "campaign_field": form_fields.CAMPAIGN_ID,
+        # A folded section opens when one of its fields holds a value or an error.
+        "filled": {name for name, value in form.items() if value.strip()} | set(errors or {}),
     }
     return render(request, "schedule_form.html", context, status=status)
 
@@ -83,11 +108,27 @@ def _version(form: dict[str, str]) -> int:
     return int(text)
 
 
-async def _preview(scheduler: SchedulerClient, page: FormPage, form: dict[str, str]) -> Any:
+def _times_ms(schedule: schedule_pb2.Schedule) -> list[int]:
+    return [t.ToMilliseconds() for t in schedule.next_fire_times]
+
+
+async def _preview(scheduler: SchedulerClient, page: FormPage, form: dict[str, str]) -> Preview:
     body = AddScheduledCampaignBody.model_validate(_document(page, form))
     request = convert.add_request_to_proto(body)
     request.validate_only = True
-    return convert.schedule_to_json(await scheduler.call("AddScheduledCampaign", request))
+    answer = await scheduler.call("AddScheduledCampaign", request)
+    jitter_ms = request.schedule.jitter_seconds * 1000
+    if not jitter_ms:
+        fires = [Fire(ms_to_rfc3339(at)) for at in _times_ms(answer)]
+        return Preview(convert.spec_to_json(answer.spec), fires)
+    request.schedule.jitter_seconds = 0  # the fires' own times: each window starts there
+    nominal = _times_ms(await scheduler.call("AddScheduledCampaign", request))
+    following: list[int | None] = [*nominal[1:], None]
+    fires = [
+        Fire(ms_to_rfc3339(at), ms_to_rfc3339(min(at + jitter_ms, after or at + jitter_ms)))
+        for at, after in zip(nominal, following, strict=True)
+    ]
+    return Preview(convert.spec_to_json(answer.spec), fires)
 
 
 async def _save(scheduler: SchedulerClient, page: FormPage, form: dict[str, str]) -> str:
@@ -130,7 +171,9 @@ def schedule_form_pages(router: APIRouter) -> None:
 
     @router.get("/schedules/new")
     async def new_schedule(request: Request) -> Response:
-        return render_form(request, FormPage(), {"schedule.timezone": "UTC"})
+        # A request id per opened form: the same form sent twice creates one schedule.
+        fresh = {"schedule.timezone": "UTC", "requestId": str(uuid.uuid4())}
+        return render_form(request, FormPage(), fresh)
 
     @router.post("/schedules/new")
     async def create_schedule(request: Request, scheduler: SchedulerDep) -> Response:

@@ -113,18 +113,37 @@ def _time_phrase(minute: str, hour: str) -> tuple[bool, str] | None:
     return None
 
 
-def describe_cron(expression: str) -> str:
+def describe_cron(expression: str, *, seconds_first: bool = False) -> str:
+    """A POSIX 5-field cron in words; with ``seconds_first`` a 6-field one (its first field
+    the second), in words when the second is fixed: "every day at 09:00:30"."""
     fields = expression.split()
-    if len(fields) == 5:
-        time = _time_phrase(fields[0], fields[1])
-        day = _day_phrase(*fields[2:])
-        if time is not None and day is not None:
-            fixed, text = time
-            every_form, on_form = day
-            if fixed:
-                return f"{every_form or 'every day'} {text}"
-            return f"{text} {on_form}".rstrip()
-    return f"cron {expression}"
+    if not seconds_first:
+        words = _cron_words(fields, "0", show_second=False)
+    elif len(fields) == 6:
+        words = _cron_words(fields[1:], fields[0], show_second=True)
+    else:
+        words = None
+    if words is not None:
+        return words
+    return f"cron with seconds {expression}" if seconds_first else f"cron {expression}"
+
+
+def _cron_words(fields: list[str], second: str, *, show_second: bool) -> str | None:
+    if len(fields) != 5 or not (second.isdigit() and int(second) < 60):
+        return None
+    time = _time_phrase(fields[0], fields[1])
+    day = _day_phrase(*fields[2:])
+    if time is None or day is None:
+        return None
+    fixed, text = time
+    every_form, on_form = day
+    if fixed:
+        return f"{every_form or 'every day'} {text}" + (
+            f":{int(second):02d}" if show_second else ""
+        )
+    if int(second) != 0:  # "every 15 minutes" fires on the minute
+        return None
+    return f"{text} {on_form}".rstrip()
 
 
 def describe_spec(spec: dict[str, Any]) -> str:
@@ -141,7 +160,6 @@ def _describe_timing(spec: dict[str, Any]) -> str:
         return f"once at {when(spec['runAt'])}"
     if spec.get("cron"):
         zone = spec.get("timezone") or "UTC"
-        if str(spec.get("cronDialect") or "").lower() == "seconds6":
-            return f"cron with seconds {spec['cron']} {zone}"
-        return f"{describe_cron(spec['cron'])} {zone}"
+        seconds_first = str(spec.get("cronDialect") or "").lower() == "seconds6"
+        return f"{describe_cron(spec['cron'], seconds_first=seconds_first)} {zone}"
     return "no schedule"

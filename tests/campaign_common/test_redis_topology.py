@@ -111,14 +111,14 @@ async def test_tls_state_client_with_acl_user_reads_and_writes(
     topology = RedisTopology(proxy.url(state_user, SECRET), tls=TlsFiles(str(pki.ca_file)))
     client = await connect_state(topology, 2.0)
     try:
-        await client.set("{runs}:tls-probe", b"over tls")
-        assert await client.get("{runs}:tls-probe") == b"over tls"
+        await client.set("{runs:0}:tls-probe", b"over tls")
+        assert await client.get("{runs:0}:tls-probe") == b"over tls"
         with pytest.raises(NoPermissionError):
             await client.set("elsewhere", b"x")  # outside the user's keys
     finally:
         await client.aclose()
     plain = redis.Redis(port=redis_stack.state.port)
-    assert plain.get("{runs}:tls-probe") == b"over tls"
+    assert plain.get("{runs:0}:tls-probe") == b"over tls"
     plain.close()
 
 

@@ -104,12 +104,13 @@ async def test_run_errors_and_dead_letters_never_show_credentials(
     gateway: httpx.AsyncClient, state_redis: Redis
 ) -> None:
     schedule_id = await _old_schedule(gateway, state_redis)
+    campaign_id = (await gateway.get(f"/v1/schedules/{schedule_id}")).json()["campaignId"]
     runs = RunLog(state_redis, PARTITIONS)
     run_id = f"{schedule_id}:manual-1"
     request = events_pb2.RunRequested(
         run_id=run_id,
         schedule_id=schedule_id,
-        campaign_id="c",
+        campaign_id=campaign_id,
         attempt=1,
         scheduled_for=ms_to_timestamp(now_ms()),
         trigger=run_pb2.RUN_TRIGGER_MANUAL,
@@ -118,7 +119,7 @@ async def test_run_errors_and_dead_letters_never_show_credentials(
     error = f"ConnectError: GET {SECRET_URL}: connection refused"
     failed = events_pb2.RunFailed(run_id=run_id, attempt=1, error=error)
     await runs.append_event(
-        failed, state=RunState.FAILED, changes={"error": error}, writer=Writer("c")
+        failed, state=RunState.FAILED, changes={"error": error}, writer=Writer(campaign_id)
     )
     parked = events_pb2.RunRequested()
     parked.CopyFrom(request)

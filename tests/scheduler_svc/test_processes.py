@@ -1,4 +1,5 @@
-"""Scheduler processes for real: killed and restarted, and two of them side by side."""
+"""Scheduler processes for real: killed and restarted, and two of them side by side, splitting
+the run partitions."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from campaign_common.envelope import Envelope, decode_body
+from campaign_common.localstack.embedded import free_port
 from campaign_common.runs.log import RunLog
 from campaign_common.runs.record import RunState
 from campaign_common.timeutil import now_ms
@@ -19,7 +22,10 @@ from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
 from tests.support import (
     PARTITIONS,
     ServiceProcess,
+    campaigns_in,
     eventually,
+    leased_by,
+    metric_sample,
     runs_stream,
     start_scheduler_process,
     xrange_all,
@@ -146,6 +152,88 @@ async def test_two_schedulers_emit_every_fire_exactly_once(
         added.schedule_id: (schedule_pb2.SCHEDULE_STATE_ACTIVE, ""),
         paused.schedule_id: (schedule_pb2.SCHEDULE_STATE_PAUSED, "via b"),
     }
+
+
+async def _fires_by_result(metrics_port: int) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    return {
+        result: metric_sample(text, f'campaigns_scheduler_fires_total{{result="{result}"}}')
+        for result in ("emitted", "deduplicated")
+    }
+
+
+async def test_replicas_split_the_partitions_and_a_killed_ones_move_within_a_lease(
+    spawn: Callable[..., object], state_redis: Redis
+) -> None:
+    """Two replicas fire half the partitions each (no fire attempted twice); a SIGKILLed
+    replica's partitions move to the other within about one lease, every fire once."""
+    lease_s = 2.0
+    ports = [free_port(), free_port()]
+    a, _ = await spawn(  # type: ignore[misc]
+        SCHEDULER_REPLICA_NAME="a",
+        SCHEDULER_PARTITION_LEASE_S=str(lease_s),
+        SCHEDULER_METRICS_PORT=str(ports[0]),
+        SCHEDULER_GAUGE_REFRESH_S="0.2",
+    )
+    _, target_b = await spawn(  # type: ignore[misc]
+        SCHEDULER_REPLICA_NAME="b",
+        SCHEDULER_PARTITION_LEASE_S=str(lease_s),
+        SCHEDULER_METRICS_PORT=str(ports[1]),
+        SCHEDULER_GAUGE_REFRESH_S="0.2",
+    )
+    everything = {p.index for p in PARTITIONS}
+
+    async def split() -> bool:
+        held = [await leased_by(state_redis, name) for name in ("a", "b")]
+        return len(held[0]) == len(held[1]) == 2 and held[0] | held[1] == everything
+
+    await eventually(split, timeout_s=10, what="the partitions split two and two")
+    async with grpc.aio.insecure_channel(target_b) as channel:
+        stub = api_grpc.SchedulerServiceStub(channel)
+        schedules = []
+        for partition in PARTITIONS:  # one schedule per partition
+            request = _add(1, f"in partition {partition.index}")
+            request.campaign_id = campaigns_in(partition.index, 1, "split")[0]
+            schedules.append(await stub.AddScheduledCampaign(request, timeout=5))
+        await eventually(
+            lambda: _fires_at_least(state_redis, schedules, 3),
+            timeout_s=20,
+            what="three fires of each schedule",
+        )
+        for port in ports:  # each replica emitted its own; neither tried the other's
+            fires = await _fires_by_result(port)
+            assert fires["emitted"] >= 3 and fires["deduplicated"] == 0, fires
+        a.kill()
+        killed_ms = now_ms()
+        await eventually(
+            lambda: _leased_all(state_redis, "b", everything),
+            timeout_s=3 * lease_s,
+            what="b holding every partition",
+        )
+        await eventually(
+            lambda: _fires_since(state_redis, schedules, killed_ms + 2000, 2),
+            timeout_s=20,
+            what="two fires of each schedule after the take-over",
+        )
+    ids = await _emitted_run_ids(state_redis)
+    duplicates = [r for r, n in Counter(ids).items() if n > 1]
+    assert not duplicates, f"emitted more than once: {duplicates}"
+    for schedule in schedules:  # fires while nobody held a's partitions were caught up
+        _assert_gapless(ids, schedule.schedule_id, 1000)
+
+
+async def _leased_all(redis: Redis, replica: str, everything: set[int]) -> bool:
+    return await leased_by(redis, replica) == everything
+
+
+async def _fires_since(
+    redis: Redis, schedules: list[schedule_pb2.Schedule], since_ms: int, count: int
+) -> bool:
+    ids = await _emitted_run_ids(redis)
+    return all(
+        len([f for f in _fires(ids, s.schedule_id) if f > since_ms]) >= count for s in schedules
+    )
 
 
 async def _converged(

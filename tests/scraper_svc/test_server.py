@@ -345,3 +345,13 @@ async def test_server_run_with_a_url_that_can_never_be_fetched_fails_once(
     assert run.state is RunState.FAILED and run.attempt == 1, run  # never retried: it cannot pass
     assert run.error.startswith("GET "), run.error
     assert await eventually(lambda: _no_pending(state_redis), what="the entry acked")
+
+
+async def test_server_refuses_another_partition_count(
+    state_redis: Redis, start_scraper: StartScraper
+) -> None:
+    from campaign_common.runs.keys import PARTITION_COUNT_KEY
+
+    await state_redis.set(PARTITION_COUNT_KEY, len(PARTITIONS))
+    with pytest.raises(StartupError, match="SCRAPER_PARTITIONS=3, but this deployment's runs"):
+        await start_scraper(partitions=3)

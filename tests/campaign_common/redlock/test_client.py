@@ -573,3 +573,25 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
         os.kill(hung.pid, signal.SIGCONT)
     # its requests were still in its connection, in order: grant, extend, then release
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
+
+
+async def test_redlock_reachable_names_each_master_that_answers_in_time(
+    make_redlock: MakeRedlock, redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    redlock = make_redlock(pipelined=pipelined)
+
+    async def answers(expected: tuple[bool, ...]) -> bool:
+        return await redlock.reachable(1.0) == expected
+
+    await eventually(lambda: answers((True, True, True)), timeout_s=10, what="all answer")
+    redis_stack.locks[1].kill()
+    await eventually(lambda: answers((True, False, True)), timeout_s=10, what="one killed")
+    hung = redis_stack.locks[2]
+    assert hung.pid is not None
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:  # a hung master never answers: not reachable once the deadline passed
+        assert (await redlock.reachable(0.3))[1:] == (False, False)
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    redis_stack.locks[1].start()
+    await eventually(lambda: answers((True, True, True)), timeout_s=10, what="all back")

@@ -84,3 +84,36 @@ async def test_deadletters_a_run_attempt_is_parked_once(state_redis: Redis) -> N
     with pytest.raises(AttemptClosed):
         await dead.add(_request("s1:9"), "HTTP 503", deliveries=2, writer=Writer("c1"))
     assert await dead.count() == 1
+
+
+async def test_deadletters_of_every_partition_page_together_and_act_by_id(
+    state_redis: Redis,
+) -> None:
+    runs, dead = RunLog(state_redis, PARTITIONS), DeadLetters(state_redis, PARTITIONS)
+    ids = []
+    for n, campaign in enumerate("abcdefgh"):
+        request = _request(f"s{campaign}:{n}")
+        request.campaign_id = campaign
+        await runs.request_run(request, dedupe=False)
+        ids.append(await dead.add(request, "boom", deliveries=1, writer=Writer(campaign)))
+    assert len({dead_id.split("-")[0] for dead_id in ids}) > 1  # several partitions
+    seen: list[str] = []
+    token = ""
+    while True:
+        page, token = await dead.page(3, token)
+        seen += [letter.id for letter in page]
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen)) == 8
+    assert await dead.count() == 8
+    other = next(i for i in ids if not i.startswith("0-"))
+    letter = await dead.get(other)
+    retried = await dead.retry(other)
+    assert retried.run_id == letter.request.run_id
+    assert retried.attempt == letter.request.attempt + 1 and await dead.count() == 7
+    purged = next(i for i in ids if i != other)
+    await dead.purge(purged)
+    assert await dead.count() == 6
+    for gone in (other, purged, f"{len(PARTITIONS)}-1-0", "1-0", "x-1-0"):
+        with pytest.raises(DeadLetterNotFound):
+            await dead.get(gone)

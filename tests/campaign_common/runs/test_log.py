@@ -222,3 +222,27 @@ async def test_runlog_outcome_with_results_and_ack_is_one_write(state_redis: Red
     assert await pending_all(state_redis) == 0
     run = await log.get_run("r")
     assert run is not None and run.state is RunState.SUCCEEDED
+
+
+async def test_runlog_lists_and_finds_runs_over_every_partition(state_redis: Redis) -> None:
+    log = RunLog(state_redis, PARTITIONS)
+    base = now_ms()
+    campaigns = [PARTITIONS.of(c) for c in ("a", "b", "c", "d", "e", "f")]
+    assert len(set(campaigns)) > 1  # the runs below land in several partitions
+    for n, campaign in enumerate("abcdef"):
+        request = _request(f"s{campaign}:{base + n}", base + n, schedule_id=f"s{campaign}")
+        request.campaign_id = campaign
+        await log.request_run(request, dedupe=True)
+    seen: list[str] = []
+    token = ""
+    while True:  # merged newest first, paged across partitions without repeats or gaps
+        runs, token = await log.list_runs(page_size=4, page_token=token)
+        seen += [run.run_id for run in runs]
+        if not token:
+            break
+    assert seen == [f"s{c}:{base + n}" for n, c in reversed(list(enumerate("abcdef")))]
+    found = await log.get_run(f"sd:{base + 3}")  # no campaign given: every partition looked in
+    assert found is not None and found.campaign_id == "d"
+    assert await log.get_run(f"sd:{base + 3}", "d") == found
+    by_campaign, _ = await log.list_runs(campaign_id="e", page_size=10)
+    assert [run.run_id for run in by_campaign] == [f"se:{base + 4}"]

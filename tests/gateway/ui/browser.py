@@ -58,6 +58,12 @@ class Browser:
         field.clear()
         field.send_keys(text)
 
+    def choose(self, css: str, value: str) -> None:
+        """Select the option with ``value`` in the ``<select>`` at ``css``."""
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.find(css)).select_by_value(value)
+
     def click(self, css: str) -> None:
         self.find(css).click()
 

@@ -152,6 +152,56 @@ async def test_browser_create_form_shows_a_field_error_next_to_its_field(
     browser.shot("05-schedules-phone", PHONE)
 
 
+def same_box(browser: Browser, field: Any, error: Any) -> bool:
+    script = "return arguments[0].parentElement === arguments[1].parentElement"
+    return bool(browser.driver.execute_script(script, field, error))
+
+
+async def test_browser_create_with_jitter_in_the_seconds_dialect(
+    browser: Browser, stack: LocalStack, pages: PageServer
+) -> None:
+    log_in(browser)
+    browser.open("/ui/schedules/new")
+    browser.wait(lambda: browser.find_all("#name"), "the create form")
+    browser.type("#name", "Morning sweep")
+    browser.type('[id="schedule.cron"]', "30 0 9 * * *")
+    browser.choose('[id="schedule.cronDialect"]', "seconds6")
+    browser.type('[id="schedule.timezone"]', "UTC")
+    browser.type('[id="schedule.jitterSeconds"]', "99999")
+    browser.type('[id="limits.catchUpWindowSeconds"]', "300")
+    browser.type('[id="scrape.urls"]', pages.page("/sweep", PAGE))
+    browser.type('[id="scrape.selectors"]', "title: h1")
+    browser.click("form.card button.primary")
+    error = browser.wait(
+        lambda: browser.find_all('[id="error-schedule.jitterSeconds"]'), "the jitter error"
+    )[0]
+    assert "43200" in error.text, error.text
+    jitter = browser.find('[id="schedule.jitterSeconds"]')
+    assert jitter.get_attribute("aria-describedby") == "error-schedule.jitterSeconds"
+    assert jitter.get_attribute("value") == "99999", "what was typed is kept"
+    assert same_box(browser, jitter, error), "the error is shown in the field's own box"
+    dialect = browser.find('[id="schedule.cronDialect"] option:checked')
+    assert dialect.get_attribute("value") == "seconds6", "the chosen dialect is kept"
+    browser.shot("03c-create-jitter-error")
+
+    browser.type('[id="schedule.jitterSeconds"]', "600")
+    browser.click("#preview-button")
+    browser.wait(lambda: browser.find_all("#preview"), "the preview")
+    preview = browser.find("#preview").text
+    assert "every day at 09:00:30 UTC, each fire up to 10 min late (jitter)" in preview
+    windows = browser.find_all("#preview li")
+    assert len(windows) == 5 and all(" to " in li.text for li in windows), preview
+    assert "09:00:30 UTC to" in windows[0].text and windows[0].text.endswith("09:10:30 UTC")
+    browser.shot("03d-create-jitter-preview")
+    browser.click("form.card button.primary")
+    browser.wait(lambda: "Schedule created." in browser.text(), "the new schedule's page")
+    schedule_id = browser.driver.current_url.split("/ui/schedules/")[1].split("?")[0]
+    got = (await stack.http.get(f"/v1/schedules/{schedule_id}")).json()
+    assert got["schedule"]["cronDialect"] == "seconds6" and got["schedule"]["jitterSeconds"] == 600
+    assert got["limits"]["catchUpWindowSeconds"] == 300
+    browser.shot("04b-schedule-with-jitter")
+
+
 async def test_browser_a_run_appears_live_and_succeeds(
     browser: Browser, stack: LocalStack, pages: PageServer
 ) -> None:
@@ -269,5 +319,8 @@ async def test_browser_health_page(browser: Browser) -> None:
     assert "Queue lag" in text and "campaigns_runs_pending" in text, "the scheduler's gauges"
     assert "campaigns_scraper_runs_in_flight" in text, "the scraper's gauges"
     assert "Scraper workers seen in the last minute" in text, "from the scheduler's gauge"
+    assert "Lock masters reachable\n3 of 3" in text, "the scraper's lock-master probe"
+    masters = browser.find_all("table.by-master tbody tr")
+    assert [row.text for row in masters] == ["0 1", "1 1", "2 1"]
     browser.shot("13-health")
     browser.shot("13-health-phone", PHONE)

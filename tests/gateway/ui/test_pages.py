@@ -6,12 +6,14 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime, time, timedelta
 from html.parser import HTMLParser
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from gateway.ui.form_fields import BY_PATH
 from gateway.ui.routing import CONTENT_SECURITY_POLICY
 from gateway.ui.session import COOKIE
 from tests.gateway.conftest import API_KEY, running_gateway
@@ -199,6 +201,140 @@ async def test_ui_create_form_previews_the_next_fire_times_without_saving(
     assert "cron" in field_error(bad.text, "schedule.cron")
 
 
+def form_names(html: str) -> dict[str, str | None]:
+    """Every form field of a page: name -> type (None for select and textarea)."""
+    found = {}
+    for tag, attrs in tags(html):
+        if tag in ("input", "select", "textarea") and attrs.get("name"):
+            found[str(attrs["name"])] = attrs.get("type")
+    return found
+
+
+def hidden_value(html: str, name: str) -> str:
+    match = re.search(rf'<input type="hidden" name="{re.escape(name)}" value="([^"]*)">', html)
+    assert match, f"no hidden {name}"
+    return match.group(1)
+
+
+SECONDS6 = {
+    **FORM,
+    "schedule.cron": "30 0 9 * * *",
+    "schedule.cronDialect": "seconds6",
+    "schedule.timezone": "UTC",
+    "schedule.jitterSeconds": "600",
+    "limits.catchUpWindowSeconds": "120",
+}
+
+
+async def test_ui_schedule_forms_offer_every_field_of_the_request(
+    session: httpx.AsyncClient,
+) -> None:
+    page = await session.get("/ui/schedules/new")
+    names = form_names(page.text)
+    assert set(BY_PATH) <= set(names), set(BY_PATH) - set(names)
+    assert names["requestId"] == "hidden" and names["schedule.jitterSeconds"] == "number"
+    first = hidden_value(page.text, "requestId")
+    again = hidden_value((await session.get("/ui/schedules/new")).text, "requestId")
+    assert len(first) >= 32 and first != again, "a request id per opened form"
+
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=SECONDS6))
+    edit = await session.get(f"/ui/schedules/{schedule_id}/edit")
+    names = form_names(edit.text)
+    assert set(BY_PATH) - {"requestId"} <= set(names), set(BY_PATH) - set(names)
+    assert "requestId" not in names, "an update is checked by version, not request id"
+
+
+async def test_ui_create_and_edit_keep_jitter_dialect_and_catch_up_window(
+    session: httpx.AsyncClient,
+) -> None:
+    api_key = {"Authorization": f"Bearer {API_KEY}"}
+    schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=SECONDS6))
+    stored = (await session.get(f"/v1/schedules/{schedule_id}", headers=api_key)).json()
+    assert stored["schedule"]["cronDialect"] == "seconds6"
+    assert stored["schedule"]["jitterSeconds"] == 600
+    assert stored["limits"]["catchUpWindowSeconds"] == 120
+    detail = await session.get(f"/ui/schedules/{schedule_id}")
+    assert "each fire up to 10 min late (jitter)" in detail.text
+
+    edit = await session.get(f"/ui/schedules/{schedule_id}/edit")
+    assert 'name="schedule.jitterSeconds" type="number" value="600"' in edit.text
+    assert 'name="limits.catchUpWindowSeconds" type="number" value="120"' in edit.text
+    assert '<option value="seconds6" selected>' in edit.text
+    form = {**SECONDS6, "version": "1", "name": "Renamed"}
+    saved = await session.post(f"/ui/schedules/{schedule_id}/edit", data=form)
+    assert saved.status_code == 303, saved.text
+    after = (await session.get(f"/v1/schedules/{schedule_id}", headers=api_key)).json()
+    assert after["version"] == 2 and after["name"] == "Renamed"
+    assert after["schedule"] == stored["schedule"], "an edit keeps jitter and dialect"
+    assert after["limits"] == stored["limits"], "and the catch-up window"
+
+
+async def test_ui_jitter_dialect_and_catch_up_errors_are_shown_next_to_their_fields(
+    session: httpx.AsyncClient,
+) -> None:
+    bad = {
+        **SECONDS6,
+        "schedule.jitterSeconds": "99999",
+        "limits.catchUpWindowSeconds": "-1",
+    }
+    response = await session.post("/ui/schedules/new", data=bad)
+    assert response.status_code == 400
+    assert "43200" in field_error(response.text, "schedule.jitterSeconds")
+    assert field_error(response.text, "limits.catchUpWindowSeconds")
+    assert 'aria-describedby="error-schedule.jitterSeconds"' in response.text
+    assert 'name="schedule.jitterSeconds" type="number" value="99999"' in response.text
+
+    five = await session.post("/ui/schedules/new", data={**SECONDS6, "schedule.cron": "0 9 * * *"})
+    assert five.status_code == 400, "a 5-field cron in the seconds dialect"
+    assert field_error(five.text, "schedule.cron")
+
+    unknown = await session.post(
+        "/ui/schedules/new", data={**SECONDS6, "schedule.cronDialect": "quartz"}
+    )
+    assert unknown.status_code == 400
+    assert field_error(unknown.text, "schedule.cronDialect")
+    assert '<option value="quartz" selected>quartz (as typed)</option>' in unknown.text
+    listed = await session.get("/ui/schedules")
+    assert "Spring leads" not in listed.text, "nothing saved"
+
+
+async def test_ui_preview_shows_the_jitter_window_of_each_fire_in_the_dialect(
+    session: httpx.AsyncClient,
+) -> None:
+    preview = await session.post("/ui/schedules/new", data={**SECONDS6, "action": "preview"})
+    assert preview.status_code == 200, preview.text
+    assert "each fire up to 10 min late (jitter)" in preview.text
+    windows = re.findall(
+        r'<li><time datetime="([^"]+)">[^<]*</time> to <time datetime="([^"]+)">', preview.text
+    )
+    assert len(windows) == 5, preview.text
+    for start, end in windows:
+        start_at, end_at = datetime.fromisoformat(start), datetime.fromisoformat(end)
+        assert start_at.time() == time(9, 0, 30), "the seconds field is the first of six"
+        assert end_at - start_at == timedelta(minutes=10), "each fire runs within its jitter"
+
+    plain = {**SECONDS6, "schedule.jitterSeconds": "", "action": "preview"}
+    exact = await session.post("/ui/schedules/new", data=plain)
+    times = re.findall(r'<li><time datetime="([^"]+)">[^<]*</time></li>', exact.text)
+    assert [start for start, _ in windows] == times, "without jitter: the fires' own times"
+
+
+async def test_ui_the_same_create_form_sent_twice_creates_one_schedule(
+    session: httpx.AsyncClient,
+) -> None:
+    page = await session.get("/ui/schedules/new")
+    form = {**FORM, "requestId": hidden_value(page.text, "requestId")}
+    first = schedule_id_of(await session.post("/ui/schedules/new", data=form))
+    second = schedule_id_of(await session.post("/ui/schedules/new", data=form))
+    assert first == second
+    listed = await session.get("/v1/schedules", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert [s["scheduleId"] for s in listed.json()["schedules"]] == [first]
+
+    changed = await session.post("/ui/schedules/new", data={**form, "name": "Other"})
+    assert changed.status_code == 409 and "new request_id" in changed.text
+    assert 'value="Other"' in changed.text, "what was typed is kept"
+
+
 async def test_ui_edit_saves_with_the_version_check(session: httpx.AsyncClient) -> None:
     api_key = {"Authorization": f"Bearer {API_KEY}"}
     schedule_id = schedule_id_of(await session.post("/ui/schedules/new", data=FORM))
@@ -337,46 +473,105 @@ async def test_ui_dead_letter_commands_on_unknown_ids_are_404_pages(
     assert purged.status_code == 404
 
 
+UNLABELLED = (
+    "# HELP campaigns_runs_lag Run requests not yet delivered to any scraper\n"
+    "# TYPE campaigns_runs_lag gauge\n"
+    "campaigns_runs_lag 7.0\n"
+    "# HELP campaigns_scraper_workers_seen Scraper workers seen in the last 60 s\n"
+    "# TYPE campaigns_scraper_workers_seen gauge\n"
+    "campaigns_scraper_workers_seen 2.0\n"
+    "# HELP campaigns_scheduler_schedules Schedules by state\n"
+    "# TYPE campaigns_scheduler_schedules gauge\n"
+    'campaigns_scheduler_schedules{state="active"} 3.0\n'
+    "# HELP campaigns_fires_created When the counter was created\n"
+    "# TYPE campaigns_fires_created gauge\n"
+    "campaigns_fires_created 1.7e9\n"
+    "# HELP campaigns_run_outcomes_total Final run outcomes\n"
+    "# TYPE campaigns_run_outcomes_total counter\n"
+    'campaigns_run_outcomes_total{outcome="succeeded"} 4.0\n'
+)
+PARTITIONED = (
+    "# HELP campaigns_runs_lag Run requests not yet delivered to any scraper\n"
+    "# TYPE campaigns_runs_lag gauge\n"
+    'campaigns_runs_lag{partition="0"} 3.0\n'
+    'campaigns_runs_lag{partition="1"} 4.0\n'
+    "# HELP campaigns_runs_pending Delivered, not yet acknowledged\n"
+    "# TYPE campaigns_runs_pending gauge\n"
+    'campaigns_runs_pending{partition="0"} 1.0\n'
+    'campaigns_runs_pending{partition="1"} 0.0\n'
+    "# HELP campaigns_scheduler_partition_owned 1 for each partition a replica owns\n"
+    "# TYPE campaigns_scheduler_partition_owned gauge\n"
+    'campaigns_scheduler_partition_owned{partition="0",replica="sched-a"} 1.0\n'
+)
+LOCKS = (
+    "# HELP campaigns_lock_masters_reachable Lock masters that answered\n"
+    "# TYPE campaigns_lock_masters_reachable gauge\n"
+    "campaigns_lock_masters_reachable 2.0\n"
+    "# HELP campaigns_lock_master_up Per lock master\n"
+    "# TYPE campaigns_lock_master_up gauge\n"
+    'campaigns_lock_master_up{master="0"} 1.0\n'
+    'campaigns_lock_master_up{master="1"} 0.0\n'
+    'campaigns_lock_master_up{master="2"} 1.0\n'
+)
+
+
 @pytest.fixture
-def metrics_endpoint() -> Iterator[str]:
-    exposition = (
-        "# HELP campaigns_runs_lag Run requests not yet delivered to any scraper\n"
-        "# TYPE campaigns_runs_lag gauge\n"
-        "campaigns_runs_lag 7.0\n"
-        "# HELP campaigns_scraper_workers_seen Scraper workers seen in the last 60 s\n"
-        "# TYPE campaigns_scraper_workers_seen gauge\n"
-        "campaigns_scraper_workers_seen 2.0\n"
-        "# HELP campaigns_scheduler_schedules Schedules by state\n"
-        "# TYPE campaigns_scheduler_schedules gauge\n"
-        'campaigns_scheduler_schedules{state="active"} 3.0\n'
-        "# HELP campaigns_fires_created When the counter was created\n"
-        "# TYPE campaigns_fires_created gauge\n"
-        "campaigns_fires_created 1.7e9\n"
-        "# HELP campaigns_run_outcomes_total Final run outcomes\n"
-        "# TYPE campaigns_run_outcomes_total counter\n"
-        'campaigns_run_outcomes_total{outcome="succeeded"} 4.0\n'
-    )
-    with PageServer({"/metrics": (200, exposition)}) as server:
-        yield server.url("/metrics")
+def metrics_endpoint() -> Iterator[PageServer]:
+    pages = {
+        "/unlabelled": (200, UNLABELLED),
+        "/partitioned": (200, PARTITIONED),
+        "/locks": (200, LOCKS),
+    }
+    with PageServer(pages) as server:
+        yield server
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
 async def test_ui_health_shows_the_scheduler_and_its_gauges(
-    scheduler_target: str, metrics_endpoint: str
+    scheduler_target: str, metrics_endpoint: PageServer
 ) -> None:
-    down = metrics_endpoint.replace("/metrics", "/missing")
     async with running_gateway(
         scheduler_target=scheduler_target,
-        ui_scheduler_metrics_url=metrics_endpoint,
-        ui_scraper_metrics_url=down,
+        ui_scheduler_metrics_url=metrics_endpoint.url("/unlabelled"),
+        ui_scraper_metrics_url=metrics_endpoint.url("/missing"),
     ) as client:
         page = (await client.get("/ui/health")).text
     assert "SERVING" in page
     assert "Queue lag (run requests not yet delivered)</dt><dd>7<" in page
     assert "Scraper workers seen in the last minute</dt><dd>2<" in page
-    assert "campaigns_scheduler_schedules" in page and "state=active" in page
+    assert "campaigns_scheduler_schedules" in page and "By state" in page
+    assert '<th scope="row">active</th>' in page
     assert "campaigns_run_outcomes_total" not in page, "counters are not gauges"
     assert "campaigns_fires_created" not in page
     assert "not readable" in page and "404" in page
+    assert "not exported by the services yet" not in page
+
+
+async def test_ui_health_shows_partitions_with_their_owner_and_lock_masters(
+    scheduler_target: str, metrics_endpoint: PageServer
+) -> None:
+    async with running_gateway(
+        scheduler_target=scheduler_target,
+        ui_scheduler_metrics_url=metrics_endpoint.url("/partitioned"),
+        ui_scraper_metrics_url=metrics_endpoint.url("/locks"),
+    ) as client:
+        response = await client.get("/ui/health")
+    page, text = response.text, text_of(response.text)
+    assert_no_inline_code(page)
+    assert "Queue lag (run requests not yet delivered) 7 " in text, "summed over partitions"
+    assert "Pending (delivered, not yet acknowledged) 1 " in text
+    assert "Partitions owned by a scheduler replica 1 of 2 " in text
+    assert "Lock masters reachable 2 of 3 " in text
+    table = re.search(r'<table class="gauges by-partition">.*?</table>', page, re.S)
+    assert table, page
+    rows = text_of(table.group(0))
+    assert "Partition campaigns_runs_lag campaigns_runs_pending Owned by" in rows
+    assert " 0 3 1 sched-a " in rows and " 1 4 0 none " in rows
+    assert "sched-a 0" in text_of(page.split("Scheduler replicas and the partitions")[1])
+    assert '<table class="gauges by-master">' in page
 
 
 async def test_ui_static_files_are_served_and_nothing_else(session: httpx.AsyncClient) -> None:

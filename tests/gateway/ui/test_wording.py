@@ -65,6 +65,19 @@ def test_wording_numbers_drop_a_zero_fraction() -> None:
 
 def test_wording_names_the_seconds_dialect_and_the_jitter() -> None:
     spec = {"cron": "30 0 8 * * *", "cronDialect": "seconds6", "timezone": "Asia/Tokyo"}
-    assert describe_spec(spec) == "cron with seconds 30 0 8 * * * Asia/Tokyo"
+    assert describe_spec(spec) == "every day at 08:00:30 Asia/Tokyo"
+    assert describe_spec({**spec, "cron": "*/10 0 8 * * *"}) == (
+        "cron with seconds */10 0 8 * * * Asia/Tokyo"
+    )
+    assert describe_spec({**spec, "cron": "0 */15 * * * 1-5"}) == (
+        "every 15 minutes on weekdays Asia/Tokyo"
+    )
+    assert describe_spec({**spec, "cron": "30 */15 * * * *"}) == (
+        "cron with seconds 30 */15 * * * * Asia/Tokyo"
+    ), "not every 15 minutes on the minute"
+    assert describe_spec({**spec, "cron": "0 8 * * *"}) == "cron with seconds 0 8 * * * Asia/Tokyo"
+    assert describe_spec({**spec, "cronDialect": "posix5", "cron": "0 8 * * *"}) == (
+        "every day at 08:00 Asia/Tokyo"
+    )
     jittered = {"intervalSeconds": 3600, "jitterSeconds": 90}
     assert describe_spec(jittered) == "every 1 h, each fire up to 90 s late (jitter)"
