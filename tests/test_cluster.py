@@ -161,11 +161,15 @@ async def test_cluster_run_path_survives_a_master_restart(
                 assert record is not None and record.state is RunState.SUCCEEDED
             schedule = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=schedule_id))
             assert schedule.version == created.version
-            after = await eventually(
-                lambda: succeeded(restarted_ms, 2),
-                timeout_s=30,
-                what="2 runs fired after the restart SUCCEEDED",
-            )
+            try:
+                after = await eventually(
+                    lambda: succeeded(restarted_ms, 2),
+                    timeout_s=30,
+                    what="2 runs fired after the restart SUCCEEDED",
+                )
+            except AssertionError as exc:  # the services' own account of the restart
+                logs = {name: p.logs()[-4000:] for name, p in processes.items()}
+                raise AssertionError(f"{exc}; logs: {logs}") from exc
 
         async def settled() -> bool:
             """Nothing pending and every run the schedule requested has a final event."""

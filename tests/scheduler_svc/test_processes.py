@@ -277,7 +277,9 @@ def _fires(run_ids: list[str], schedule_id: str) -> list[int]:
 async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
     spawn: Callable[..., object], state_redis: Redis
 ) -> None:
-    first, target = await spawn(SCHEDULER_CATCH_UP_WINDOW_S="2")  # type: ignore[misc]
+    first, target = await spawn(  # type: ignore[misc]
+        SCHEDULER_CATCH_UP_WINDOW_S="2", SCHEDULER_PARTITION_LEASE_S="0.5"
+    )
     async with grpc.aio.insecure_channel(target) as channel:
         stub = api_grpc.SchedulerServiceStub(channel)
         created = await stub.AddScheduledCampaign(_add(1, "down for a while"), timeout=5)
@@ -294,9 +296,19 @@ async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
 
     await eventually(outage_long_enough, timeout_s=10, what="a 5 s outage")
     restart_ms = now_ms()
-    await spawn(SCHEDULER_CATCH_UP_WINDOW_S="2")
-    # The replica computes its window when it recovers, before it reports ready: a loaded
-    # machine may take seconds to start it, so the window ends no later than readiness.
+    await spawn(
+        SCHEDULER_CATCH_UP_WINDOW_S="2",
+        SCHEDULER_REPLICA_NAME="restarted",
+        SCHEDULER_PARTITION_LEASE_S="0.5",
+    )
+    # The killed replica's partition leases run out (it cannot give them back), then the new
+    # one takes them and computes the window: the window ends no later than that.
+    everything = {p.index for p in PARTITIONS}
+    await eventually(
+        lambda: _leased_all(state_redis, "restarted", everything),
+        timeout_s=15,
+        what="the restarted replica holding every partition",
+    )
     ready_ms = now_ms()
     runs = RunLog(state_redis, PARTITIONS)
 
