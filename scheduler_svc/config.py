@@ -80,6 +80,13 @@ class SchedulerSettings(ServiceSettings):
     # Log entries already in the snapshot are trimmed once this old; a replica lagging further
     # behind reloads from the snapshot.
     log_keep_s: float = Field(3600.0, ge=0)
+    # Run retention: run records, run indexes, written markers, results lists and campaign
+    # fences expire this long after their last write. Must equal SCRAPER_RUN_RETENTION_S (the
+    # scraper writes the same keys; docs/operations.md).
+    run_retention_s: float = Field(14 * 24 * 3600.0, gt=0)
+    # Stored replies of re-sendable scripts (campaign_common.runs.opscript) live this long:
+    # longer than any client re-send of one call (seconds), by a wide margin.
+    operation_ttl_s: float = Field(3600.0, gt=0)
     # How often one replica's housekeeping trims and forgets (every replica may run it).
     housekeeping_interval_s: float = Field(60.0, gt=0)
 

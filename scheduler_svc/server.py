@@ -114,7 +114,8 @@ class SchedulerServer:
             await self._redis.aclose()
             raise StartupError(str(exc)) from exc
         store = ScheduleStore(self._redis, partitions)
-        runs = RunLog(self._redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        ttls = run_ttls(s)
+        runs = RunLog(self._redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000, **ttls)
         registry = Registry()
         window_ms = int(s.catch_up_window_s * 1000)
         self._commands = commands = Commands(
@@ -124,7 +125,9 @@ class SchedulerServer:
         self._fire_redis = make_state_client(
             s.state_topology(), s.redis_timeout_s, max_connections=s.fire_concurrency + 2
         )
-        fire_runs = RunLog(self._fire_redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000)
+        fire_runs = RunLog(
+            self._fire_redis, partitions, dedupe_ttl_ms=s.run_dedupe_ttl_s * 1000, **ttls
+        )
         self._firing = firing = Firing(
             fire_runs, retry_window_ms=window_ms, max_in_flight=s.fire_concurrency
         )
@@ -159,8 +162,8 @@ class SchedulerServer:
         outcomes = await self._outcome_followers(runs, commands, partitions)
         gauges = StreamGauges(
             runs,
-            DeadLetters(self._redis, partitions),
-            RetryQueue(self._redis, partitions),
+            DeadLetters(self._redis, partitions, **ttls),
+            RetryQueue(self._redis, partitions, **ttls),
             ReplicaRoster(self._redis, s.replica_name),
             s.gauge_refresh_s,
             self._leases,
@@ -190,7 +193,7 @@ class SchedulerServer:
             on_health_change=self._report_health,
         )
         self._background = asyncio.create_task(self._supervisor.run(), name="background-loops")
-        dead_letters = DeadLetters(self._redis, partitions)
+        dead_letters = DeadLetters(self._redis, partitions, **ttls)
         await self._serve_grpc(
             SchedulerServicer(
                 commands,
@@ -322,6 +325,14 @@ class SchedulerServer:
         if self._fire_redis is not None:
             await self._fire_redis.aclose()
         log.info("scheduler stopped")
+
+
+def run_ttls(s: SchedulerSettings) -> dict[str, int]:
+    """The TTLs of the run keys this service writes (`RunLog`, `RetryQueue`, `DeadLetters`)."""
+    return {
+        "run_ttl_ms": int(s.run_retention_s * 1000),
+        "op_ttl_ms": int(s.operation_ttl_s * 1000),
+    }
 
 
 async def _connect_state(s: SchedulerSettings) -> Redis:

@@ -88,6 +88,13 @@ class ScraperSettings(ServiceSettings):
     # Allow fetching private, loopback, link-local and metadata addresses (local stack only).
     allow_private_targets: bool = False
     results_cap: int = Field(1000, ge=1)
+    # Run retention: run records, written markers, results lists and campaign fences (in the
+    # state and on the lock masters) expire this long after their last write or acquisition.
+    # Must equal SCHEDULER_RUN_RETENTION_S (docs/operations.md), and outlive any lease plus the
+    # take-over of a dead worker's runs (checked below; campaign_common.runs.writer says why).
+    run_retention_s: float = Field(14 * 24 * 3600.0, gt=0)
+    # Stored replies of re-sendable scripts (campaign_common.runs.opscript) live this long.
+    operation_ttl_s: float = Field(3600.0, gt=0)
     shutdown_grace_s: float = Field(10.0, ge=0)
 
     def other_redis_urls(self) -> list[tuple[str, str]]:
@@ -100,5 +107,17 @@ class ScraperSettings(ServiceSettings):
                 f"reclaim_idle_ms ({self.reclaim_idle_ms}) must be longer than lock_ttl_ms "
                 f"({self.lock_ttl_ms}): a dead worker's campaign lock must have expired before "
                 "its runs are taken over"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fences_outlive_leases(self) -> ScraperSettings:
+        longest_s = self.lock_max_lease_s + self.reclaim_idle_ms / 1000
+        if self.run_retention_s <= longest_s:
+            raise ValueError(
+                f"SCRAPER_RUN_RETENTION_S ({self.run_retention_s:g}) must be longer than "
+                f"lock_max_lease_s + reclaim_idle_ms ({longest_s:g} s): a campaign fence must "
+                "outlive every lease and the take-over of a dead worker's runs, or a stale "
+                "holder's write could pass it"
             )
         return self

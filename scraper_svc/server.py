@@ -107,6 +107,7 @@ class ScraperServer:
                 self._lock_clients,
                 node_timeout_s=s.lock_node_timeout_s,
                 drift_factor=s.lock_drift_factor,
+                fence_ttl_ms=int(s.run_retention_s * 1000),
             )
             await _connect_redlock(self._redlock)
             partitions = Partitions(s.partitions)
@@ -115,7 +116,12 @@ class ScraperServer:
             except PartitionCountMismatch as exc:
                 raise StartupError(str(exc)) from exc
             store = ScraperStore(
-                self._redis, partitions, consumer=s.consumer_name, results_cap=s.results_cap
+                self._redis,
+                partitions,
+                consumer=s.consumer_name,
+                results_cap=s.results_cap,
+                run_ttl_ms=int(s.run_retention_s * 1000),
+                op_ttl_ms=int(s.operation_ttl_s * 1000),
             )
             await store.ensure_group()
         except BaseException:

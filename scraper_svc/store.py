@@ -36,8 +36,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from campaign_common.runs.deadletters import DeadLetters
-from campaign_common.runs.keys import SCRAPER_GROUP, Partitions
+from campaign_common.runs.keys import RUN_RETENTION_MS, SCRAPER_GROUP, Partitions
 from campaign_common.runs.log import RunLog
+from campaign_common.runs.opscript import OP_TTL_MS
 from campaign_common.runs.record import RunState
 from campaign_common.runs.retryqueue import RetryQueue
 from campaign_common.runs.writer import AttemptClosed, Writer
@@ -85,20 +86,28 @@ class ScraperStore:
     """
 
     def __init__(
-        self, redis: Redis, partitions: Partitions, *, consumer: str, results_cap: int
+        self,
+        redis: Redis,
+        partitions: Partitions,
+        *,
+        consumer: str,
+        results_cap: int,
+        run_ttl_ms: int = RUN_RETENTION_MS,
+        op_ttl_ms: int = OP_TTL_MS,
     ) -> None:
         self._redis = redis
         self.partitions = partitions
         self.consumer = consumer
-        self._runs = RunLog(redis, partitions, results_cap=results_cap)
+        ttls = {"run_ttl_ms": run_ttl_ms, "op_ttl_ms": op_ttl_ms}
+        self._runs = RunLog(redis, partitions, results_cap=results_cap, **ttls)
         self._admit = redis.register_script(ADMIT_TO_WINDOW)
         self._claim_buffer = redis.register_script(CLAIM_BUFFER)
         self._release_buffer = redis.register_script(RELEASE_BUFFER)
         self._set_idle = redis.register_script(SET_IDLE)
         self._ack_owned = redis.register_script(ACK_OWNED)
         self._look_up = redis.register_script(LOOK_UP)
-        self._retries = RetryQueue(redis, partitions)
-        self._dead = DeadLetters(redis, partitions)
+        self._retries = RetryQueue(redis, partitions, **ttls)
+        self._dead = DeadLetters(redis, partitions, **ttls)
 
     @property
     def redis(self) -> Redis:

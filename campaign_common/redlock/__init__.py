@@ -92,7 +92,8 @@ Assumptions:
   otherwise mutual exclusion can be broken during that window.
 - A3 fences increase from lease to lease as long as a majority of masters keeps its data: at
   any moment at most N - quorum masters may have lost their counters since an acquisition last
-  reached them. Counter keys have no TTL (one small key per resource ever locked). Relaxed by
+  reached them. Counter keys expire ``fence_ttl_ms`` after their last grant (0: never; why
+  that keeps fences monotonic with the state's floor: `campaign_common.runs.writer`). Relaxed by
   ``fence_floor`` (above): when more masters lose their data, a caller that passes the highest
   fence its store accepted still gets fences above it, so a wipe never blocks a resource.
 - A4 the process: a holder that is paused longer than its validity (GC, SIGSTOP) loses

@@ -66,6 +66,7 @@ class Redlock(MasterQuorum):
         connect_timeout_s: float = 1.0,
         close_timeout_s: float = 2.0,
         on_attempt: Callable[[AttemptStats], None] | None = None,
+        fence_ttl_ms: int = 0,
     ) -> None:
         if not clients:
             raise ValueError("Redlock needs at least one master")
@@ -78,6 +79,8 @@ class Redlock(MasterQuorum):
         self.retry_count = retry_count
         self.retry_delay_ms = retry_delay_ms
         self.close_timeout_s = close_timeout_s
+        # Expiry of the fence counters, refreshed by every grant (0: never; scripts module).
+        self._fence_ttl = b"%d" % max(0, fence_ttl_ms)
         self.on_attempt = on_attempt
         self.counters = RedlockCounters()
         stall_s = max(1.0, 20 * node_timeout_s)
@@ -168,7 +171,7 @@ class Redlock(MasterQuorum):
         token = secrets.token_bytes(TOKEN_BYTES)
         started = time.monotonic()
         timeout_s = self._node_timeout(ttl_ms)
-        parts = (key, counter, token, b"%d" % ttl_ms, floor)
+        parts = (key, counter, token, b"%d" % ttl_ms, floor, self._fence_ttl)
         acquired = self._fan_out(ACQUIRE, parts, self._all, self.quorum, timeout_s)
         await acquired.future
         self.counters.attempts += 1
@@ -209,7 +212,7 @@ class Redlock(MasterQuorum):
                     self._heal_counter(key, counter, token, fence, index, reply)
             return fence
         self.counters.fence_confirmations += 1
-        parts = (key, counter, token, b"%d" % fence)
+        parts = (key, counter, token, b"%d" % fence, self._fence_ttl)
         confirmed = self._fan_out(CONFIRM_FENCE, parts, self._all, self.quorum, timeout_s)
         await confirmed.future
         return fence if confirmed.ok >= self.quorum else None
@@ -219,7 +222,7 @@ class Redlock(MasterQuorum):
     ) -> None:
         """A master answered after the decision, or lags: raise its counter to the fence."""
         if type(reply) is int and reply < fence:
-            parts = (key, counter, token, b"%d" % fence)
+            parts = (key, counter, token, b"%d" % fence, self._fence_ttl)
             self._nodes[index].call(CONFIRM_FENCE, parts, CONFIRM_FENCE.wire(*parts), _ignore)
 
     async def _release_partial(

@@ -5,8 +5,10 @@ a KEYS/ARGV header. Per resource each master holds two keys that share one hash 
 script stays valid on a Redis Cluster node too:
 
 - ``redlock:{<resource>}``        the lock: value = the holder's random token, PX = the TTL;
-- ``redlock:{<resource>}:fence``  the fencing counter: an integer that only ever grows; it has
-  no TTL, because a fence must outlive every lease (one small key per resource ever locked).
+- ``redlock:{<resource>}:fence``  the fencing counter: an integer that only ever grows while it
+  exists; it expires ``fence_ttl_ms`` after the resource's last acquisition or confirmation
+  (`Redlock`'s setting, far longer than any lease; 0: never), so resources nobody locks any
+  more leave nothing behind (why fences stay monotonic: `campaign_common.runs.writer`).
 
 Scripts are invoked with EVALSHA; the connection layer loads them (SCRIPT LOAD) when it connects
 and again whenever a master answers NOSCRIPT (a restarted master has an empty script cache).
@@ -69,13 +71,14 @@ class LuaScript:
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
 # ARGV[1] token (fresh for every acquisition attempt); ARGV[2] TTL in milliseconds;
-# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor)
+# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor); ARGV[4] counter TTL ms (0: none)
 # Sets the lock if it is free, or refreshes it if this token already holds it (the same request
 # re-sent after its reply was lost; attempts never share a token, so this never refreshes the
 # key of another attempt), then increments the fence counter and, if the result is not above
 # the floor, raises the counter to floor + 1. The raise goes through SET floor + INCR so that
 # Redis does the arithmetic on 64-bit integers (Lua numbers are doubles, and a double passed to
 # redis.call may be formatted in exponent notation). The counter is never lowered.
+# The counter's expiry is refreshed with each grant.
 # Returns the counter after the increment (> floor, >= 1) when the token holds the lock, else 0.
 ACQUIRE = LuaScript(
     "acquire",
@@ -91,15 +94,17 @@ if fence <= tonumber(ARGV[3]) then
   redis.call('SET', KEYS[2], ARGV[3])
   fence = redis.call('INCR', KEYS[2])
 end
+if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return fence
 """,
     numkeys=2,
-    nargs=3,
+    nargs=4,
 )
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
-# ARGV[1] token; ARGV[2] fence (decimal integer)
-# Raises the fence counter to at least ARGV[2] (never lowers it), whoever holds the lock.
+# ARGV[1] token; ARGV[2] fence (decimal integer); ARGV[3] counter TTL ms (0: none)
+# Raises the fence counter to at least ARGV[2] (never lowers it) and refreshes its expiry,
+# whoever holds the lock.
 # Returns 1 when the lock still holds this token (the raise counts for the quorum), 0 otherwise.
 CONFIRM_FENCE = LuaScript(
     "confirm_fence",
@@ -108,13 +113,14 @@ local fence = tonumber(ARGV[2])
 if (tonumber(redis.call('GET', KEYS[2])) or 0) < fence then
   redis.call('SET', KEYS[2], ARGV[2])
 end
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
 """,
     numkeys=2,
-    nargs=2,
+    nargs=3,
 )
 
 # KEYS[1] lock key

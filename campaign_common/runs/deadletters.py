@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, EnvelopeError, decode_body, wrap
 from campaign_common.errors import CampaignCommonError
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.keys import Partition, Partitions
-from campaign_common.runs.opscript import idempotent
+from campaign_common.runs.keys import RUN_RETENTION_MS, Partition, Partitions
+from campaign_common.runs.opscript import OP_TTL_MS, idempotent
 from campaign_common.runs.record import Rank, RunState, flatten
 from campaign_common.runs.writer import Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
@@ -36,9 +36,9 @@ from campaigns.v1 import events_pb2
 # run hash field/value pairs.
 # Returns {1, dead id}, or {0, why} when the writer or the attempt is refused (nothing written;
 # see campaign_common.runs.writer: a run is dead-lettered once per attempt).
-_ADD = worker_script(
-    """
-local why = writer_refusal(KEYS[4], KEYS[5], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+_ADD = """
+local why = writer_refusal(
+    KEYS[4], KEYS[5], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[6])
   or attempt_refusal(KEYS[3], tonumber(ARGV[5]), 2)
 if why then return {0, why} end
 local n = tonumber(ARGV[7])
@@ -53,14 +53,12 @@ redis.call('PEXPIRE', KEYS[3], ARGV[6])
 if ARGV[4] ~= '' then redis.call('XACK', KEYS[5], ARGV[2], ARGV[4]) end
 return {1, id}
 """
-)
 
 # KEYS[1] dead-letter stream, KEYS[2] runs stream, KEYS[3] run hash, KEYS[4] operation key
 # ARGV[1] dead-letter id, ARGV[2] run hash ttl ms, ARGV[3] n envelope pairs,
 # ARGV[4 .. 3+2n] the new RunRequested envelope, the rest: run hash field/value pairs.
 # Returns the runs stream id, or false when the dead letter does not exist (any more).
-_RETRY = idempotent(
-    """
+_RETRY = """
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
 redis.call('XDEL', KEYS[1], ARGV[1])
 local n = tonumber(ARGV[3])
@@ -74,12 +72,11 @@ redis.call('HSET', KEYS[3], unpack(hash))
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return id
 """
-)
 
 # KEYS[1] dead-letter stream, KEYS[2] operation key
 # ARGV[1] dead-letter id
 # Returns 1 when deleted, 0 when it did not exist (a re-send answers what the first run did).
-_PURGE = idempotent("return redis.call('XDEL', KEYS[1], ARGV[1])")
+_PURGE = "return redis.call('XDEL', KEYS[1], ARGV[1])"
 
 
 class DeadLetterNotFound(CampaignCommonError, LookupError):
@@ -121,14 +118,15 @@ class DeadLetters:
         redis: Redis,
         partitions: Partitions,
         *,
-        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+        run_ttl_ms: int = RUN_RETENTION_MS,
+        op_ttl_ms: int = OP_TTL_MS,
     ) -> None:
         self._redis = redis
         self._partitions = partitions
         self._run_ttl_ms = run_ttl_ms
-        self._add = redis.register_script(_ADD)
-        self._retry = redis.register_script(_RETRY)
-        self._purge = redis.register_script(_PURGE)
+        self._add = redis.register_script(worker_script(_ADD, op_ttl_ms=op_ttl_ms))
+        self._retry = redis.register_script(idempotent(_RETRY, op_ttl_ms))
+        self._purge = redis.register_script(idempotent(_PURGE, op_ttl_ms))
 
     async def add(
         self,

@@ -31,16 +31,28 @@ Keys of partition p (``{runs:<p>}``)
                           the run retention are pruned at each emission, and the key expires
                           one retention after its newest run. ``idx:all`` is per partition;
                           a list of every run merges the partitions' pages.
-    results:<campaign_id> list of ScrapeResult protobufs, newest first, capped
-    emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules)
+    results:<campaign_id> list of ScrapeResult protobufs, newest first, capped; expires one run
+                          retention after its newest write
+    emitted:<schedule_id> scheduled runs emitted so far (kept only for capped schedules; one
+                          per existing capped schedule: deleted with the schedule)
     guard:<schedule_id>   hash version, active: the schedule as the scheduler's command path
                           stored it; scheduled emissions are checked against it
                           (`campaign_common.runs.emission`)
-    fence:<campaign_id>   highest lock fencing token that wrote for the campaign
+    fence:<campaign_id>   highest lock fencing token that wrote for the campaign; expires one run
+                          retention after the campaign's last fenced write (why that keeps
+                          fences monotonic: `campaign_common.runs.writer`)
     written:<run_id>:<attempt>
                           marker: that attempt's results are stored (TTL = run retention), so
                           an attempt re-run after a crash never stores them twice
-    op:<op_id>            a re-sendable script's stored reply (`campaign_common.runs.opscript`)
+    op:<op_id>            a re-sendable script's stored reply (`campaign_common.runs.opscript`;
+                          TTL: the services' operation TTL, 1 hour)
+
+Retention. Every key above is bounded: the streams are trimmed behind their consumer groups
+(`campaign_common.runs.retention`), the delay queue holds one member per waiting retry, the
+guards one per schedule (a deleted one's tombstone expires), and every per-run or
+per-campaign key expires one run retention (``RUN_RETENTION_MS`` by default; the services'
+``*_RUN_RETENTION_S``, the same in both) after its last write. docs/operations.md has the
+table.
 """
 
 from __future__ import annotations
@@ -56,6 +68,9 @@ from campaign_common.errors import CampaignCommonError
 from campaign_common.runs.opscript import new_op_id, op_key
 
 HASH_TAG_PREFIX = "runs"
+# How long a run's keys outlive its last change by default (SCHEDULER_RUN_RETENTION_S and
+# SCRAPER_RUN_RETENTION_S, which must be the same).
+RUN_RETENTION_MS = 14 * 24 * 3600 * 1000
 # The services' default partition count (SCHEDULER_PARTITIONS, SCRAPER_PARTITIONS).
 DEFAULT_PARTITIONS = 4
 

@@ -28,7 +28,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from campaign_common.envelope import SCHEMA, wrap
-from campaign_common.runs.keys import Partition, Partitions
+from campaign_common.runs.keys import RUN_RETENTION_MS, Partition, Partitions
+from campaign_common.runs.opscript import OP_TTL_MS
 from campaign_common.runs.record import Rank, RunState, flatten
 from campaign_common.runs.writer import Writer, refusal, worker_script
 from campaign_common.timeutil import ms_to_timestamp, now_ms
@@ -42,9 +43,9 @@ from campaigns.v1 import events_pb2
 # pairs n, ARGV[13 .. 12+2n] the RunRetryScheduled envelope, the rest: run hash pairs.
 # Returns {1} when queued, {0, why} when the writer or the attempt is refused (nothing
 # written, nothing acked; see campaign_common.runs.writer).
-_SCHEDULE = worker_script(
-    """
-local why = writer_refusal(KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+_SCHEDULE = """
+local why = writer_refusal(
+    KEYS[3], KEYS[4], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[6])
   or attempt_refusal(KEYS[2], tonumber(ARGV[5]), 2)
 if why then return {0, why} end
 local n = tonumber(ARGV[12])
@@ -61,7 +62,6 @@ redis.call('ZADD', KEYS[5], ARGV[8], run)
 if ARGV[4] ~= '' then redis.call('XACK', KEYS[4], ARGV[2], ARGV[4]) end
 return {1}
 """
-)
 
 # KEYS[1] delayed set, KEYS[2] delayed requests, KEYS[3] runs stream
 # ARGV[1] most members moved per call, ARGV[2] envelope type, ARGV[3] envelope schema
@@ -103,12 +103,13 @@ class RetryQueue:
         redis: Redis,
         partitions: Partitions,
         *,
-        run_ttl_ms: int = 14 * 24 * 3600 * 1000,
+        run_ttl_ms: int = RUN_RETENTION_MS,
+        op_ttl_ms: int = OP_TTL_MS,
     ) -> None:
         self._redis = redis
         self._partitions = partitions
         self._run_ttl_ms = run_ttl_ms
-        self._schedule = redis.register_script(_SCHEDULE)
+        self._schedule = redis.register_script(worker_script(_SCHEDULE, op_ttl_ms=op_ttl_ms))
         self._move_due = redis.register_script(_MOVE_DUE)
 
     async def schedule(

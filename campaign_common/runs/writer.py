@@ -6,6 +6,27 @@ whose entry was taken over, or acked by another, is refused: it lost the run) an
 campaign lock, while its fencing token is not lower than the highest one that wrote for the
 campaign (a newer lock holder wrote: it lost the lock). Within a run, one outcome per attempt.
 Used by the run log (`campaign_common.runs.log`), the retry queue and the dead letters.
+
+Fence expiry. The state's fence ``{runs:<p>}:fence:<campaign>`` is the floor the scraper
+passes to every acquisition (`campaign_common.redlock`), and each lock master's counter
+``redlock:{campaign:<id>}:fence`` is where fences come from. Neither may grow one key per
+campaign ever run, so both expire one run retention R (``*_RUN_RETENTION_S``, 14 days) after
+their last refresh: every accepted fenced write refreshes the state's fence, every
+acquisition (and fence confirmation) the masters' counters. Why fences stay monotonic for
+every campaign that still has live runs: take holders A then B of a campaign (fences f_A,
+f_B) and a write of A after B's. (1) B acquired within R of A's acquisition: the counters of
+A's quorum were refreshed then and still hold >= f_A on the master both quorums share, so
+the lock proof holds as written: f_B > f_A. (2) B acquired within R of A's last accepted
+write: the state's fence is still >= f_A, it is B's floor, so f_B > f_A. (3) Otherwise A
+was silent for more than R since both: longer than its whole lease may last (the scraper
+refuses R <= lock_max_lease_s + reclaim_idle_ms), so A is a holder paused past its
+validity (assumption A4) whose run is not live any more: its runs entry went idle and the
+first worker alive (B's among them) took it over, so A's write is refused by the entry
+check above, whatever its fence. What expiry gives up is only case (3) with no worker
+alive for the whole of R, the same class as the masters' data loss the floor cannot
+restore. A campaign with a live run is written (or acquired) at least every lease, so its
+keys never expire while it runs; a campaign idle for R starts again from fence 1, which
+nothing alive holds any more.
 """
 
 from __future__ import annotations
@@ -15,11 +36,13 @@ from typing import Any
 
 from campaign_common.errors import CampaignCommonError
 from campaign_common.runs.keys import SCRAPER_GROUP, Partition
-from campaign_common.runs.opscript import idempotent
+from campaign_common.runs.opscript import OP_TTL_MS, idempotent
 
-# A token higher than the highest raises it. Returns false, or why the writer is refused.
+# A token higher than the highest raises it; every accepted token refreshes the fence's
+# expiry (``fence_ttl`` ms, the run retention: see the module docstring). Returns false, or
+# why the writer is refused.
 WRITER_CHECK = """
-local function writer_refusal(fence_key, stream, token, group, consumer, entry)
+local function writer_refusal(fence_key, stream, token, group, consumer, entry, fence_ttl)
   if consumer ~= '' then
     local row = redis.call('XPENDING', stream, group, entry, entry, 1)[1]
     if not row or row[2] ~= consumer then return 'entry' end
@@ -27,7 +50,11 @@ local function writer_refusal(fence_key, stream, token, group, consumer, entry)
   if token > 0 then
     local seen = tonumber(redis.call('GET', fence_key) or '0')
     if token < seen then return 'fence' end
-    if token > seen then redis.call('SET', fence_key, token) end
+    if token > seen then
+      redis.call('SET', fence_key, token, 'PX', fence_ttl)
+    else
+      redis.call('PEXPIRE', fence_key, fence_ttl)
+    end
   end
   return false
 end
@@ -56,14 +83,15 @@ end
 WRITE_CHECKS = WRITER_CHECK + ATTEMPT_CHECK
 
 
-def worker_script(body: str, *, resend_safe: bool = False) -> str:
+def worker_script(body: str, *, resend_safe: bool = False, op_ttl_ms: int = OP_TTL_MS) -> str:
     """A worker-write script: `WRITE_CHECKS`, then ``body``, which calls them first.
 
-    Made safe to re-send with an operation key (`idempotent`, KEYS[#KEYS]) unless the body
-    is ``resend_safe`` by itself (a marker it sets makes a second run write nothing).
+    Made safe to re-send with an operation key (`idempotent`, KEYS[#KEYS], kept ``op_ttl_ms``)
+    unless the body is ``resend_safe`` by itself (a marker it sets makes a second run write
+    nothing).
     """
     script = WRITE_CHECKS + body
-    return script if resend_safe else idempotent(script)
+    return script if resend_safe else idempotent(script, op_ttl_ms)
 
 
 class WriteRefused(CampaignCommonError):

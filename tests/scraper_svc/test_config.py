@@ -46,3 +46,13 @@ def test_config_refuses_a_reclaim_idle_time_within_the_lock_lease(
         ScraperSettings()
     monkeypatch.setenv("SCRAPER_RECLAIM_IDLE_MS", "30001")
     assert ScraperSettings().reclaim_idle_ms == 30001
+
+
+def test_config_run_retention_must_outlive_every_lease() -> None:
+    with pytest.raises(ValidationError, match="SCRAPER_RUN_RETENTION_S"):
+        ScraperSettings(lock_redis_urls=["redis://a:1"], run_retention_s=3600.0)
+    settings = ScraperSettings(
+        lock_redis_urls=["redis://a:1"], run_retention_s=5.0, lock_max_lease_s=2.0,
+        reclaim_idle_ms=2_000, lock_ttl_ms=1_000,
+    )  # fmt: skip
+    assert settings.run_retention_s == 5.0
