@@ -28,12 +28,11 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.schedules_scale import IN_FLIGHT, start_scheduler
 from campaign_common.localstack.embedded import EmbeddedRedis, free_port
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import schedule_pb2
 from campaigns.v1 import scheduler_service_pb2 as api
 from campaigns.v1 import scheduler_service_pb2_grpc as api_grpc
-from tests.support import runs_stream, xlen_all
+from tests.support import PARTITIONS, runs_stream, xlen_all
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
@@ -70,10 +69,10 @@ async def _probe(stub: api_grpc.SchedulerServiceStub, schedule_id: str, stop: as
 
 
 async def _emitted(redis: Redis) -> tuple[int, int]:
-    """(run requests in the stream, server ms of the last one)."""
+    """(run requests in the streams, server ms of the last one)."""
     count = await xlen_all(redis, runs_stream)
-    last = await redis.xrevrange(RUNS_STREAM, count=1)
-    return count, int(last[0][0].split(b"-")[0]) if last else 0
+    lasts = [await redis.xrevrange(p.runs_stream, count=1) for p in PARTITIONS]
+    return count, max((int(last[0][0].split(b"-")[0]) for last in lasts if last), default=0)
 
 
 async def ours(n: int) -> dict[str, float]:

@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from campaign_common.localstack.embedded import EmbeddedRedis
 from campaign_common.redis_conn import make_client
-from campaign_common.runs.keys import RUNS_STREAM
 from campaign_common.runs.retryqueue import RetryQueue
+from campaign_common.runs.writer import Writer
 from campaign_common.timeutil import ms_to_timestamp, now_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
-from tests.support import PARTITIONS
+from tests.support import PARTITIONS, runs_stream, xlen_all
 
 
 def _request(n: int) -> events_pb2.RunRequested:
@@ -41,7 +41,8 @@ def _request(n: int) -> events_pb2.RunRequested:
 async def _queue(queue: RetryQueue, retries: int, tasks: int = 16) -> float:
     async def worker(offset: int) -> None:
         for n in range(offset, retries, tasks):
-            await queue.schedule(_request(n), "HTTP 503", now_ms())
+            request = _request(n)
+            await queue.schedule(request, "HTTP 503", now_ms(), writer=Writer(request.campaign_id))
 
     started = time.perf_counter()
     await asyncio.gather(*[worker(k) for k in range(tasks)])
@@ -53,7 +54,7 @@ async def _move(queues: list[RetryQueue]) -> tuple[float, int]:
 
     async def mover(queue: RetryQueue) -> None:
         nonlocal moved
-        while count := await queue.move_due(100):
+        while count := sum([await queue.move_due(p, 100) for p in PARTITIONS]):
             moved += count
 
     started = time.perf_counter()
@@ -67,9 +68,9 @@ async def main(retries: int) -> None:
     try:
         for movers in (1, 3):
             await clients[0].flushall()
-            queue_rate = await _queue(RetryQueue(clients[0]), retries)
+            queue_rate = await _queue(RetryQueue(clients[0], PARTITIONS), retries)
             move_rate, moved = await _move([RetryQueue(c, PARTITIONS) for c in clients[:movers]])
-            in_stream = await clients[0].xlen(RUNS_STREAM)
+            in_stream = await xlen_all(clients[0], runs_stream)
             assert moved == retries == in_stream, (moved, retries, in_stream)
             print(
                 f"{retries} retries: queued {queue_rate:,.0f}/s (16 tasks); moved "

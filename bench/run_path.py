@@ -60,10 +60,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 import redis
+from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedStack
 from campaign_common.redis_conn import make_client
-from campaign_common.runs.keys import RUN_EVENTS_STREAM, RUNS_STREAM, SCRAPER_GROUP
+from campaign_common.redis_topology import RedisTopology, make_state_client
+from campaign_common.runs.keys import SCRAPER_GROUP
 from campaign_common.runs.log import RunLog
 from campaign_common.timeutil import ms_to_timestamp, now_ms, timestamp_to_ms
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
@@ -265,25 +267,32 @@ class StateTarget:
     """The state Redis of a variant: the single node of the stack, or a local cluster."""
 
     url: str  # what the services get
-    node_urls: list[str]  # every state server; the first holds the {runs} keys
+    node_urls: list[str]  # every state server
     pids: dict[str, int]
     mode: str = "standalone"
+    partition_urls: list[str] = field(default_factory=list)  # the server of each partition
 
     @classmethod
     def single(cls, stack: EmbeddedStack) -> StateTarget:
         assert stack.state.pid is not None
-        return cls(stack.state.url, [stack.state.url], {"state redis": stack.state.pid})
+        url = stack.state.url
+        pids = {"state redis": stack.state.pid}
+        return cls(url, [url], pids, "standalone", [url] * len(PARTITIONS))
 
     @classmethod
     def cluster(cls, cluster: LocalCluster) -> StateTarget:
-        runs = cluster.node_of("{runs}")
-        nodes = [runs, *(node for node in cluster.nodes if node is not runs)]
+        nodes = cluster.nodes
         pids = {f"state node {n}": node.pid for n, node in enumerate(nodes) if node.pid}
-        return cls(cluster.url, [node.url for node in nodes], pids, "cluster")
+        homes = [cluster.node_of(f"{{{p.tag}}}").url for p in PARTITIONS]
+        return cls(cluster.url, [node.url for node in nodes], pids, "cluster", homes)
 
     @property
     def runs_url(self) -> str:
-        return self.node_urls[0]
+        """The server of partition 0 (where the command monitor watches)."""
+        return self.partition_urls[0]
+
+    def client(self) -> Redis:
+        return make_state_client(RedisTopology(self.url, mode=self.mode), 10.0)
 
     def env(self, prefix: str) -> dict[str, str]:
         return {f"{prefix}_STATE_REDIS_MODE": self.mode}
@@ -299,12 +308,14 @@ def server_pids(stack: EmbeddedStack, state: StateTarget | None = None) -> dict[
 
 
 def wait_consumers(url: str, count: int, timeout_s: float = 60.0) -> None:
+    """Until ``count`` scrapers read partition 0 (on its server ``url``): each reads all."""
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             try:
-                if len(client.xinfo_consumers(RUNS_STREAM, SCRAPER_GROUP)) >= count:
+                stream = PARTITIONS[0].runs_stream
+                if len(client.xinfo_consumers(stream, SCRAPER_GROUP)) >= count:
                     return
             except redis.ResponseError:
                 pass  # the group does not exist yet
@@ -334,25 +345,33 @@ async def create_schedules(target: str, runs: int, due_ms: int, page: str) -> No
         await asyncio.gather(*(creator() for _ in range(16)))
 
 
-def wait_finals(probe: Probe, runs: int, timeout_s: float, url: str) -> None:
-    """Until the run events stream holds at least a start and a final event per run, and
+def wait_finals(probes: dict[str, Probe], runs: int, timeout_s: float, target: StateTarget) -> None:
+    """Until the run events streams hold at least a start and a final event per run, and
     then (a run deferred by a RetryScheduled note adds an event) a final event per run."""
     deadline = time.monotonic() + timeout_s
-    while probe.xlen(RUN_EVENTS_STREAM) < 2 * runs:
+    while _events(probes, target) < 2 * runs:
         if time.monotonic() > deadline:
             print(f"  timed out after {timeout_s:.0f} s", file=sys.stderr)
             return
         time.sleep(0.05)
-    while asyncio.run(run_events(url))[0] < runs:  # rare: reads the stream, counted
+    while asyncio.run(run_events(target))[0] < runs:  # rare: reads the streams, counted
         if time.monotonic() > deadline:
             print(f"  timed out after {timeout_s:.0f} s waiting for final events", file=sys.stderr)
             return
         time.sleep(0.25)
 
 
-async def run_events(url: str) -> tuple[int, int, float, float]:
+def _events(probes: dict[str, Probe], target: StateTarget) -> int:
+    """Run events over every partition, each read on its server."""
+    return sum(
+        probes[url].xlen(p.events_stream)
+        for p, url in zip(PARTITIONS, target.partition_urls, strict=True)
+    )
+
+
+async def run_events(target: StateTarget) -> tuple[int, int, float, float]:
     """Final events, successes, latest start and latest finish (unix ms)."""
-    client = make_client(url, 10.0)
+    client = target.client()
     try:
         bodies = await run_event_bodies(client)
     finally:
@@ -376,7 +395,8 @@ def measure_ours(
     """From ``start()`` (returns the zero instant, unix ms) until every run is final."""
     target = target or StateTarget.single(stack)
     state_probes = [Probe(url) for url in target.node_urls]
-    probe = state_probes[0]  # the {runs} keys live there
+    by_url = dict(zip(target.node_urls, state_probes, strict=True))
+    probe = by_url[target.runs_url]  # partition 0's server, the one the monitor watches
     lock_probes = [Probe(url) for url in stack.lock_urls]
     pids = procs | server_pids(stack, target)
     try:
@@ -388,7 +408,7 @@ def measure_ours(
                 each.reset()
             before = snapshot(pids)
             zero_ms = start()
-            wait_finals(probe, runs, timeout_s=120 + runs / 10, url=target.runs_url)
+            wait_finals(by_url, runs, timeout_s=120 + runs / 10, target=target)
             settle(pids)
             after = snapshot(pids)
             state, reads = Counter[str](), 0
@@ -399,7 +419,7 @@ def measure_ours(
     finally:
         for each in (*state_probes, *lock_probes):
             each.close()
-    finals, ok, last_start, last_finish = asyncio.run(run_events(target.runs_url))
+    finals, ok, last_start, last_finish = asyncio.run(run_events(target))
     return Result(
         name,
         runs,
