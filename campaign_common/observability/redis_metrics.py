@@ -8,10 +8,12 @@ are not counted. Every process exports its
 own: the Prometheus ``job`` label says which service it was. Commands sent in a pipeline are
 counted as one ``pipeline`` operation by the callers that use one.
 
-The client class also hands every connection of its pool one `redis.driver_info.DriverInfo`
-(what CLIENT SETINFO sends), built once: redis-py builds one per connection otherwise, reading
-the installed package's metadata from disk each time (milliseconds per connection, paid
-again for every connection a burst adds to the pool).
+Being the services' client class, it also trims two costs redis-py's asyncio client has:
+every connection of its pool shares one `redis.driver_info.DriverInfo` (what CLIENT SETINFO
+sends; redis-py builds one per connection, reading the installed package's metadata from disk
+each time: milliseconds per connection, paid again for every connection a burst adds), and
+commands are packed by hiredis in C, as redis-py's synchronous client does (its asyncio
+connections pack every argument in Python).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from prometheus_client import Counter
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.connection import HiredisRespSerializer
 from redis.driver_info import DriverInfo
 from redis.exceptions import (
     ClusterDownError,
@@ -30,6 +34,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 # Cluster: a slot without a reachable master (ClusterDownError, SlotNotCoveredError, both
 # RedisClusterException or ClusterError), a resharding in progress (TryAgainError).
@@ -88,6 +93,29 @@ async def counted_call(call: Awaitable[Any], args: tuple[Any, ...]) -> Any:
 DRIVER_INFO = DriverInfo()
 
 
+class _HiredisPacking:
+    """Mixed into a connection class: `pack_command` by hiredis (bytes, str, int and float
+    arguments; anything else is redis-py's ``DataError``, as with its own packer)."""
+
+    _serializer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = self._serializer.pack(*args)
+        return packed
+
+
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def hiredis_packed(klass: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``klass`` with hiredis packing (``klass`` itself without hiredis)."""
+    if not HIREDIS_AVAILABLE or issubclass(klass, _HiredisPacking):
+        return klass
+    if klass not in _PACKED:
+        _PACKED[klass] = type(f"HiredisPacked{klass.__name__}", (_HiredisPacking, klass), {})
+    return _PACKED[klass]
+
+
 class CountingRedis(Redis):
     """`redis.asyncio.Redis` that counts failed commands in ``campaigns_redis_errors_total``."""
 
@@ -100,7 +128,12 @@ class CountingRedis(Redis):
         **kwargs: Any,
     ) -> Redis:
         kwargs.setdefault("driver_info", DRIVER_INFO)
-        return super().from_url(url, single_connection_client, auto_close_connection_pool, **kwargs)
+        client = super().from_url(
+            url, single_connection_client, auto_close_connection_pool, **kwargs
+        )
+        pool = client.connection_pool
+        pool.connection_class = hiredis_packed(pool.connection_class)
+        return client
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
