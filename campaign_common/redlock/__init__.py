@@ -4,7 +4,8 @@ This package owns the lock algorithm, described here once: `client` (acquisition
 extension, the fencing token), `quorum` (one script over every master, decided at quorum),
 `hold` (the auto-extending ``hold`` context), `lease`, `stats` (per-attempt statistics) and
 `errors` (the typed errors). Key names and Lua scripts live in `campaign_common.redlock.scripts`;
-the connection to each master in `campaign_common.redlock.channel`.
+the connection to each master in `campaign_common.redlock.channel` (the interface),
+`pipelined_node` and `redis_py_node` (its two implementations) and `connect_params`.
 
 Usage::
 

@@ -18,16 +18,14 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from campaign_common.redlock.channel import (
-    ConnectParams,
-    MasterNode,
-    PipelinedNode,
-    RedisPyNode,
-)
+from campaign_common.redlock.channel import MasterNode
+from campaign_common.redlock.connect_params import ConnectParams
 from campaign_common.redlock.errors import LeaseLost, LockError, LockHeld, QuorumUnavailable
 from campaign_common.redlock.hold import HeldLock
 from campaign_common.redlock.lease import Lease
+from campaign_common.redlock.pipelined_node import PipelinedNode
 from campaign_common.redlock.quorum import _PENDING, MasterQuorum, _ignore, _Round
+from campaign_common.redlock.redis_py_node import RedisPyNode
 from campaign_common.redlock.scripts import (
     ACQUIRE,
     CONFIRM_FENCE,
