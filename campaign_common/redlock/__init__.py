@@ -16,9 +16,9 @@ Usage::
 
 Acquisition (one attempt), on our monotonic clock (``time.monotonic``)::
 
-    t0   a fresh token (16 random bytes from `secrets`, new for every attempt) and the ACQUIRE
-         script go to every master at once: SET NX PX ttl, then INCR the resource's fence
-         counter (and raise it above ``fence_floor``, see below)
+    t0   a fresh token (16 random bytes of os.urandom, `tokens`, new for every attempt) and the
+         ACQUIRE script go to every master at once: SET NX PX ttl, then INCR the resource's
+         fence counter (and raise it above ``fence_floor``, see below)
     ...  replies arrive; each master has a per-node timeout, min(node_timeout_s, ttl / 10)
     t1   a quorum (N//2 + 1) granted -> decide now, do not wait for the others; or so many
          refused/failed/timed out that a quorum is impossible -> the attempt failed

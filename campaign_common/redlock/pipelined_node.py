@@ -79,7 +79,10 @@ class _Pipe(asyncio.Protocol):
             callback = waiters.popleft()
             if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
                 self._node.reload_scripts()
-            deliver(callback, reply)
+            try:  # `deliver`, inline: this loop runs once per reply
+                callback(reply)
+            except Exception:
+                log.exception("redlock reply handler failed")
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection lost ({exc})" if exc else "connection closed"
