@@ -8,12 +8,13 @@ are not counted. Every process exports its
 own: the Prometheus ``job`` label says which service it was. Commands sent in a pipeline are
 counted as one ``pipeline`` operation by the callers that use one.
 
-Being the services' client class, it also trims two costs redis-py's asyncio client has:
-every connection of its pool shares one `redis.driver_info.DriverInfo` (what CLIENT SETINFO
-sends; redis-py builds one per connection, reading the installed package's metadata from disk
-each time: milliseconds per connection, paid again for every connection a burst adds), and
-commands are packed by hiredis in C, as redis-py's synchronous client does (its asyncio
-connections pack every argument in Python).
+Being the services' client class, it also trims what redis-py's asyncio client costs per
+command: every connection of its pool shares one `redis.driver_info.DriverInfo` (what CLIENT
+SETINFO sends; redis-py builds one per connection, reading the installed package's metadata
+from disk each time: milliseconds per connection, paid again for every connection a burst
+adds); commands are packed by hiredis in C, as redis-py's synchronous client does (its asyncio
+connections pack every argument in Python); and a standalone client sends its Lua script calls
+over one pipelined connection (`campaign_common.observability.script_pipe`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
+
+from campaign_common.observability.script_pipe import ScriptPipe
 
 # Cluster: a slot without a reachable master (ClusterDownError, SlotNotCoveredError, both
 # RedisClusterException or ClusterError), a resharding in progress (TryAgainError).
@@ -117,7 +120,10 @@ def hiredis_packed(klass: type[AbstractConnection]) -> type[AbstractConnection]:
 
 
 class CountingRedis(Redis):
-    """`redis.asyncio.Redis` that counts failed commands in ``campaigns_redis_errors_total``."""
+    """`redis.asyncio.Redis` that counts failed commands in ``campaigns_redis_errors_total``
+    (and sends EVALSHA through a `ScriptPipe` when built with `from_url` and it qualifies)."""
+
+    _script_pipe: ScriptPipe | None = None
 
     @classmethod
     def from_url(
@@ -133,11 +139,21 @@ class CountingRedis(Redis):
         )
         pool = client.connection_pool
         pool.connection_class = hiredis_packed(pool.connection_class)
+        if isinstance(client, CountingRedis):
+            client._script_pipe = ScriptPipe.for_client(client)
         return client
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        pipe = self._script_pipe
+        if pipe is not None and args[0] == "EVALSHA" and not options:
+            return await counted_call(pipe.evalsha(args), args)
         call = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         return await counted_call(call, args)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._script_pipe is not None:
+            await self._script_pipe.aclose()
+        await super().aclose(close_connection_pool)
 
 
 class CountingRedisCluster(RedisCluster):

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-from campaign_common.redlock.scripts import ALL_SCRIPTS
+from campaign_common.redlock.scripts import ALL_SCRIPTS, LuaScript
 from campaign_common.tls import context_from_redis_kwargs
 
 
@@ -80,7 +80,7 @@ class ConnectParams:
     def address(self) -> str:
         return self.path or f"{self.host}:{self.port}"
 
-    def handshake(self) -> list[bytes]:
+    def handshake(self, scripts: tuple[LuaScript, ...] = ALL_SCRIPTS) -> list[bytes]:
         """Commands sent first on every new connection: auth, db, name, the scripts."""
         commands = []
         if self.password is not None:
@@ -90,5 +90,5 @@ class ConnectParams:
             commands.append(encode_command(b"SELECT", b"%d" % self.db))
         if self.client_name:
             commands.append(encode_command(b"CLIENT", b"SETNAME", self.client_name.encode()))
-        commands.extend(script.load_command() for script in ALL_SCRIPTS)
+        commands.extend(script.load_command() for script in scripts)
         return commands

@@ -120,12 +120,23 @@ class _Pipe(asyncio.Protocol):
 
 
 class PipelinedNode:
-    """One lock master over one pipelined connection (see the module docstring)."""
+    """One lock master over one pipelined connection (see the module docstring).
 
-    def __init__(self, params: ConnectParams, *, stall_timeout_s: float) -> None:
+    ``scripts`` are loaded on every new connection and again after a NOSCRIPT (the Redlock
+    scripts by default; none for a connection whose callers load their own scripts).
+    """
+
+    def __init__(
+        self,
+        params: ConnectParams,
+        *,
+        stall_timeout_s: float,
+        scripts: tuple[LuaScript, ...] = ALL_SCRIPTS,
+    ) -> None:
         self.params = params
         self.address = params.address
         self.stall_timeout_s = stall_timeout_s
+        self.scripts = scripts
         self._pipe: _Pipe | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._queued: list[tuple[bytes, ReplyCallback]] = []
@@ -173,7 +184,7 @@ class PipelinedNode:
             return
         self._backoff_s = _BACKOFF_MIN_S
         self._pipe = pipe
-        for command in self.params.handshake():
+        for command in self.params.handshake(self.scripts):
             pipe.send(command, self._check_handshake)
         queued, self._queued = self._queued, []
         for wire, callback in queued:
@@ -212,12 +223,12 @@ class PipelinedNode:
 
     def reload_scripts(self) -> None:
         """After a NOSCRIPT (the master restarted or flushed its scripts): load them again."""
-        if self._reloading or self._pipe is None:
+        if self._reloading or self._pipe is None or not self.scripts:
             return
         self._reloading = True
         log.info("redlock master %s lost its scripts; loading them again", self.address)
-        for index, script in enumerate(ALL_SCRIPTS):
-            last = index == len(ALL_SCRIPTS) - 1
+        for index, script in enumerate(self.scripts):
+            last = index == len(self.scripts) - 1
             self._pipe.send(script.load_command(), self._reloaded if last else _ignore)
 
     def _reloaded(self, reply: object) -> None:
