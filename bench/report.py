@@ -92,6 +92,7 @@ class Ran:
     load_before: float
     load_after: float
     finished: str
+    commit: str = ""
 
     def save(self) -> None:
         (OUT / f"{self.name}.json").write_text(json.dumps(self.__dict__, indent=2))
@@ -129,6 +130,7 @@ def run(bench: Bench) -> Ran:
         load_before,
         os.getloadavg()[0],
         datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        _commit(),
     )
     ran.save()
     return ran
@@ -186,7 +188,16 @@ def _commit() -> str:
         ["git", "log", "-1", "--format=%h (%cs)"], cwd=ROOT, capture_output=True, text=True
     )
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        # this file's own rewrite does not count
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            f":!{DOC.relative_to(ROOT)}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -210,7 +221,6 @@ def machine_table() -> list[str]:
         ("servers", f"{_server_version()} (loopback, on the same cores as the clients)"),
         ("ours", ours),
         ("peers", f"{_peer_versions()} in .venv-peers; {locks} in .venv"),
-        ("commit", _commit()),
     ]
     return ["| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows)]
 
@@ -231,8 +241,9 @@ def part(bench: Bench) -> list[str]:
         ]
     minutes, seconds = divmod(round(ran.seconds), 60)
     lines += [
-        f"`{ran.command}`: {ran.finished}, {minutes} min {seconds} s, load average "
-        f"{ran.load_before:.2f} before and {ran.load_after:.2f} after"
+        f"`{ran.command}`: ended {ran.finished} after {minutes} min {seconds} s at "
+        f"{ran.commit or 'an unrecorded commit'}; load average {ran.load_before:.2f} before, "
+        f"{ran.load_after:.2f} after"
         + ("" if ran.status == 0 else f"; **it failed (exit status {ran.status})**")
         + ".",
         "",
@@ -249,8 +260,8 @@ def section() -> str:
         "sections after it explain the benchmarks and keep earlier, dated results. The "
         "machine is shared with other work: the load average around each benchmark says how "
         "busy it was (the run path benchmark also reports the CPU other processes used in each "
-        "measured window, and measures a variant again while that was high). Machine, versions "
-        "and commit as of the last time this section was written:"
+        "measured window, and measures a variant again while that was high). Machine and "
+        "versions as of the last time this section was written:"
     )
     lines = [
         BEGIN,
