@@ -52,14 +52,14 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-# Benchmarks side by side with their peers (docs/benchmarks.md; minutes, loopback only).
+# Benchmarks side by side with their peers (docs/benchmarks.md; tens of minutes, loopback only).
 # The lock peers (aioredlock, pottery) go into .venv; arq pins redis<6, which would break the
 # product's redis-py 8, so arq and its httpx + selectolax live in a venv of their own that
 # bench/run_path.py drives as a subprocess (py-spy, for bench/run_path_profile.py, goes there
-# too). Each output is printed and kept in build/bench/.
+# too). bench/report.py runs every benchmark, prints and keeps each output in build/bench/, and
+# writes the generated section of docs/benchmarks.md (machine, commands, tables, ratios).
 PEERS := .venv-peers
 PEERS_STAMP := $(PEERS)/.installed
-BENCH_OUT := build/bench
 
 .PHONY: bench bench-peers
 
@@ -73,12 +73,4 @@ bench-peers: $(STAMP) $(PEERS_STAMP)
 	$(PY) -m pip install --quiet 'aioredlock>=0.7.3' 'pottery>=3.0.1'
 
 bench: bench-peers
-	@mkdir -p $(BENCH_OUT)
-	$(PY) bench/run_path.py > $(BENCH_OUT)/run_path.md && cat $(BENCH_OUT)/run_path.md
-	$(PY) bench/locks.py > $(BENCH_OUT)/locks.md && cat $(BENCH_OUT)/locks.md
-	$(PY) bench/fire_latency.py 30 > $(BENCH_OUT)/fire_latency.md && cat $(BENCH_OUT)/fire_latency.md
-	$(PY) bench/retry_queue.py 20000 > $(BENCH_OUT)/retry_queue.md && cat $(BENCH_OUT)/retry_queue.md
-	$(PY) bench/replica_visibility.py 100 > $(BENCH_OUT)/replica_visibility.md && cat $(BENCH_OUT)/replica_visibility.md
-	$(PY) bench/chaos.py 2000 --kill-every 1.0 > $(BENCH_OUT)/chaos.md && cat $(BENCH_OUT)/chaos.md
-	$(PY) bench/burst.py 10000 > $(BENCH_OUT)/burst.md && cat $(BENCH_OUT)/burst.md
-	$(PY) bench/schedules_scale.py 100000 > $(BENCH_OUT)/schedules_scale.md && cat $(BENCH_OUT)/schedules_scale.md
+	$(PY) bench/report.py

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.server
 import json
 import os
@@ -484,11 +485,23 @@ def ours_e2e(
             return measure_ours(name, stack, procs, lambda: due_ms, runs, monitor, state)
     finally:
         for process in started:
-            process.close()
+            stop_with_children(process)
         if local:
             local.stop()
         tmp.cleanup()
         stack.stop()
+
+
+def stop_with_children(process: ServiceProcess) -> None:
+    """SIGTERM (a scraper command forwards it to its worker processes and waits for them),
+    then SIGKILL whatever is left below it: a killed parent would orphan its workers, which
+    would go on retrying a stopped Redis and use the CPU of the next variants."""
+    children = descendants(process.pid)
+    process.terminate(timeout_s=15)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.close()
 
 
 def _request(n: int, page: str) -> events_pb2.RunRequested:

@@ -72,7 +72,7 @@ def fetched(span: Span, page: object, duration_s: float) -> None:
     span.set_attribute("http.response.body.size", size)
     if status_code >= 400:
         mark_error(span, str(status_code))
-    metrics.FETCHES.labels(status_class=status_class(status_code)).inc()
+    metrics.FETCH_STATUS_CLASSES[status_class(status_code)].inc()
     metrics.FETCH_BYTES.inc(size)
     metrics.FETCH_DURATION.observe(duration_s)
     log.debug(
@@ -87,7 +87,7 @@ def fetched(span: Span, page: object, duration_s: float) -> None:
 def fetch_failed(span: Span, url: str, exc: FetchError, duration_s: float) -> None:
     """No usable response: refused, timed out, too large, connection failed ..."""
     mark_error(span, error_type(exc), str(exc).replace(url, without_query(url)))
-    metrics.FETCHES.labels(status_class="error").inc()
+    metrics.FETCH_STATUS_CLASSES["error"].inc()
     metrics.FETCH_DURATION.observe(duration_s)
     log.debug(
         "fetch of %s failed after %.0f ms: %s",

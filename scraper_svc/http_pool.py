@@ -17,7 +17,7 @@ first: its socket is the likeliest to be alive) and looks only at the one it tak
     first, whenever a connection goes back
 
 Every connection is an `httpcore.AsyncHTTPConnection` on the given network backend, so the
-SSRF guard of `scraper_svc.fetcher` still runs inside every new connection.
+SSRF guard (`scraper_svc.target_guard`) still runs inside every new connection.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _key(origin: httpcore.Origin) -> OriginKey:
 
 
 class HostPool:
-    """Plays httpcore's ``AsyncConnectionPool`` inside an httpx transport (HTTP/1.1 only)."""
+    """The fetcher's pool, with the interface of httpcore's ``AsyncConnectionPool`` (HTTP/1.1)."""
 
     def __init__(
         self,

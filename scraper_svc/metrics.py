@@ -77,14 +77,22 @@ LOCK_MASTER_UP = Gauge(
 # campaigns_scraper_loop_up{loop}, campaigns_scraper_loop_restarts_total{loop}
 LOOPS = LoopMetrics.declare("campaigns_scraper")
 BUILD_INFO = declare_build_info("scraper")
-# Every label value is known up front: each series exists (at 0) from start-up.
-for _outcome in (
-    "succeeded", "failed", "skipped", "retry_scheduled", "dead_lettered", "deferred"
-):  # fmt: skip
-    RUNS.labels(outcome=_outcome)
-for _cause in ("attempts", "deliveries"):
-    DEAD_LETTERS.labels(cause=_cause)
-for _reason in ("held", "quorum_unavailable", "lease_lost", "fenced"):
-    LOCK_FAILURES.labels(reason=_reason)
-for _class in ("2xx", "3xx", "4xx", "5xx", "error"):
-    FETCHES.labels(status_class=_class)
+# Every label value is known up front: each series exists (at 0) from start-up, and the
+# run path counts through these children (no label look-up per run).
+RUN_OUTCOMES = {
+    outcome: RUNS.labels(outcome=outcome)
+    for outcome in (
+        "succeeded", "failed", "skipped", "retry_scheduled", "dead_lettered", "deferred"
+    )
+}  # fmt: skip
+DEAD_LETTER_CAUSES = {
+    cause: DEAD_LETTERS.labels(cause=cause) for cause in ("attempts", "deliveries")
+}
+LOCK_FAILURE_REASONS = {
+    reason: LOCK_FAILURES.labels(reason=reason)
+    for reason in ("held", "quorum_unavailable", "lease_lost", "fenced")
+}
+FETCH_STATUS_CLASSES = {
+    status_class: FETCHES.labels(status_class=status_class)
+    for status_class in ("2xx", "3xx", "4xx", "5xx", "error")
+}

@@ -168,7 +168,7 @@ class RunRunner:
             await self._store.ack(request.entry_id, request.partition)
         except Fenced as exc:
             log.warning("run %s stops: %s", request.run_id, exc)
-            metrics.LOCK_FAILURES.labels("fenced").inc()
+            metrics.LOCK_FAILURE_REASONS["fenced"].inc()
             raise RetryLater(FENCED, redelivery=True) from exc
 
     async def _run_entry(self, request: RunRequest) -> None:
@@ -196,10 +196,10 @@ class RunRunner:
             # The run itself took too long; its lease was valid up to here, so its token may
             # still record the failure (a newer holder's write would fence it off).
             log.warning("run %s reached the lease cap: %s", request.run_id, exc.reason)
-            metrics.LOCK_FAILURES.labels("lease_lost").inc()
+            metrics.LOCK_FAILURE_REASONS["lease_lost"].inc()
             await self._fail(request, f"{LEASE_LOST}: {exc.reason}", retryable=True, fence=fence)
         except Overlapped as exc:
-            metrics.LOCK_FAILURES.labels("held").inc()
+            metrics.LOCK_FAILURE_REASONS["held"].inc()
             if request.deliveries > 1 and await self._store.is_running(request):
                 # Taken over while its previous worker may still run it (that worker was cut
                 # off from the state Redis, not dead): wait for it, never record a second
@@ -215,10 +215,10 @@ class RunRunner:
                 request.run_id,
                 exc.reason,
             )
-            metrics.LOCK_FAILURES.labels("lease_lost").inc()
+            metrics.LOCK_FAILURE_REASONS["lease_lost"].inc()
             raise RetryLater(f"{LEASE_LOST}: {exc.reason}", redelivery=True) from exc
         except QuorumUnavailable as exc:
-            metrics.LOCK_FAILURES.labels("quorum_unavailable").inc()
+            metrics.LOCK_FAILURE_REASONS["quorum_unavailable"].inc()
             detail = ", ".join(exc.nodes) or exc.reason or str(exc)
             await self._retry_later(request, f"{LOCK_QUORUM_UNAVAILABLE}: {detail}")
 
@@ -232,7 +232,7 @@ class RunRunner:
 
     async def _retry_later(self, request: RunRequest, reason: str) -> None:
         log.warning("run %s will be retried: %s", request.run_id, reason)
-        metrics.RUNS.labels("deferred").inc()
+        metrics.RUN_OUTCOMES["deferred"].inc()
         await self._store.record_retry_scheduled(request, reason)
         raise RetryLater(reason)
 
@@ -261,7 +261,7 @@ class RunRunner:
             ):  # results, outcome and ack: one script
                 await self._store.record_succeeded(request, outcome.pages, fence=fence)
             log.info("run %s succeeded", request.run_id, extra={"pages": len(outcome.pages)})
-            metrics.RUNS.labels("succeeded").inc()
+            metrics.RUN_OUTCOMES["succeeded"].inc()
             return
         with _tracer.start_as_current_span(
             "write results", attributes={"pages": len(outcome.pages)}
@@ -293,7 +293,7 @@ class RunRunner:
 
     async def _skip(self, request: RunRequest, reason: str, *, fence: int = 0) -> None:
         await self._store.record_skipped(request, reason, fence=fence)
-        metrics.RUNS.labels("skipped").inc()
+        metrics.RUN_OUTCOMES["skipped"].inc()
 
     async def _fail(
         self,
@@ -319,7 +319,7 @@ class RunRunner:
         if not retryable:
             await self._store.record_failed(request, error, fence=fence)
             mark_error(span, "failed", error)
-            metrics.RUNS.labels("failed").inc()
+            metrics.RUN_OUTCOMES["failed"].inc()
         elif policy.allows_another(request.attempt):
             delay_s = policy.delay_s(request.attempt)
             await self._store.schedule_retry(
@@ -333,13 +333,13 @@ class RunRunner:
                 delay_s,
             )
             mark_error(span, "retry_scheduled", error)
-            metrics.RUNS.labels("retry_scheduled").inc()
+            metrics.RUN_OUTCOMES["retry_scheduled"].inc()
         else:
             log.warning("run %s failed its last attempt; dead-lettering it", request.run_id)
             await self._store.dead_letter(request, error, fence=fence)
             mark_error(span, "dead_lettered", error)
-            metrics.RUNS.labels("dead_lettered").inc()
-            metrics.DEAD_LETTERS.labels("attempts").inc()
+            metrics.RUN_OUTCOMES["dead_lettered"].inc()
+            metrics.DEAD_LETTER_CAUSES["attempts"].inc()
 
     async def _dead_letter_redelivered(self, request: RunRequest) -> None:
         last = await self._store.last_error(request)
@@ -351,8 +351,8 @@ class RunRunner:
         log.warning("run %s dead-lettered: %s", request.run_id, error)
         await self._store.dead_letter(request, error)
         mark_error(trace.get_current_span(), "dead_lettered", error)
-        metrics.RUNS.labels("dead_lettered").inc()
-        metrics.DEAD_LETTERS.labels("deliveries").inc()
+        metrics.RUN_OUTCOMES["dead_lettered"].inc()
+        metrics.DEAD_LETTER_CAUSES["deliveries"].inc()
 
 
 def _summary(errors: list[str]) -> str:

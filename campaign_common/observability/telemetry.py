@@ -5,7 +5,8 @@ variables (`campaign_common.settings.TelemetrySettings`): service name and resou
 attributes, sampler, exporters, collector endpoint (a service's ``<PREFIX>_OTLP_ENDPOINT``
 overrides the endpoint only). ``OTEL_SDK_DISABLED=true`` installs nothing: spans are no-ops.
 Otherwise spans exist whether or not they are exported, so trace ids reach JSON logs and the
-``traceparent`` field of every stream envelope.
+``traceparent`` field of every stream envelope; with no exporter they are ids only, never
+recorded (`campaign_common.observability.tracer_provider`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from importlib import metadata
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Span, Status, StatusCode
 
 from campaign_common.observability.trace_export import OutageLoggingExporter
+from campaign_common.observability.tracer_provider import LeanTracerProvider
 from campaign_common.settings import TelemetrySettings, resource_pairs
 
 DEFAULT_NAMESPACE = "campaigns"
@@ -54,7 +55,7 @@ def setup_tracing(
     name = str(resource.attributes["service.name"])
     if _installed or telemetry.sdk_disabled:
         return name
-    provider = TracerProvider(resource=resource, sampler=build_sampler(telemetry))
+    provider = LeanTracerProvider(resource=resource, sampler=build_sampler(telemetry))
     for exporter in build_exporters(telemetry, otlp_endpoint):
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

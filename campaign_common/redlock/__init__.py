@@ -4,7 +4,8 @@ This package owns the lock algorithm, described here once: `client` (acquisition
 extension, the fencing token), `quorum` (one script over every master, decided at quorum),
 `hold` (the auto-extending ``hold`` context), `lease`, `stats` (per-attempt statistics) and
 `errors` (the typed errors). Key names and Lua scripts live in `campaign_common.redlock.scripts`;
-the connection to each master in `campaign_common.redlock.channel`.
+the connection to each master in `campaign_common.redlock.channel` (the interface),
+`pipelined_node` and `redis_py_node` (its two implementations) and `connect_params`.
 
 Usage::
 
@@ -15,9 +16,9 @@ Usage::
 
 Acquisition (one attempt), on our monotonic clock (``time.monotonic``)::
 
-    t0   a fresh token (16 random bytes from `secrets`, new for every attempt) and the ACQUIRE
-         script go to every master at once: SET NX PX ttl, then INCR the resource's fence
-         counter (and raise it above ``fence_floor``, see below)
+    t0   a fresh token (16 random bytes of os.urandom, `tokens`, new for every attempt) and the
+         ACQUIRE script go to every master at once: SET NX PX ttl, then INCR the resource's
+         fence counter (and raise it above ``fence_floor``, see below)
     ...  replies arrive; each master has a per-node timeout, min(node_timeout_s, ttl / 10)
     t1   a quorum (N//2 + 1) granted -> decide now, do not wait for the others; or so many
          refused/failed/timed out that a quorum is impossible -> the attempt failed

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -18,16 +17,14 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from campaign_common.redlock.channel import (
-    ConnectParams,
-    MasterNode,
-    PipelinedNode,
-    RedisPyNode,
-)
+from campaign_common.redlock.channel import MasterNode
+from campaign_common.redlock.connect_params import ConnectParams
 from campaign_common.redlock.errors import LeaseLost, LockError, LockHeld, QuorumUnavailable
 from campaign_common.redlock.hold import HeldLock
 from campaign_common.redlock.lease import Lease
+from campaign_common.redlock.pipelined_node import PipelinedNode
 from campaign_common.redlock.quorum import _PENDING, MasterQuorum, _ignore, _Round
+from campaign_common.redlock.redis_py_node import RedisPyNode
 from campaign_common.redlock.scripts import (
     ACQUIRE,
     CONFIRM_FENCE,
@@ -38,10 +35,9 @@ from campaign_common.redlock.scripts import (
     validate_resource,
 )
 from campaign_common.redlock.stats import AttemptStats, Outcome, RedlockCounters
+from campaign_common.redlock.tokens import new_token
 
 log = logging.getLogger(__name__)
-
-TOKEN_BYTES = 16
 
 
 class Redlock(MasterQuorum):
@@ -168,7 +164,7 @@ class Redlock(MasterQuorum):
     ) -> Lease | LockError:
         # A token of its own: this attempt's late replies and releases can then never touch the
         # key of another attempt (see "Why a fresh token for every attempt" above).
-        token = secrets.token_bytes(TOKEN_BYTES)
+        token = new_token()
         started = time.monotonic()
         timeout_s = self._node_timeout(ttl_ms)
         parts = (key, counter, token, b"%d" % ttl_ms, floor, self._fence_ttl)

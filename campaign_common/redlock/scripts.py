@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any, cast
+
+from hiredis import pack_command
 
 KEY_PREFIX = "redlock:"
 FENCE_SUFFIX = ":fence"
@@ -43,27 +46,28 @@ def _bulk(part: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class LuaScript:
-    """A script, its SHA1 and the RESP prefix of ``EVALSHA <sha> <numkeys>``."""
+    """A script, its SHA1 and the head ``EVALSHA <sha> <numkeys>`` of its calls."""
 
     name: str
     source: bytes
     numkeys: int
     nargs: int
     sha: bytes = field(init=False)
-    _prefix: bytes = field(init=False, repr=False)
+    _head: tuple[bytes, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         sha = hashlib.sha1(self.source).hexdigest().encode()
         object.__setattr__(self, "sha", sha)
-        count = 3 + self.numkeys + self.nargs
-        prefix = b"*%d\r\n" % count + _bulk(b"EVALSHA") + _bulk(sha) + _bulk(b"%d" % self.numkeys)
-        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "_head", (b"EVALSHA", sha, b"%d" % self.numkeys))
 
     def wire(self, *parts: bytes) -> bytes:
-        """The RESP encoding of ``EVALSHA sha numkeys *parts`` (keys first, then args)."""
+        """The RESP encoding of ``EVALSHA sha numkeys *parts`` (keys first, then args),
+        packed by hiredis."""
         if len(parts) != self.numkeys + self.nargs:
             raise ValueError(f"{self.name}: expected {self.numkeys + self.nargs} keys+args")
-        return self._prefix + b"".join([_bulk(part) for part in parts])
+        # hiredis's stub types the tuple as one element long; it takes any length.
+        packed: bytes = pack_command(cast(Any, self._head + parts))
+        return packed
 
     def load_command(self) -> bytes:
         return b"*3\r\n" + _bulk(b"SCRIPT") + _bulk(b"LOAD") + _bulk(self.source)

@@ -69,6 +69,8 @@ class PageServer:
     routes: dict[str, Route] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     user_agents: list[str] = field(default_factory=list)
+    # The request headers of each request, by path (names in lower case).
+    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     starts: list[tuple[str, float]] = field(default_factory=list)
     in_flight: int = 0
@@ -93,6 +95,8 @@ class PageServer:
 
             def _answer(self) -> None:
                 pages.user_agents.append(self.headers.get("user-agent", ""))
+                sent = {name.lower(): value for name, value in self.headers.items()}
+                pages.headers.append((self.path, sent))
                 route = pages.routes.get(self.path, Route(404, b"not found"))
                 if pages.hits[self.path] <= route.fail_first:
                     route = Route(503, b"try later")

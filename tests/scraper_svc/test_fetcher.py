@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,7 +11,8 @@ import pytest
 
 from campaign_common.localstack.embedded import free_port
 from scraper_svc.errors import FetchError, ResponseTooLarge, TargetRefused
-from scraper_svc.fetcher import Fetcher, FetchLimits, refusal_reason
+from scraper_svc.fetcher import Fetcher, FetchLimits
+from scraper_svc.target_guard import refusal_reason
 from tests.scraper_svc.conftest import PageServer, Route
 
 MakeFetcher = Callable[..., Awaitable[Fetcher]]
@@ -159,3 +161,72 @@ async def test_fetcher_decodes_declared_charset_and_skips_error_bodies(
     assert (await fetcher.fetch(pages.url("/latin"))).text == "<p>café</p>"
     gone = await fetcher.fetch(pages.url("/gone"))
     assert gone.status_code == 410 and gone.text == ""
+
+
+async def test_fetcher_sends_url_credentials_within_their_origin_only(
+    pages: PageServer, make_fetcher: MakeFetcher
+) -> None:
+    other = PageServer()
+    try:
+        other.page("/elsewhere", "<p>other</p>")
+        pages.routes["/a"] = Route(302, headers=(("location", "/b"),))
+        pages.routes["/b"] = Route(302, headers=(("location", other.url("/elsewhere")),))
+        url = pages.url("/a").replace("http://", "http://ann:p%40ss@")
+        page = await (await make_fetcher()).fetch(url)
+        assert page.final_url == other.url("/elsewhere") and page.text == "<p>other</p>"
+    finally:
+        other.close()
+    basic = "Basic " + base64.b64encode(b"ann:p@ss").decode()
+    assert [(path, sent.get("authorization")) for path, sent in pages.headers] == [
+        ("/a", basic),
+        ("/b", basic),  # same origin: kept
+    ]
+    [(_, sent)] = other.headers
+    assert "authorization" not in sent  # another origin: dropped
+
+
+async def test_fetcher_carries_redirect_cookies_within_one_fetch_only(
+    pages: PageServer, make_fetcher: MakeFetcher
+) -> None:
+    pages.routes["/login"] = Route(
+        302, headers=(("location", "/home"), ("set-cookie", "session=s1; Path=/; HttpOnly"))
+    )
+    pages.page("/home", "<p>home</p>")
+    fetcher = await make_fetcher()
+    await fetcher.fetch(pages.url("/login"))
+    await fetcher.fetch(pages.url("/home"))  # a later fetch (another run, maybe)
+    cookies = [(path, sent.get("cookie")) for path, sent in pages.headers]
+    assert cookies == [("/login", None), ("/home", "session=s1"), ("/home", None)]
+
+
+async def test_fetcher_sends_its_user_agent_and_accepted_encodings(
+    pages: PageServer, make_fetcher: MakeFetcher
+) -> None:
+    pages.page("/ua", "<p>ua</p>")
+    await (await make_fetcher(user_agent="campaigns-test/1")).fetch(pages.url("/ua"))
+    [(_, sent)] = pages.headers
+    assert sent["user-agent"] == "campaigns-test/1"
+    assert sent["accept-encoding"] == "gzip, deflate" and sent["accept"] == "*/*"
+    assert sent["host"] == pages.url("/").split("//", 1)[1].rstrip("/")
+
+
+async def test_fetcher_reports_an_invalid_location(
+    pages: PageServer, make_fetcher: MakeFetcher
+) -> None:
+    pages.routes["/bad"] = Route(302, headers=(("location", "http://[::1/x"),))
+    with pytest.raises(FetchError, match="invalid URL in the Location header"):
+        await (await make_fetcher()).fetch(pages.url("/bad"))
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http:///x", "refused: the URL names no host"),
+        ("example.com/x", "not a URL without a scheme"),
+    ],
+)
+async def test_fetcher_refuses_urls_it_can_never_fetch(
+    url: str, reason: str, make_fetcher: MakeFetcher
+) -> None:
+    with pytest.raises(TargetRefused, match=re.escape(reason)):
+        await (await make_fetcher()).fetch(url)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from campaign_common.localstack.embedded import free_port
-from campaign_common.observability.redis_metrics import counted_call
+from campaign_common.observability.redis_metrics import DRIVER_INFO, counted_call
 from campaign_common.redis_conn import make_client
 
 
@@ -59,3 +59,41 @@ async def test_a_write_on_a_connection_closed_underneath_is_a_connection_error()
     with pytest.raises(AttributeError, match="Schedule"):
         await counted_call(_raising(bug), ("EVALSHA",))
     assert _errors("evalsha") == before + 1
+
+
+async def test_the_client_packs_with_hiredis_and_round_trips_every_argument_type(
+    state_url: str,
+) -> None:
+    client = make_client(state_url, 5.0)
+    try:
+        connection = client.connection_pool.make_connection()
+        assert type(connection).__name__ == "HiredisPackedConnection"
+        packed = connection.pack_command("HSET", b"h", "text", "é", "int", 7, "float", 0.25)
+        assert b"".join(packed).startswith(b"*8\r\n$4\r\nHSET\r\n$1\r\nh\r\n")
+        await client.hset("h", mapping={"text": "é", "int": 7, "float": 0.25, "raw": b"\x00\xff"})
+        stored = await client.hgetall("h")
+        assert stored == {
+            b"text": "é".encode(),
+            b"int": b"7",
+            b"float": b"0.25",
+            b"raw": b"\x00\xff",
+        }
+        # A script call with keys and arguments, as the services' stores send them.
+        reply = await client.eval("return {KEYS[1], ARGV[1], ARGV[2]}", 1, "k", "a", 42)
+        assert reply == [b"k", b"a", b"42"]
+        with pytest.raises(DataError):  # what redis-py's own packer raises too
+            await client.set("k", True)  # type: ignore[arg-type]
+        await connection.disconnect()
+    finally:
+        await client.aclose()
+
+
+async def test_connections_share_one_driver_info(state_url: str) -> None:
+    client = make_client(state_url, 5.0)
+    try:
+        first, second = (client.connection_pool.make_connection() for _ in range(2))
+        assert first.driver_info is second.driver_info is DRIVER_INFO
+        info = await client.client_info()  # the SETINFO hand-shake still names the library
+        assert (info["lib-name"], info["lib-ver"]) == ("redis-py", DRIVER_INFO.lib_version)
+    finally:
+        await client.aclose()
