@@ -362,13 +362,13 @@ async def test_redlock_validity_accounts_for_elapsed_time(
 async def test_redlock_lock_without_validity_is_released_and_not_returned(
     make_redlock: MakeRedlock, masters: list[Redis]
 ) -> None:
-    # drift 99 % of 3 s leaves 28 ms; two masters paused for 400 ms use it all up (a pause
+    # drift 99 % of 3 s leaves 28 ms; two masters paused for 200 ms use it all up (a pause
     # that long still holds when the acquire arrives on a loaded machine; the replies come
-    # well within the node timeout)
+    # within the node timeout, capped at a tenth of the TTL: 300 ms)
     redlock = make_redlock(node_timeout_s=1.0, drift_factor=0.99, retry_count=0)
     await redlock.connect()
     for master in masters[:2]:
-        await master.client_pause(400, all=False)
+        await master.client_pause(200, all=False)
     with pytest.raises(QuorumUnavailable, match="validity exhausted"):
         await redlock.acquire("res", 3_000)
     assert await _holders(masters, "res") == [None] * 3
