@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
@@ -101,10 +102,10 @@ def new_schedule_from_proto(
     return NewSchedule(
         campaign_id=request.campaign_id if isinstance(request, AddScheduledCampaignRequest) else "",
         name=request.name,
-        timing=timing_from_proto(spec) if spec is not None else None,
+        timing=_shared("spec", spec, timing_from_proto) if spec is not None else None,
         scrape=scrape_from_proto(request.scrape),
-        limits=limits_from_proto(request.limits),
-        retry=retry_policy.from_proto(request.retry_policy),
+        limits=_shared("limits", request.limits, limits_from_proto),
+        retry=_shared("retry", request.retry_policy, retry_policy.from_proto),
         request_id=request.request_id if isinstance(request, AddScheduledCampaignRequest) else "",
     )
 
@@ -116,7 +117,7 @@ def schedule_to_proto(
         schedule_id=schedule.schedule_id,
         campaign_id=schedule.campaign_id,
         name=schedule.name,
-        spec=timing_to_proto(schedule.timing),
+        spec=_spec_message(schedule.timing),
         scrape=scrape_to_proto(schedule.scrape),
         version=schedule.version,
         state=_STATE_TO_PROTO[schedule.state],
@@ -124,10 +125,17 @@ def schedule_to_proto(
         created_at=ms_to_timestamp(schedule.created_at_ms),
         updated_at=ms_to_timestamp(schedule.updated_at_ms),
         next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
-        limits=limits_to_proto(schedule.limits),
-        retry_policy=retry_policy.to_proto(schedule.retry),
+        limits=_limits_message(schedule.limits),
+        retry_policy=_retry_message(schedule.retry),
     )
     return message
+
+
+# The encoded forms of the parts many schedules share, by value. Each is only ever copied into
+# a message under construction (the constructor copies message arguments), never handed out.
+_spec_message = lru_cache(maxsize=4096)(timing_to_proto)
+_limits_message = lru_cache(maxsize=4096)(limits_to_proto)
+_retry_message = lru_cache(maxsize=4096)(retry_policy.to_proto)
 
 
 # Decoded parts many schedules share (timing, limits, retry policy), by their encoded bytes:
@@ -139,6 +147,7 @@ T = TypeVar("T")
 
 
 def _shared(kind: str, message: Message, decode: Callable[[Any], T]) -> T:
+    """``decode(message)``, decoded once per distinct encoding (None is not kept)."""
     key = (kind, message.SerializeToString(deterministic=True))
     found = _SHARED.get(key)
     if found is None:
