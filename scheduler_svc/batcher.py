@@ -112,9 +112,9 @@ class Batcher(Generic[Item, Answer]):
             return
         started = time.perf_counter()
         while len(self._waiting) < min(linger.batch, self._max_batch):
-            cpu_s, wall_s = time.process_time(), time.perf_counter()
+            cpu_s, wall_s = time.thread_time(), time.perf_counter()
             await asyncio.sleep(linger.slice_s)
-            used_s, now = time.process_time() - cpu_s, time.perf_counter()
+            used_s, now = time.thread_time() - cpu_s, time.perf_counter()
             if used_s < linger.busy_share * (now - wall_s) or now - started >= linger.max_s:
                 return
 

@@ -113,21 +113,24 @@ def new_schedule_from_proto(
 def schedule_to_proto(
     schedule: Schedule, next_fires_ms: list[int] | None = None
 ) -> schedule_pb2.Schedule:
+    # Filled in place (no intermediate messages to copy): this runs twice per create.
     message = schedule_pb2.Schedule(
         schedule_id=schedule.schedule_id,
         campaign_id=schedule.campaign_id,
         name=schedule.name,
-        spec=_spec_message(schedule.timing),
-        scrape=scrape_to_proto(schedule.scrape),
         version=schedule.version,
         state=_STATE_TO_PROTO[schedule.state],
         paused_note=schedule.paused_note,
-        created_at=ms_to_timestamp(schedule.created_at_ms),
-        updated_at=ms_to_timestamp(schedule.updated_at_ms),
-        next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
-        limits=_limits_message(schedule.limits),
-        retry_policy=_retry_message(schedule.retry),
     )
+    message.spec.CopyFrom(_spec_message(schedule.timing))
+    message.scrape.urls.extend(schedule.scrape.urls)
+    message.scrape.selectors.update(schedule.scrape.selectors)
+    message.created_at.FromMilliseconds(schedule.created_at_ms)
+    message.updated_at.FromMilliseconds(schedule.updated_at_ms)
+    for fire_ms in next_fires_ms or ():
+        message.next_fire_times.add().FromMilliseconds(fire_ms)
+    message.limits.CopyFrom(_limits_message(schedule.limits))
+    message.retry_policy.CopyFrom(_retry_message(schedule.retry))
     return message
 
 
