@@ -8,12 +8,13 @@ and waits for its own answer. Up to ``max_calls`` calls are in flight; a call ta
 a handful of connections, and a lone item still leaves at once (a call starts as soon as one
 is free). A failed call fails every item in it; each caller then decides (retries, logs).
 
-Group commit (`Linger`): when the items come from a process that is itself the bottleneck
-(every API create costs far more CPU here than its round trip takes), a free call finds one
-item waiting, so batches stay at one. With a linger, a call first waits, in slices, while the
-process stays busy (working on requests that will bring more items) and others are in flight;
-it goes as soon as a slice finds the process mostly idle (no one else is coming), the batch
-holds ``Linger.batch`` items, or ``Linger.max_s`` has passed. A lone caller never waits.
+Group commit (`Linger`): when the items come from an event loop that is itself the bottleneck
+(an API create costs far more CPU here than its round trip takes), a free call finds one item
+waiting, so batches stay at one. With a linger, a call first waits, in slices, while the
+loop's thread stays busy (working on requests that will bring more items) and others are in
+flight; it goes as soon as a slice finds the loop mostly idle (no one else is coming), the
+batch holds ``Linger.batch`` items, or ``Linger.max_s`` has passed. So a lone caller never
+waits, a few callers wait about one slice, and a loaded server sends a batch per call.
 
 Timeline of one item: `submit` queues it and starts a call task if fewer than ``max_calls``
 run -> a call task takes the oldest waiting items (those whose caller was cancelled meanwhile
@@ -42,8 +43,8 @@ class Linger:
     max_s: float  # the longest a call waits
     batch: int  # a call stops waiting once this many items wait
     others: Callable[[], bool]  # whether anyone else may bring items (e.g. others in flight)
-    slice_s: float = 0.001  # the process is judged busy or idle per slice
-    busy_share: float = 0.5  # busy: it used at least this share of a slice's time on CPU
+    slice_s: float = 0.001  # the loop is judged busy or idle per slice
+    busy_share: float = 0.5  # busy: its thread was on CPU for at least this share of a slice
 
 
 class Batcher(Generic[Item, Answer]):
@@ -106,7 +107,7 @@ class Batcher(Generic[Item, Answer]):
                     answer.set_result(value)
 
     async def _wait_for_more(self) -> None:
-        """Linger before a call while the process is busy and the batch is small (`Linger`)."""
+        """Linger before a call while the loop is busy and the batch is small (`Linger`)."""
         linger = self._linger
         if linger is None or not linger.others():
             return

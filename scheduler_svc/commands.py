@@ -7,6 +7,11 @@ Order of a change (why no fire after the answer can be emitted for the old versi
 append the event (version v+1) -> this replica's log follower raises the schedule's emission
 guard to v+1, then applies the entry -> answer. From then on the emission script refuses every
 fire computed from version v, whichever replica holds it (see `scheduler_svc.firing`).
+
+Group commit: commands in flight together are appended by one script call
+(`ScheduleStore.append_many`), each change still checked on its own (its expected version, a
+create's request id), and each answered only once appended and applied, as if alone. The call
+lingers while the event loop is busy with requests that will join it (`batcher.Linger`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
 # Group commit of the API's commands (`scheduler_svc.batcher.Linger`): the longest a call
-# waits for more changes while this process is busy, and the batch it stops waiting at.
+# waits for more changes while the event loop is busy, and the batch it stops waiting at.
 APPEND_LINGER_S = 0.010
 APPEND_BATCH = 16
 _SCHEDULE_ID = re.compile(r"[0-9a-f]{20}")

@@ -101,7 +101,7 @@ async def test_batcher_a_lingering_call_gathers_items_until_its_batch_is_full(
     assert len({answer.entry for answer in answers}) == 4 and all(a.entry for a in answers)
 
 
-async def test_batcher_linger_ends_once_the_process_is_idle(state_redis: Redis) -> None:
+async def test_batcher_linger_ends_once_the_loop_is_idle(state_redis: Redis) -> None:
     calls = _Recorded(state_redis)
     batcher = Batcher(calls.send, linger=Linger(max_s=60.0, batch=100, others=lambda: True))
     async with asyncio.timeout(30):  # idle here: the first slice ends the wait, not max_s
