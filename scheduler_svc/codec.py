@@ -87,7 +87,8 @@ def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
 
 
 def scrape_from_proto(scrape: schedule_pb2.ScrapeSpec) -> Scrape:
-    return Scrape(urls=tuple(scrape.urls), selectors=tuple(sorted(scrape.selectors.items())))
+    selectors = scrape.selectors
+    return Scrape(tuple(scrape.urls), tuple(sorted(selectors.items())) if selectors else ())
 
 
 def scrape_to_proto(scrape: Scrape) -> schedule_pb2.ScrapeSpec:
@@ -210,16 +211,18 @@ def schedule_event(kind: str, schedule: Schedule, note: str = "") -> Message:
     return event
 
 
+_SCHEDULE_EVENTS = (
+    events_pb2.ScheduleCreated,
+    events_pb2.ScheduleUpdated,
+    events_pb2.SchedulePaused,
+    events_pb2.ScheduleResumed,
+    events_pb2.ScheduleDeleted,
+)
+
+
 def schedule_from_event(event: Message) -> tuple[Schedule, bool] | None:
     """(schedule after the event, deleted?) for schedule events; None for other messages."""
-    if not isinstance(
-        event,
-        events_pb2.ScheduleCreated
-        | events_pb2.ScheduleUpdated
-        | events_pb2.SchedulePaused
-        | events_pb2.ScheduleResumed
-        | events_pb2.ScheduleDeleted,
-    ):
+    if not isinstance(event, _SCHEDULE_EVENTS):
         return None
     return schedule_from_proto(event.schedule), isinstance(event, events_pb2.ScheduleDeleted)
 
