@@ -220,11 +220,26 @@ _SCHEDULE_EVENTS = (
 )
 
 
+# Events decoded lately, by type and encoding: the log follower decodes each entry once and
+# compaction twice more (a batch's guards, then its fold), so the second decode of a batch is a
+# lookup. Equal bytes of one event type are the same schedule, so the key cannot mislead; FIFO
+# over a few batches (`SchedulerSettings.log_batch` entries each) is all it needs to hold.
+_DECODED: dict[tuple[type, bytes], tuple[Schedule, bool]] = {}
+_DECODED_MAX = 2048
+
+
 def schedule_from_event(event: Message) -> tuple[Schedule, bool] | None:
     """(schedule after the event, deleted?) for schedule events; None for other messages."""
     if not isinstance(event, _SCHEDULE_EVENTS):
         return None
-    return schedule_from_proto(event.schedule), isinstance(event, events_pb2.ScheduleDeleted)
+    key = (type(event), event.SerializeToString())
+    found = _DECODED.get(key)
+    if found is None:
+        if len(_DECODED) >= _DECODED_MAX:
+            del _DECODED[next(iter(_DECODED))]  # the oldest
+        deleted = isinstance(event, events_pb2.ScheduleDeleted)
+        found = _DECODED[key] = (schedule_from_proto(event.schedule), deleted)
+    return found
 
 
 def dead_letter_to_proto(record: DeadLetterRecord) -> run_pb2.DeadLetter:
