@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
@@ -86,7 +87,8 @@ def timing_to_proto(timing: Timing) -> schedule_pb2.ScheduleSpec:
 
 
 def scrape_from_proto(scrape: schedule_pb2.ScrapeSpec) -> Scrape:
-    return Scrape(urls=tuple(scrape.urls), selectors=tuple(sorted(scrape.selectors.items())))
+    selectors = scrape.selectors
+    return Scrape(tuple(scrape.urls), tuple(sorted(selectors.items())) if selectors else ())
 
 
 def scrape_to_proto(scrape: Scrape) -> schedule_pb2.ScrapeSpec:
@@ -101,10 +103,10 @@ def new_schedule_from_proto(
     return NewSchedule(
         campaign_id=request.campaign_id if isinstance(request, AddScheduledCampaignRequest) else "",
         name=request.name,
-        timing=timing_from_proto(spec) if spec is not None else None,
+        timing=_shared("spec", spec, timing_from_proto) if spec is not None else None,
         scrape=scrape_from_proto(request.scrape),
-        limits=limits_from_proto(request.limits),
-        retry=retry_policy.from_proto(request.retry_policy),
+        limits=_shared("limits", request.limits, limits_from_proto),
+        retry=_shared("retry", request.retry_policy, retry_policy.from_proto),
         request_id=request.request_id if isinstance(request, AddScheduledCampaignRequest) else "",
     )
 
@@ -112,22 +114,32 @@ def new_schedule_from_proto(
 def schedule_to_proto(
     schedule: Schedule, next_fires_ms: list[int] | None = None
 ) -> schedule_pb2.Schedule:
+    # Filled in place (no intermediate messages to copy): this runs twice per create.
     message = schedule_pb2.Schedule(
         schedule_id=schedule.schedule_id,
         campaign_id=schedule.campaign_id,
         name=schedule.name,
-        spec=timing_to_proto(schedule.timing),
-        scrape=scrape_to_proto(schedule.scrape),
         version=schedule.version,
         state=_STATE_TO_PROTO[schedule.state],
         paused_note=schedule.paused_note,
-        created_at=ms_to_timestamp(schedule.created_at_ms),
-        updated_at=ms_to_timestamp(schedule.updated_at_ms),
-        next_fire_times=[ms_to_timestamp(ms) for ms in next_fires_ms or []],
-        limits=limits_to_proto(schedule.limits),
-        retry_policy=retry_policy.to_proto(schedule.retry),
     )
+    message.spec.CopyFrom(_spec_message(schedule.timing))
+    message.scrape.urls.extend(schedule.scrape.urls)
+    message.scrape.selectors.update(schedule.scrape.selectors)
+    message.created_at.FromMilliseconds(schedule.created_at_ms)
+    message.updated_at.FromMilliseconds(schedule.updated_at_ms)
+    for fire_ms in next_fires_ms or ():
+        message.next_fire_times.add().FromMilliseconds(fire_ms)
+    message.limits.CopyFrom(_limits_message(schedule.limits))
+    message.retry_policy.CopyFrom(_retry_message(schedule.retry))
     return message
+
+
+# The encoded forms of the parts many schedules share, by value. Each is only ever copied into
+# a message under construction (the constructor copies message arguments), never handed out.
+_spec_message = lru_cache(maxsize=4096)(timing_to_proto)
+_limits_message = lru_cache(maxsize=4096)(limits_to_proto)
+_retry_message = lru_cache(maxsize=4096)(retry_policy.to_proto)
 
 
 # Decoded parts many schedules share (timing, limits, retry policy), by their encoded bytes:
@@ -139,6 +151,7 @@ T = TypeVar("T")
 
 
 def _shared(kind: str, message: Message, decode: Callable[[Any], T]) -> T:
+    """``decode(message)``, decoded once per distinct encoding (None is not kept)."""
     key = (kind, message.SerializeToString(deterministic=True))
     found = _SHARED.get(key)
     if found is None:
@@ -198,18 +211,35 @@ def schedule_event(kind: str, schedule: Schedule, note: str = "") -> Message:
     return event
 
 
+_SCHEDULE_EVENTS = (
+    events_pb2.ScheduleCreated,
+    events_pb2.ScheduleUpdated,
+    events_pb2.SchedulePaused,
+    events_pb2.ScheduleResumed,
+    events_pb2.ScheduleDeleted,
+)
+
+
+# Events decoded lately, by type and encoding: the log follower decodes each entry once and
+# compaction twice more (a batch's guards, then its fold), so the second decode of a batch is a
+# lookup. Equal bytes of one event type are the same schedule, so the key cannot mislead; FIFO
+# over a few batches (`SchedulerSettings.log_batch` entries each) is all it needs to hold.
+_DECODED: dict[tuple[type, bytes], tuple[Schedule, bool]] = {}
+_DECODED_MAX = 2048
+
+
 def schedule_from_event(event: Message) -> tuple[Schedule, bool] | None:
     """(schedule after the event, deleted?) for schedule events; None for other messages."""
-    if not isinstance(
-        event,
-        events_pb2.ScheduleCreated
-        | events_pb2.ScheduleUpdated
-        | events_pb2.SchedulePaused
-        | events_pb2.ScheduleResumed
-        | events_pb2.ScheduleDeleted,
-    ):
+    if not isinstance(event, _SCHEDULE_EVENTS):
         return None
-    return schedule_from_proto(event.schedule), isinstance(event, events_pb2.ScheduleDeleted)
+    key = (type(event), event.SerializeToString())
+    found = _DECODED.get(key)
+    if found is None:
+        if len(_DECODED) >= _DECODED_MAX:
+            del _DECODED[next(iter(_DECODED))]  # the oldest
+        deleted = isinstance(event, events_pb2.ScheduleDeleted)
+        found = _DECODED[key] = (schedule_from_proto(event.schedule), deleted)
+    return found
 
 
 def dead_letter_to_proto(record: DeadLetterRecord) -> run_pb2.DeadLetter:

@@ -7,6 +7,11 @@ Order of a change (why no fire after the answer can be emitted for the old versi
 append the event (version v+1) -> this replica's log follower raises the schedule's emission
 guard to v+1, then applies the entry -> answer. From then on the emission script refuses every
 fire computed from version v, whichever replica holds it (see `scheduler_svc.firing`).
+
+Group commit: commands in flight together are appended by one script call
+(`ScheduleStore.append_many`), each change still checked on its own (its expected version, a
+create's request id), and each answered only once appended and applied, as if alone. The call
+lingers while the event loop is busy with requests that will join it (`batcher.Linger`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from google.protobuf.message import Message
 from campaign_common.envelope import decode_body
 from campaign_common.page_tokens import decode_page_token, encode_page_token
 from campaign_common.timeutil import now_ms
-from scheduler_svc.batcher import Batcher
+from scheduler_svc.batcher import Batcher, Linger
 from scheduler_svc.codec import schedule_event, schedule_from_event
 from scheduler_svc.errors import (
     AlreadyExists,
@@ -33,10 +38,14 @@ from scheduler_svc.errors import (
 )
 from scheduler_svc.model import NewSchedule, Schedule, ScheduleState
 from scheduler_svc.registry import Registry, StreamId
-from scheduler_svc.store import Change, ScheduleStore
+from scheduler_svc.store import Appended, Change, ScheduleStore
 from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
+# Group commit of the API's commands (`scheduler_svc.batcher.Linger`): the longest a call
+# waits for more changes while the event loop is busy, and the batch it stops waiting at.
+APPEND_LINGER_S = 0.010
+APPEND_BATCH = 16
 _SCHEDULE_ID = re.compile(r"[0-9a-f]{20}")
 
 
@@ -90,7 +99,19 @@ class Commands:
     ) -> None:
         self._store = store
         self._registry = registry
-        self._completions: Batcher[Change, StreamId | None] = Batcher(
+        # Group commit: the API's concurrent commands leave in a few script calls (one at a
+        # time, each gathering what came while the last one ran), and their entries come back
+        # to the log follower together. Completions (a burst's) have calls of their own, so a
+        # burst never holds an API command up.
+        self._in_flight = 0  # commands between their append and their answer
+        self._appends: Batcher[Change, Appended] = Batcher(
+            store.append_many,
+            max_batch=APPEND_BATCH,
+            max_calls=1,
+            name="append-call",
+            linger=Linger(APPEND_LINGER_S, APPEND_BATCH, others=lambda: self._in_flight > 1),
+        )
+        self._completions: Batcher[Change, Appended] = Batcher(
             store.append_many, name="completion-call"
         )
         self._apply_timeout_s = apply_timeout_s
@@ -146,15 +167,13 @@ class Commands:
             schedule_id=new_schedule_id(at),
             campaign_id=command.campaign_id or new_campaign_id(),
         )
-        entry = await self._store.append(
-            schedule.schedule_id,
-            0,
-            schedule_event("created", schedule),
-            _create_op_id(command.request_id),
-        )
-        await self._wait(entry)
-        if command.request_id:
-            return await self._first_created(entry, command)
+        event = schedule_event("created", schedule)
+        op_id = _create_op_id(command.request_id)
+        appended = await self._commit(Change(schedule.schedule_id, 0, event, op_id))
+        if appended.entry is None:  # a schedule id made twice: not this caller's doing
+            raise Unavailable("the new schedule's id was taken; retry the create")
+        if appended.repeat:
+            return await self._first_created(appended.entry, command)
         return self.get(schedule.schedule_id)
 
     async def _first_created(self, entry: StreamId, command: NewSchedule) -> Schedule:
@@ -222,13 +241,14 @@ class Commands:
         Completions due together (a burst of one-shot schedules) are appended many per call.
         """
         done = schedule.evolve(now_ms(), state=ScheduleState.COMPLETED)
-        change = (schedule.schedule_id, schedule.version, schedule_event("updated", done))
-        entry = await self._completions.submit(change)
-        if entry is not None:
-            await self._wait(entry)
+        change = Change(schedule.schedule_id, schedule.version, schedule_event("updated", done))
+        appended = await self._completions.submit(change)
+        if appended.entry is not None:
+            await self._wait(appended.entry)
 
     async def close(self) -> None:
-        """Cancel completions in flight (shutdown)."""
+        """Cancel appends and completions in flight (shutdown)."""
+        await self._appends.close()
         await self._completions.close()
 
     async def delete(self, schedule_id: str, expected: int = 0) -> None:
@@ -251,14 +271,24 @@ class Commands:
             event = change(current)
             if event is None:
                 return current
-            try:
-                entry = await self._store.append(schedule_id, current.version, event)
-            except VersionConflict:
+            appended = await self._commit(Change(schedule_id, current.version, event))
+            if appended.entry is None:
                 await self._catch_up()  # another replica changed it: re-read and re-decide
                 continue
-            await self._wait(entry)
             return self._registry.get(schedule_id) or current
         raise VersionConflict(f"schedule {schedule_id} keeps changing concurrently; retry later")
+
+    async def _commit(self, change: Change) -> Appended:
+        """Append ``change`` with the commands in flight (group commit); once appended, wait
+        until this replica applied it."""
+        self._in_flight += 1
+        try:
+            appended = await self._appends.submit(change)
+            if appended.entry is not None:
+                await self._wait(appended.entry)
+            return appended
+        finally:
+            self._in_flight -= 1
 
     async def _catch_up(self) -> None:
         latest = await self._store.latest_id()

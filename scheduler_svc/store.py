@@ -19,7 +19,8 @@ round trip for it.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 from redis.asyncio import Redis
@@ -27,7 +28,7 @@ from redis.asyncio import Redis
 from campaign_common.envelope import Envelope, EnvelopeError, wrap
 from campaign_common.runs.emission import EmissionGuard, EmissionGuards
 from campaign_common.runs.keys import Partitions
-from campaign_common.runs.opscript import idempotent, new_op_id, op_key
+from campaign_common.runs.opscript import OP_TTL_MS, idempotent, new_op_id, op_key
 from scheduler_svc.errors import VersionConflict
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.registry import StreamId, parse_stream_id
@@ -37,51 +38,75 @@ SCHEDULE_LOG = "{sched}:log"
 TRIMMED = "{sched}:trimmed"
 VERSIONS = "{sched}:versions"
 
-# KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
-# ARGV[1] schedule id, ARGV[2] expected current version (0: must not exist yet),
-# ARGV[3 ..] envelope field/value pairs.
-# Returns {1, entry id} when appended, {0, current version} on a version mismatch. The check
-# and the append are one script, so two writers can never both append version v+1; the
-# operation key makes a re-send after a lost reply answer {1, entry id} again instead of a
-# conflict with its own append.
-_APPEND = idempotent("""
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if current ~= tonumber(ARGV[2]) then return {0, tostring(current)} end
-local envelope = {}
-for i = 3, #ARGV do envelope[#envelope + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(envelope))
-redis.call('HSET', KEYS[1], ARGV[1], current + 1)
-return {1, id}
-""")
-
-# KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3] operation key (opscript)
-# ARGV, per change: schedule id, expected current version, number n of envelope field/value
-# pairs, the n pairs.
-# `_APPEND` for many changes in one call (a burst's completions): each is checked and appended
-# on its own, in order. Returns one {1, entry id} or {0, current version} per change.
-_APPEND_MANY = idempotent("""
-local replies = {}
+# KEYS[1] versions hash, KEYS[2] schedule log stream, KEYS[3 .. #KEYS-1] the changes' own
+# operation keys (`Change.op_id`), KEYS[#KEYS] the call's operation key (opscript).
+# ARGV, per change: schedule id, expected current version, index into KEYS of its own operation
+# key (0: none), number n of envelope field/value pairs, the n pairs.
+# Many changes in one call (group commit: the API's concurrent commands, a burst's
+# completions), each checked and appended on its own, in order: a change appends only if its
+# schedule's current version equals the expected one, so two writers can never both append
+# version v+1. Per change the reply is {1, entry id, 0} when appended, {0, current version, 0}
+# on a version mismatch, and {ok, value, 1} when the change's own operation key was already
+# set: the reply of the first change under that id (an idempotent create answers the first
+# create's entry; the same id twice in one call appends once). Only an appended change sets
+# its key (JSON {1, entry id}, as `idempotent` stores a reply): a refused one may be retried.
+# The call's own operation key makes a re-send after a lost reply answer the same replies.
+_APPEND_MANY = idempotent(f"""
+local replies = {{}}
 local pos = 1
 while pos <= #ARGV do
-  local id, expected, n = ARGV[pos], tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
-  local current = tonumber(redis.call('HGET', KEYS[1], id) or '0')
-  if current ~= expected then
-    replies[#replies + 1] = {0, tostring(current)}
+  local id, expected = ARGV[pos], tonumber(ARGV[pos + 1])
+  local own, n = tonumber(ARGV[pos + 2]), tonumber(ARGV[pos + 3])
+  local first = own > 0 and redis.call('GET', KEYS[own])
+  if first then
+    local reply = cjson.decode(first)
+    replies[#replies + 1] = {{reply[1], reply[2], 1}}
   else
-    local envelope = {}
-    for i = pos + 3, pos + 2 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
-    replies[#replies + 1] = {1, redis.call('XADD', KEYS[2], '*', unpack(envelope))}
-    redis.call('HSET', KEYS[1], id, current + 1)
+    local current = tonumber(redis.call('HGET', KEYS[1], id) or '0')
+    if current ~= expected then
+      replies[#replies + 1] = {{0, tostring(current), 0}}
+    else
+      local envelope = {{}}
+      for i = pos + 4, pos + 3 + 2 * n do envelope[#envelope + 1] = ARGV[i] end
+      local entry = redis.call('XADD', KEYS[2], '*', unpack(envelope))
+      redis.call('HSET', KEYS[1], id, current + 1)
+      if own > 0 then
+        redis.call('SET', KEYS[own], cjson.encode({{1, entry}}), 'PX', {OP_TTL_MS})
+      end
+      replies[#replies + 1] = {{1, entry, 0}}
+    end
   end
-  pos = pos + 3 + 2 * n
+  pos = pos + 4 + 2 * n
 end
 return replies
 """)
 
 log = logging.getLogger(__name__)
 Entry = tuple[StreamId, Envelope | None]
-# A change for `append_many`: schedule id, expected current version, event.
-Change = tuple[str, int, Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An event to append if its schedule is at ``expected_version`` (0: must not exist).
+
+    ``op_id``: the caller's operation id (an idempotent create's, from its request id): a
+    change under an id already used answers the first one's entry instead of appending.
+    """
+
+    schedule_id: str
+    expected_version: int
+    event: Message
+    op_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What became of a `Change`: its log entry, or None when refused because the schedule
+    was at ``version``; ``repeat``: the entry is the first change's under the same ``op_id``."""
+
+    entry: StreamId | None
+    version: int = 0
+    repeat: bool = False
 
 
 def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
@@ -98,40 +123,40 @@ def guard_of(schedule: Schedule, deleted: bool) -> EmissionGuard:
 class ScheduleStore:
     def __init__(self, redis: Redis, partitions: Partitions) -> None:
         self._redis = redis
-        self._append = redis.register_script(_APPEND)
         self._append_many = redis.register_script(_APPEND_MANY)
         self._guards = EmissionGuards(redis, partitions)
 
     async def append(
         self, schedule_id: str, expected_version: int, event: Message, op_id: str = ""
     ) -> StreamId:
-        """Append ``event`` if the schedule is at ``expected_version``; its log entry id.
+        """Append ``event`` if the schedule is at ``expected_version``; its log entry id
+        (VersionConflict if not). One change of `append_many`."""
+        (appended,) = await self.append_many([Change(schedule_id, expected_version, event, op_id)])
+        if appended.entry is None:
+            raise VersionConflict(
+                f"schedule {schedule_id} is at version {appended.version}, not "
+                f"{expected_version}: read it again and retry"
+            )
+        return appended.entry
+
+    async def append_many(self, changes: list[Change]) -> list[Appended]:
+        """Append many changes in one script call, each checked on its own (see `Change`).
 
         The caller answers only once its replica applied the entry (which raises the guard
-        first: `raise_guards`). Safe to re-send (an operation id per call; a caller's own
-        ``op_id``, e.g. from a create's request id, makes a repeated call answer the first
-        call's entry).
+        first: `raise_guards`). Safe to re-send: a fresh operation id per call.
         """
-        args = [schedule_id, expected_version, *wrap(event).flat_fields()]
-        keys = [VERSIONS, SCHEDULE_LOG, op_key("sched", op_id or new_op_id())]
-        ok, value = await self._append(keys=keys, args=args)
-        if not ok:
-            raise VersionConflict(
-                f"schedule {schedule_id} is at version {int(value)}, not {expected_version}: "
-                "read it again and retry"
-            )
-        return parse_stream_id(cast(bytes, value))
-
-    async def append_many(self, changes: list[Change]) -> list[StreamId | None]:
-        """`append` for many changes in one call; per change its entry id, or None when the
-        schedule was not at the expected version (a concurrent change won). Safe to re-send."""
+        keys: list[str] = [VERSIONS, SCHEDULE_LOG]
         args: list[str | int | bytes] = []
-        for schedule_id, expected_version, event in changes:
-            flat = wrap(event).flat_fields()
-            args += [schedule_id, expected_version, len(flat) // 2, *flat]
-        keys = [VERSIONS, SCHEDULE_LOG, op_key("sched", new_op_id())]
+        for change in changes:
+            own = 0
+            if change.op_id:
+                keys.append(op_key("sched", change.op_id))
+                own = len(keys)
+            flat = wrap(change.event).flat_fields()
+            args += [change.schedule_id, change.expected_version, own, len(flat) // 2, *flat]
+        keys.append(op_key("sched", new_op_id()))
         replies = await self._append_many(keys=keys, args=args)
-        return [parse_stream_id(value) if ok else None for ok, value in replies]
+        return [_appended(reply) for reply in replies]
 
     async def raise_guards(self, guards: list[EmissionGuard]) -> None:
         """Raise the emission guards of applied log entries (one round trip)."""
@@ -166,6 +191,13 @@ class ScheduleStore:
             _entry(entry_id, fields) for _, items in reply or [] for entry_id, fields in items
         ]
         return entries, parse_stream_id(trimmed) if trimmed else (0, 0)
+
+
+def _appended(reply: list[Any]) -> Appended:
+    ok, value, repeat = reply
+    if ok:
+        return Appended(parse_stream_id(value), repeat=bool(repeat))
+    return Appended(None, int(value), bool(repeat))
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -31,7 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from campaign_common.timeutil import datetime_to_ms, ms_to_datetime
 from scheduler_svc.cron import CronSyntaxError, parse_cron
 from scheduler_svc.model import CronDialect, Schedule, Timing, TimingKind
-from scheduler_svc.wallclock import BoundedTrigger, NeverTrigger
+from scheduler_svc.wallclock import BoundedTrigger, NeverTrigger, WallClockTrigger
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +72,51 @@ def next_fire_ms(
     """First fire time at or after ``after_ms`` and strictly after ``previous_ms``, or None.
 
     Always asks the trigger afresh (no previous fire time): APScheduler's interval trigger
-    would otherwise return ``previous + interval`` even when that is long past.
+    would otherwise return ``previous + interval`` even when that is long past. A shared cron
+    trigger answers from its memo (`_NextFires`) when it can.
     """
     if previous_ms is not None:
         after_ms = max(after_ms, previous_ms + 1)
+    if isinstance(trigger, WallClockTrigger):
+        return _NEXT_FIRES.first_at_or_after(trigger, after_ms)
+    return _ask(trigger, after_ms)
+
+
+def _ask(trigger: BaseTrigger, after_ms: int) -> int | None:
     fire: datetime | None = trigger.get_next_fire_time(None, ms_to_datetime(after_ms))
     if fire is None:
         return None
     fire_ms = datetime_to_ms(fire.astimezone(UTC))
     return fire_ms if fire_ms >= after_ms else None  # a one-shot whose time has passed
+
+
+class _NextFires:
+    """The last answer of each shared cron trigger, reused while it still holds.
+
+    A trigger's fires are a fixed set of instants; its first fire at or after ``t`` is ``F``
+    for every ``t`` in ``[lo, F]`` once it was ``F`` for ``lo``, since no fire lies between.
+    So every schedule armed or previewed with the same cron and zone, any time before its next
+    fire, costs a comparison instead of a walk through APScheduler's cron fields (the
+    heaviest part of creating a schedule when thousands share a few hundred expressions).
+    """
+
+    def __init__(self, max_triggers: int) -> None:
+        self._max = max_triggers
+        self._last: dict[BaseTrigger, tuple[int, int]] = {}  # trigger -> (lo, first fire)
+
+    def first_at_or_after(self, trigger: BaseTrigger, after_ms: int) -> int | None:
+        last = self._last.get(trigger)
+        if last is not None and last[0] <= after_ms <= last[1]:
+            return last[1]
+        fire = _ask(trigger, after_ms)
+        if fire is not None:  # "no fire" is left uncached: it ends no interval
+            if len(self._last) >= self._max and trigger not in self._last:
+                self._last.clear()  # a bound, not an eviction policy: answers are recomputable
+            self._last[trigger] = (after_ms, fire)
+        return fire
+
+
+_NEXT_FIRES = _NextFires(max_triggers=8192)
 
 
 class FireTimes:
@@ -187,9 +222,10 @@ def _preview_start(trigger: BaseTrigger, now_ms: int, jitter_ms: int) -> int:
     return now_ms
 
 
-# Previews of shared (cron) triggers, by (trigger, whole second, count): every schedule with
-# the same cron and zone shows the same next fires, computed once per second.
-_PREVIEWS: OrderedDict[tuple[BaseTrigger, int, int], list[int]] = OrderedDict()
+# Previews of shared (cron) triggers, by (trigger, count): the time asked at and the fires.
+# Every schedule with the same cron and zone shows the same next fires: a preview made at
+# ``lo`` holds for any time up to its first fire (no fire lies between, as in `_NextFires`).
+_PREVIEWS: dict[tuple[BaseTrigger, int], tuple[int, list[int]]] = {}
 _PREVIEWS_MAX = 4096
 
 
@@ -198,15 +234,14 @@ def upcoming_fires(schedule: Schedule, now_ms: int, count: int) -> list[int]:
     trigger = build_trigger(schedule.timing, schedule.created_at_ms)
     if not _shared_preview(schedule.timing):
         return _upcoming(schedule, trigger, now_ms, count)
-    # A shared cron without jitter: every schedule with it shows the same next fires. Cron
-    # fires fall on whole seconds, none strictly between now and the next second.
-    second_ms = -(-now_ms // 1000) * 1000
-    key = (trigger, second_ms, count)
-    fires = _PREVIEWS.get(key)
-    if fires is None:
-        fires = _PREVIEWS[key] = _upcoming(schedule, trigger, second_ms, count)
-        if len(_PREVIEWS) > _PREVIEWS_MAX:
-            _PREVIEWS.popitem(last=False)
+    key = (trigger, count)
+    found = _PREVIEWS.get(key)
+    if found is not None and found[0] <= now_ms and (not found[1] or now_ms <= found[1][0]):
+        return list(found[1])
+    fires = _upcoming(schedule, trigger, now_ms, count)
+    if len(_PREVIEWS) >= _PREVIEWS_MAX and key not in _PREVIEWS:
+        _PREVIEWS.clear()  # a bound, not an eviction policy: previews are recomputable
+    _PREVIEWS[key] = (now_ms, fires)
     return list(fires)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import available_timezones
 
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
@@ -158,7 +158,9 @@ def _check_scrape(scrape: Scrape) -> list[FieldViolation]:
     return violations
 
 
-def _check_limits(limits: RunLimits) -> list[FieldViolation]:
+# Limits and retry policies are values a fleet shares a few of: each is judged once.
+@lru_cache(maxsize=4096)
+def _check_limits(limits: RunLimits) -> tuple[FieldViolation, ...]:
     violations = [
         FieldViolation(f"limits.{name}", f"must be between 0 (no limit) and {maximum}")
         for name, (attribute, maximum) in LIMIT_FIELDS.items()
@@ -171,16 +173,17 @@ def _check_limits(limits: RunLimits) -> list[FieldViolation]:
                 "a runs-per-window limit needs both the maximum and the window (or neither)",
             )
         )
-    return violations
+    return tuple(violations)
 
 
-def _check_retry(policy: retry_policy.RetryPolicy) -> list[FieldViolation]:
+@lru_cache(maxsize=4096)
+def _check_retry(policy: retry_policy.RetryPolicy) -> tuple[FieldViolation, ...]:
     # The effective policy as a message: every field set, so only real values are judged
     # (a requested 0 already took its default, exactly as `problems` treats it).
-    return [
+    return tuple(
         FieldViolation(f"retry_policy.{name}", description)
         for name, description in retry_policy.problems(retry_policy.to_proto(policy))
-    ]
+    )
 
 
 def check_new_schedule(command: NewSchedule, now_ms: int, grace_ms: int) -> list[FieldViolation]:

@@ -1,15 +1,20 @@
 """The batcher of emissions: a burst of fires leaves in a few script calls, each run answered
-as if alone."""
+as if alone; with a linger (group commit), a call waits for more items while others come."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from campaign_common.runs.emission import Emission, EmissionGuard, EmissionGuards
 from campaign_common.runs.log import RunLog
-from scheduler_svc.batcher import Batcher
+from scheduler_svc.batcher import Batcher, Linger
+from scheduler_svc.codec import schedule_event
+from scheduler_svc.model import ScheduleState
+from scheduler_svc.store import SCHEDULE_LOG, Appended, Change, ScheduleStore
+from tests.scheduler_svc.records import schedule_record
 from tests.support import PARTITIONS, part, runs_stream, scheduled_request, xlen_all
 
 
@@ -64,3 +69,65 @@ async def test_batcher_a_failed_call_fails_each_run_in_it_and_the_next_call_work
     await state_redis.delete(part("c1").runs_stream)
     again = await emitter.submit(runs.request_call(scheduled_request("m:9"), dedupe=False))
     assert again is Emission.EMITTED
+
+
+def _created(sid: str) -> Change:
+    return Change(sid, 0, schedule_event("created", schedule_record(sid, 1, ScheduleState.ACTIVE)))
+
+
+class _Recorded:
+    """The store's real append, recording the size of each call."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.store = ScheduleStore(redis, PARTITIONS)
+        self.sizes: list[int] = []
+
+    async def send(self, changes: list[Change]) -> list[Appended]:
+        self.sizes.append(len(changes))
+        return await self.store.append_many(changes)
+
+
+async def test_batcher_a_lingering_call_gathers_items_until_its_batch_is_full(
+    state_redis: Redis,
+) -> None:
+    calls = _Recorded(state_redis)
+    # busy_share 0: every slice counts as busy, so only a full batch (or max_s) ends the wait.
+    linger = Linger(max_s=60.0, batch=4, others=lambda: True, busy_share=0.0)
+    batcher = Batcher(calls.send, max_calls=1, linger=linger)
+    submitted = []
+    async with asyncio.timeout(30):
+        for n in range(4):  # items arriving one by one, several slices apart
+            submitted.append(asyncio.create_task(batcher.submit(_created(f"s{n}"))))
+            await asyncio.sleep(linger.slice_s * 3)
+        answers = await asyncio.gather(*submitted)
+    assert calls.sizes == [4]
+    assert len({answer.entry for answer in answers}) == 4 and all(a.entry for a in answers)
+
+
+async def test_batcher_linger_ends_once_the_loop_is_idle(state_redis: Redis) -> None:
+    calls = _Recorded(state_redis)
+    batcher = Batcher(calls.send, linger=Linger(max_s=60.0, batch=100, others=lambda: True))
+    async with asyncio.timeout(30):  # idle here: the first slice ends the wait, not max_s
+        answer = await batcher.submit(_created("alone"))
+    assert answer.entry is not None and calls.sizes == [1]
+
+
+async def test_batcher_does_not_linger_when_no_one_else_is_in_flight(state_redis: Redis) -> None:
+    calls = _Recorded(state_redis)
+    linger = Linger(max_s=60.0, batch=100, others=lambda: False, busy_share=0.0)
+    batcher = Batcher(calls.send, linger=linger)
+    async with asyncio.timeout(30):
+        answer = await batcher.submit(_created("lone-caller"))
+    assert answer.entry is not None and calls.sizes == [1]
+
+
+async def test_batcher_close_cancels_a_lingering_call_and_sends_nothing(state_redis: Redis) -> None:
+    calls = _Recorded(state_redis)
+    linger = Linger(max_s=60.0, batch=100, others=lambda: True, busy_share=0.0)
+    batcher = Batcher(calls.send, linger=linger)
+    waiting = asyncio.create_task(batcher.submit(_created("never-sent")))
+    await asyncio.sleep(0)  # the caller has handed its item in
+    await batcher.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert calls.sizes == [] and await state_redis.xlen(SCHEDULE_LOG) == 0

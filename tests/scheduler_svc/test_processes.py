@@ -3,6 +3,7 @@ the run partitions."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -327,3 +328,55 @@ async def test_scheduler_restart_records_fires_older_than_the_window_as_skipped(
     assert not set(ids) & {r.run_id for r in skipped}, "a fire was both skipped and emitted"
     assert not [r for r, n in Counter(ids).items() if n > 1]
     _assert_gapless([r.run_id for r in listed], created.schedule_id, 1000)
+
+
+def _retryable(n: int) -> api.AddScheduledCampaignRequest:
+    return api.AddScheduledCampaignRequest(
+        name=f"crash {n}",
+        request_id=f"crash-{n}",
+        schedule=schedule_pb2.ScheduleSpec(cron=f"{n % 60} 3 * * *", timezone="Asia/Tokyo"),
+        scrape=schedule_pb2.ScrapeSpec(urls=[f"http://shop.example/{n}"]),
+    )
+
+
+async def test_scheduler_killed_during_concurrent_creates_keeps_each_answered_one(
+    spawn: Callable[..., object],
+) -> None:
+    """Creates leave in shared script calls: a SIGKILL among them loses no create that was
+    answered, and retrying every create by its request id then makes each schedule once."""
+    total, workers, before_kill = 240, 24, 60
+    first, target = await spawn()  # type: ignore[misc]
+    answered: dict[int, str] = {}
+    enough = asyncio.Event()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = api_grpc.SchedulerServiceStub(channel)
+
+        async def worker(offset: int) -> None:
+            for n in range(offset, total, workers):
+                try:
+                    created = await stub.AddScheduledCampaign(_retryable(n), timeout=10)
+                except grpc.aio.AioRpcError:
+                    return  # the scheduler is gone
+                answered[n] = created.schedule_id
+                if len(answered) >= before_kill:
+                    enough.set()
+
+        running = [asyncio.create_task(worker(offset)) for offset in range(workers)]
+        async with asyncio.timeout(60):
+            await enough.wait()
+        first.kill()  # SIGKILL with creates queued, in a script call and being applied
+        await asyncio.gather(*running)
+    assert len(answered) >= before_kill
+
+    _, target = await spawn()  # type: ignore[misc]
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = api_grpc.SchedulerServiceStub(channel)
+        for n, schedule_id in answered.items():
+            got = await stub.GetSchedule(api.GetScheduleRequest(schedule_id=schedule_id))
+            assert got.version == 1 and got.name == f"crash {n}"
+        retried = await asyncio.gather(
+            *(stub.AddScheduledCampaign(_retryable(n), timeout=20) for n in range(total))
+        )
+        listed = await stub.ListSchedules(api.ListSchedulesRequest(page_size=500))
+    assert all(retried[n].schedule_id == sid for n, sid in answered.items())
+    assert sorted(s.name for s in listed.schedules) == sorted(f"crash {n}" for n in range(total))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+
+import pytest
 
 from scheduler_svc.model import ScheduleState
 from scheduler_svc.registry import Registry
@@ -48,3 +51,18 @@ async def test_registry_ignores_versions_it_has_seen() -> None:
     assert registry.counts()[ScheduleState.PAUSED] == 1
     assert registry.counts()[ScheduleState.ACTIVE] == 0
     assert [s.version for s in registry.all()] == [2]
+
+
+async def test_registry_wait_applied_answers_each_waiter_at_its_entry_or_times_out() -> None:
+    registry = Registry()
+    early = asyncio.create_task(registry.wait_applied((1, 0), timeout_s=30))
+    late = asyncio.create_task(registry.wait_applied((3, 0), timeout_s=30))
+    await asyncio.sleep(0)  # both wait
+    await registry.apply((1, 0), schedule_record("a"), deleted=False)
+    await early  # woken by its entry; the later one still waits
+    assert not late.done()
+    with pytest.raises(TimeoutError):  # its entry never comes
+        await registry.wait_applied((2, 0), timeout_s=0.01)
+    await registry.apply((3, 0), schedule_record("b"), deleted=False)  # steps over the dropped one
+    await late
+    await registry.wait_applied((2, 0), timeout_s=0)  # applied by now: answers at once
