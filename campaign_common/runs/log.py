@@ -8,7 +8,6 @@ lifecycle events and writes results. Key names are in `campaign_common.runs.keys
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -177,11 +176,10 @@ class RunLog:
         if len(grouped) == 1:
             return await self._emit_in_partition(calls)
         answers: list[Emission] = [Emission.STALE] * len(calls)
-        positions = list(grouped.values())
-        replies = await asyncio.gather(
-            *(self._emit_in_partition([calls[i] for i in group]) for group in positions)
-        )
-        for group, emissions in zip(positions, replies, strict=True):
+        # One partition after the other: the batcher keeps several calls in flight already,
+        # and concurrent script calls of one cluster client trip redis/redis-py#4287.
+        for group in grouped.values():
+            emissions = await self._emit_in_partition([calls[i] for i in group])
             for position, emission in zip(group, emissions, strict=True):
                 answers[position] = emission
         return answers
