@@ -130,6 +130,11 @@ class Registry:
             if not waiter.done():
                 waiter.set_result(None)
 
+    @property
+    def waiting(self) -> int:
+        """Callers waiting in `wait_applied` for an entry not applied yet."""
+        return len(self._waiters)
+
     async def wait_applied(self, entry_id: StreamId, timeout_s: float) -> None:
         """Return once ``entry_id`` is applied; TimeoutError after ``timeout_s``."""
         if self._applied >= entry_id:

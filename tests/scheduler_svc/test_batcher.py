@@ -4,6 +4,7 @@ as if alone; with a linger (group commit), a call waits for more items while oth
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -87,18 +88,30 @@ class _Recorded:
         return await self.store.append_many(changes)
 
 
+def _asked(event: asyncio.Event) -> Callable[[], bool]:
+    """A linger's ``others``: someone else may bring items; ``event`` is set once a call
+    asks, that is once it starts to linger."""
+
+    def others() -> bool:
+        event.set()
+        return True
+
+    return others
+
+
 async def test_batcher_a_lingering_call_gathers_items_until_its_batch_is_full(
     state_redis: Redis,
 ) -> None:
     calls = _Recorded(state_redis)
+    lingering = asyncio.Event()
     # busy_share 0: every slice counts as busy, so only a full batch (or max_s) ends the wait.
-    linger = Linger(max_s=60.0, batch=4, others=lambda: True, busy_share=0.0)
+    linger = Linger(max_s=60.0, batch=4, others=_asked(lingering), busy_share=0.0)
     batcher = Batcher(calls.send, max_calls=1, linger=linger)
-    submitted = []
     async with asyncio.timeout(30):
-        for n in range(4):  # items arriving one by one, several slices apart
+        submitted = [asyncio.create_task(batcher.submit(_created("s0")))]
+        await lingering.wait()  # the first call lingers: the others arrive while it waits
+        for n in range(1, 4):
             submitted.append(asyncio.create_task(batcher.submit(_created(f"s{n}"))))
-            await asyncio.sleep(linger.slice_s * 3)
         answers = await asyncio.gather(*submitted)
     assert calls.sizes == [4]
     assert len({answer.entry for answer in answers}) == 4 and all(a.entry for a in answers)
@@ -123,10 +136,11 @@ async def test_batcher_does_not_linger_when_no_one_else_is_in_flight(state_redis
 
 async def test_batcher_close_cancels_a_lingering_call_and_sends_nothing(state_redis: Redis) -> None:
     calls = _Recorded(state_redis)
-    linger = Linger(max_s=60.0, batch=100, others=lambda: True, busy_share=0.0)
+    lingering = asyncio.Event()
+    linger = Linger(max_s=60.0, batch=100, others=_asked(lingering), busy_share=0.0)
     batcher = Batcher(calls.send, linger=linger)
     waiting = asyncio.create_task(batcher.submit(_created("never-sent")))
-    await asyncio.sleep(0)  # the caller has handed its item in
+    await asyncio.wait_for(lingering.wait(), timeout=10)  # handed in, its call lingers
     await batcher.close()
     with pytest.raises(asyncio.CancelledError):
         await waiting

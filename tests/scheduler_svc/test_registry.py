@@ -10,6 +10,7 @@ import pytest
 from scheduler_svc.model import ScheduleState
 from scheduler_svc.registry import Registry
 from tests.scheduler_svc.records import schedule_record
+from tests.support import eventually
 
 
 async def test_registry_pages_counts_and_order_follow_changes() -> None:
@@ -53,11 +54,15 @@ async def test_registry_ignores_versions_it_has_seen() -> None:
     assert [s.version for s in registry.all()] == [2]
 
 
+async def _waiting(registry: Registry, count: int) -> bool:
+    return registry.waiting == count
+
+
 async def test_registry_wait_applied_answers_each_waiter_at_its_entry_or_times_out() -> None:
     registry = Registry()
     early = asyncio.create_task(registry.wait_applied((1, 0), timeout_s=30))
     late = asyncio.create_task(registry.wait_applied((3, 0), timeout_s=30))
-    await asyncio.sleep(0)  # both wait
+    await eventually(lambda: _waiting(registry, 2), timeout_s=5, what="both waiting")
     await registry.apply((1, 0), schedule_record("a"), deleted=False)
     await early  # woken by its entry; the later one still waits
     assert not late.done()

@@ -67,6 +67,11 @@ async def _counters(masters: list[Redis], resource: str) -> list[int]:
     return [int(await master.get(fence_key(resource)) or 0) for master in masters]
 
 
+async def _until_cancelled() -> None:
+    """A body that works until the hold cancels it (and never ends by itself)."""
+    await asyncio.Event().wait()
+
+
 async def test_redlock_grants_fences_and_releases(
     make_redlock: MakeRedlock, masters: list[Redis], pipelined: bool
 ) -> None:
@@ -105,8 +110,8 @@ async def test_redlock_mutual_exclusion_under_concurrency(
             inside += 1
             overlaps += inside > 1
             fences.append(lease.fence)
-            await asyncio.sleep(0)  # let every other task try to get in
-            await asyncio.sleep(0)
+            # a round trip while inside: every other task tries to get in meanwhile
+            lease = await redlock.extend(lease, 2_000)
             inside -= 1
             await redlock.release(lease)
 
@@ -407,7 +412,11 @@ async def test_redlock_auto_extension_keeps_the_lock_past_its_ttl(
 ) -> None:
     redlock = make_redlock()
     async with redlock.hold("res", 300) as lease:
-        await asyncio.sleep(1.0)  # the body "works" for more than three TTLs
+
+        async def extended_for_three_ttls() -> bool:  # extensions come every TTL / 3
+            return redlock.counters.extended >= 10
+
+        await eventually(extended_for_three_ttls, timeout_s=10, what="ten extensions")
         assert await _holders(masters, "res") == [lease.token] * 3
         with pytest.raises(LockHeld):
             await make_redlock(retry_count=0).acquire("res", 300)
@@ -425,7 +434,7 @@ async def test_redlock_auto_extension_cancels_the_body_when_the_lease_is_lost(
             for master in masters:
                 await master.delete(lock_key("res"))
             try:
-                await asyncio.sleep(30)  # would block far longer than the test allows
+                await _until_cancelled()
             except asyncio.CancelledError:
                 body_cancelled.set()
                 raise
@@ -443,7 +452,7 @@ async def test_redlock_lease_lost_is_raised_even_if_the_body_swallows_the_cancel
             for master in masters:
                 await master.set(lock_key("res"), FOREIGN, px=10_000)
             with contextlib.suppress(asyncio.CancelledError):  # a careless body
-                await asyncio.sleep(30)
+                await _until_cancelled()
     assert await _holders(masters, "res") == [FOREIGN] * 3  # the other owner's keys stay
 
 
@@ -452,7 +461,7 @@ async def test_redlock_max_lease_cap_cancels_the_body(make_redlock: MakeRedlock)
     started = time.monotonic()
     with pytest.raises(LeaseLost, match="maximum lease time"):
         async with redlock.hold("res", 300, max_lease_s=0.5):
-            await asyncio.sleep(30)
+            await _until_cancelled()
     assert 0.5 <= time.monotonic() - started < 5
     assert redlock.counters.released == 1
 
@@ -548,7 +557,7 @@ async def test_redlock_closing_the_client_cancels_active_holds(
     async def body() -> None:
         async with redlock.hold("res", 1_000):
             entered.set()
-            await asyncio.sleep(30)
+            await _until_cancelled()
 
     holder = asyncio.create_task(body())
     await asyncio.wait_for(entered.wait(), timeout=5)
