@@ -14,8 +14,10 @@ Timeline of one slot, and why it is correct:
     hold:    a keeper renews the lease every ttl/3 with the same script (a renewal after an
              expiry takes a slot again if one is free; if none is, the run goes on over the
              limit and a warning says so: a run is never killed for a slot)
-    release: ZREM on the way out (also after errors and cancellation); a worker that dies
-             never releases, and its slots expire ``ttl_ms`` after their last renewal
+    release: the keeper is told to stop and awaited first (a renewal it has in flight
+             finishes, so it cannot land after the ZREM and re-take the slot), then ZREM on
+             the way out (also after errors and cancellation); a worker that dies never
+             releases, and its slots expire ``ttl_ms`` after their last renewal
 
 Checking and adding happen in one script, so two workers never take the last slot both.
 Waiting runs are not queued: when a slot frees, whichever poll comes first gets it.
@@ -92,11 +94,15 @@ class ClusterSemaphore:
             yield
             return
         await self._wait_for_slot(holder)
-        keeper = asyncio.create_task(self._keep(holder), name=f"slot-{holder}")
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(holder, stop), name=f"slot-{holder}")
         try:
             yield
         finally:
-            keeper.cancel()
+            stop.set()
+            # Not cancelled: a renewal already on the wire would land after the ZREM.
+            # Bounded by one renewal, which runs under the client's socket timeout.
+            await asyncio.shield(keeper)
             with contextlib.suppress(RedisError, OSError):  # the lease expires anyway
                 await self.release(holder)
 
@@ -110,9 +116,12 @@ class ClusterSemaphore:
             await asyncio.sleep(min(left, delay * random.uniform(0.5, 1.5)))
             delay = min(delay * 2, POLL_MAX_S)
 
-    async def _keep(self, holder: str) -> None:
+    async def _keep(self, holder: str, stop: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._ttl_ms / 3000)
+            if stop.is_set():
+                return
             try:
                 if not await self.take(holder):
                     log.warning("cluster slot of %s expired and every slot is taken", holder)

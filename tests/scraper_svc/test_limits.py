@@ -211,7 +211,11 @@ async def test_limit_cluster_slot_of_a_dead_worker_expires_and_a_waiting_run_goe
 
     run = await finished_run(state_redis, "r-after-dead")
     assert run.state is RunState.SUCCEEDED
-    assert await dead.holders() == 0  # released at the end of the run
+
+    async def released() -> bool:  # after the outcome is written, on the way out of the run
+        return await dead.holders() == 0
+
+    await eventually(released, what="the run's cluster slot to be released")
 
 
 async def test_limit_cluster_slot_wait_leaves_the_run_pending_and_retries_it(
