@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from campaign_common.runs.emission import EmissionGuard
 from campaign_common.runs.log import RunLog
 from campaign_common.tasks import every
 from campaign_common.timeutil import now_ms
-from scheduler_svc.follower import latest_guards
+from scheduler_svc.log_entries import decode_all, latest_guards
 from scheduler_svc.snapshot import SnapshotStore
 from scheduler_svc.store import ScheduleStore
 
@@ -53,9 +54,12 @@ class Compactor:
         position = await self._snapshots.position()
         folded = 0
         while entries := await self._store.read_after(position, self._batch):
-            guards = latest_guards(entries)
+            decoded = decode_all(entries)
+            latest: dict[str, EmissionGuard] = {}
+            latest_guards(decoded, latest)
+            guards = list(latest.values())
             await self._store.raise_guards(guards)
-            position = await self._snapshots.fold(entries)
+            position = await self._snapshots.fold(decoded)
             await self._runs.forget_schedules(
                 [(g.schedule_id, g.campaign_id) for g in guards if g.deleted_at_ms]
             )

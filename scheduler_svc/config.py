@@ -75,8 +75,10 @@ class SchedulerSettings(ServiceSettings):
     # Consumers with nothing pending and idle this long are forgotten (gone processes).
     idle_consumer_s: float = Field(24 * 3600.0, gt=0)
     # How often the schedule log is folded into its snapshot (start-up loads the snapshot and
-    # replays only the log after it).
-    snapshot_interval_s: float = Field(30.0, gt=0)
+    # replays only the log after it). Often and small: a fold of the tens of thousands of
+    # entries a busy half minute leaves takes the process's CPU for seconds, and API calls
+    # queue behind it; folding every few seconds spreads the same work evenly.
+    snapshot_interval_s: float = Field(2.0, gt=0)
     # Log entries already in the snapshot are trimmed once this old; a replica lagging further
     # behind reloads from the snapshot.
     log_keep_s: float = Field(3600.0, ge=0)

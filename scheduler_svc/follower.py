@@ -13,27 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from campaign_common.envelope import decode_body
 from campaign_common.runs.emission import EmissionGuard
 from campaign_common.tasks import pause, raise_if_cancelling
-from scheduler_svc.codec import schedule_from_event
-from scheduler_svc.model import Schedule
-from scheduler_svc.registry import Registry, StreamId
+from scheduler_svc.log_entries import Decoded, decode_all, latest_guards
+from scheduler_svc.registry import Registry
 from scheduler_svc.snapshot import SnapshotStore, Stale, check_trim_point
-from scheduler_svc.store import Entry, ScheduleStore, guard_of
+from scheduler_svc.store import Entry, ScheduleStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    entry_id: StreamId
-    schedule: Schedule | None  # None: an entry this version skips
-    deleted: bool = False
 
 
 class LogFollower:
@@ -78,8 +68,8 @@ class LogFollower:
             await self._snapshots.check_not_trimmed(before)
             if not entries:
                 break
-            decoded = [_decode(entry) for entry in entries]
-            _latest_guards(decoded, guards)
+            decoded = decode_all(entries)
+            latest_guards(decoded, guards)
             await self._apply_all(decoded)
             total += len(entries)
         latest = list(guards.values())
@@ -118,39 +108,12 @@ class LogFollower:
 
     async def _apply_batch(self, entries: list[Entry]) -> None:
         """Raise the batch's guards, then apply it (a failed raise applies nothing: re-read)."""
-        decoded = [_decode(entry) for entry in entries]
+        decoded = decode_all(entries)
         guards: dict[str, EmissionGuard] = {}
-        _latest_guards(decoded, guards)
+        latest_guards(decoded, guards)
         await self._store.raise_guards(list(guards.values()))
         await self._apply_all(decoded)
 
-    async def _apply_all(self, decoded: list[_Decoded]) -> None:
+    async def _apply_all(self, decoded: list[Decoded]) -> None:
         for each in decoded:
             await self._registry.apply(each.entry_id, each.schedule, each.deleted)
-
-
-def latest_guards(entries: list[Entry]) -> list[EmissionGuard]:
-    """The emission guards log entries leave: the highest version per schedule."""
-    guards: dict[str, EmissionGuard] = {}
-    _latest_guards([_decode(entry) for entry in entries], guards)
-    return list(guards.values())
-
-
-def _decode(entry: Entry) -> _Decoded:
-    entry_id, envelope = entry
-    body = decode_body(envelope) if envelope is not None else None
-    decoded = schedule_from_event(body) if body is not None else None
-    if decoded is None:
-        return _Decoded(entry_id, None)
-    return _Decoded(entry_id, *decoded)
-
-
-def _latest_guards(decoded: list[_Decoded], guards: dict[str, EmissionGuard]) -> None:
-    """Fold the entries' guards into ``guards``: the highest version per schedule."""
-    for each in decoded:
-        if each.schedule is None:
-            continue
-        guard = guard_of(each.schedule, each.deleted)
-        current = guards.get(guard.schedule_id)
-        if current is None or guard.version > current.version:
-            guards[guard.schedule_id] = guard

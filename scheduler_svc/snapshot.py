@@ -31,12 +31,12 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from campaign_common.envelope import decode_body
 from campaigns.v1 import schedule_pb2
-from scheduler_svc.codec import schedule_from_event, schedule_from_proto
+from scheduler_svc.codec import schedule_from_proto
+from scheduler_svc.log_entries import Decoded
 from scheduler_svc.model import Schedule
 from scheduler_svc.registry import StreamId, parse_stream_id
-from scheduler_svc.store import SCHEDULE_LOG, TRIMMED, VERSIONS, Entry
+from scheduler_svc.store import SCHEDULE_LOG, TRIMMED, VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -152,19 +152,16 @@ class SnapshotStore:
         """Raise `Stale` if entries after ``position`` may have been trimmed."""
         check_trim_point(await self.trim_point(), position)
 
-    async def fold(self, entries: list[Entry]) -> StreamId:
-        """Fold log entries (in log order) into the snapshot; its position afterwards."""
-        if not entries:
+    async def fold(self, decoded: list[Decoded]) -> StreamId:
+        """Fold decoded log entries (in log order) into the snapshot; its position afterwards."""
+        if not decoded:
             return await self.position()
-        args: list[str | bytes] = [_text(entries[-1][0])]
-        for entry_id, envelope in entries:
-            body = decode_body(envelope) if envelope is not None else None
-            decoded = schedule_from_event(body) if body is not None else None
-            if decoded is None or body is None:
+        args: list[str | bytes] = [_text(decoded[-1].entry_id)]
+        for each in decoded:
+            if each.message is None:
                 continue  # not a schedule event: nothing to keep
-            message = body.schedule  # type: ignore[attr-defined]
-            kept = b"" if decoded[1] else message.SerializeToString()
-            args += [_text(entry_id), message.schedule_id, kept]
+            kept = b"" if each.deleted else each.message.SerializeToString()
+            args += [_text(each.entry_id), each.message.schedule_id, kept]
         raw = await self._fold(keys=[SNAPSHOT, SNAPSHOT_AT, VERSIONS], args=args)
         return parse_stream_id(raw)
 
