@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -84,9 +85,16 @@ def _request(i: int) -> api.AddScheduledCampaignRequest:
     )
 
 
-async def create_all(target: str, n: int, in_flight: int = IN_FLIGHT) -> list[float]:
-    """Create n schedules; returns the completion time of each (seconds from the start)."""
+async def create_all(
+    target: str, n: int, in_flight: int = IN_FLIGHT, cpu_marks: list[float] | None = None
+) -> list[float]:
+    """Create n schedules; returns the completion time of each (seconds from the start).
+
+    ``cpu_marks`` (with a pid as its first element) gets the CPU seconds that process has used
+    appended at every tenth of the creates.
+    """
     done: list[float] = []
+    tenth = max(1, n // 10)
     next_i = 0
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(target) as channel:
@@ -99,6 +107,8 @@ async def create_all(target: str, n: int, in_flight: int = IN_FLIGHT) -> list[fl
                 next_i += 1
                 await stub.AddScheduledCampaign(_request(i), timeout=30)
                 done.append(time.perf_counter() - started)
+                if cpu_marks is not None and len(done) % tenth == 0:
+                    cpu_marks.append(cpu_s(int(cpu_marks[0])))
 
         await asyncio.gather(*(worker() for _ in range(in_flight)))
     return sorted(done)
@@ -143,7 +153,8 @@ async def ours(n: int, in_flight: int) -> dict[str, float]:
         process, _ = await start_scheduler(redis.url, port)
         try:
             server_cpu_s, client_cpu_s = cpu_s(process.pid), time.process_time()
-            times = await create_all(f"127.0.0.1:{port}", n, in_flight)
+            marks: list[float] = [process.pid, server_cpu_s]
+            times = await create_all(f"127.0.0.1:{port}", n, in_flight, marks)
             server_cpu_s, client_cpu_s = (
                 cpu_s(process.pid) - server_cpu_s,
                 time.process_time() - client_cpu_s,
@@ -153,6 +164,12 @@ async def ours(n: int, in_flight: int) -> dict[str, float]:
                 "create_rate": n / times[-1],
                 "first_10pct_rate": _rate(times, 0, tenth),
                 "last_10pct_rate": _rate(times, n - tenth, n),
+                "scheduler_cpu_us_per_create_per_tenth": [
+                    round((b - a) / tenth * 1e6) for a, b in itertools.pairwise(marks[1:])
+                ],
+                "rate_per_tenth": [
+                    round(_rate(times, k * tenth, (k + 1) * tenth)) for k in range(10)
+                ],
                 "scheduler_cpu_us_per_create": server_cpu_s / n * 1e6,
                 "client_cpu_us_per_create": client_cpu_s / n * 1e6,
                 "rss_after_create_mib": rss_mib(process.pid),

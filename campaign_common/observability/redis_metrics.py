@@ -107,16 +107,31 @@ class _HiredisPacking:
         return packed
 
 
-_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+class _ClosedWritesLost:
+    """Mixed into a connection class: a write on a transport that closed under it is a lost
+    connection. uvloop raises ``RuntimeError`` there (asyncio's own loop drops the write);
+    redis-py treats only ``OSError`` as a lost connection (disconnect, retry, and on a cluster
+    reload the slots), so uvloop's error would escape as a bug and end the loop that made the
+    call (seen while a cluster master restarted)."""
+
+    async def _send_packed_command(self, command: Any) -> None:
+        try:
+            await super()._send_packed_command(command)  # type: ignore[misc]
+        except RuntimeError as exc:
+            raise ConnectionResetError(f"the connection closed under the write: {exc}") from exc
 
 
-def hiredis_packed(klass: type[AbstractConnection]) -> type[AbstractConnection]:
-    """``klass`` with hiredis packing (``klass`` itself without hiredis)."""
-    if not HIREDIS_AVAILABLE or issubclass(klass, _HiredisPacking):
+_CLASSES: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def connection_class(klass: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``klass`` with closed writes as lost connections, and hiredis packing if available."""
+    if issubclass(klass, _ClosedWritesLost):
         return klass
-    if klass not in _PACKED:
-        _PACKED[klass] = type(f"HiredisPacked{klass.__name__}", (_HiredisPacking, klass), {})
-    return _PACKED[klass]
+    if klass not in _CLASSES:
+        mixins = (_HiredisPacking, _ClosedWritesLost) if HIREDIS_AVAILABLE else (_ClosedWritesLost,)
+        _CLASSES[klass] = type(f"Campaigns{klass.__name__}", (*mixins, klass), {})
+    return _CLASSES[klass]
 
 
 class CountingRedis(Redis):
@@ -138,7 +153,7 @@ class CountingRedis(Redis):
             url, single_connection_client, auto_close_connection_pool, **kwargs
         )
         pool = client.connection_pool
-        pool.connection_class = hiredis_packed(pool.connection_class)
+        pool.connection_class = connection_class(pool.connection_class)
         if isinstance(client, CountingRedis):
             client._script_pipe = ScriptPipe.for_client(client)
         return client
@@ -157,7 +172,17 @@ class CountingRedis(Redis):
 
 
 class CountingRedisCluster(RedisCluster):
-    """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`."""
+    """`redis.asyncio.RedisCluster` that counts failed commands like `CountingRedis`, its
+    nodes' connections built from `connection_class`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # redis-py picks the class itself (plain or TLS): wrap what it picked, for the nodes
+        # it knows now and every node it learns later.
+        for options in (self.connection_kwargs, self.nodes_manager.connection_kwargs):
+            options["connection_class"] = connection_class(options["connection_class"])
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = connection_class(node.connection_class)  # type: ignore[assignment]
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         return await counted_call(super().execute_command(*args, **options), args)

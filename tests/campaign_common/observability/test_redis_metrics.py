@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 import pytest
+import uvloop
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
@@ -67,7 +72,7 @@ async def test_the_client_packs_with_hiredis_and_round_trips_every_argument_type
     client = make_client(state_url, 5.0)
     try:
         connection = client.connection_pool.make_connection()
-        assert type(connection).__name__ == "HiredisPackedConnection"
+        assert type(connection).__name__ == "CampaignsConnection"  # hiredis packing mixed in
         packed = connection.pack_command("HSET", b"h", "text", "é", "int", 7, "float", 0.25)
         assert b"".join(packed).startswith(b"*8\r\n$4\r\nHSET\r\n$1\r\nh\r\n")
         await client.hset("h", mapping={"text": "é", "int": 7, "float": 0.25, "raw": b"\x00\xff"})
@@ -97,3 +102,30 @@ async def test_connections_share_one_driver_info(state_url: str) -> None:
         assert (info["lib-name"], info["lib-ver"]) == ("redis-py", DRIVER_INFO.lib_version)
     finally:
         await client.aclose()
+
+
+async def close_a_pooled_transport_then_read(client: Redis) -> bytes | None:
+    """Set a key, abort the transport of the pooled connection under it (the connection still
+    counts as connected), then read the key back through the same pool."""
+    await client.set("closed-under", b"v")
+    if isinstance(client, RedisCluster):  # the free connections of the key's node
+        connections = client.get_node_from_key("closed-under")._free
+    else:
+        connections = client.connection_pool._available_connections
+    for connection in connections:
+        connection._writer.transport.abort()
+    return cast("bytes | None", await client.get("closed-under"))
+
+
+def test_a_write_on_a_transport_closed_under_it_is_retried_on_uvloop(state_url: str) -> None:
+    # uvloop raises RuntimeError where asyncio drops the write: it must reach redis-py as a
+    # lost connection (reconnect and retry), never as an error that ends the caller's loop.
+    async def scenario() -> bytes | None:
+        client = make_client(state_url, 5.0)
+        try:
+            return await close_a_pooled_transport_then_read(client)
+        finally:
+            await client.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == b"v"

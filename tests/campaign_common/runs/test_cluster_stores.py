@@ -9,16 +9,21 @@ script, no EVALSHA in a cluster pipeline) and behave as on a single server.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 
 import pytest
 import redis
+import uvloop
 from redis.asyncio import Redis
 
 from campaign_common.redis_topology import RedisTopology, make_state_client
 from campaign_common.runs.emission import EmissionGuard, EmissionGuards
+from tests.campaign_common.observability.test_redis_metrics import (
+    close_a_pooled_transport_then_read,
+)
 from tests.campaign_common.runs import (
     test_deadletters,
     test_log,
@@ -89,3 +94,19 @@ async def test_cluster_guards_raise_in_one_batch_without_loaded_scripts(
         key = PARTITIONS.of(guard.campaign_id).guard_key(guard.schedule_id)
         assert await state_redis.exists(key)
     assert len({PARTITIONS.of(guard.campaign_id) for guard in guards}) > 1  # several slots
+
+
+def test_cluster_a_write_on_a_transport_closed_under_it_is_retried_on_uvloop(
+    cluster: LocalCluster,
+) -> None:
+    # The nodes' connections get the same handling as a single server's (redis-py picks
+    # the cluster's connection class itself).
+    async def scenario() -> bytes | None:
+        client = make_state_client(RedisTopology(cluster.url, mode="cluster"), 5.0)
+        try:
+            return await close_a_pooled_transport_then_read(client)
+        finally:
+            await client.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == b"v"
