@@ -42,10 +42,6 @@ from scheduler_svc.store import Appended, Change, ScheduleStore
 from scheduler_svc.validation import check_new_schedule
 
 _CONFLICT_RETRIES = 3
-# Group commit of the API's commands (`scheduler_svc.batcher.Linger`): the longest a call
-# waits for more changes while the event loop is busy, and the batch it stops waiting at.
-APPEND_LINGER_S = 0.010
-APPEND_BATCH = 16
 _SCHEDULE_ID = re.compile(r"[0-9a-f]{20}")
 
 
@@ -96,6 +92,8 @@ class Commands:
         *,
         apply_timeout_s: float,
         past_grace_ms: int,
+        append_linger_s: float = 0.010,
+        append_batch: int = 16,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -106,10 +104,10 @@ class Commands:
         self._in_flight = 0  # commands between their append and their answer
         self._appends: Batcher[Change, Appended] = Batcher(
             store.append_many,
-            max_batch=APPEND_BATCH,
+            max_batch=append_batch,
             max_calls=1,
             name="append-call",
-            linger=Linger(APPEND_LINGER_S, APPEND_BATCH, others=lambda: self._in_flight > 1),
+            linger=Linger(append_linger_s, append_batch, others=lambda: self._in_flight > 1),
         )
         self._completions: Batcher[Change, Appended] = Batcher(
             store.append_many, name="completion-call"

@@ -37,6 +37,11 @@ class SchedulerSettings(ServiceSettings):
     next_fire_preview: int = 5
     # How long a command waits for its own event to come back through the log.
     apply_timeout_s: float = 5.0
+    # Group commit of the API's commands (scheduler_svc.batcher.Linger): a script call waits
+    # at most this long for more commands while the event loop is busy, and leaves at once
+    # with this many. 0 ms: no waiting (each call takes what queued while the last one ran).
+    append_linger_ms: float = Field(10.0, ge=0, le=1000)
+    append_batch: int = Field(16, ge=1, le=1000)
     log_block_ms: int = 1000
     log_batch: int = 500
     shutdown_grace_s: float = 5.0

@@ -119,7 +119,12 @@ class SchedulerServer:
         registry = Registry()
         window_ms = int(s.catch_up_window_s * 1000)
         self._commands = commands = Commands(
-            store, registry, apply_timeout_s=s.apply_timeout_s, past_grace_ms=window_ms
+            store,
+            registry,
+            apply_timeout_s=s.apply_timeout_s,
+            past_grace_ms=window_ms,
+            append_linger_s=s.append_linger_ms / 1000,
+            append_batch=s.append_batch,
         )
         # Fires get a pool of their own: a burst never takes the API's connections.
         self._fire_redis = make_state_client(

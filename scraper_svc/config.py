@@ -32,6 +32,8 @@ class ScraperSettings(ServiceSettings):
     # Lease of a campaign lock; a running run extends it every lock_ttl_ms / 3.
     lock_ttl_ms: int = Field(30_000, ge=100)
     lock_drift_factor: float = Field(0.01, ge=0, lt=1)
+    # How often every lock master is PINGed for campaigns_lock_master_up and the dashboard.
+    lock_probe_interval_s: float = Field(5.0, gt=0)
     # Cap on the total time one run holds its campaign lock (then it ends FAILED "lease
     # lost: ..."); keep it above run_timeout_s + cluster_slot_wait_s and every schedule's
     # run timeout. A BUFFER_ONE run waits at most this long (+ one TTL) for the lock.

@@ -1,8 +1,8 @@
 """The lock-master probe: whether each lock master answers now, for operators.
 
-Every `PROBE_INTERVAL_S` the probe sends each master a PING over the Redlock client's own
-connections (the ones the campaign locks use) under the per-node deadline of a lock command
-(``SCRAPER_LOCK_NODE_TIMEOUT_S``) and exports the answer:
+Every ``SCRAPER_LOCK_PROBE_INTERVAL_S`` (5 s) the probe sends each master a PING over the
+Redlock client's own connections (the ones the campaign locks use) under the per-node
+deadline of a lock command (``SCRAPER_LOCK_NODE_TIMEOUT_S``) and exports the answer:
 
     campaigns_lock_masters_reachable          masters that answered in time
     campaigns_lock_master_up{master="<i>"}    1 answered, 0 not; i = the index in
@@ -26,10 +26,6 @@ from scraper_svc import metrics
 
 log = logging.getLogger(__name__)
 
-# How often the masters are probed. A constant for now: it belongs in ScraperSettings
-# (SCRAPER_LOCK_PROBE_INTERVAL_S) once that module is open for changes again.
-PROBE_INTERVAL_S = 5.0
-
 
 class Masters(Protocol):
     """What the probe needs of the Redlock client (`campaign_common.redlock.client.Redlock`)."""
@@ -41,9 +37,7 @@ class Masters(Protocol):
 
 
 class LockProbe:
-    def __init__(
-        self, masters: Masters, timeout_s: float, interval_s: float = PROBE_INTERVAL_S
-    ) -> None:
+    def __init__(self, masters: Masters, timeout_s: float, interval_s: float) -> None:
         self._masters = masters
         self._timeout_s = timeout_s
         self._interval_s = interval_s

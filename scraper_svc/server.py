@@ -170,13 +170,14 @@ class ScraperServer:
         """The consumer loops, one per partition (fatal, see the module doc), the retry pump
         (restarted) and the lock-master probe."""
         assert self._redlock is not None
+        s = self.settings
         return [
             *(
                 Loop(f"runs-consumer-{c.partition}", c.run, c.request_stop, fatal=True)
                 for c in consumers
             ),
             Loop("retry-pump", pump.run, pump.request_stop),
-            LockProbe(self._redlock, self.settings.lock_node_timeout_s).loop(),
+            LockProbe(self._redlock, s.lock_node_timeout_s, s.lock_probe_interval_s).loop(),
         ]
 
     def _runner(self, store: ScraperStore, redlock: Redlock, fetcher: Fetcher) -> RunRunner:

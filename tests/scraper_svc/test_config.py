@@ -16,6 +16,7 @@ def test_config_reads_json_list_of_lock_masters(monkeypatch: pytest.MonkeyPatch)
     settings = ScraperSettings()
     assert settings.lock_redis_urls == ["redis://a:1", "redis://b:2", "redis://c:3"]
     assert settings.concurrency == 8 and settings.lock_ttl_ms == 30_000
+    assert settings.lock_probe_interval_s == 5.0
     assert settings.allow_private_targets is False and settings.max_response_bytes == 5 * 2**20
     assert settings.consumer_name.endswith(f"-{os.getpid()}")
 
