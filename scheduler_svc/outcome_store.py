@@ -9,6 +9,10 @@ Keys:
     {sched}:counted:<partition>:<run events entry id>
                          a failure already counted in the streaks (TTL `COUNTED_TTL_MS`)
 
+The streaks of deleted schedules and of campaigns with no schedule left are swept by the
+housekeeping loop (`StreakSweep`): a run of a deleted schedule may still fail after the
+delete, and its failure would bring the field back.
+
 A failure is counted once per run events entry, whoever handles it how often: redis-py
 re-sends a script whose reply a dropped connection lost, and a replica may take over an
 entry another replica handled but died before acking. So the increment is one script that
@@ -18,7 +22,7 @@ increments only when that was new; a repeat answers the streaks as they are.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -127,3 +131,45 @@ class OutcomeStore:
 
     async def reset_schedule(self, schedule_id: str) -> None:
         await self._redis.hdel(_STREAKS, f"s:{schedule_id}")
+
+
+class Holder(Protocol):
+    """What the sweep asks of the registry (`scheduler_svc.registry.Registry`)."""
+
+    def get(self, schedule_id: str) -> object | None: ...
+
+    def has_campaign(self, campaign_id: str) -> bool: ...
+
+
+class StreakSweep:
+    """Drops the streak fields of schedules and campaigns the registry no longer holds.
+
+    Only a failed run creates a field, and a run is emitted only for a schedule every replica
+    has applied long before the run fails; so a field whose schedule or campaign this replica
+    does not hold belongs to one deleted (a replica only lags by the entries of the last
+    moments, never by a schedule old enough to have run).
+    """
+
+    def __init__(self, redis: Redis, registry: Holder, *, page: int = 1000) -> None:
+        self._redis = redis
+        self._registry = registry
+        self._page = page
+
+    async def once(self) -> int:
+        """One pass over the streaks; how many fields went."""
+        removed = 0
+        cursor: Any = 0
+        while True:
+            cursor, fields = await self._redis.hscan(_STREAKS, cursor, count=self._page)
+            page = cast(dict[bytes, bytes], fields)
+            gone = [field for field in page if not self._held(field.decode())]
+            if gone:
+                removed += int(await self._redis.hdel(_STREAKS, *gone))
+            if not cursor:
+                return removed
+
+    def _held(self, field: str) -> bool:
+        kind, _, name = field.partition(":")
+        if kind == "s":
+            return self._registry.get(name) is not None
+        return kind != "c" or self._registry.has_campaign(name)

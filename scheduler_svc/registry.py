@@ -35,6 +35,7 @@ class Registry:
         self._schedules: dict[str, Schedule] = {}
         self._ids: list[str] = []  # sorted; ids sort by creation time, so inserts append
         self._counts: Counter[ScheduleState] = Counter()
+        self._campaigns: Counter[str] = Counter()  # schedules per campaign
         self._applied: StreamId = (0, 0)
         # Commands waiting for an entry, earliest entry first: each advance wakes exactly the
         # waiters it satisfies (a burst's thousands of waiters are not all woken per entry).
@@ -65,6 +66,10 @@ class Registry:
         start = bisect.bisect_right(self._ids, after)
         ids = self._ids[start : start + size]
         return [self._schedules[key] for key in ids], start + size < len(self._ids)
+
+    def has_campaign(self, campaign_id: str) -> bool:
+        """Whether any schedule held here belongs to the campaign."""
+        return self._campaigns[campaign_id] > 0
 
     def counts(self) -> Mapping[ScheduleState, int]:
         """How many schedules are in each state."""
@@ -107,14 +112,23 @@ class Registry:
             if current is not None:
                 del self._schedules[key]
                 del self._ids[bisect.bisect_left(self._ids, key)]
+                self._forget_campaign_of(current)
             return
         self._schedules[key] = schedule
         self._counts[schedule.state] += 1
         if current is None:
+            self._campaigns[schedule.campaign_id] += 1
             if not self._ids or key > self._ids[-1]:
                 self._ids.append(key)
             else:
                 bisect.insort(self._ids, key)
+
+    def _forget_campaign_of(self, schedule: Schedule) -> None:
+        left = self._campaigns[schedule.campaign_id] - 1
+        if left > 0:
+            self._campaigns[schedule.campaign_id] = left
+        else:
+            del self._campaigns[schedule.campaign_id]
 
     def _notify(self, schedule: Schedule, deleted: bool) -> None:
         for listener in self._listeners:

@@ -58,7 +58,7 @@ from scheduler_svc.follower import LogFollower
 from scheduler_svc.housekeeping import Housekeeping, stream_rules
 from scheduler_svc.leases import PartitionLeases
 from scheduler_svc.metrics import StreamGauges
-from scheduler_svc.outcome_store import OutcomeStore
+from scheduler_svc.outcome_store import OutcomeStore, StreakSweep
 from scheduler_svc.outcomes import OutcomeFollower
 from scheduler_svc.registry import Registry
 from scheduler_svc.replicas import ReplicaRoster
@@ -182,6 +182,7 @@ class SchedulerServer:
                 s.dead_letters_retention_s,
             ),
             interval_s=s.housekeeping_interval_s,
+            streaks=StreakSweep(self._redis, registry),
         )
         leases = self._leases
         background = [
