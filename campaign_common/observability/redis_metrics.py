@@ -186,3 +186,38 @@ class CountingRedisCluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         return await counted_call(super().execute_command(*args, **options), args)
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        # redis-py asks the server (COMMAND GETKEYS, one more round trip per call) for the
+        # keys of commands whose keys move, as XREAD's and XREADGROUP's do.
+        name = command.upper()
+        if name in ("XREAD", "XREADGROUP"):
+            slots = {self.keyslot(key) for key in _stream_keys(name, args)}
+            if len(slots) == 1:
+                return slots.pop()
+        # Anything else, or streams of several slots (redis-py raises its own error).
+        return await super()._determine_slot(command, *args)
+
+
+def _stream_keys(command: str, args: tuple[Any, ...]) -> list[Any]:
+    """The keys of XREAD/XREADGROUP arguments (the first half of what follows STREAMS); none
+    for a form this does not know (redis-py then asks the server)."""
+    at = 3 if command == "XREADGROUP" else 0  # after GROUP <group> <consumer>
+    while at < len(args):
+        word = _word(args[at])
+        if word == "STREAMS":
+            after = args[at + 1 :]
+            return list(after[: len(after) // 2])
+        if word in ("COUNT", "BLOCK", "CLAIM"):
+            at += 2
+        elif word == "NOACK":
+            at += 1
+        else:
+            return []
+    return []
+
+
+def _word(arg: Any) -> str:
+    if isinstance(arg, bytes):
+        return arg.decode(errors="replace").upper()
+    return arg.upper() if isinstance(arg, str) else ""

@@ -110,3 +110,27 @@ def test_cluster_a_write_on_a_transport_closed_under_it_is_retried_on_uvloop(
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(scenario()) == b"v"
+
+
+def _getkeys_calls(cluster: LocalCluster) -> int:
+    calls = 0
+    for node in cluster.nodes:
+        admin = redis.Redis(port=node.port, socket_timeout=5)
+        stats = admin.info("commandstats")
+        admin.close()
+        calls += int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0))
+    return calls
+
+
+async def test_cluster_stream_reads_find_their_slot_without_asking_the_server(
+    state_redis: Redis, cluster: LocalCluster
+) -> None:
+    stream = PARTITIONS[1].runs_stream
+    await state_redis.xadd(stream, {"n": 1}, id="1-1")
+    await state_redis.xgroup_create(stream, "streams", id="0")  # a group named like the word
+    before = _getkeys_calls(cluster)
+
+    read = await state_redis.xreadgroup("streams", "STREAMS", {stream: ">"}, count=5, block=10)
+    assert read == [[stream.encode(), [(b"1-1", {b"n": b"1"})]]]
+    assert await state_redis.xread({stream: "0"}, count=5) == read
+    assert _getkeys_calls(cluster) == before
