@@ -25,7 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run_path import ROOT, arq, ours_e2e, page_server
+from bench.run_path import arq, page_server
+from bench.run_path_common import ROOT
+from bench.run_path_ours import ours_e2e
 
 PY_SPY = ROOT / ".venv-peers" / "bin" / "py-spy"
 
