@@ -156,7 +156,7 @@ async def test_recovery_entry_delivered_too_often_is_dead_lettered(
     await state_redis.xclaim(stream, SCRAPER_GROUP, "ghost-2", 0, [entry_id])
 
     await start_scraper(
-        max_deliveries=2, lock_ttl_ms=100, reclaim_idle_ms=200, reclaim_interval_s=0.05
+        max_deliveries=2, lock_ttl_ms=1000, reclaim_idle_ms=1200, reclaim_interval_s=0.05
     )
     run = await finished_run(state_redis, "r-crashy")
     assert run.state is RunState.DEAD_LETTERED and run.attempt == 1
@@ -186,8 +186,10 @@ async def test_recovery_taken_over_run_waits_while_its_previous_worker_holds_the
     try:
         held = await redlock.acquire(campaign_lock_resource("cut"), 30_000)
         await start_scraper(
-            lock_ttl_ms=100,
-            reclaim_idle_ms=200,
+            # A lock command's per-node deadline is a tenth of the TTL: a second keeps it
+            # well above what a loaded 2-core machine delays a reply by.
+            lock_ttl_ms=1000,
+            reclaim_idle_ms=1200,
             reclaim_interval_s=0.05,
             retry_delay_s=0.05,
             retry_max_delay_s=0.2,

@@ -266,14 +266,15 @@ async def test_server_start_needs_a_majority_of_lock_masters(
 async def test_server_run_longer_than_the_lock_ttl_keeps_its_lock_by_extension(
     state_redis: Redis, pages: PageServer, lock_urls: list[str], start_scraper: StartScraper
 ) -> None:
-    await start_scraper(lock_ttl_ms=300)
-    pages.routes["/slow"] = Route(body=PAGE.encode(), delay_s=1.2)  # four TTLs
+    # TTLs of a second or more: a lock command's per-node deadline is a tenth of the TTL.
+    await start_scraper(lock_ttl_ms=1000)
+    pages.routes["/slow"] = Route(body=PAGE.encode(), delay_s=2.2)  # two TTLs and more
     await RunLog(state_redis, PARTITIONS).request_run(
         run_request("r-long", "long", [pages.url("/slow")], {"t": "h1"}), dedupe=False
     )
     run = await finished_run(state_redis, "r-long")
     assert run.state is RunState.SUCCEEDED, run.error
-    assert run.finished_at_ms - run.started_at_ms >= 1200
+    assert run.finished_at_ms - run.started_at_ms >= 2200
     key = lock_key(campaign_lock_resource("long"))
     for url in lock_urls:  # released at the end
         client = make_client(url, 1.0)
@@ -284,7 +285,7 @@ async def test_server_run_longer_than_the_lock_ttl_keeps_its_lock_by_extension(
 async def test_server_run_fails_with_lease_lost_at_the_lease_cap(
     state_redis: Redis, pages: PageServer, start_scraper: StartScraper
 ) -> None:
-    await start_scraper(lock_ttl_ms=300, lock_max_lease_s=0.5)
+    await start_scraper(lock_ttl_ms=3000, lock_max_lease_s=0.5)  # capped before an extension
     pages.routes["/hang"] = Route(hang=True)
     await RunLog(state_redis, PARTITIONS).request_run(
         run_request("r-cap", "c", [pages.url("/hang")], {}, retry=NO_RETRIES), dedupe=False

@@ -410,16 +410,18 @@ async def test_redlock_extend_raises_lease_lost_when_a_majority_lost_the_key(
 async def test_redlock_auto_extension_keeps_the_lock_past_its_ttl(
     make_redlock: MakeRedlock, masters: list[Redis]
 ) -> None:
+    # TTLs in these tests stay at a second or more: a lock command's per-node deadline is a
+    # tenth of its TTL, and a loaded 2-core machine misses deadlines of a few milliseconds.
     redlock = make_redlock()
-    async with redlock.hold("res", 300) as lease:
+    async with redlock.hold("res", 1500) as lease:
 
-        async def extended_for_three_ttls() -> bool:  # extensions come every TTL / 3
-            return redlock.counters.extended >= 10
+        async def extended_past_the_ttl() -> bool:  # extensions come every TTL / 3
+            return redlock.counters.extended >= 4
 
-        await eventually(extended_for_three_ttls, timeout_s=10, what="ten extensions")
+        await eventually(extended_past_the_ttl, timeout_s=15, what="four extensions")
         assert await _holders(masters, "res") == [lease.token] * 3
         with pytest.raises(LockHeld):
-            await make_redlock(retry_count=0).acquire("res", 300)
+            await make_redlock(retry_count=0).acquire("res", 1500)
     assert await _holders(masters, "res") == [None] * 3
 
 
@@ -430,7 +432,7 @@ async def test_redlock_auto_extension_cancels_the_body_when_the_lease_is_lost(
     body_cancelled = asyncio.Event()
     started = time.monotonic()
     with pytest.raises(LeaseLost, match="extension refused"):
-        async with redlock.hold("res", 300):
+        async with redlock.hold("res", 1500):
             for master in masters:
                 await master.delete(lock_key("res"))
             try:
@@ -448,7 +450,7 @@ async def test_redlock_lease_lost_is_raised_even_if_the_body_swallows_the_cancel
 ) -> None:
     redlock = make_redlock()
     with pytest.raises(LeaseLost):
-        async with redlock.hold("res", 300):
+        async with redlock.hold("res", 1500):
             for master in masters:
                 await master.set(lock_key("res"), FOREIGN, px=10_000)
             with contextlib.suppress(asyncio.CancelledError):  # a careless body
@@ -460,7 +462,7 @@ async def test_redlock_max_lease_cap_cancels_the_body(make_redlock: MakeRedlock)
     redlock = make_redlock()
     started = time.monotonic()
     with pytest.raises(LeaseLost, match="maximum lease time"):
-        async with redlock.hold("res", 300, max_lease_s=0.5):
+        async with redlock.hold("res", 3000, max_lease_s=0.5):  # capped before any extension
             await _until_cancelled()
     assert 0.5 <= time.monotonic() - started < 5
     assert redlock.counters.released == 1
@@ -470,8 +472,8 @@ async def test_redlock_release_of_an_expired_lock_raises_nothing(
     make_redlock: MakeRedlock, masters: list[Redis], caplog: pytest.LogCaptureFixture
 ) -> None:
     redlock = make_redlock()
-    lease = await redlock.acquire("res", 100)
-    await eventually(lambda: _all_gone(masters, "res"), timeout_s=5, what="lock keys to expire")
+    lease = await redlock.acquire("res", 1000)
+    await eventually(lambda: _all_gone(masters, "res"), timeout_s=10, what="lock keys to expire")
     with caplog.at_level(logging.DEBUG, logger="campaign_common.redlock.client"):
         await redlock.release(lease)
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
