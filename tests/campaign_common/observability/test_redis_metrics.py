@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -104,28 +105,30 @@ async def test_connections_share_one_driver_info(state_url: str) -> None:
         await client.aclose()
 
 
-async def close_a_pooled_transport_then_read(client: Redis) -> bytes | None:
-    """Set a key, abort the transport of the pooled connection under it (the connection still
-    counts as connected), then read the key back through the same pool."""
-    await client.set("closed-under", b"v")
-    if isinstance(client, RedisCluster):  # the free connections of the key's node
-        connections = client.get_node_from_key("closed-under")._free
-    else:
-        connections = client.connection_pool._available_connections
-    for connection in connections:
-        connection._writer.transport.abort()
-    return cast("bytes | None", await client.get("closed-under"))
+def read_after_a_transport_closed_under_it(make: Callable[[], Redis]) -> bytes | None:
+    """On a uvloop loop, with a client from ``make``: set a key, abort the transport of each
+    pooled connection under it (the connections still count as connected), then read the
+    key back through the same pool."""
+
+    async def scenario() -> bytes | None:
+        client = make()
+        try:
+            await client.set("closed-under", b"v")
+            if isinstance(client, RedisCluster):  # the free connections of the key's node
+                connections = client.get_node_from_key("closed-under")._free
+            else:
+                connections = client.connection_pool._available_connections
+            for connection in connections:
+                connection._writer.transport.abort()
+            return cast("bytes | None", await client.get("closed-under"))
+        finally:
+            await client.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(scenario())
 
 
 def test_a_write_on_a_transport_closed_under_it_is_retried_on_uvloop(state_url: str) -> None:
     # uvloop raises RuntimeError where asyncio drops the write: it must reach redis-py as a
     # lost connection (reconnect and retry), never as an error that ends the caller's loop.
-    async def scenario() -> bytes | None:
-        client = make_client(state_url, 5.0)
-        try:
-            return await close_a_pooled_transport_then_read(client)
-        finally:
-            await client.aclose()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(scenario()) == b"v"
+    assert read_after_a_transport_closed_under_it(lambda: make_client(state_url, 5.0)) == b"v"

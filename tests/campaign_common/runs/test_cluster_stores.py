@@ -9,20 +9,18 @@ script, no EVALSHA in a cluster pipeline) and behave as on a single server.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 
 import pytest
 import redis
-import uvloop
 from redis.asyncio import Redis
 
 from campaign_common.redis_topology import RedisTopology, make_state_client
 from campaign_common.runs.emission import EmissionGuard, EmissionGuards
 from tests.campaign_common.observability.test_redis_metrics import (
-    close_a_pooled_transport_then_read,
+    read_after_a_transport_closed_under_it,
 )
 from tests.campaign_common.runs import (
     test_deadletters,
@@ -101,15 +99,8 @@ def test_cluster_a_write_on_a_transport_closed_under_it_is_retried_on_uvloop(
 ) -> None:
     # The nodes' connections get the same handling as a single server's (redis-py picks
     # the cluster's connection class itself).
-    async def scenario() -> bytes | None:
-        client = make_state_client(RedisTopology(cluster.url, mode="cluster"), 5.0)
-        try:
-            return await close_a_pooled_transport_then_read(client)
-        finally:
-            await client.aclose()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(scenario()) == b"v"
+    topology = RedisTopology(cluster.url, mode="cluster")
+    assert read_after_a_transport_closed_under_it(lambda: make_state_client(topology, 5.0)) == b"v"
 
 
 def _getkeys_calls(cluster: LocalCluster) -> int:
