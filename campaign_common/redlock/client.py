@@ -22,6 +22,7 @@ from campaign_common.redlock.connect_params import ConnectParams
 from campaign_common.redlock.errors import LeaseLost, LockError, LockHeld, QuorumUnavailable
 from campaign_common.redlock.hold import HeldLock
 from campaign_common.redlock.lease import Lease
+from campaign_common.redlock.orphans import Orphan, Orphans
 from campaign_common.redlock.pipelined_node import PipelinedNode
 from campaign_common.redlock.quorum import _PENDING, MasterQuorum, _ignore, _Round
 from campaign_common.redlock.redis_py_node import RedisPyNode
@@ -89,6 +90,7 @@ class Redlock(MasterQuorum):
         self._all = tuple(range(len(self._nodes)))
         self._background: set[asyncio.Task[Any]] = set()
         self._holds: set[HeldLock] = set()
+        self._orphans = Orphans()
         self._closed = False
 
     async def connect(self) -> None:
@@ -167,7 +169,10 @@ class Redlock(MasterQuorum):
         token = new_token()
         started = time.monotonic()
         timeout_s = self._node_timeout(ttl_ms)
-        parts = (key, counter, token, b"%d" % ttl_ms, floor, self._fence_ttl)
+        parts: tuple[bytes, ...] = (key, counter, token, b"%d" % ttl_ms, floor, self._fence_ttl)
+        orphans = self._orphans.tokens(key)
+        if orphans:  # this client's failed attempts that may still hold keys: take them over
+            parts += orphans
         acquired = self._fan_out(ACQUIRE, parts, self._all, self.quorum, timeout_s)
         await acquired.future
         self.counters.attempts += 1
@@ -224,21 +229,30 @@ class Redlock(MasterQuorum):
     async def _release_partial(
         self, acquired: _Round, key: bytes, token: bytes, timeout_s: float
     ) -> None:
-        """Undo a failed attempt: release where it may have been granted, now or later."""
-        acquired.late = partial(self._release_late, key, token)
-        targets = [
-            index
-            for index, reply in enumerate(acquired.replies)
-            if reply is not _PENDING and reply != 0
-        ]
+        """Undo a failed attempt: release where it may have been granted, now or later.
+
+        Until every master answered and every release is confirmed, the token is an orphan that
+        the next attempt on the resource takes over (`campaign_common.redlock.orphans`).
+        """
+        replies = acquired.replies
+        targets = [i for i, reply in enumerate(replies) if reply is not _PENDING and reply != 0]
+        pending = sum(1 for reply in replies if reply is _PENDING)
+        orphan = self._orphans.adopt(key, token, pending + len(targets))
+        acquired.late = partial(self._release_late, orphan)
         if targets:
             released = self._fan_out(RELEASE, (key, token), targets, 0, timeout_s, wait_all=True)
-            await released.future
+            released.late = orphan.on_late
+            try:
+                await released.future
+            finally:  # the replies that came in time; later ones settle through ``late``
+                orphan.settle(released.ok + released.bad)
 
-    def _release_late(self, key: bytes, token: bytes, index: int, reply: object) -> None:
-        if reply != 0:  # granted (or unknown) after we gave up: release it
-            parts = (key, token)
-            self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), _ignore)
+    def _release_late(self, orphan: Orphan, index: int, reply: object) -> None:
+        if reply == 0:  # refused: this master never held the orphan's key
+            orphan.settle()
+            return
+        parts = (orphan.key, orphan.token)  # granted (or unknown) after we gave up: release it
+        self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), orphan.on_reply)
 
     def _late_error(
         self, resource: str, fence: int | None, ttl_ms: int, elapsed_ms: float, drift_ms: float

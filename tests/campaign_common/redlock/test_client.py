@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedRedis, EmbeddedStack
@@ -215,10 +216,11 @@ async def test_redlock_a_late_reply_of_one_attempt_never_touches_the_next_attemp
     # Master 1 is held by someone else, so every quorum needs masters 0 and 2. Master 2 is
     # behind a proxy that holds its first EVALSHA back until the next request on the connection
     # arrives (no timing involved): attempt 1 gets master 0, times out on master 2 and fails.
-    # Attempt 2's ACQUIRE lets master 2 run attempt 1's ACQUIRE, then attempt 2's; attempt 1's
-    # grant arrives late and its clean-up (compare-and-delete) follows on the same connection.
-    # With one token for both attempts, attempt 2's ACQUIRE merely refreshed attempt 1's key and
-    # the clean-up deleted the key of the lease attempt 2 returned.
+    # Attempt 2's ACQUIRE lets master 2 run attempt 1's ACQUIRE, then attempt 2's, which takes
+    # attempt 1's key over (an orphan of this client); attempt 1's grant arrives late and its
+    # clean-up (compare-and-delete) follows on the same connection. With one token for both
+    # attempts, attempt 2's ACQUIRE merely refreshed attempt 1's key and the clean-up deleted
+    # the key of the lease attempt 2 returned.
     await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
     proxy = TcpProxy.to_url(lock_urls[2])
     redlock = make_redlock([*lock_urls[:2], proxy.url], node_timeout_s=1.0, retry_count=5)
@@ -238,13 +240,60 @@ async def test_redlock_a_late_reply_of_one_attempt_never_touches_the_next_attemp
             await make_redlock(retry_count=0).acquire("res", 60_000)
         assert lease.remaining_ms() > 0
         lease = await redlock.extend(lease)
-        # attempt 2 cannot win: master 2 held attempt 1's key (another token) when it asked
-        assert lease.attempts >= 3
+        # attempt 2 won: master 2 held attempt 1's key, which is ours, not another owner's
+        assert lease.attempts == 2
         await redlock.release(lease)
         assert await _holders(masters, "res") == [None] * 3
     finally:
         await redlock.aclose()
         proxy.close()
+
+
+def _block_until_set(url: str, resource: str, timeout_s: float = 10.0) -> None:
+    """Wait for the lock key on one master WITHOUT letting the event loop run (a synchronous
+    client), so the Redlock client cannot read the master's late reply meanwhile."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while client.get(lock_key(resource)) is None:  # one round trip per probe
+            assert time.monotonic() < deadline, f"{lock_key(resource)} never set on {url}"
+    finally:
+        client.close()
+
+
+async def test_redlock_takes_over_its_own_late_grant_instead_of_reporting_it_held(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    # Master 1 is held by someone else, so every quorum needs masters 0 and 2. Master 2 is frozen
+    # (SIGSTOP): call 1's ACQUIRE waits in its socket, call 1 times out on it and fails. Master 2
+    # resumes and runs that ACQUIRE, so it holds call 1's token; its reply is not read yet (the
+    # test keeps the event loop from running until the key is there), so call 2's ACQUIRE reaches
+    # master 2 before call 1's clean-up does. Call 2 must take that key over: counting it as
+    # another owner's made call 2 fail with LockHeld although nobody else held the resource.
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    redlock = make_redlock(pipelined=pipelined, node_timeout_s=0.2)
+    # connected, with idle connections to spare in redis-py's pools
+    await asyncio.gather(*(redlock.connect() for _ in range(3)))
+    frozen = redis_stack.locks[2]
+    assert frozen.pid is not None
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(LockHeld):
+            await redlock.acquire("res", 60_000, retry_count=0)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    _block_until_set(frozen.url, "res")
+    lease = await redlock.acquire("res", 60_000, retry_count=0)
+    assert lease.attempts == 1
+
+    async def settled() -> bool:  # call 1's late grant was answered and its clean-up confirmed
+        return len(redlock._orphans) == 0
+
+    await eventually(settled, timeout_s=10, what="call 1's clean-up confirmed")
+    holders = await _holders(masters, "res")
+    assert holders == [lease.token, FOREIGN, lease.token], holders
+    await redlock.release(lease)
+    assert await _holders(masters, "res") == [None, FOREIGN, None]
 
 
 async def test_redlock_fence_floor_continues_fences_after_every_master_lost_its_data(

@@ -1,0 +1,76 @@
+"""Orphans: the tokens of failed acquisition attempts whose clean-up is not confirmed yet.
+
+A failed attempt may still hold keys on some masters: a master granted after the attempt gave
+up (its reply was late, the request had timed out on our side), or the compare-and-delete that
+undoes a grant has not run yet. Until every such master has answered and every release has
+been confirmed, the attempt's token is an orphan of its resource. The next attempt on that
+resource from this client, a retry of the same ``acquire`` or a later call, passes the orphans
+to the ACQUIRE script, which takes an orphan's key over instead of reporting "held by another
+owner" (`campaign_common.redlock.scripts`). That is safe because no lease was ever returned for
+an orphan token, and it never touches another owner's key: tokens are random and never shared.
+
+The registry stays small: a token leaves it when its last debt is settled, which every node
+guarantees (each request's callback runs exactly once, with the reply or with an error after
+the stall timeout), and at most `TAKEOVER_MAX` tokens per resource are passed on.
+"""
+
+from __future__ import annotations
+
+TAKEOVER_MAX = 8
+
+
+class Orphan:
+    """One failed attempt's token and what it still owes: replies not in, releases not
+    confirmed. It leaves the registry when nothing is owed any more."""
+
+    __slots__ = ("_registry", "key", "owed", "token")
+
+    def __init__(self, registry: Orphans, key: bytes, token: bytes, owed: int) -> None:
+        self._registry = registry
+        self.key = key
+        self.token = token
+        self.owed = owed
+
+    def settle(self, count: int = 1) -> None:
+        if count <= 0 or self.owed <= 0:
+            return
+        self.owed -= count
+        if self.owed <= 0:
+            self._registry.forget(self)
+
+    def on_reply(self, reply: object) -> None:
+        """A release's reply (or its failure): that debt is settled either way."""
+        self.settle()
+
+    def on_late(self, index: int, reply: object) -> None:
+        self.settle()
+
+
+class Orphans:
+    """The orphan tokens of one Redlock client, by lock key."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[bytes, list[bytes]] = {}
+
+    def tokens(self, key: bytes) -> tuple[bytes, ...]:
+        """The newest orphans of ``key``, for the ACQUIRE script to take over."""
+        tokens = self._by_key.get(key)
+        return tuple(tokens[-TAKEOVER_MAX:]) if tokens else ()
+
+    def adopt(self, key: bytes, token: bytes, owed: int) -> Orphan:
+        """Register ``token`` while ``owed`` replies or releases are outstanding."""
+        orphan = Orphan(self, key, token, owed)
+        if owed > 0:
+            self._by_key.setdefault(key, []).append(token)
+        return orphan
+
+    def forget(self, orphan: Orphan) -> None:
+        tokens = self._by_key.get(orphan.key)
+        if tokens is None or orphan.token not in tokens:
+            return
+        tokens.remove(orphan.token)
+        if not tokens:
+            del self._by_key[orphan.key]
+
+    def __len__(self) -> int:
+        return sum(len(tokens) for tokens in self._by_key.values())
