@@ -9,9 +9,11 @@ on the same masters, for each client:
 - concurrent: ``--tasks`` tasks (pottery, which is synchronous: that many threads), each on its
   own key, doing acquire+release in a loop.
 
-Each measurement runs ``--seconds`` after a short warm-up. It reports cycles/s and the p50/p99
-latency of ``acquire`` alone, then the ratios ours/aioredlock. Every client uses a 10 s TTL
-and its defaults otherwise; our client is `campaign_common.redlock.client.Redlock` (pipelined).
+Each measurement runs ``--seconds`` after a short warm-up. It reports cycles/s, the p50/p99
+latency of ``acquire`` alone and the CPU this process used per cycle (every thread; the masters
+and the proxies are processes of their own), then the ratios ours/aioredlock. The clients'
+drivers are in `bench.locks_peers`, the samples and the measured window in
+`bench.locks_samples`. Every client uses a 10 s TTL and its defaults otherwise; our client is `campaign_common.redlock.client.Redlock` (pipelined).
 ``ours-redis-py`` is the same client with ``pipelined=False`` (every request through
 redis-py's own command path), to show what the pipelined transport buys.
 
@@ -27,20 +29,13 @@ docs/benchmarks.md. Needs the bench peers installed:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextvars
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import warnings
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,283 +44,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
-from redis.asyncio import Redis
 
+from bench.locks_peers import bench_aioredlock, bench_ours, bench_pottery
+from bench.locks_samples import TTL_MS, WARMUP_S, Result, Sample, summarise
 from campaign_common import event_loop
 from campaign_common.localstack.embedded import EmbeddedStack
-from campaign_common.redlock.client import Redlock
-from campaign_common.redlock.stats import RedlockCounters
-from campaign_common.tls import TlsFiles
 from tests.tls_proxy import Pki
-
-TTL_MS = 10_000
-WARMUP_S = 0.5
-
-
-@dataclass
-class Sample:
-    """What one worker measured: completed cycles, acquire latencies (ns), errors (calls that
-    raised or returned a failure), failed attempts the client retried internally."""
-
-    cycles: int = 0
-    latencies_ns: list[int] = field(default_factory=list)
-    errors: int = 0
-    failed_attempts: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
-    warmup_errors: int = 0
-    warmup_failed_attempts: int = 0
-
-    def error(self, exc: BaseException | str) -> None:
-        self.errors += 1
-        self.kinds[exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"[:80]] += 1
-
-    def reset(self) -> None:
-        """End of the warm-up: its cycles are discarded, its failures kept apart."""
-        self.warmup_errors += self.errors
-        self.warmup_failed_attempts += self.failed_attempts
-        self.kinds = Counter({f"warm-up: {kind}": n for kind, n in self.kinds.items()})
-        self.cycles, self.latencies_ns, self.errors, self.failed_attempts = 0, [], 0, 0
-
-
-# The sample of the asyncio task whose acquire is running (for failed-attempt hooks).
-CURRENT: contextvars.ContextVar[Sample] = contextvars.ContextVar("current_sample")
-
-
-@dataclass
-class Result:
-    client: str
-    mode: str
-    cycles_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    failed_attempts: int
-    kinds: Counter[str]
-    warmup: str
-
-
-def summarise(client: str, mode: str, samples: list[Sample], seconds: float) -> Result:
-    latencies = sorted(ns for sample in samples for ns in sample.latencies_ns)
-    errors = sum(s.errors for s in samples)
-    failed = sum(s.failed_attempts for s in samples)
-    kinds: Counter[str] = sum((s.kinds for s in samples), Counter())
-    warmup = (
-        f"{sum(s.warmup_errors for s in samples)} / "
-        f"{sum(s.warmup_failed_attempts for s in samples)}"
-    )
-    if not latencies:
-        return Result(client, mode, 0.0, float("nan"), float("nan"), errors, failed, kinds, warmup)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Result(
-        client,
-        mode,
-        sum(s.cycles for s in samples) / seconds,
-        statistics.median(latencies) / 1e6,
-        p99 / 1e6,
-        errors,
-        failed,
-        kinds,
-        warmup,
-    )
-
-
-# -- asyncio clients ---------------------------------------------------------------------------
-
-AsyncCycle = Callable[[str, Sample], Awaitable[None]]
-
-
-async def run_async(
-    cycle: AsyncCycle,
-    prefix: str,
-    tasks: int,
-    seconds: float,
-    warmed_up: Callable[[], None] = lambda: None,
-) -> list[Sample]:
-    """``tasks`` workers on distinct keys: warm up (then ``warmed_up()``), then measure for
-    ``seconds``."""
-    samples = [Sample() for _ in range(tasks)]
-    phase = {"stop": False}
-
-    async def worker(index: int) -> None:
-        key = f"{prefix}-{index}"
-        CURRENT.set(samples[index])
-        while not phase["stop"]:
-            await cycle(key, samples[index])
-
-    workers = [asyncio.create_task(worker(i)) for i in range(tasks)]
-    await asyncio.sleep(WARMUP_S)
-    for sample in samples:  # warm-up cycles are discarded, its failures reported apart
-        sample.reset()
-    warmed_up()
-    started = time.monotonic()
-    await asyncio.sleep(seconds)
-    phase["stop"] = True
-    elapsed = time.monotonic() - started
-    await asyncio.gather(*workers)
-    for sample in samples:  # normalise to the measured window
-        sample.cycles = round(sample.cycles * seconds / elapsed)
-    return samples
-
-
-# What a failed attempt of ours is called, by the counter that counts it.
-FAILURE_COUNTERS = {
-    "held": "acquire attempt held",
-    "unavailable": "acquire attempt unavailable",
-    "expired": "acquire attempt expired",
-    "released_expired": "release deleted on fewer than a quorum of masters",
-}
-
-
-def failures(counters: RedlockCounters) -> Counter[str]:
-    return Counter({kind: getattr(counters, name) for name, kind in FAILURE_COUNTERS.items()})
-
-
-async def bench_ours(
-    urls: list[str], tasks: int, seconds: float, *, pipelined: bool = True, ca_file: str = ""
-) -> list[Sample]:
-    """Failed attempts (retried inside the client) come from the client's always-on counters,
-    as cheap as the peers' hooks (a per-attempt ``on_attempt`` callback would add a record to
-    every success, which the peers' counting does not)."""
-    tls = TlsFiles(ca_file).redis_kwargs() if ca_file else {}
-    clients = [Redis.from_url(url, **tls) for url in urls]
-    redlock = Redlock(clients, pipelined=pipelined)
-    await redlock.connect()
-    at_warmup: Counter[str] = Counter()
-
-    async def cycle(key: str, sample: Sample) -> None:
-        started = time.perf_counter_ns()
-        try:
-            lease = await redlock.acquire(key, TTL_MS)
-        except Exception as exc:
-            sample.error(exc)
-            return
-        sample.latencies_ns.append(time.perf_counter_ns() - started)
-        try:
-            await redlock.release(lease)
-        except Exception as exc:
-            sample.error(exc)
-            return
-        sample.cycles += 1
-
-    def warmed_up() -> None:
-        at_warmup.update(failures(redlock.counters))
-
-    try:
-        samples = await run_async(cycle, f"ours-{pipelined}", tasks, seconds, warmed_up)
-    finally:
-        print(f"  ours: {redlock.counters}", file=sys.stderr)
-        await redlock.aclose()
-        for client in clients:
-            await client.aclose()
-    measured = failures(redlock.counters) - at_warmup
-    first = samples[0]
-    first.failed_attempts += sum(measured.values())
-    first.warmup_failed_attempts += sum(at_warmup.values())
-    first.kinds.update(+measured)
-    first.kinds.update({f"warm-up: {kind}": n for kind, n in (+at_warmup).items()})
-    return samples
-
-
-async def bench_aioredlock(urls: list[str], tasks: int, seconds: float) -> list[Sample]:
-    from aioredlock import Aioredlock  # type: ignore[import-untyped]
-
-    masters = [
-        {"host": "127.0.0.1", "port": int(url.rsplit(":", 1)[1].split("/")[0])} for url in urls
-    ]
-    manager = Aioredlock(masters)
-    set_lock = manager.redis.set_lock
-
-    async def counted_set_lock(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await set_lock(*args, **kwargs)
-        except Exception as exc:  # aioredlock retries it (retry_count=3 by default)
-            sample = CURRENT.get()
-            sample.failed_attempts += 1
-            sample.kinds[f"acquire attempt {type(exc).__name__}: {exc}"[:80]] += 1
-            raise
-
-    manager.redis.set_lock = counted_set_lock
-
-    async def cycle(key: str, sample: Sample) -> None:
-        started = time.perf_counter_ns()
-        try:
-            lock = await manager.lock(key, lock_timeout=TTL_MS / 1000)
-        except Exception as exc:
-            sample.error(exc)
-            return
-        sample.latencies_ns.append(time.perf_counter_ns() - started)
-        try:
-            await manager.unlock(lock)
-        except Exception as exc:
-            sample.error(exc)
-            return
-        sample.cycles += 1
-
-    try:
-        return await run_async(cycle, "aioredlock", tasks, seconds)
-    finally:
-        await manager.destroy()
-
-
-# -- pottery (synchronous: threads) ------------------------------------------------------------
-
-
-def bench_pottery(urls: list[str], threads: int, seconds: float) -> list[Sample]:
-    from pottery import Redlock as PotteryRedlock
-
-    masters = {redis.Redis.from_url(url, max_connections=4 * threads + 8) for url in urls}
-    samples = [Sample() for _ in range(threads)]
-    current = threading.local()  # the sample of this thread's cycle
-    acquire_masters = PotteryRedlock._acquire_masters
-
-    def counted(self: PotteryRedlock, *args: Any, **kwargs: Any) -> bool:
-        # pottery's blocking acquire retries this until it succeeds; count each failure
-        acquired = bool(acquire_masters(self, *args, **kwargs))
-        if not acquired:
-            current.sample.failed_attempts += 1
-            current.sample.kinds["acquire attempt failed"] += 1
-        return acquired
-
-    PotteryRedlock._acquire_masters = counted  # type: ignore[method-assign]
-    stop = threading.Event()
-
-    def worker(index: int) -> None:
-        lock = PotteryRedlock(
-            key=f"pottery-{index}", masters=masters, auto_release_time=TTL_MS / 1000
-        )
-        sample = current.sample = samples[index]
-        while not stop.is_set():
-            started = time.perf_counter_ns()
-            try:
-                if not lock.acquire():
-                    sample.error("acquire returned False")
-                    continue
-                sample.latencies_ns.append(time.perf_counter_ns() - started)
-                lock.release()
-            except Exception as exc:
-                sample.error(exc)
-                continue
-            sample.cycles += 1
-
-    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
-    for thread in pool:
-        thread.start()
-    time.sleep(WARMUP_S)
-    for sample in samples:
-        sample.reset()
-    started = time.monotonic()
-    time.sleep(seconds)
-    stop.set()
-    elapsed = time.monotonic() - started
-    for thread in pool:
-        thread.join(timeout=30)
-    for sample in samples:
-        sample.cycles = round(sample.cycles * seconds / elapsed)
-    for master in masters:
-        master.close()
-    PotteryRedlock._acquire_masters = acquire_masters  # type: ignore[method-assign]
-    return samples
-
 
 # -- driver ------------------------------------------------------------------------------------
 
@@ -417,13 +141,14 @@ def measure(
 def print_table(results: list[Result]) -> None:
     print(
         "| client | mode | cycles/s | acquire p50 ms | acquire p99 ms | errors "
-        "| failed attempts (retried inside the client) | warm-up: errors / failed attempts |"
+        "| failed attempts (retried inside the client) | warm-up: errors / failed attempts "
+        "| client CPU us/cycle |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.client} | {r.mode} | {r.cycles_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f}"
-            f" | {r.errors} | {r.failed_attempts} | {r.warmup} |"
+            f" | {r.errors} | {r.failed_attempts} | {r.warmup} | {r.cpu_us_per_cycle:.1f} |"
         )
     failing = [r for r in results if r.kinds]
     if failing:

@@ -1,6 +1,8 @@
 """One script over the lock masters, decided at quorum, and what a failed round means.
 
-`_Round` collects the replies of one request by callbacks (no task per master);
+`_Round` collects the replies of one request by callbacks (no task per master); `_Deadlines`
+times out the rounds of the common per-node timeout with one loop timer between them (a timer
+per round, created and cancelled, was the largest cost of the client after the replies);
 `MasterQuorum`, the base of `campaign_common.redlock.client.Redlock`, fans a script out to the
 masters and turns a round that fell short into `LockHeld` or `QuorumUnavailable`, or the
 detail of a refused extension.
@@ -9,6 +11,7 @@ detail of a refused extension.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -34,6 +37,7 @@ class _Round:
 
     __slots__ = (
         "bad",
+        "deadline",
         "expected",
         "future",
         "late",
@@ -47,9 +51,14 @@ class _Round:
     )
 
     def __init__(
-        self, size: int, expected: int, need: int, timeout_s: float, wait_all: bool
+        self,
+        loop: asyncio.AbstractEventLoop,
+        size: int,
+        expected: int,
+        need: int,
+        timeout_s: float,
+        wait_all: bool,
     ) -> None:
-        loop = asyncio.get_running_loop()
         self.replies: list[object] = [_PENDING] * size
         self.expected = expected
         self.need = need
@@ -60,7 +69,8 @@ class _Round:
         self.timed_out = False
         self.late: Callable[[int, object], None] | None = None
         self.future: asyncio.Future[None] = loop.create_future()
-        self.timer = loop.call_later(timeout_s, self._on_timeout)
+        self.timer: asyncio.TimerHandle | None = None  # own timer, else set by `_Deadlines`
+        self.deadline = 0.0
 
     def on_reply(self, index: int, reply: object) -> None:
         self.replies[index] = reply
@@ -75,13 +85,47 @@ class _Round:
         if self.ok + self.bad == self.expected or (
             not self.wait_all and (self.ok >= self.need or self.bad > self.expected - self.need)
         ):
-            self.timer.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
             self.future.set_result(None)
 
-    def _on_timeout(self) -> None:
+    def on_timeout(self) -> None:
         if not self.future.done():
             self.timed_out = True
             self.future.set_result(None)
+
+
+class _Deadlines:
+    """The rounds of one timeout, in the order they started (so in deadline order), timed out
+    by one loop timer armed for the oldest round still waiting. Rounds that finished are simply
+    dropped when the timer fires: nothing to cancel per round."""
+
+    __slots__ = ("_loop", "_rounds", "_timer", "timeout_s")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self._loop = loop
+        self.timeout_s = timeout_s
+        self._rounds: deque[_Round] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, round_: _Round) -> None:
+        round_.deadline = self._loop.time() + self.timeout_s
+        self._rounds.append(round_)
+        if self._timer is None:
+            self._timer = self._loop.call_at(round_.deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        rounds = self._rounds
+        while rounds:
+            round_ = rounds[0]
+            if not round_.future.done():
+                if round_.deadline > now:
+                    self._timer = self._loop.call_at(round_.deadline, self._expire)
+                    return
+                round_.on_timeout()
+            rounds.popleft()
 
 
 class MasterQuorum:
@@ -93,6 +137,7 @@ class MasterQuorum:
     quorum: int
     node_timeout_s: float
     _nodes: list[MasterNode]
+    _deadlines: _Deadlines | None = None
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -115,7 +160,29 @@ class MasterQuorum:
         wait_all: bool = False,
     ) -> _Round:
         wire = script.wire(*parts)
-        round_ = _Round(len(self._nodes), len(targets), need, timeout_s, wait_all)
+        return self._send(script, parts, wire, targets, need, timeout_s, wait_all)
+
+    def _send(
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        targets: Sequence[int],
+        need: int,
+        timeout_s: float,
+        wait_all: bool,
+    ) -> _Round:
+        """One request (``wire`` is the encoding of ``script`` with ``parts``) to ``targets``."""
+        loop = asyncio.get_running_loop()
+        round_ = _Round(loop, len(self._nodes), len(targets), need, timeout_s, wait_all)
+        deadlines = self._deadlines
+        if deadlines is not None and deadlines.timeout_s == timeout_s and deadlines._loop is loop:
+            deadlines.add(round_)
+        elif timeout_s == self.node_timeout_s:  # the common timeout: rounds share one timer
+            self._deadlines = _Deadlines(loop, timeout_s)
+            self._deadlines.add(round_)
+        else:
+            round_.timer = loop.call_later(timeout_s, round_.on_timeout)
         on_reply = round_.on_reply
         nodes = self._nodes
         for index in targets:
