@@ -71,6 +71,19 @@ class LuaScript:
         packed: bytes = pack_command(cast(Any, self._head + parts))
         return packed
 
+    def wire_around(
+        self, before: tuple[bytes, ...], size: int, after: tuple[bytes, ...]
+    ) -> tuple[bytes, bytes]:
+        """``(head, tail)`` such that ``head + part + tail == wire(*before, part, *after)`` for
+        every ``part`` of ``size`` bytes: the request of a resource packed once, with only the
+        token (the part that changes from attempt to attempt) put in between."""
+        wire = self.wire(*before, b"\0" * size, *after)
+        tail = b"\r\n" + b"".join([_bulk(part) for part in after])
+        head = wire[: len(wire) - len(tail) - size]
+        if not head.endswith(b"$%d\r\n" % size) or not wire.endswith(tail):
+            raise AssertionError(f"{self.name}: unexpected RESP layout")  # pragma: no cover
+        return head, tail
+
     def load_command(self) -> bytes:
         return b"*3\r\n" + _bulk(b"SCRIPT") + _bulk(b"LOAD") + _bulk(self.source)
 
