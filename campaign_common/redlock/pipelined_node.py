@@ -72,12 +72,13 @@ class _Pipe(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         waiters = self._waiters
+        error_type = hiredis.ReplyError
         while (reply := reader.gets()) is not False:
             if not waiters:  # a reply nobody asked for: the stream is out of step
                 self.abort(NodeUnavailable(f"{self._node.address}: unexpected reply"))
                 return
             callback = waiters.popleft()
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            if isinstance(reply, error_type) and str(reply).startswith("NOSCRIPT"):
                 self._node.reload_scripts()
             try:  # `deliver`, inline: this loop runs once per reply
                 callback(reply)
@@ -149,7 +150,11 @@ class PipelinedNode:
     def call(
         self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
     ) -> None:
-        self.send(wire, callback)
+        pipe = self._pipe
+        if pipe is not None:  # the common case, one call less
+            pipe.send(wire, callback)
+        else:
+            self.send(wire, callback)
 
     def send(self, wire: bytes, callback: ReplyCallback) -> None:
         pipe = self._pipe

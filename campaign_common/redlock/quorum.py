@@ -21,6 +21,7 @@ from campaign_common.redlock.errors import LockError, LockHeld, QuorumUnavailabl
 from campaign_common.redlock.scripts import LuaScript
 
 _PENDING: Any = object()
+_SWEEP_S = 0.01
 
 
 def _granted(reply: object) -> bool:
@@ -80,11 +81,11 @@ class _Round:
             return
         if type(reply) is int and reply > 0:
             self.ok += 1
+            decided = self.ok >= self.need and not self.wait_all
         else:
             self.bad += 1
-        if self.ok + self.bad == self.expected or (
-            not self.wait_all and (self.ok >= self.need or self.bad > self.expected - self.need)
-        ):
+            decided = self.bad > self.expected - self.need and not self.wait_all
+        if decided or self.ok + self.bad == self.expected:
             if self.timer is not None:
                 self.timer.cancel()
             self.future.set_result(None)
@@ -98,31 +99,35 @@ class _Round:
 class _Deadlines:
     """The rounds of one timeout, in the order they started (so in deadline order), timed out
     by one loop timer armed for the oldest round still waiting. Rounds that finished are simply
-    dropped when the timer fires: nothing to cancel per round."""
+    dropped when the timer fires: nothing to cancel per round. The timer also fires every
+    `_SWEEP_S` to drop them, so finished rounds are not kept for a whole timeout: kept that
+    long they outlive the young garbage collections and make the full ones frequent."""
 
-    __slots__ = ("_loop", "_rounds", "_timer", "timeout_s")
+    __slots__ = ("_rounds", "_timer", "loop", "timeout_s")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
-        self._loop = loop
+        self.loop = loop
         self.timeout_s = timeout_s
         self._rounds: deque[_Round] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, round_: _Round) -> None:
-        round_.deadline = self._loop.time() + self.timeout_s
+        now = self.loop.time()
+        round_.deadline = now + self.timeout_s
         self._rounds.append(round_)
         if self._timer is None:
-            self._timer = self._loop.call_at(round_.deadline, self._expire)
+            self._timer = self.loop.call_at(min(round_.deadline, now + _SWEEP_S), self._expire)
 
     def _expire(self) -> None:
         self._timer = None
-        now = self._loop.time()
+        now = self.loop.time()
         rounds = self._rounds
         while rounds:
             round_ = rounds[0]
             if not round_.future.done():
                 if round_.deadline > now:
-                    self._timer = self._loop.call_at(round_.deadline, self._expire)
+                    wake_at = min(round_.deadline, now + _SWEEP_S)
+                    self._timer = self.loop.call_at(wake_at, self._expire)
                     return
                 round_.on_timeout()
             rounds.popleft()
@@ -176,7 +181,7 @@ class MasterQuorum:
         loop = asyncio.get_running_loop()
         round_ = _Round(loop, len(self._nodes), len(targets), need, timeout_s, wait_all)
         deadlines = self._deadlines
-        if deadlines is not None and deadlines.timeout_s == timeout_s and deadlines._loop is loop:
+        if deadlines is not None and deadlines.timeout_s == timeout_s and deadlines.loop is loop:
             deadlines.add(round_)
         elif timeout_s == self.node_timeout_s:  # the common timeout: rounds share one timer
             self._deadlines = _Deadlines(loop, timeout_s)
