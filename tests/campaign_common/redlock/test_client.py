@@ -635,6 +635,36 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
 
 
+async def test_redlock_every_round_times_out_while_a_majority_hangs(
+    make_redlock: MakeRedlock, redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    # Rounds of the common node timeout share one timer; rounds of another timeout (a short
+    # ttl caps it) have their own. Many of both at once, then one more after the shared queue
+    # ran empty: each round must time out by itself.
+    redlock = make_redlock(pipelined=pipelined, node_timeout_s=0.1)
+    await redlock.connect()
+    hung = [redis_stack.locks[1], redis_stack.locks[2]]
+    for server in hung:
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+
+    async def refused(index: int) -> str:
+        ttl_ms = 500 if index % 3 == 0 else 10_000  # node timeouts of 50 ms and 100 ms
+        with pytest.raises(QuorumUnavailable) as caught:
+            await redlock.acquire(f"res-{index}", ttl_ms, retry_count=0)
+        return str(caught.value)
+
+    try:
+        async with asyncio.timeout(20):  # a round nobody times out would hang here
+            errors = list(await asyncio.gather(*(refused(i) for i in range(20))))
+            errors.append(await refused(20))  # after the queue ran empty
+    finally:
+        for server in hung:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGCONT)
+    assert all("no reply within" in error for error in errors), errors
+
+
 async def test_redlock_reachable_names_each_master_that_answers_in_time(
     make_redlock: MakeRedlock, redis_stack: EmbeddedStack, pipelined: bool
 ) -> None:
