@@ -45,6 +45,9 @@ class NodeUnavailable(CampaignCommonError):
 
 class MasterNode(Protocol):
     address: str
+    # The master answers DELIFEQ on the connection a request sent now goes to: a RELEASE may go
+    # as that native command instead of the script (same reply: 1 deleted, 0 not ours).
+    native_release: bool
 
     def call(
         self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback

@@ -293,8 +293,9 @@ class Redlock(MasterQuorum):
         started = time.monotonic() if self.on_attempt is not None else 0.0
         parts = (lease.key, lease.token)
         wire = self._wires.release(lease.key, lease.token)
+        native = self._wires.native_release(lease.key, lease.token)
         timeout_s = self._node_timeout(lease.ttl_ms)
-        released = self._send(RELEASE, parts, wire, self._all, 0, timeout_s, True)
+        released = self._send(RELEASE, parts, wire, self._all, 0, timeout_s, True, native)
         await released.future
         if self.on_attempt is not None:
             self._report("release", lease.resource, 1, started, released.ok, "released")

@@ -21,14 +21,19 @@ from typing import cast
 import hiredis
 
 from campaign_common.redlock.channel import NodeUnavailable, ReplyCallback, deliver
-from campaign_common.redlock.connect_params import ConnectParams
-from campaign_common.redlock.scripts import ALL_SCRIPTS, LuaScript
+from campaign_common.redlock.connect_params import ConnectParams, encode_command
+from campaign_common.redlock.scripts import ALL_SCRIPTS, RELEASE, LuaScript, lock_key
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 1.0
 _PING = b"*1\r\n$4\r\nPING\r\n"
+# Whether this connection may release with DELIFEQ (Valkey 9+: compare-and-delete as a native
+# command, less than half the master's CPU of the RELEASE script): the probe runs it on a key of
+# the Redlock namespace with a value no token has (tokens are 16 bytes), so it deletes nothing.
+# An error (unknown command, an ACL without +delifeq, a cluster redirection) keeps the script.
+_DELIFEQ_PROBE = encode_command(b"DELIFEQ", lock_key("delifeq").encode(), b"-")
 
 
 class _Pipe(asyncio.Protocol):
@@ -146,6 +151,9 @@ class PipelinedNode:
         self._last_error: Exception = NodeUnavailable(f"{self.address}: not connected")
         self._reloading = False
         self._closed = False
+        # DELIFEQ answered on the current connection (see _DELIFEQ_PROBE); only a request sent
+        # into that live connection uses it, a queued one is sent as the script.
+        self.native_release = False
 
     def call(
         self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
@@ -191,6 +199,8 @@ class PipelinedNode:
         self._pipe = pipe
         for command in self.params.handshake(self.scripts):
             pipe.send(command, self._check_handshake)
+        if RELEASE in self.scripts:
+            pipe.send(_DELIFEQ_PROBE, partial(self._probed, pipe))
         queued, self._queued = self._queued, []
         for wire, callback in queued:
             pipe.send(wire, callback)
@@ -221,9 +231,14 @@ class PipelinedNode:
             self._last_error = error
             self._pipe.abort(error)
 
+    def _probed(self, pipe: _Pipe, reply: object) -> None:
+        if self._pipe is pipe and type(reply) is int:
+            self.native_release = True
+
     def pipe_closed(self, pipe: _Pipe) -> None:
         if self._pipe is pipe:
             self._pipe = None
+            self.native_release = False
             self._reloading = False  # a new connection loads the scripts in its handshake
 
     def reload_scripts(self) -> None:

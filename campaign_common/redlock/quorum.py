@@ -176,8 +176,10 @@ class MasterQuorum:
         need: int,
         timeout_s: float,
         wait_all: bool,
+        native: bytes | None = None,
     ) -> _Round:
-        """One request (``wire`` is the encoding of ``script`` with ``parts``) to ``targets``."""
+        """One request (``wire`` is the encoding of ``script`` with ``parts``) to ``targets``;
+        ``native``, the same as one command, goes instead to the masters that answer it."""
         loop = asyncio.get_running_loop()
         round_ = _Round(loop, len(self._nodes), len(targets), need, timeout_s, wait_all)
         deadlines = self._deadlines
@@ -191,7 +193,9 @@ class MasterQuorum:
         on_reply = round_.on_reply
         nodes = self._nodes
         for index in targets:
-            nodes[index].call(script, parts, wire, partial(on_reply, index))
+            node = nodes[index]
+            request = native if native is not None and node.native_release else wire
+            node.call(script, parts, request, partial(on_reply, index))
         return round_
 
     def _node_timeout(self, ttl_ms: float) -> float:

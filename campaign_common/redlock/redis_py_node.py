@@ -21,6 +21,7 @@ class RedisPyNode:
         self.client = client
         self.address = describe_client(client)
         self.stall_timeout_s = stall_timeout_s
+        self.native_release = False  # always the RELEASE script
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(

@@ -48,6 +48,7 @@ class WireCache:
         self._fence_ttl = fence_ttl
         self.acquire: dict[tuple[str, int, int], ResourceWires] = {}
         self._release: dict[bytes, bytes] = {}
+        self._native: dict[bytes, bytes] = {}
 
     def resource(self, resource: str, ttl_ms: int, fence_floor: int) -> ResourceWires:
         """Pack a resource's ACQUIRE (after validating its name: a bad one raises ValueError)."""
@@ -60,6 +61,16 @@ class WireCache:
             self.acquire.clear()
         self.acquire[(resource, ttl_ms, fence_floor)] = wires
         return wires
+
+    def native_release(self, key: bytes, token: bytes) -> bytes:
+        """``DELIFEQ key token``: the same compare-and-delete as one command (Valkey 9+)."""
+        head = self._native.get(key)
+        if head is None:
+            head = b"*3\r\n$7\r\nDELIFEQ\r\n$%d\r\n%b\r\n$" % (len(key), key)
+            if len(self._native) >= MAX_ENTRIES:
+                self._native.clear()
+            self._native[key] = head
+        return b"%b%d\r\n%b\r\n" % (head, len(token), token)
 
     def release(self, key: bytes, token: bytes) -> bytes:
         """RELEASE (compare-and-delete) of ``token`` on ``key``."""

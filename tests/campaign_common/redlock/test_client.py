@@ -20,6 +20,7 @@ from campaign_common.redlock.errors import LeaseLost, LockHeld, QuorumUnavailabl
 from campaign_common.redlock.lease import Lease
 from campaign_common.redlock.scripts import fence_key, lock_key
 from campaign_common.redlock.stats import AttemptStats
+from tests.acl_users import LOCK_RULES, acl_user
 from tests.faults import TcpProxy
 from tests.support import eventually
 
@@ -633,6 +634,44 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
         os.kill(hung.pid, signal.SIGCONT)
     # its requests were still in its connection, in order: grant, extend, then release
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
+
+
+async def _delifeq_calls(master: Redis) -> int:
+    stats = await master.info("commandstats")
+    return int(stats.get("cmdstat_delifeq", {}).get("calls", 0))
+
+
+async def test_redlock_releases_with_delifeq_where_the_master_answers_it(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    await redlock.connect()  # behind the connection's probe: its answer is in
+    before = [await _delifeq_calls(master) for master in masters]
+    lease = await redlock.acquire("res", 10_000)
+    for master in masters[1:]:  # taken over there meanwhile: not ours to delete
+        await master.set(lock_key("res"), FOREIGN, px=60_000)
+    with pytest.raises(LeaseLost, match="deleted on 1 of 3"):  # the replies count as before
+        await redlock.release(lease, strict=True)
+    after = [await _delifeq_calls(master) for master in masters]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert await _holders(masters, "res") == [None, FOREIGN, FOREIGN]
+
+
+async def test_redlock_releases_with_the_script_under_an_acl_without_delifeq(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack
+) -> None:
+    # The documented lock ACL (tests/acl_users.py) has no +delifeq: the probe is refused, and a
+    # release sent as DELIFEQ would be refused too and delete nothing.
+    with contextlib.ExitStack() as users:
+        for server in redis_stack.locks:
+            users.enter_context(acl_user(server.port, "locker", "pw", LOCK_RULES))
+        urls = [f"redis://locker:pw@127.0.0.1:{server.port}/0" for server in redis_stack.locks]
+        redlock = make_redlock(urls)
+        await redlock.connect()
+        lease = await redlock.acquire("res", 10_000)
+        await redlock.release(lease, strict=True)  # LeaseLost if fewer than a quorum deleted
+        assert await _holders(masters, "res") == [None, None, None]
+        await redlock.aclose()
 
 
 async def test_redlock_every_round_times_out_while_a_majority_hangs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hiredis import pack_command
 
 from campaign_common.redlock import wires
 from campaign_common.redlock.scripts import ACQUIRE, RELEASE, fence_key, lock_key
@@ -28,6 +29,7 @@ def test_wires_acquire_is_exactly_the_packed_request(
         assert packed.acquire_head + token + packed.acquire_tail == expected
         assert ACQUIRE.wire(*packed.acquire_parts(token)) == expected
         assert cache.release(key, token) == RELEASE.wire(key, token)
+        assert cache.native_release(key, token) == pack_command((b"DELIFEQ", key, token))
 
 
 def test_wires_release_of_a_token_of_another_size_is_packed_in_full() -> None:
