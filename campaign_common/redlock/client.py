@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from campaign_common.redlock.channel import MasterNode
+from campaign_common.redlock.channel import MasterNode, NodeUnavailable
 from campaign_common.redlock.connect_params import ConnectParams
 from campaign_common.redlock.errors import LeaseLost, LockError, LockHeld, QuorumUnavailable
 from campaign_common.redlock.hold import HeldLock
@@ -199,7 +199,7 @@ class Redlock(MasterQuorum):
             error = self._late_error(resource, fence, ttl_ms, elapsed_ms, drift_ms)
         else:
             error = self._refusal(resource, acquired)
-        await self._release_partial(acquired, key, token, timeout_s)
+        await self._release_partial(acquired, key, token, timeout_s, ttl_ms / 1000.0)
         outcome: Outcome = "held" if isinstance(error, LockHeld) else "unavailable"
         if isinstance(error, QuorumUnavailable) and error.reason.startswith("validity"):
             outcome = "expired"
@@ -246,7 +246,7 @@ class Redlock(MasterQuorum):
             self._nodes[index].call(CONFIRM_FENCE, parts, CONFIRM_FENCE.wire(*parts), _ignore)
 
     async def _release_partial(
-        self, acquired: _Round, key: bytes, token: bytes, timeout_s: float
+        self, acquired: _Round, key: bytes, token: bytes, timeout_s: float, ttl_s: float
     ) -> None:
         """Undo a failed attempt: release where it may have been granted, now or later.
 
@@ -256,7 +256,10 @@ class Redlock(MasterQuorum):
         replies = acquired.replies
         targets = [i for i, reply in enumerate(replies) if reply is not _PENDING and reply != 0]
         pending = sum(1 for reply in replies if reply is _PENDING)
-        orphan = self._orphans.adopt(key, token, pending + len(targets))
+        orphan = self._orphans.adopt(key, token, pending + len(targets), ttl_s)
+        for reply in replies:
+            if isinstance(reply, NodeUnavailable):  # may yet run after our release of it
+                orphan.unknown()
         acquired.late = partial(self._release_late, orphan)
         if targets:
             released = self._fan_out(RELEASE, (key, token), targets, 0, timeout_s, wait_all=True)
@@ -270,20 +273,10 @@ class Redlock(MasterQuorum):
         if reply == 0:  # refused: this master never held the orphan's key
             orphan.settle()
             return
+        if isinstance(reply, NodeUnavailable):
+            orphan.unknown()
         parts = (orphan.key, orphan.token)  # granted (or unknown) after we gave up: release it
         self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), orphan.on_reply)
-
-    def _late_error(
-        self, resource: str, fence: int, ttl_ms: int, elapsed_ms: float, drift_ms: float
-    ) -> QuorumUnavailable:
-        if fence <= 0:
-            return QuorumUnavailable(resource, {}, "fence not confirmed by a quorum of masters")
-        return QuorumUnavailable(
-            resource,
-            {},
-            f"validity exhausted: ttl {ttl_ms} ms - elapsed {elapsed_ms:.1f} ms"
-            f" - drift {drift_ms:.1f} ms <= 0",
-        )
 
     # -- release and extension ---------------------------------------------------------------
 

@@ -11,10 +11,16 @@ an orphan token, and it never touches another owner's key: tokens are random and
 
 The registry stays small: a token leaves it when its last debt is settled, which every node
 guarantees (each request's callback runs exactly once, with the reply or with an error after
-the stall timeout), and at most `TAKEOVER_MAX` tokens per resource are passed on.
+the stall timeout), and at most `TAKEOVER_MAX` tokens per resource are passed on. One debt is
+settled by time instead: a request whose outcome is unknown (the connection failed or stalled
+after it may have been written) may still run on its master after our release of it ran (the
+release goes out on another connection), so the token stays an orphan for the attempt's ttl,
+as long as a key set by that request can live.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 TAKEOVER_MAX = 8
 
@@ -23,13 +29,16 @@ class Orphan:
     """One failed attempt's token and what it still owes: replies not in, releases not
     confirmed. It leaves the registry when nothing is owed any more."""
 
-    __slots__ = ("_registry", "key", "owed", "token")
+    __slots__ = ("_registry", "key", "linger_s", "owed", "token")
 
-    def __init__(self, registry: Orphans, key: bytes, token: bytes, owed: int) -> None:
+    def __init__(
+        self, registry: Orphans, key: bytes, token: bytes, owed: int, linger_s: float
+    ) -> None:
         self._registry = registry
         self.key = key
         self.token = token
         self.owed = owed
+        self.linger_s = linger_s
 
     def settle(self, count: int = 1) -> None:
         if count <= 0 or self.owed <= 0:
@@ -37,6 +46,11 @@ class Orphan:
         self.owed -= count
         if self.owed <= 0:
             self._registry.forget(self)
+
+    def unknown(self) -> None:
+        """A request's outcome is unknown: stay an orphan for ``linger_s`` more."""
+        self.owed += 1
+        asyncio.get_running_loop().call_later(self.linger_s, self.settle)
 
     def on_reply(self, reply: object) -> None:
         """A release's reply (or its failure): that debt is settled either way."""
@@ -57,11 +71,14 @@ class Orphans:
         tokens = self._by_key.get(key)
         return tuple(tokens[-TAKEOVER_MAX:]) if tokens else ()
 
-    def adopt(self, key: bytes, token: bytes, owed: int) -> Orphan:
-        """Register ``token`` while ``owed`` replies or releases are outstanding."""
-        orphan = Orphan(self, key, token, owed)
+    def adopt(self, key: bytes, token: bytes, owed: int, linger_s: float) -> Orphan:
+        """Register ``token`` while ``owed`` replies or releases are outstanding (and for
+        ``linger_s`` after each unknown outcome)."""
+        orphan = Orphan(self, key, token, owed, linger_s)
         if owed > 0:
-            self._by_key.setdefault(key, []).append(token)
+            tokens = self._by_key.setdefault(key, [])
+            tokens.append(token)
+            del tokens[: -4 * TAKEOVER_MAX]  # the oldest go first (they are passed on last)
         return orphan
 
     def forget(self, orphan: Orphan) -> None:

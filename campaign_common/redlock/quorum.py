@@ -217,6 +217,18 @@ class MasterQuorum:
             return LockHeld(resource, held_on)
         return QuorumUnavailable(resource, failures)
 
+    def _late_error(
+        self, resource: str, fence: int, ttl_ms: int, elapsed_ms: float, drift_ms: float
+    ) -> QuorumUnavailable:
+        if fence <= 0:
+            return QuorumUnavailable(resource, {}, "fence not confirmed by a quorum of masters")
+        return QuorumUnavailable(
+            resource,
+            {},
+            f"validity exhausted: ttl {ttl_ms} ms - elapsed {elapsed_ms:.1f} ms"
+            f" - drift {drift_ms:.1f} ms <= 0",
+        )
+
     def _extension_failures(self, extended: _Round) -> str:
         notes = []
         for node, reply in zip(self._nodes, extended.replies, strict=True):

@@ -636,6 +636,36 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
 
 
+async def test_redlock_a_grant_of_unknown_outcome_stays_ours_for_the_ttl(
+    make_redlock: MakeRedlock, masters: list[Redis], lock_urls: list[str]
+) -> None:
+    # Master 1 is held by someone else. Master 2 runs call 1's ACQUIRE, but the reply is lost
+    # with the connection: the outcome is unknown. Call 1 fails and releases it on a new
+    # connection; a request of unknown outcome can still run after that release (it was on
+    # another connection: no order between them), so the test plays that late grant by writing
+    # call 1's token back into master 2's key once the release has replied. Call 2 must take it
+    # over: forgetting the token when the release replied made call 2 fail with LockHeld.
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    proxy = TcpProxy.to_url(lock_urls[2])
+    redlock = make_redlock([*lock_urls[:2], proxy.url])
+    try:
+        await redlock.connect()
+        proxy.drop_replies(b"EVALSHA")
+        with pytest.raises(LockHeld):
+            await redlock.acquire("res", 60_000, retry_count=0)
+        assert proxy.dropped == 1
+        (orphan,) = redlock._orphans.tokens(lock_key("res").encode())
+        await redlock.connect()  # behind call 1's release on every master: it has replied
+        assert await _holders(masters, "res") == [None, FOREIGN, None]
+        await masters[2].set(lock_key("res"), orphan, px=60_000)  # the late grant
+        lease = await redlock.acquire("res", 60_000, retry_count=0)
+        holders = await _holders(masters, "res")
+        assert holders == [lease.token, FOREIGN, lease.token], holders
+    finally:
+        await redlock.aclose()
+        proxy.close()
+
+
 async def _delifeq_calls(master: Redis) -> int:
     stats = await master.info("commandstats")
     return int(stats.get("cmdstat_delifeq", {}).get("calls", 0))
