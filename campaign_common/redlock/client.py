@@ -256,10 +256,8 @@ class Redlock(MasterQuorum):
         replies = acquired.replies
         targets = [i for i, reply in enumerate(replies) if reply is not _PENDING and reply != 0]
         pending = sum(1 for reply in replies if reply is _PENDING)
-        orphan = self._orphans.adopt(key, token, pending + len(targets), ttl_s)
-        for reply in replies:
-            if isinstance(reply, NodeUnavailable):  # may yet run after our release of it
-                orphan.unknown()
+        # a request of unknown outcome may yet run after our release of it: linger for it
+        orphan = self._orphans.adopt(key, token, pending + len(targets), ttl_s, replies)
         acquired.late = partial(self._release_late, orphan)
         if targets:
             released = self._fan_out(RELEASE, (key, token), targets, 0, timeout_s, wait_all=True)
@@ -267,6 +265,7 @@ class Redlock(MasterQuorum):
             try:
                 await released.future
             finally:  # the replies that came in time; later ones settle through ``late``
+                orphan.unknowns(released.replies)
                 orphan.settle(released.ok + released.bad)
 
     def _release_late(self, orphan: Orphan, index: int, reply: object) -> None:
@@ -290,6 +289,8 @@ class Redlock(MasterQuorum):
         timeout_s = self._node_timeout(lease.ttl_ms)
         released = self._send(RELEASE, parts, wire, self._all, 0, timeout_s, True, native)
         await released.future
+        if released.ok + released.bad < len(self._nodes) or released.bad:
+            self._orphan_release(lease, released)
         if self.on_attempt is not None:
             self._report("release", lease.resource, 1, started, released.ok, "released")
         if released.ok >= self.quorum:
@@ -300,6 +301,13 @@ class Redlock(MasterQuorum):
         if strict:
             raise LeaseLost(lease.resource, f"not held by a quorum at release ({detail})")
         log.debug("redlock %s released after it expired or was taken (%s)", lease.resource, detail)
+
+    def _orphan_release(self, lease: Lease, released: _Round) -> None:
+        """A release not confirmed everywhere: its token is an orphan until it is."""
+        pending = sum(1 for reply in released.replies if reply is _PENDING)
+        linger_s = lease.ttl_ms / 1000.0
+        orphan = self._orphans.adopt(lease.key, lease.token, pending, linger_s, released.replies)
+        released.late = orphan.on_late
 
     async def extend(self, lease: Lease, ttl_ms: int | None = None) -> Lease:
         """Compare-and-extend on a quorum before ``lease`` expires; returns the new lease.

@@ -9,6 +9,10 @@ to the ACQUIRE script, which takes an orphan's key over instead of reporting "he
 owner" (`campaign_common.redlock.scripts`). That is safe because no lease was ever returned for
 an orphan token, and it never touches another owner's key: tokens are random and never shared.
 
+A released lease whose release was not confirmed on every master (no reply in time, or a
+failed connection) leaves its token in the same registry: the lease is over, so its key on such
+a master is nobody's, and the next acquisition of the resource takes it over.
+
 The registry stays small: a token leaves it when its last debt is settled, which every node
 guarantees (each request's callback runs exactly once, with the reply or with an error after
 the stall timeout), and at most `TAKEOVER_MAX` tokens per resource are passed on. One debt is
@@ -21,6 +25,8 @@ as long as a key set by that request can live.
 from __future__ import annotations
 
 import asyncio
+
+from campaign_common.redlock.channel import NodeUnavailable
 
 TAKEOVER_MAX = 8
 
@@ -52,12 +58,20 @@ class Orphan:
         self.owed += 1
         asyncio.get_running_loop().call_later(self.linger_s, self.settle)
 
+    def unknowns(self, replies: list[object]) -> None:
+        """Linger once for each request of ``replies`` whose outcome is unknown."""
+        for reply in replies:
+            if isinstance(reply, NodeUnavailable):
+                self.unknown()
+
     def on_reply(self, reply: object) -> None:
-        """A release's reply (or its failure): that debt is settled either way."""
+        """A release's reply settles its debt; a failed one leaves the key: linger for it."""
+        if isinstance(reply, NodeUnavailable):
+            self.unknown()
         self.settle()
 
     def on_late(self, index: int, reply: object) -> None:
-        self.settle()
+        self.on_reply(reply)
 
 
 class Orphans:
@@ -71,11 +85,14 @@ class Orphans:
         tokens = self._by_key.get(key)
         return tuple(tokens[-TAKEOVER_MAX:]) if tokens else ()
 
-    def adopt(self, key: bytes, token: bytes, owed: int, linger_s: float) -> Orphan:
-        """Register ``token`` while ``owed`` replies or releases are outstanding (and for
-        ``linger_s`` after each unknown outcome)."""
+    def adopt(
+        self, key: bytes, token: bytes, owed: int, linger_s: float, replies: list[object]
+    ) -> Orphan:
+        """Register ``token`` while ``owed`` replies or releases are outstanding, and for
+        ``linger_s`` after each request of ``replies`` whose outcome is unknown."""
         orphan = Orphan(self, key, token, owed, linger_s)
-        if owed > 0:
+        orphan.unknowns(replies)
+        if orphan.owed > 0:
             tokens = self._by_key.setdefault(key, [])
             tokens.append(token)
             del tokens[: -4 * TAKEOVER_MAX]  # the oldest go first (they are passed on last)

@@ -666,6 +666,35 @@ async def test_redlock_a_grant_of_unknown_outcome_stays_ours_for_the_ttl(
         proxy.close()
 
 
+async def test_redlock_takes_over_the_key_of_a_released_lease_its_release_missed(
+    make_redlock: MakeRedlock, masters: list[Redis], lock_urls: list[str], pipelined: bool
+) -> None:
+    # Master 1 is held by someone else. The lease holds masters 0 and 2; its release never
+    # reaches master 2 (the network there is a black hole), so master 2 keeps the released
+    # lease's key. The lease is over: the next acquisition must take that key over instead of
+    # counting master 2 as held by another owner (LockHeld).
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    proxy = TcpProxy.to_url(lock_urls[2])
+    redlock = make_redlock([*lock_urls[:2], proxy.url], pipelined=pipelined, node_timeout_s=0.1)
+    try:
+        lease = await redlock.acquire("res", 60_000, retry_count=0)
+        proxy.partition()
+        await redlock.release(lease)
+        assert await _holders(masters, "res") == [None, FOREIGN, lease.token]
+        proxy.heal()  # the connection that lost the release is closed
+
+        async def all_reachable() -> bool:
+            return await redlock.reachable(1.0) == (True, True, True)
+
+        await eventually(all_reachable, timeout_s=10, what="master 2 reachable again")
+        again = await redlock.acquire("res", 60_000, retry_count=0)
+        holders = await _holders(masters, "res")
+        assert holders == [again.token, FOREIGN, again.token], holders
+    finally:
+        await redlock.aclose()
+        proxy.close()
+
+
 async def _delifeq_calls(master: Redis) -> int:
     stats = await master.info("commandstats")
     return int(stats.get("cmdstat_delifeq", {}).get("calls", 0))
