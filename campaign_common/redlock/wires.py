@@ -66,11 +66,11 @@ class WireCache:
         """``DELIFEQ key token``: the same compare-and-delete as one command (Valkey 9+)."""
         head = self._native.get(key)
         if head is None:
-            head = b"*3\r\n$7\r\nDELIFEQ\r\n$%d\r\n%b\r\n$" % (len(key), key)
+            head = b"*3\r\n$7\r\nDELIFEQ\r\n$%d\r\n%b\r\n" % (len(key), key)
             if len(self._native) >= MAX_ENTRIES:
                 self._native.clear()
             self._native[key] = head
-        return b"%b%d\r\n%b\r\n" % (head, len(token), token)
+        return head + b"$%d\r\n%b\r\n" % (len(token), token)
 
     def release(self, key: bytes, token: bytes) -> bytes:
         """RELEASE (compare-and-delete) of ``token`` on ``key``."""
