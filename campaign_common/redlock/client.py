@@ -243,7 +243,8 @@ class Redlock(MasterQuorum):
         """A master answered after the decision, or lags: raise its counter to the fence."""
         if type(reply) is int and reply < fence:
             parts = (key, counter, token, b"%d" % fence, self._fence_ttl)
-            self._nodes[index].call(CONFIRM_FENCE, parts, CONFIRM_FENCE.wire(*parts), _ignore)
+            wire = CONFIRM_FENCE.wire(*parts)
+            self._nodes[index].call(CONFIRM_FENCE, parts, wire, _ignore, index)
 
     async def _release_partial(
         self, acquired: _Round, key: bytes, token: bytes, timeout_s: float, ttl_s: float
@@ -275,7 +276,7 @@ class Redlock(MasterQuorum):
         if isinstance(reply, NodeUnavailable):
             orphan.unknown()
         parts = (orphan.key, orphan.token)  # granted (or unknown) after we gave up: release it
-        self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), orphan.on_reply)
+        self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), orphan.on_late, index)
 
     # -- release and extension ---------------------------------------------------------------
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import cast
 
 import hiredis
 
-from campaign_common.redlock.channel import NodeUnavailable, ReplyCallback, deliver
+from campaign_common.redlock.channel import NodeUnavailable, ReplySink, deliver
 from campaign_common.redlock.connect_params import ConnectParams, encode_command
 from campaign_common.redlock.scripts import ALL_SCRIPTS, RELEASE, LuaScript, lock_key
 
@@ -43,7 +44,9 @@ class _Pipe(asyncio.Protocol):
         self._node = node
         self._loop = asyncio.get_running_loop()
         self._reader = hiredis.Reader()
-        self._waiters: deque[ReplyCallback] = deque()
+        # callbacks in request order, and the index each takes first (-1: a plain callback)
+        self._waiters: deque[Callable[..., None]] = deque()
+        self._indexes: deque[int] = deque()
         self._out: list[bytes] = []
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
@@ -55,12 +58,13 @@ class _Pipe(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but implement it.
         self._transport = cast(asyncio.Transport, transport)
 
-    def send(self, wire: bytes, callback: ReplyCallback) -> None:
+    def send(self, wire: bytes, callback: Callable[..., None], index: int = -1) -> None:
         if not self._waiters:
             self._last_progress = self._loop.time()
             if self._watchdog is None:
                 self._arm_watchdog()
         self._waiters.append(callback)
+        self._indexes.append(index)
         self._out.append(wire)
         if not self._flush_pending:
             self._flush_pending = True
@@ -76,17 +80,21 @@ class _Pipe(asyncio.Protocol):
         self._last_progress = self._loop.time()
         reader = self._reader
         reader.feed(data)
-        waiters = self._waiters
+        waiters, indexes = self._waiters, self._indexes
         error_type = hiredis.ReplyError
         while (reply := reader.gets()) is not False:
             if not waiters:  # a reply nobody asked for: the stream is out of step
                 self.abort(NodeUnavailable(f"{self._node.address}: unexpected reply"))
                 return
             callback = waiters.popleft()
+            index = indexes.popleft()
             if isinstance(reply, error_type) and str(reply).startswith("NOSCRIPT"):
                 self._node.reload_scripts()
             try:  # `deliver`, inline: this loop runs once per reply
-                callback(reply)
+                if index < 0:
+                    callback(reply)
+                else:
+                    callback(index, reply)
             except Exception:
                 log.exception("redlock reply handler failed")
 
@@ -121,8 +129,9 @@ class _Pipe(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.abort()
         waiters, self._waiters = self._waiters, deque()
-        for callback in waiters:
-            deliver(callback, error)
+        indexes, self._indexes = self._indexes, deque()
+        for callback, index in zip(waiters, indexes, strict=True):
+            deliver(callback, error, index)
 
 
 class PipelinedNode:
@@ -145,7 +154,7 @@ class PipelinedNode:
         self.scripts = scripts
         self._pipe: _Pipe | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._queued: list[tuple[bytes, ReplyCallback]] = []
+        self._queued: list[tuple[bytes, Callable[..., None], int]] = []
         self._failed_until = 0.0
         self._backoff_s = _BACKOFF_MIN_S
         self._last_error: Exception = NodeUnavailable(f"{self.address}: not connected")
@@ -156,26 +165,33 @@ class PipelinedNode:
         self.native_release = False
 
     def call(
-        self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        sink: ReplySink,
+        index: int,
     ) -> None:
         pipe = self._pipe
         if pipe is not None:  # the common case, one call less
-            pipe.send(wire, callback)
+            pipe.send(wire, sink, index)
         else:
-            self.send(wire, callback)
+            self.send(wire, sink, index)
 
-    def send(self, wire: bytes, callback: ReplyCallback) -> None:
+    def send(self, wire: bytes, callback: Callable[..., None], index: int = -1) -> None:
+        """Send ``wire``; ``callback(reply)``, or ``callback(index, reply)`` if ``index >= 0``."""
         pipe = self._pipe
         if pipe is not None:
-            pipe.send(wire, callback)
+            pipe.send(wire, callback, index)
             return
         loop = asyncio.get_running_loop()
         if self._closed:
-            loop.call_soon(deliver, callback, NodeUnavailable(f"{self.address}: client closed"))
+            error = NodeUnavailable(f"{self.address}: client closed")
+            loop.call_soon(deliver, callback, error, index)
         elif loop.time() < self._failed_until:
-            loop.call_soon(deliver, callback, self._last_error)
+            loop.call_soon(deliver, callback, self._last_error, index)
         else:
-            self._queued.append((wire, callback))
+            self._queued.append((wire, callback, index))
             if self._connecting is None:
                 self._connecting = loop.create_task(self._connect())
 
@@ -202,8 +218,8 @@ class PipelinedNode:
         if RELEASE in self.scripts:
             pipe.send(_DELIFEQ_PROBE, partial(self._probed, pipe))
         queued, self._queued = self._queued, []
-        for wire, callback in queued:
-            pipe.send(wire, callback)
+        for wire, callback, index in queued:
+            pipe.send(wire, callback, index)
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Pipe:
         if self.params.path:
@@ -222,8 +238,8 @@ class PipelinedNode:
         self._failed_until = loop.time() + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, _BACKOFF_MAX_S)
         queued, self._queued = self._queued, []
-        for _, callback in queued:
-            deliver(callback, self._last_error)
+        for _, callback, index in queued:
+            deliver(callback, self._last_error, index)
 
     def _check_handshake(self, reply: object) -> None:
         if isinstance(reply, Exception) and self._pipe is not None:

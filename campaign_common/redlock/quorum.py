@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 from campaign_common.redlock.channel import MasterNode
@@ -195,7 +194,7 @@ class MasterQuorum:
         for index in targets:
             node = nodes[index]
             request = native if native is not None and node.native_release else wire
-            node.call(script, parts, request, partial(on_reply, index))
+            node.call(script, parts, request, on_reply, index)
         return round_
 
     def _node_timeout(self, ttl_ms: float) -> float:
@@ -248,5 +247,5 @@ async def _answers(node: MasterNode, timeout_s: float) -> bool:
     return True
 
 
-def _ignore(reply: object) -> None:
+def _ignore(index: int, reply: object) -> None:
     return None
