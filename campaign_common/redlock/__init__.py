@@ -2,7 +2,8 @@
 
 This package owns the lock algorithm, described here once: `client` (acquisition, release,
 extension, the fencing token), `quorum` (one script over every master, decided at quorum),
-`hold` (the auto-extending ``hold`` context), `lease`, `stats` (per-attempt statistics) and
+`hold` (the auto-extending ``hold`` context), `lease`, `orphans` (failed attempts' tokens
+that the next attempt takes over), `stats` (per-attempt statistics) and
 `errors` (the typed errors). Key names and Lua scripts live in `campaign_common.redlock.scripts`;
 the connection to each master in `campaign_common.redlock.channel` (the interface),
 `pipelined_node` and `redis_py_node` (its two implementations) and `connect_params`.
@@ -33,6 +34,10 @@ Acquisition (one attempt), on our monotonic clock (``time.monotonic``)::
          released at once, a lagging fence counter of a won attempt is raised (background, no
          task: the requests ride the masters' pipelines, which ``aclose`` drains; on the
          pipelined transport a release sent after a grant also executes after it)
+    own  until a failed attempt's masters have all answered and its releases are confirmed, its
+         token is an orphan (`orphans`): the next attempt on the resource, a retry or a later
+         call of this client, passes it to ACQUIRE, which takes such a key over instead of
+         counting it as another owner's
 
 Why a fresh token for every attempt: a failed attempt's replies, and the releases they trigger,
 can reach a master after the next attempt's ACQUIRE (a master answered after the node timeout).
@@ -41,6 +46,16 @@ ACQUIRE then merely refreshes (same token), and attempt 1's late compare-and-del
 delete the key of the lease attempt 2 returned: that lease would be short of a quorum while
 looking valid, and a second client could take the lock inside its validity. With a token per
 attempt every late reply, release and refresh matches only its own attempt's key.
+
+Why orphans are taken over: a failed attempt's grant can land after the attempt gave up (its
+request timed out on our side but ran on the master) and stay until its late reply comes back
+and the release it triggers has run. A retry meeting that key would count the master as held by
+another owner and could fail with `LockHeld` although only this client ever held the resource.
+ACQUIRE therefore replaces a key that holds one of the resource's orphan tokens with the new
+attempt's token and TTL, exactly as if it had been free: no lease was ever returned for an
+orphan token, so nobody relies on that key, and the orphan's late compare-and-delete no longer
+matches. The grant still happens at a time >= the new attempt's t0, so validity and fencing
+below hold unchanged.
 
 Why a returned lease is exclusive: every granting master set its key at some time >= t0, so
 (assumption A1 below) each key lives at least until t0 + ttl - drift = t2 + validity on our

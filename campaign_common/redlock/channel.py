@@ -1,9 +1,10 @@
 """The connection to one lock master, as the Redlock client (`campaign_common.redlock.client`)
 sees it: the `MasterNode` interface and its failure.
 
-`MasterNode.call(script, parts, wire, callback)` sends one EVALSHA and has ``callback`` invoked
-exactly once with the reply (an ``int``, ``bytes``, ``None``) or with an ``Exception`` instance
-(the master's error reply, or `NodeUnavailable` when the master cannot be reached or stalls).
+`MasterNode.call(script, parts, wire, sink, index)` sends one EVALSHA and has ``sink(index,
+reply)`` invoked exactly once with the reply (an ``int``, ``bytes``, ``None``) or with an
+``Exception`` instance (the master's error reply, or `NodeUnavailable` when the master cannot be
+reached or stalls).
 Callbacks run on the event loop, never inside ``call`` itself, so a caller can fan out to every
 master before any reply is handled. Two implementations:
 
@@ -37,6 +38,9 @@ from campaign_common.redlock.scripts import LuaScript
 log = logging.getLogger(__name__)
 
 ReplyCallback = Callable[[object], None]
+# Takes the index the request was sent with, then the reply: one bound method serves every
+# master of a round, with no per-request closure.
+ReplySink = Callable[[int, object], None]
 
 
 class NodeUnavailable(CampaignCommonError):
@@ -45,9 +49,17 @@ class NodeUnavailable(CampaignCommonError):
 
 class MasterNode(Protocol):
     address: str
+    # The master answers DELIFEQ on the connection a request sent now goes to: a RELEASE may go
+    # as that native command instead of the script (same reply: 1 deleted, 0 not ours).
+    native_release: bool
 
     def call(
-        self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        sink: ReplySink,
+        index: int,
     ) -> None: ...
 
     async def connect(self) -> None: ...
@@ -55,10 +67,13 @@ class MasterNode(Protocol):
     async def aclose(self, timeout_s: float) -> None: ...
 
 
-def deliver(callback: ReplyCallback, reply: object) -> None:
-    """Hand ``reply`` to ``callback``; a handler that raises is logged, never propagated into
-    the connection that read the reply."""
+def deliver(callback: Callable[..., None], reply: object, index: int = -1) -> None:
+    """Hand ``reply`` to ``callback`` (a `ReplySink` with ``index`` when ``index >= 0``); a
+    handler that raises is logged, never propagated into the connection that read the reply."""
     try:
-        callback(reply)
+        if index < 0:
+            callback(reply)
+        else:
+            callback(index, reply)
     except Exception:
         log.exception("redlock reply handler failed")

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from campaign_common.redlock.channel import MasterNode
+from campaign_common.redlock.channel import MasterNode, NodeUnavailable
 from campaign_common.redlock.connect_params import ConnectParams
 from campaign_common.redlock.errors import LeaseLost, LockError, LockHeld, QuorumUnavailable
 from campaign_common.redlock.hold import HeldLock
 from campaign_common.redlock.lease import Lease
+from campaign_common.redlock.orphans import Orphan, Orphans
 from campaign_common.redlock.pipelined_node import PipelinedNode
 from campaign_common.redlock.quorum import _PENDING, MasterQuorum, _ignore, _Round
 from campaign_common.redlock.redis_py_node import RedisPyNode
@@ -30,12 +31,11 @@ from campaign_common.redlock.scripts import (
     CONFIRM_FENCE,
     EXTEND,
     RELEASE,
-    fence_key,
-    lock_key,
     validate_resource,
 )
 from campaign_common.redlock.stats import AttemptStats, Outcome, RedlockCounters
 from campaign_common.redlock.tokens import new_token
+from campaign_common.redlock.wires import ResourceWires, WireCache
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class Redlock(MasterQuorum):
         self._all = tuple(range(len(self._nodes)))
         self._background: set[asyncio.Task[Any]] = set()
         self._holds: set[HeldLock] = set()
+        self._orphans = Orphans()
+        self._wires = WireCache(self._fence_ttl)
         self._closed = False
 
     async def connect(self) -> None:
@@ -142,16 +144,16 @@ class Redlock(MasterQuorum):
         data). Raises `LockHeld` when another owner holds it, `QuorumUnavailable` when too few
         masters answered (or the validity ran out), after the last of ``retry_count`` retries.
         """
-        self._check_usable(resource, ttl_ms)
-        if fence_floor < 0:
-            raise ValueError(f"fence_floor must be >= 0, got {fence_floor}")
+        wires = self._wires.acquire.get((resource, ttl_ms, fence_floor))
+        if wires is None or self._closed:  # validated when packed, so a hit is valid
+            self._check_usable(resource, ttl_ms)
+            if fence_floor < 0:
+                raise ValueError(f"fence_floor must be >= 0, got {fence_floor}")
+            wires = self._wires.resource(resource, ttl_ms, fence_floor)
         retries = self.retry_count if retry_count is None else retry_count
-        key = lock_key(resource).encode()
-        counter = fence_key(resource).encode()
-        floor = b"%d" % fence_floor
         attempt = 1
         while True:
-            result = await self._attempt(resource, key, counter, floor, ttl_ms, attempt)
+            result = await self._attempt(resource, wires, ttl_ms, attempt)
             if isinstance(result, Lease):
                 return result
             if attempt > retries:
@@ -160,26 +162,36 @@ class Redlock(MasterQuorum):
             await asyncio.sleep(random.uniform(0.5, 1.5) * self.retry_delay_ms / 1000.0)
 
     async def _attempt(
-        self, resource: str, key: bytes, counter: bytes, floor: bytes, ttl_ms: int, attempt: int
+        self, resource: str, wires: ResourceWires, ttl_ms: int, attempt: int
     ) -> Lease | LockError:
         # A token of its own: this attempt's late replies and releases can then never touch the
         # key of another attempt (see "Why a fresh token for every attempt" above).
         token = new_token()
+        key, counter = wires.key, wires.counter
         started = time.monotonic()
         timeout_s = self._node_timeout(ttl_ms)
-        parts = (key, counter, token, b"%d" % ttl_ms, floor, self._fence_ttl)
-        acquired = self._fan_out(ACQUIRE, parts, self._all, self.quorum, timeout_s)
+        parts = wires.acquire_parts(token)
+        orphans = self._orphans.tokens(key)
+        if orphans:  # this client's failed attempts that may still hold keys: take them over
+            parts += orphans
+            wire = ACQUIRE.wire(*parts)
+        else:
+            wire = wires.acquire_head + token + wires.acquire_tail
+        acquired = self._send(ACQUIRE, parts, wire, self._all, self.quorum, timeout_s, False)
         await acquired.future
         self.counters.attempts += 1
         error: LockError
         if acquired.ok >= self.quorum:
-            fence = await self._settle_fence(acquired, key, counter, token, timeout_s)
+            fence = self._agreed_fence(acquired, key, counter, token)
+            if fence < 0:  # the granting counters disagree: confirm the largest on a quorum
+                fence = await self._confirm_fence(key, counter, token, -fence, timeout_s)
             drift_ms = ttl_ms * self.drift_factor + self.drift_fixed_ms
             elapsed_ms = (time.monotonic() - started) * 1000.0
             validity_ms = ttl_ms - elapsed_ms - drift_ms
-            if fence is not None and validity_ms > 0:
+            if fence > 0 and validity_ms > 0:
                 self.counters.acquired += 1
-                self._report("acquire", resource, attempt, started, acquired.ok, "granted")
+                if self.on_attempt is not None:
+                    self._report("acquire", resource, attempt, started, acquired.ok, "granted")
                 expires_at = started + (ttl_ms - drift_ms) / 1000.0
                 return Lease(
                     resource, token, fence, ttl_ms, validity_ms, started, expires_at, attempt, key
@@ -187,7 +199,7 @@ class Redlock(MasterQuorum):
             error = self._late_error(resource, fence, ttl_ms, elapsed_ms, drift_ms)
         else:
             error = self._refusal(resource, acquired)
-        await self._release_partial(acquired, key, token, timeout_s)
+        await self._release_partial(acquired, key, token, timeout_s, ttl_ms / 1000.0)
         outcome: Outcome = "held" if isinstance(error, LockHeld) else "unavailable"
         if isinstance(error, QuorumUnavailable) and error.reason.startswith("validity"):
             outcome = "expired"
@@ -195,23 +207,35 @@ class Redlock(MasterQuorum):
         self._report("acquire", resource, attempt, started, acquired.ok, outcome)
         return error
 
-    async def _settle_fence(
-        self, acquired: _Round, key: bytes, counter: bytes, token: bytes, timeout_s: float
-    ) -> int | None:
-        """The fence of a won attempt, or None when too few masters confirmed it."""
-        grants = [reply for reply in acquired.replies if isinstance(reply, int) and reply > 0]
-        fence = max(grants)
+    def _agreed_fence(self, acquired: _Round, key: bytes, counter: bytes, token: bytes) -> int:
+        """The fence of a won attempt when every grant returned it; else minus the largest."""
+        fence = lowest = 0
+        stale = False
+        for reply in acquired.replies:
+            if type(reply) is int:
+                if reply > fence:
+                    fence = reply
+                if reply > 0 and (lowest == 0 or reply < lowest):
+                    lowest = reply
+                stale = stale or reply == 0
         acquired.late = partial(self._heal_counter, key, counter, token, fence)
-        if min(grants) == fence:
+        if lowest != fence:
+            return -fence
+        if stale:  # reachable but held by a stale key: raise its counter anyway
             for index, reply in enumerate(acquired.replies):
-                if reply == 0:  # reachable but held by a stale key: raise its counter anyway
+                if reply == 0:
                     self._heal_counter(key, counter, token, fence, index, reply)
-            return fence
+        return fence
+
+    async def _confirm_fence(
+        self, key: bytes, counter: bytes, token: bytes, fence: int, timeout_s: float
+    ) -> int:
+        """``fence`` once a quorum raised its counter to it while we hold the key, else 0."""
         self.counters.fence_confirmations += 1
         parts = (key, counter, token, b"%d" % fence, self._fence_ttl)
         confirmed = self._fan_out(CONFIRM_FENCE, parts, self._all, self.quorum, timeout_s)
         await confirmed.future
-        return fence if confirmed.ok >= self.quorum else None
+        return fence if confirmed.ok >= self.quorum else 0
 
     def _heal_counter(
         self, key: bytes, counter: bytes, token: bytes, fence: int, index: int, reply: object
@@ -219,50 +243,57 @@ class Redlock(MasterQuorum):
         """A master answered after the decision, or lags: raise its counter to the fence."""
         if type(reply) is int and reply < fence:
             parts = (key, counter, token, b"%d" % fence, self._fence_ttl)
-            self._nodes[index].call(CONFIRM_FENCE, parts, CONFIRM_FENCE.wire(*parts), _ignore)
+            wire = CONFIRM_FENCE.wire(*parts)
+            self._nodes[index].call(CONFIRM_FENCE, parts, wire, _ignore, index)
 
     async def _release_partial(
-        self, acquired: _Round, key: bytes, token: bytes, timeout_s: float
+        self, acquired: _Round, key: bytes, token: bytes, timeout_s: float, ttl_s: float
     ) -> None:
-        """Undo a failed attempt: release where it may have been granted, now or later."""
-        acquired.late = partial(self._release_late, key, token)
-        targets = [
-            index
-            for index, reply in enumerate(acquired.replies)
-            if reply is not _PENDING and reply != 0
-        ]
+        """Undo a failed attempt: release where it may have been granted, now or later.
+
+        Until every master answered and every release is confirmed, the token is an orphan that
+        the next attempt on the resource takes over (`campaign_common.redlock.orphans`).
+        """
+        replies = acquired.replies
+        targets = [i for i, reply in enumerate(replies) if reply is not _PENDING and reply != 0]
+        pending = sum(1 for reply in replies if reply is _PENDING)
+        # a request of unknown outcome may yet run after our release of it: linger for it
+        orphan = self._orphans.adopt(key, token, pending + len(targets), ttl_s, replies)
+        acquired.late = partial(self._release_late, orphan)
         if targets:
             released = self._fan_out(RELEASE, (key, token), targets, 0, timeout_s, wait_all=True)
-            await released.future
+            released.late = orphan.on_late
+            try:
+                await released.future
+            finally:  # the replies that came in time; later ones settle through ``late``
+                orphan.unknowns(released.replies)
+                orphan.settle(released.ok + released.bad)
 
-    def _release_late(self, key: bytes, token: bytes, index: int, reply: object) -> None:
-        if reply != 0:  # granted (or unknown) after we gave up: release it
-            parts = (key, token)
-            self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), _ignore)
-
-    def _late_error(
-        self, resource: str, fence: int | None, ttl_ms: int, elapsed_ms: float, drift_ms: float
-    ) -> QuorumUnavailable:
-        if fence is None:
-            return QuorumUnavailable(resource, {}, "fence not confirmed by a quorum of masters")
-        return QuorumUnavailable(
-            resource,
-            {},
-            f"validity exhausted: ttl {ttl_ms} ms - elapsed {elapsed_ms:.1f} ms"
-            f" - drift {drift_ms:.1f} ms <= 0",
-        )
+    def _release_late(self, orphan: Orphan, index: int, reply: object) -> None:
+        if reply == 0:  # refused: this master never held the orphan's key
+            orphan.settle()
+            return
+        if isinstance(reply, NodeUnavailable):
+            orphan.unknown()
+        parts = (orphan.key, orphan.token)  # granted (or unknown) after we gave up: release it
+        self._nodes[index].call(RELEASE, parts, RELEASE.wire(*parts), orphan.on_late, index)
 
     # -- release and extension ---------------------------------------------------------------
 
     async def release(self, lease: Lease, *, strict: bool = False) -> None:
         """Compare-and-delete on every master. Releasing an expired lease is not an error
         (one debug line) unless ``strict``, which raises `LeaseLost`."""
-        started = time.monotonic()
+        started = time.monotonic() if self.on_attempt is not None else 0.0
         parts = (lease.key, lease.token)
+        wire = self._wires.release(lease.key, lease.token)
+        native = self._wires.native_release(lease.key, lease.token)
         timeout_s = self._node_timeout(lease.ttl_ms)
-        released = self._fan_out(RELEASE, parts, self._all, 0, timeout_s, wait_all=True)
+        released = self._send(RELEASE, parts, wire, self._all, 0, timeout_s, True, native)
         await released.future
-        self._report("release", lease.resource, 1, started, released.ok, "released")
+        if released.ok + released.bad < len(self._nodes) or released.bad:
+            self._orphan_release(lease, released)
+        if self.on_attempt is not None:
+            self._report("release", lease.resource, 1, started, released.ok, "released")
         if released.ok >= self.quorum:
             self.counters.released += 1
             return
@@ -271,6 +302,13 @@ class Redlock(MasterQuorum):
         if strict:
             raise LeaseLost(lease.resource, f"not held by a quorum at release ({detail})")
         log.debug("redlock %s released after it expired or was taken (%s)", lease.resource, detail)
+
+    def _orphan_release(self, lease: Lease, released: _Round) -> None:
+        """A release not confirmed everywhere: its token is an orphan until it is."""
+        pending = sum(1 for reply in released.replies if reply is _PENDING)
+        linger_s = lease.ttl_ms / 1000.0
+        orphan = self._orphans.adopt(lease.key, lease.token, pending, linger_s, released.replies)
+        released.late = orphan.on_late
 
     async def extend(self, lease: Lease, ttl_ms: int | None = None) -> Lease:
         """Compare-and-extend on a quorum before ``lease`` expires; returns the new lease.

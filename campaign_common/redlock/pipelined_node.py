@@ -15,20 +15,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import cast
 
 import hiredis
 
-from campaign_common.redlock.channel import NodeUnavailable, ReplyCallback, deliver
-from campaign_common.redlock.connect_params import ConnectParams
-from campaign_common.redlock.scripts import ALL_SCRIPTS, LuaScript
+from campaign_common.redlock.channel import NodeUnavailable, ReplySink, deliver
+from campaign_common.redlock.connect_params import ConnectParams, encode_command
+from campaign_common.redlock.scripts import ALL_SCRIPTS, RELEASE, LuaScript, lock_key
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 1.0
 _PING = b"*1\r\n$4\r\nPING\r\n"
+# Whether this connection may release with DELIFEQ (Valkey 9+: compare-and-delete as a native
+# command, less than half the master's CPU of the RELEASE script): the probe runs it on a key of
+# the Redlock namespace with a value no token has (tokens are 16 bytes), so it deletes nothing.
+# An error (unknown command, an ACL without +delifeq, a cluster redirection) keeps the script.
+_DELIFEQ_PROBE = encode_command(b"DELIFEQ", lock_key("delifeq").encode(), b"-")
 
 
 class _Pipe(asyncio.Protocol):
@@ -38,7 +44,9 @@ class _Pipe(asyncio.Protocol):
         self._node = node
         self._loop = asyncio.get_running_loop()
         self._reader = hiredis.Reader()
-        self._waiters: deque[ReplyCallback] = deque()
+        # callbacks in request order, and the index each takes first (-1: a plain callback)
+        self._waiters: deque[Callable[..., None]] = deque()
+        self._indexes: deque[int] = deque()
         self._out: list[bytes] = []
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
@@ -50,12 +58,13 @@ class _Pipe(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but implement it.
         self._transport = cast(asyncio.Transport, transport)
 
-    def send(self, wire: bytes, callback: ReplyCallback) -> None:
+    def send(self, wire: bytes, callback: Callable[..., None], index: int = -1) -> None:
         if not self._waiters:
             self._last_progress = self._loop.time()
             if self._watchdog is None:
                 self._arm_watchdog()
         self._waiters.append(callback)
+        self._indexes.append(index)
         self._out.append(wire)
         if not self._flush_pending:
             self._flush_pending = True
@@ -71,16 +80,21 @@ class _Pipe(asyncio.Protocol):
         self._last_progress = self._loop.time()
         reader = self._reader
         reader.feed(data)
-        waiters = self._waiters
+        waiters, indexes = self._waiters, self._indexes
+        error_type = hiredis.ReplyError
         while (reply := reader.gets()) is not False:
             if not waiters:  # a reply nobody asked for: the stream is out of step
                 self.abort(NodeUnavailable(f"{self._node.address}: unexpected reply"))
                 return
             callback = waiters.popleft()
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            index = indexes.popleft()
+            if isinstance(reply, error_type) and str(reply).startswith("NOSCRIPT"):
                 self._node.reload_scripts()
             try:  # `deliver`, inline: this loop runs once per reply
-                callback(reply)
+                if index < 0:
+                    callback(reply)
+                else:
+                    callback(index, reply)
             except Exception:
                 log.exception("redlock reply handler failed")
 
@@ -115,8 +129,9 @@ class _Pipe(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.abort()
         waiters, self._waiters = self._waiters, deque()
-        for callback in waiters:
-            deliver(callback, error)
+        indexes, self._indexes = self._indexes, deque()
+        for callback, index in zip(waiters, indexes, strict=True):
+            deliver(callback, error, index)
 
 
 class PipelinedNode:
@@ -139,30 +154,44 @@ class PipelinedNode:
         self.scripts = scripts
         self._pipe: _Pipe | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._queued: list[tuple[bytes, ReplyCallback]] = []
+        self._queued: list[tuple[bytes, Callable[..., None], int]] = []
         self._failed_until = 0.0
         self._backoff_s = _BACKOFF_MIN_S
         self._last_error: Exception = NodeUnavailable(f"{self.address}: not connected")
         self._reloading = False
         self._closed = False
+        # DELIFEQ answered on the current connection (see _DELIFEQ_PROBE); only a request sent
+        # into that live connection uses it, a queued one is sent as the script.
+        self.native_release = False
 
     def call(
-        self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        sink: ReplySink,
+        index: int,
     ) -> None:
-        self.send(wire, callback)
+        pipe = self._pipe
+        if pipe is not None:  # the common case, one call less
+            pipe.send(wire, sink, index)
+        else:
+            self.send(wire, sink, index)
 
-    def send(self, wire: bytes, callback: ReplyCallback) -> None:
+    def send(self, wire: bytes, callback: Callable[..., None], index: int = -1) -> None:
+        """Send ``wire``; ``callback(reply)``, or ``callback(index, reply)`` if ``index >= 0``."""
         pipe = self._pipe
         if pipe is not None:
-            pipe.send(wire, callback)
+            pipe.send(wire, callback, index)
             return
         loop = asyncio.get_running_loop()
         if self._closed:
-            loop.call_soon(deliver, callback, NodeUnavailable(f"{self.address}: client closed"))
+            error = NodeUnavailable(f"{self.address}: client closed")
+            loop.call_soon(deliver, callback, error, index)
         elif loop.time() < self._failed_until:
-            loop.call_soon(deliver, callback, self._last_error)
+            loop.call_soon(deliver, callback, self._last_error, index)
         else:
-            self._queued.append((wire, callback))
+            self._queued.append((wire, callback, index))
             if self._connecting is None:
                 self._connecting = loop.create_task(self._connect())
 
@@ -186,9 +215,11 @@ class PipelinedNode:
         self._pipe = pipe
         for command in self.params.handshake(self.scripts):
             pipe.send(command, self._check_handshake)
+        if RELEASE in self.scripts:
+            pipe.send(_DELIFEQ_PROBE, partial(self._probed, pipe))
         queued, self._queued = self._queued, []
-        for wire, callback in queued:
-            pipe.send(wire, callback)
+        for wire, callback, index in queued:
+            pipe.send(wire, callback, index)
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Pipe:
         if self.params.path:
@@ -207,8 +238,8 @@ class PipelinedNode:
         self._failed_until = loop.time() + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, _BACKOFF_MAX_S)
         queued, self._queued = self._queued, []
-        for _, callback in queued:
-            deliver(callback, self._last_error)
+        for _, callback, index in queued:
+            deliver(callback, self._last_error, index)
 
     def _check_handshake(self, reply: object) -> None:
         if isinstance(reply, Exception) and self._pipe is not None:
@@ -216,9 +247,14 @@ class PipelinedNode:
             self._last_error = error
             self._pipe.abort(error)
 
+    def _probed(self, pipe: _Pipe, reply: object) -> None:
+        if self._pipe is pipe and type(reply) is int:
+            self.native_release = True
+
     def pipe_closed(self, pipe: _Pipe) -> None:
         if self._pipe is pipe:
             self._pipe = None
+            self.native_release = False
             self._reloading = False  # a new connection loads the scripts in its handshake
 
     def reload_scripts(self) -> None:

@@ -1,6 +1,8 @@
 """One script over the lock masters, decided at quorum, and what a failed round means.
 
-`_Round` collects the replies of one request by callbacks (no task per master);
+`_Round` collects the replies of one request by callbacks (no task per master); `_Deadlines`
+times out the rounds of the common per-node timeout with one loop timer between them (a timer
+per round, created and cancelled, was the largest cost of the client after the replies);
 `MasterQuorum`, the base of `campaign_common.redlock.client.Redlock`, fans a script out to the
 masters and turns a round that fell short into `LockHeld` or `QuorumUnavailable`, or the
 detail of a refused extension.
@@ -9,8 +11,8 @@ detail of a refused extension.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 from campaign_common.redlock.channel import MasterNode
@@ -18,6 +20,7 @@ from campaign_common.redlock.errors import LockError, LockHeld, QuorumUnavailabl
 from campaign_common.redlock.scripts import LuaScript
 
 _PENDING: Any = object()
+_SWEEP_S = 0.01
 
 
 def _granted(reply: object) -> bool:
@@ -34,6 +37,7 @@ class _Round:
 
     __slots__ = (
         "bad",
+        "deadline",
         "expected",
         "future",
         "late",
@@ -47,9 +51,14 @@ class _Round:
     )
 
     def __init__(
-        self, size: int, expected: int, need: int, timeout_s: float, wait_all: bool
+        self,
+        loop: asyncio.AbstractEventLoop,
+        size: int,
+        expected: int,
+        need: int,
+        timeout_s: float,
+        wait_all: bool,
     ) -> None:
-        loop = asyncio.get_running_loop()
         self.replies: list[object] = [_PENDING] * size
         self.expected = expected
         self.need = need
@@ -60,7 +69,8 @@ class _Round:
         self.timed_out = False
         self.late: Callable[[int, object], None] | None = None
         self.future: asyncio.Future[None] = loop.create_future()
-        self.timer = loop.call_later(timeout_s, self._on_timeout)
+        self.timer: asyncio.TimerHandle | None = None  # own timer, else set by `_Deadlines`
+        self.deadline = 0.0
 
     def on_reply(self, index: int, reply: object) -> None:
         self.replies[index] = reply
@@ -70,18 +80,56 @@ class _Round:
             return
         if type(reply) is int and reply > 0:
             self.ok += 1
+            decided = self.ok >= self.need and not self.wait_all
         else:
             self.bad += 1
-        if self.ok + self.bad == self.expected or (
-            not self.wait_all and (self.ok >= self.need or self.bad > self.expected - self.need)
-        ):
-            self.timer.cancel()
+            decided = self.bad > self.expected - self.need and not self.wait_all
+        if decided or self.ok + self.bad == self.expected:
+            if self.timer is not None:
+                self.timer.cancel()
             self.future.set_result(None)
 
-    def _on_timeout(self) -> None:
+    def on_timeout(self) -> None:
         if not self.future.done():
             self.timed_out = True
             self.future.set_result(None)
+
+
+class _Deadlines:
+    """The rounds of one timeout, in the order they started (so in deadline order), timed out
+    by one loop timer armed for the oldest round still waiting. Rounds that finished are simply
+    dropped when the timer fires: nothing to cancel per round. The timer also fires every
+    `_SWEEP_S` to drop them, so finished rounds are not kept for a whole timeout: kept that
+    long they outlive the young garbage collections and make the full ones frequent."""
+
+    __slots__ = ("_rounds", "_timer", "loop", "timeout_s")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self.loop = loop
+        self.timeout_s = timeout_s
+        self._rounds: deque[_Round] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, round_: _Round) -> None:
+        now = self.loop.time()
+        round_.deadline = now + self.timeout_s
+        self._rounds.append(round_)
+        if self._timer is None:
+            self._timer = self.loop.call_at(min(round_.deadline, now + _SWEEP_S), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        rounds = self._rounds
+        while rounds:
+            round_ = rounds[0]
+            if not round_.future.done():
+                if round_.deadline > now:
+                    wake_at = min(round_.deadline, now + _SWEEP_S)
+                    self._timer = self.loop.call_at(wake_at, self._expire)
+                    return
+                round_.on_timeout()
+            rounds.popleft()
 
 
 class MasterQuorum:
@@ -93,6 +141,7 @@ class MasterQuorum:
     quorum: int
     node_timeout_s: float
     _nodes: list[MasterNode]
+    _deadlines: _Deadlines | None = None
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -115,11 +164,37 @@ class MasterQuorum:
         wait_all: bool = False,
     ) -> _Round:
         wire = script.wire(*parts)
-        round_ = _Round(len(self._nodes), len(targets), need, timeout_s, wait_all)
+        return self._send(script, parts, wire, targets, need, timeout_s, wait_all)
+
+    def _send(
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        targets: Sequence[int],
+        need: int,
+        timeout_s: float,
+        wait_all: bool,
+        native: bytes | None = None,
+    ) -> _Round:
+        """One request (``wire`` is the encoding of ``script`` with ``parts``) to ``targets``;
+        ``native``, the same as one command, goes instead to the masters that answer it."""
+        loop = asyncio.get_running_loop()
+        round_ = _Round(loop, len(self._nodes), len(targets), need, timeout_s, wait_all)
+        deadlines = self._deadlines
+        if deadlines is not None and deadlines.timeout_s == timeout_s and deadlines.loop is loop:
+            deadlines.add(round_)
+        elif timeout_s == self.node_timeout_s:  # the common timeout: rounds share one timer
+            self._deadlines = _Deadlines(loop, timeout_s)
+            self._deadlines.add(round_)
+        else:
+            round_.timer = loop.call_later(timeout_s, round_.on_timeout)
         on_reply = round_.on_reply
         nodes = self._nodes
         for index in targets:
-            nodes[index].call(script, parts, wire, partial(on_reply, index))
+            node = nodes[index]
+            request = native if native is not None and node.native_release else wire
+            node.call(script, parts, request, on_reply, index)
         return round_
 
     def _node_timeout(self, ttl_ms: float) -> float:
@@ -141,6 +216,18 @@ class MasterQuorum:
             return LockHeld(resource, held_on)
         return QuorumUnavailable(resource, failures)
 
+    def _late_error(
+        self, resource: str, fence: int, ttl_ms: int, elapsed_ms: float, drift_ms: float
+    ) -> QuorumUnavailable:
+        if fence <= 0:
+            return QuorumUnavailable(resource, {}, "fence not confirmed by a quorum of masters")
+        return QuorumUnavailable(
+            resource,
+            {},
+            f"validity exhausted: ttl {ttl_ms} ms - elapsed {elapsed_ms:.1f} ms"
+            f" - drift {drift_ms:.1f} ms <= 0",
+        )
+
     def _extension_failures(self, extended: _Round) -> str:
         notes = []
         for node, reply in zip(self._nodes, extended.replies, strict=True):
@@ -160,5 +247,5 @@ async def _answers(node: MasterNode, timeout_s: float) -> bool:
     return True
 
 
-def _ignore(reply: object) -> None:
+def _ignore(index: int, reply: object) -> None:
     return None

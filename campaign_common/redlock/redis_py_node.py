@@ -9,7 +9,7 @@ import asyncio
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from campaign_common.redlock.channel import NodeUnavailable, ReplyCallback, deliver
+from campaign_common.redlock.channel import NodeUnavailable, ReplySink, deliver
 from campaign_common.redlock.connect_params import describe_client
 from campaign_common.redlock.scripts import LuaScript
 
@@ -21,17 +21,23 @@ class RedisPyNode:
         self.client = client
         self.address = describe_client(client)
         self.stall_timeout_s = stall_timeout_s
+        self.native_release = False  # always the RELEASE script
         self._tasks: set[asyncio.Task[None]] = set()
 
     def call(
-        self, script: LuaScript, parts: tuple[bytes, ...], wire: bytes, callback: ReplyCallback
+        self,
+        script: LuaScript,
+        parts: tuple[bytes, ...],
+        wire: bytes,
+        sink: ReplySink,
+        index: int,
     ) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(script, parts, callback))
+        task = asyncio.get_running_loop().create_task(self._run(script, parts, sink, index))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(
-        self, script: LuaScript, parts: tuple[bytes, ...], callback: ReplyCallback
+        self, script: LuaScript, parts: tuple[bytes, ...], sink: ReplySink, index: int
     ) -> None:
         reply: object
         try:
@@ -41,7 +47,7 @@ class RedisPyNode:
             reply = NodeUnavailable(f"{self.address}: no reply for {self.stall_timeout_s:.2f} s")
         except Exception as exc:  # the master's error reply or a connection error
             reply = NodeUnavailable(f"{self.address}: {exc}")
-        deliver(callback, reply)
+        deliver(sink, reply, index)
 
     async def _evalsha(self, script: LuaScript, parts: tuple[bytes, ...]) -> object:
         sha = script.sha.decode()

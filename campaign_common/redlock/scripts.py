@@ -52,6 +52,7 @@ class LuaScript:
     source: bytes
     numkeys: int
     nargs: int
+    variadic: bool = False  # more arguments than ``nargs`` may follow
     sha: bytes = field(init=False)
     _head: tuple[bytes, ...] = field(init=False, repr=False)
 
@@ -63,11 +64,25 @@ class LuaScript:
     def wire(self, *parts: bytes) -> bytes:
         """The RESP encoding of ``EVALSHA sha numkeys *parts`` (keys first, then args),
         packed by hiredis."""
-        if len(parts) != self.numkeys + self.nargs:
-            raise ValueError(f"{self.name}: expected {self.numkeys + self.nargs} keys+args")
+        expected = self.numkeys + self.nargs
+        if len(parts) != expected and not (self.variadic and len(parts) > expected):
+            raise ValueError(f"{self.name}: expected {expected} keys+args")
         # hiredis's stub types the tuple as one element long; it takes any length.
         packed: bytes = pack_command(cast(Any, self._head + parts))
         return packed
+
+    def wire_around(
+        self, before: tuple[bytes, ...], size: int, after: tuple[bytes, ...]
+    ) -> tuple[bytes, bytes]:
+        """``(head, tail)`` such that ``head + part + tail == wire(*before, part, *after)`` for
+        every ``part`` of ``size`` bytes: the request of a resource packed once, with only the
+        token (the part that changes from attempt to attempt) put in between."""
+        wire = self.wire(*before, b"\0" * size, *after)
+        tail = b"\r\n" + b"".join([_bulk(part) for part in after])
+        head = wire[: len(wire) - len(tail) - size]
+        if not head.endswith(b"$%d\r\n" % size) or not wire.endswith(tail):
+            raise AssertionError(f"{self.name}: unexpected RESP layout")  # pragma: no cover
+        return head, tail
 
     def load_command(self) -> bytes:
         return b"*3\r\n" + _bulk(b"SCRIPT") + _bulk(b"LOAD") + _bulk(self.source)
@@ -75,23 +90,32 @@ class LuaScript:
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)
 # ARGV[1] token (fresh for every acquisition attempt); ARGV[2] TTL in milliseconds;
-# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor); ARGV[4] counter TTL ms (0: none)
-# Sets the lock if it is free, or refreshes it if this token already holds it (the same request
-# re-sent after its reply was lost; attempts never share a token, so this never refreshes the
-# key of another attempt), then increments the fence counter and, if the result is not above
-# the floor, raises the counter to floor + 1. The raise goes through SET floor + INCR so that
-# Redis does the arithmetic on 64-bit integers (Lua numbers are doubles, and a double passed to
-# redis.call may be formatted in exponent notation). The counter is never lowered.
+# ARGV[3] fence floor (decimal integer >= 0; 0 = no floor); ARGV[4] counter TTL ms (0: none);
+# ARGV[5..] orphans: tokens of this client's failed attempts on the resource whose clean-up is
+# not confirmed yet (none in the common case).
+# Sets the lock if it is free, or takes it over if this token or one of the orphans holds it:
+# an orphan's key is the grant of a failed attempt (its reply came after the attempt gave up, or
+# its release has not run yet), which no lease was ever returned for, so the retry must not
+# mistake it for another owner. The key then holds this attempt's token and TTL, and the
+# orphan's late compare-and-delete no longer matches it. Then the script increments the fence
+# counter and, if the result is not above the floor, raises it to floor + 1 (through SET floor
+# + INCR so that Redis does the arithmetic on 64-bit integers: Lua numbers are doubles, and a
+# double passed to redis.call may be formatted in exponent notation). The counter is never
+# lowered.
 # The counter's expiry is refreshed with each grant.
 # Returns the counter after the increment (> floor, >= 1) when the token holds the lock, else 0.
 ACQUIRE = LuaScript(
     "acquire",
     b"""
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return 0
+  local holder = redis.call('GET', KEYS[1])
+  local ours = holder == ARGV[1]
+  for i = 5, #ARGV do
+    if ours then break end
+    ours = holder == ARGV[i]
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if not ours then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 local fence = redis.call('INCR', KEYS[2])
 if fence <= tonumber(ARGV[3]) then
@@ -103,6 +127,7 @@ return fence
 """,
     numkeys=2,
     nargs=4,
+    variadic=True,
 )
 
 # KEYS[1] lock key; KEYS[2] fence counter key (same hash tag)

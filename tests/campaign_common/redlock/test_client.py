@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from campaign_common.localstack.embedded import EmbeddedRedis, EmbeddedStack
@@ -19,6 +20,7 @@ from campaign_common.redlock.errors import LeaseLost, LockHeld, QuorumUnavailabl
 from campaign_common.redlock.lease import Lease
 from campaign_common.redlock.scripts import fence_key, lock_key
 from campaign_common.redlock.stats import AttemptStats
+from tests.acl_users import LOCK_RULES, acl_user
 from tests.faults import TcpProxy
 from tests.support import eventually
 
@@ -215,10 +217,11 @@ async def test_redlock_a_late_reply_of_one_attempt_never_touches_the_next_attemp
     # Master 1 is held by someone else, so every quorum needs masters 0 and 2. Master 2 is
     # behind a proxy that holds its first EVALSHA back until the next request on the connection
     # arrives (no timing involved): attempt 1 gets master 0, times out on master 2 and fails.
-    # Attempt 2's ACQUIRE lets master 2 run attempt 1's ACQUIRE, then attempt 2's; attempt 1's
-    # grant arrives late and its clean-up (compare-and-delete) follows on the same connection.
-    # With one token for both attempts, attempt 2's ACQUIRE merely refreshed attempt 1's key and
-    # the clean-up deleted the key of the lease attempt 2 returned.
+    # Attempt 2's ACQUIRE lets master 2 run attempt 1's ACQUIRE, then attempt 2's, which takes
+    # attempt 1's key over (an orphan of this client); attempt 1's grant arrives late and its
+    # clean-up (compare-and-delete) follows on the same connection. With one token for both
+    # attempts, attempt 2's ACQUIRE merely refreshed attempt 1's key and the clean-up deleted
+    # the key of the lease attempt 2 returned.
     await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
     proxy = TcpProxy.to_url(lock_urls[2])
     redlock = make_redlock([*lock_urls[:2], proxy.url], node_timeout_s=1.0, retry_count=5)
@@ -238,13 +241,60 @@ async def test_redlock_a_late_reply_of_one_attempt_never_touches_the_next_attemp
             await make_redlock(retry_count=0).acquire("res", 60_000)
         assert lease.remaining_ms() > 0
         lease = await redlock.extend(lease)
-        # attempt 2 cannot win: master 2 held attempt 1's key (another token) when it asked
-        assert lease.attempts >= 3
+        # attempt 2 won: master 2 held attempt 1's key, which is ours, not another owner's
+        assert lease.attempts == 2
         await redlock.release(lease)
         assert await _holders(masters, "res") == [None] * 3
     finally:
         await redlock.aclose()
         proxy.close()
+
+
+def _block_until_set(url: str, resource: str, timeout_s: float = 10.0) -> None:
+    """Wait for the lock key on one master WITHOUT letting the event loop run (a synchronous
+    client), so the Redlock client cannot read the master's late reply meanwhile."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while client.get(lock_key(resource)) is None:  # one round trip per probe
+            assert time.monotonic() < deadline, f"{lock_key(resource)} never set on {url}"
+    finally:
+        client.close()
+
+
+async def test_redlock_takes_over_its_own_late_grant_instead_of_reporting_it_held(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    # Master 1 is held by someone else, so every quorum needs masters 0 and 2. Master 2 is frozen
+    # (SIGSTOP): call 1's ACQUIRE waits in its socket, call 1 times out on it and fails. Master 2
+    # resumes and runs that ACQUIRE, so it holds call 1's token; its reply is not read yet (the
+    # test keeps the event loop from running until the key is there), so call 2's ACQUIRE reaches
+    # master 2 before call 1's clean-up does. Call 2 must take that key over: counting it as
+    # another owner's made call 2 fail with LockHeld although nobody else held the resource.
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    redlock = make_redlock(pipelined=pipelined, node_timeout_s=0.2)
+    # connected, with idle connections to spare in redis-py's pools
+    await asyncio.gather(*(redlock.connect() for _ in range(3)))
+    frozen = redis_stack.locks[2]
+    assert frozen.pid is not None
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(LockHeld):
+            await redlock.acquire("res", 60_000, retry_count=0)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    _block_until_set(frozen.url, "res")
+    lease = await redlock.acquire("res", 60_000, retry_count=0)
+    assert lease.attempts == 1
+
+    async def settled() -> bool:  # call 1's late grant was answered and its clean-up confirmed
+        return len(redlock._orphans) == 0
+
+    await eventually(settled, timeout_s=10, what="call 1's clean-up confirmed")
+    holders = await _holders(masters, "res")
+    assert holders == [lease.token, FOREIGN, lease.token], holders
+    await redlock.release(lease)
+    assert await _holders(masters, "res") == [None, FOREIGN, None]
 
 
 async def test_redlock_fence_floor_continues_fences_after_every_master_lost_its_data(
@@ -588,6 +638,133 @@ async def test_redlock_a_hung_master_delays_nothing_beyond_the_node_timeout(
         os.kill(hung.pid, signal.SIGCONT)
     # its requests were still in its connection, in order: grant, extend, then release
     await eventually(lambda: _gone(masters[0], "res"), timeout_s=5, what="hung master released")
+
+
+async def test_redlock_a_grant_of_unknown_outcome_stays_ours_for_the_ttl(
+    make_redlock: MakeRedlock, masters: list[Redis], lock_urls: list[str]
+) -> None:
+    # Master 1 is held by someone else. Master 2 runs call 1's ACQUIRE, but the reply is lost
+    # with the connection: the outcome is unknown. Call 1 fails and releases it on a new
+    # connection; a request of unknown outcome can still run after that release (it was on
+    # another connection: no order between them), so the test plays that late grant by writing
+    # call 1's token back into master 2's key once the release has replied. Call 2 must take it
+    # over: forgetting the token when the release replied made call 2 fail with LockHeld.
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    proxy = TcpProxy.to_url(lock_urls[2])
+    redlock = make_redlock([*lock_urls[:2], proxy.url])
+    try:
+        await redlock.connect()
+        proxy.drop_replies(b"EVALSHA")
+        with pytest.raises(LockHeld):
+            await redlock.acquire("res", 60_000, retry_count=0)
+        assert proxy.dropped == 1
+        (orphan,) = redlock._orphans.tokens(lock_key("res").encode())
+        await redlock.connect()  # behind call 1's release on every master: it has replied
+        assert await _holders(masters, "res") == [None, FOREIGN, None]
+        await masters[2].set(lock_key("res"), orphan, px=60_000)  # the late grant
+        lease = await redlock.acquire("res", 60_000, retry_count=0)
+        holders = await _holders(masters, "res")
+        assert holders == [lease.token, FOREIGN, lease.token], holders
+    finally:
+        await redlock.aclose()
+        proxy.close()
+
+
+async def test_redlock_takes_over_the_key_of_a_released_lease_its_release_missed(
+    make_redlock: MakeRedlock, masters: list[Redis], lock_urls: list[str], pipelined: bool
+) -> None:
+    # Master 1 is held by someone else. The lease holds masters 0 and 2; its release never
+    # reaches master 2 (the network there is a black hole), so master 2 keeps the released
+    # lease's key. The lease is over: the next acquisition must take that key over instead of
+    # counting master 2 as held by another owner (LockHeld).
+    await masters[1].set(lock_key("res"), FOREIGN, px=60_000)
+    proxy = TcpProxy.to_url(lock_urls[2])
+    redlock = make_redlock([*lock_urls[:2], proxy.url], pipelined=pipelined, node_timeout_s=0.1)
+    try:
+        lease = await redlock.acquire("res", 60_000, retry_count=0)
+        proxy.partition()
+        await redlock.release(lease)
+        assert await _holders(masters, "res") == [None, FOREIGN, lease.token]
+        proxy.heal()  # the connection that lost the release is closed
+
+        async def all_reachable() -> bool:
+            return await redlock.reachable(1.0) == (True, True, True)
+
+        await eventually(all_reachable, timeout_s=10, what="master 2 reachable again")
+        again = await redlock.acquire("res", 60_000, retry_count=0)
+        holders = await _holders(masters, "res")
+        assert holders == [again.token, FOREIGN, again.token], holders
+    finally:
+        await redlock.aclose()
+        proxy.close()
+
+
+async def _delifeq_calls(master: Redis) -> int:
+    stats = await master.info("commandstats")
+    return int(stats.get("cmdstat_delifeq", {}).get("calls", 0))
+
+
+async def test_redlock_releases_with_delifeq_where_the_master_answers_it(
+    make_redlock: MakeRedlock, masters: list[Redis]
+) -> None:
+    redlock = make_redlock()
+    await redlock.connect()  # behind the connection's probe: its answer is in
+    before = [await _delifeq_calls(master) for master in masters]
+    lease = await redlock.acquire("res", 10_000)
+    for master in masters[1:]:  # taken over there meanwhile: not ours to delete
+        await master.set(lock_key("res"), FOREIGN, px=60_000)
+    with pytest.raises(LeaseLost, match="deleted on 1 of 3"):  # the replies count as before
+        await redlock.release(lease, strict=True)
+    after = [await _delifeq_calls(master) for master in masters]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert await _holders(masters, "res") == [None, FOREIGN, FOREIGN]
+
+
+async def test_redlock_releases_with_the_script_under_an_acl_without_delifeq(
+    make_redlock: MakeRedlock, masters: list[Redis], redis_stack: EmbeddedStack
+) -> None:
+    # The documented lock ACL (tests/acl_users.py) has no +delifeq: the probe is refused, and a
+    # release sent as DELIFEQ would be refused too and delete nothing.
+    with contextlib.ExitStack() as users:
+        for server in redis_stack.locks:
+            users.enter_context(acl_user(server.port, "locker", "pw", LOCK_RULES))
+        urls = [f"redis://locker:pw@127.0.0.1:{server.port}/0" for server in redis_stack.locks]
+        redlock = make_redlock(urls)
+        await redlock.connect()
+        lease = await redlock.acquire("res", 10_000)
+        await redlock.release(lease, strict=True)  # LeaseLost if fewer than a quorum deleted
+        assert await _holders(masters, "res") == [None, None, None]
+        await redlock.aclose()
+
+
+async def test_redlock_every_round_times_out_while_a_majority_hangs(
+    make_redlock: MakeRedlock, redis_stack: EmbeddedStack, pipelined: bool
+) -> None:
+    # Rounds of the common node timeout share one timer; rounds of another timeout (a short
+    # ttl caps it) have their own. Many of both at once, then one more after the shared queue
+    # ran empty: each round must time out by itself.
+    redlock = make_redlock(pipelined=pipelined, node_timeout_s=0.1)
+    await redlock.connect()
+    hung = [redis_stack.locks[1], redis_stack.locks[2]]
+    for server in hung:
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+
+    async def refused(index: int) -> str:
+        ttl_ms = 500 if index % 3 == 0 else 10_000  # node timeouts of 50 ms and 100 ms
+        with pytest.raises(QuorumUnavailable) as caught:
+            await redlock.acquire(f"res-{index}", ttl_ms, retry_count=0)
+        return str(caught.value)
+
+    try:
+        async with asyncio.timeout(20):  # a round nobody times out would hang here
+            errors = list(await asyncio.gather(*(refused(i) for i in range(20))))
+            errors.append(await refused(20))  # after the queue ran empty
+    finally:
+        for server in hung:
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGCONT)
+    assert all("no reply within" in error for error in errors), errors
 
 
 async def test_redlock_reachable_names_each_master_that_answers_in_time(
