@@ -73,8 +73,11 @@ class _Pipe(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_pending = False
         out, self._out = self._out, []
-        if self._transport is not None and not self.closed and out:
-            self._transport.write(b"".join(out))
+        transport = self._transport
+        # A closing transport is about to report connection_lost, which fails every waiter;
+        # writing to it would raise on uvloop (RuntimeError, in a loop callback).
+        if transport is not None and not self.closed and out and not transport.is_closing():
+            transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         self._last_progress = self._loop.time()
