@@ -34,6 +34,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from apscheduler.triggers.base import BaseTrigger
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -95,14 +96,21 @@ def run_request(
         attempt=1,
         trigger=trigger,  # type: ignore[arg-type]
     )
-    request.scheduled_for.FromMilliseconds(scheduled_ms)
-    request.requested_at.FromMilliseconds(now_ms())
+    _set_ms(request.scheduled_for, scheduled_ms)
+    _set_ms(request.requested_at, now_ms())
     scrape = request.scrape
     scrape.urls.extend(schedule.scrape.urls)
     for name, selector in schedule.scrape.selectors:
         scrape.selectors[name] = selector
     request.MergeFromString(_policies(schedule.limits, schedule.retry))
     return request
+
+
+def _set_ms(timestamp: Timestamp, ms: int) -> None:
+    """``timestamp.FromMilliseconds(ms)`` without its range checks (Python code, and a fire's
+    times are a clock reading or a validated fire time)."""
+    timestamp.seconds, millis = divmod(ms, 1000)
+    timestamp.nanos = millis * 1_000_000
 
 
 @lru_cache(maxsize=1024)
@@ -202,6 +210,11 @@ class Firing:
             if self._quiet_cap is not None:
                 self._quiet_cap.cancel()
                 self._quiet_cap = None
+
+    @property
+    def emitting(self) -> int:
+        """Fires between their start and their answer."""
+        return self._emitting
 
     async def quiet(self) -> None:
         """Return once no fire is being emitted, or at most ``_QUIET_MAX_S`` after the
@@ -402,7 +415,11 @@ def _report(
             version,
             extra={"run_id": request.run_id, "schedule_version": version},
         )
-    metrics.FIRES.labels(result=emission.value).inc()
+    _FIRES[emission].inc()
+
+
+# The fire counter's children by result, looked up once (`labels` takes a lock per call).
+_FIRES = {emission: metrics.FIRES.labels(result=emission.value) for emission in Emission}
 
 
 def fires_between(trigger: BaseTrigger, since_ms: int, until_ms: int) -> deque[int]:
