@@ -3,10 +3,10 @@
 Ours: an embedded state Valkey and one `python -m scheduler_svc` process (no scrapers: this
 measures emission). N one-shot schedules are created through gRPC, all due at one instant T.
 Reported: seconds from T until the last run request is in the runs stream (the stream ids are
-the server's clock), the scheduler's CPU seconds from T until the bench saw them all (less
-disturbed by a loaded machine than the elapsed time), and the latency of GetSchedule calls
-made one after another from T until the burst is over (p50, p99, max, failures): the API
-during a burst.
+the server's clock), the CPU seconds of the scheduler and of the state server from T until
+the bench saw them all (less disturbed by a loaded machine than the elapsed time), and the
+latency of GetSchedule calls made one after another from T until the burst is over (p50, p99,
+max, failures): the API during a burst.
 
 Peer (same run, same kind of server, a fresh one): arq's `enqueue_job` of N jobs deferred to
 one instant, in the peers venv (`make bench-peers`): seconds from the first to the last.
@@ -108,6 +108,7 @@ async def ours(n: int, profile: Path | None = None) -> dict[str, float]:
             with sampled:
                 await asyncio.sleep(max(0.0, (due_ms - now_ms()) / 1000))
                 cpu_before_s = cpu_s(process.pid)
+                server_before_s = cpu_s(server.pid or 0)
                 stop = asyncio.Event()
                 probe = asyncio.create_task(_probe(stub, ids[0], stop))
                 for _ in range(6000):  # 5 minutes at most
@@ -115,6 +116,7 @@ async def ours(n: int, profile: Path | None = None) -> dict[str, float]:
                         break
                     await asyncio.sleep(0.05)
                 burst_cpu_s = cpu_s(process.pid) - cpu_before_s
+                server_cpu_s = cpu_s(server.pid or 0) - server_before_s
                 stop.set()
                 latencies, failures = await probe
             count, last_ms = await _emitted(redis)
@@ -128,6 +130,7 @@ async def ours(n: int, profile: Path | None = None) -> dict[str, float]:
         "emitted": count,
         "all_emitted_after_s": (last_ms - due_ms) / 1000,
         "scheduler_cpu_s": burst_cpu_s,  # from the instant until all were seen emitted
+        "valkey_cpu_s": server_cpu_s,  # the same, of the state server
         "api_calls": len(latencies),
         "api_failures": failures,
         "api_p50_ms": statistics.median(latencies),
