@@ -3,15 +3,15 @@
 A burst allocates tens of thousands of short-lived objects (fire tasks, futures, messages),
 and CPython runs a full (oldest-generation) pass every time enough of them outlive a young
 pass. A full pass walks every object the process holds, the registry's schedules above all:
-100-200 ms each with 10,000 schedules, a third of a 10,000-fire burst (docs/benchmarks.md,
-"Burst"). While a burst runs, the objects that existed when it began (the long-lived state)
-are frozen (`gc.freeze`: out of the collector's reach, nothing copied), and the young
-generation's threshold is raised, so the burst's own objects (tens of thousands alive at once)
-are walked by a full pass every few million allocations, not every 70,000; young passes
-still run. They are thawed (`gc.unfreeze`) when the last burst held ends, or ``max_s`` after the
-first one began, whichever comes first, so garbage cycles among them are collected right
-after and memory stays bounded even when a burst's fires hang (an emission retried through
-an outage).
+50-200 ms each with 10,000 schedules, and six of them (0.8 s) fell within a 10,000-fire
+burst (docs/benchmarks.md, "A burst"). While a burst runs, the objects that existed when it
+began (the long-lived state) are frozen (`gc.freeze`: out of the collector's reach, nothing
+copied), and the young generation's threshold is raised, so the burst's own objects (tens of
+thousands alive at once) are walked by a full pass every few million allocations, not every
+70,000; young passes still run. They are thawed (`gc.unfreeze`) when the last burst held
+ends, or ``max_s`` after the first one began, whichever comes first, so garbage cycles among
+them are collected right after and memory stays bounded even when a burst's fires hang (an
+emission retried through an outage).
 """
 
 from __future__ import annotations
