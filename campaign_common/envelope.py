@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.trace import SpanContext
 
 from campaign_common.errors import CampaignCommonError
 from campaign_common.observability.telemetry import current_trace_headers
@@ -25,6 +26,8 @@ from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2
 
 SCHEMA = 1
+# Fields of an envelope (`Envelope.to_fields`): its flat field/value list is twice as long.
+FIELD_COUNT = 6
 log = logging.getLogger(__name__)
 
 _BODY_TYPES: dict[str, type[Message]] = {
@@ -57,11 +60,16 @@ class Envelope:
         }
 
     def flat_fields(self) -> list[bytes | str]:
-        """Field/value pairs flattened, the way a Lua script's ARGV takes them."""
-        flat: list[bytes | str] = []
-        for key, value in self.to_fields().items():
-            flat += [key, value]
-        return flat
+        """Field/value pairs flattened, the way a Lua script's ARGV takes them (the order of
+        `to_fields`)."""
+        return [
+            "type", self.type,
+            "schema", str(self.schema),
+            "occurred_at", str(self.occurred_at_ms),
+            "body", self.body,
+            "traceparent", self.traceparent,
+            "tracestate", self.tracestate,
+        ]  # fmt: skip
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> Envelope:
@@ -78,9 +86,15 @@ class Envelope:
             raise EnvelopeError(f"stream entry is not an envelope: {exc!r}") from exc
 
 
-def wrap(message: Message, occurred_at_ms: int | None = None) -> Envelope:
-    """Envelope for an event body, stamped with the current trace context."""
-    traceparent, tracestate = current_trace_headers()
+def wrap(
+    message: Message,
+    occurred_at_ms: int | None = None,
+    *,
+    trace_headers: tuple[str, str] | None = None,
+) -> Envelope:
+    """Envelope for an event body, stamped with ``trace_headers`` (`span_headers`), else
+    with the current trace context."""
+    traceparent, tracestate = trace_headers or current_trace_headers()
     return Envelope(
         type=message.DESCRIPTOR.name,
         body=message.SerializeToString(),
@@ -88,6 +102,15 @@ def wrap(message: Message, occurred_at_ms: int | None = None) -> Envelope:
         traceparent=traceparent,
         tracestate=tracestate,
     )
+
+
+def span_headers(span: SpanContext) -> tuple[str, str]:
+    """(traceparent, tracestate) of ``span`` in W3C format, as the propagator injects them
+    (empty for an invalid span): without making the span current first."""
+    if not span.is_valid:
+        return "", ""
+    traceparent = f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+    return traceparent, span.trace_state.to_header() if span.trace_state else ""
 
 
 def decode_body(envelope: Envelope) -> Message | None:

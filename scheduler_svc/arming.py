@@ -81,6 +81,9 @@ class Arming:
             return
         await self._firing.fire(schedule, fire_ms)
         if await self._firing.exhausted(schedule):
+            # A burst's runs first, their one-shots' completions after (seconds at most): a
+            # crash in between leaves what a crash right after the fire always left.
+            await self._firing.quiet()
             current = self._registry.get(schedule.schedule_id)
             if current is not None and current.state is ScheduleState.ACTIVE:
                 await self._commands.complete(current)

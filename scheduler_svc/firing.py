@@ -31,25 +31,28 @@ import random
 import secrets
 from collections import deque
 from collections.abc import Callable
+from functools import lru_cache
 
 from apscheduler.triggers.base import BaseTrigger
-from opentelemetry import trace
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from campaign_common import retry_policy
+from campaign_common.envelope import span_headers
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import mark_error, tracer
+from campaign_common.retry_policy import RetryPolicy
 from campaign_common.runs.emission import Emission
-from campaign_common.runs.limits import limits_to_proto
+from campaign_common.runs.limits import RunLimits, limits_to_proto
 from campaign_common.runs.log import RunLog, ScheduleRef
 from campaign_common.tasks import raise_if_cancelling
-from campaign_common.timeutil import ms_to_timestamp, now_ms
+from campaign_common.timeutil import now_ms
 from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
 from scheduler_svc.batcher import Batcher
-from scheduler_svc.codec import scrape_to_proto
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
 from scheduler_svc.triggers import FireTimes, build_trigger, due_ms, fires_left, next_fire_ms
 
@@ -65,6 +68,9 @@ _MAX_MISSED_SCAN = 100_000
 # before this module does, and start-up arms its catch-up fires a moment after computing the
 # window. Fires in that margin are late, not missed.
 _LATE_GRACE_MS = 1000
+_ROOT = Context()  # a fire's span has no parent
+# The longest bookkeeping after a fire waits for the fires still being emitted (`quiet`).
+_QUIET_MAX_S = 5.0
 _FIRST_DELAY_S = 0.1
 _MAX_DELAY_S = 5.0
 
@@ -81,18 +87,39 @@ def manual_run_id(schedule_id: str, at_ms: int) -> str:
 def run_request(
     schedule: Schedule, run_id: str, scheduled_ms: int, trigger: int
 ) -> events_pb2.RunRequested:
-    return events_pb2.RunRequested(
+    # Filled in place, the policies merged from their encoding (shared by every schedule with
+    # the same ones): building nested messages to copy in costs more than the rest of a fire.
+    request = events_pb2.RunRequested(
         run_id=run_id,
         schedule_id=schedule.schedule_id,
         campaign_id=schedule.campaign_id,
-        scheduled_for=ms_to_timestamp(scheduled_ms),
         attempt=1,
         trigger=trigger,  # type: ignore[arg-type]
-        scrape=scrape_to_proto(schedule.scrape),
-        requested_at=ms_to_timestamp(now_ms()),
-        limits=limits_to_proto(schedule.limits),
-        retry_policy=retry_policy.to_proto(schedule.retry),
     )
+    _set_ms(request.scheduled_for, scheduled_ms)
+    _set_ms(request.requested_at, now_ms())
+    scrape = request.scrape
+    scrape.urls.extend(schedule.scrape.urls)
+    for name, selector in schedule.scrape.selectors:
+        scrape.selectors[name] = selector
+    request.MergeFromString(_policies(schedule.limits, schedule.retry))
+    return request
+
+
+def _set_ms(timestamp: Timestamp, ms: int) -> None:
+    """``timestamp.FromMilliseconds(ms)`` without its range checks (Python code, and a fire's
+    times are a clock reading or a validated fire time)."""
+    timestamp.seconds, millis = divmod(ms, 1000)
+    timestamp.nanos = millis * 1_000_000
+
+
+@lru_cache(maxsize=1024)
+def _policies(limits: RunLimits, retry: RetryPolicy) -> bytes:
+    """A run request's limits and retry policy, encoded (merged into each request)."""
+    message = events_pb2.RunRequested(
+        limits=limits_to_proto(limits), retry_policy=retry_policy.to_proto(retry)
+    )
+    return message.SerializeToString()
 
 
 def send_attributes(schedule: Schedule, run_id: str, stream: str) -> dict[str, str]:
@@ -132,6 +159,11 @@ class Firing:
         # reason recorded for the fires handed in too late after it. Kept from a failed fire
         # until the schedule's next emission attempt answers.
         self._behind: dict[str, tuple[int, str]] = {}
+        # Fires between their start and their answer; `quiet` is set while there are none.
+        self._emitting = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._quiet_cap: asyncio.TimerHandle | None = None
 
     def _stream_of(self, schedule: Schedule) -> str:
         return self._runs.partitions.of(schedule.campaign_id).runs_stream
@@ -144,22 +176,56 @@ class Firing:
         window; then it is recorded as missed (see the module doc).
         """
         run_id = scheduled_run_id(schedule.schedule_id, fire_ms)
-        # Each fire starts a new trace: the scraper continues it from the envelope.
-        with (
-            _tracer.start_as_current_span(
-                "send",
-                context=Context(),
-                kind=SpanKind.PRODUCER,
-                attributes=send_attributes(schedule, run_id, self._stream_of(schedule)),
-            ),
-            run_logging(run_id),
-        ):
-            request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
-            return await self._emit_or_record(schedule, request, fire_ms)
+        # Each fire starts a new trace: the scraper continues it from the envelope. A span
+        # that is not recorded (no exporter) is ids only: no attributes, and made current
+        # without the SDK's context manager (its logs still carry the trace id).
+        span = _tracer.start_span("send", context=_ROOT, kind=SpanKind.PRODUCER)
+        headers = span_headers(span.get_span_context())
+        self._begin()
+        try:
+            if span.is_recording():
+                span.set_attributes(send_attributes(schedule, run_id, self._stream_of(schedule)))
+                with trace.use_span(span, end_on_exit=True), run_logging(run_id):
+                    return await self._emit_or_record(schedule, fire_ms, run_id, headers)
+            token = context.attach(trace.set_span_in_context(span, _ROOT))
+            try:
+                with run_logging(run_id):
+                    return await self._emit_or_record(schedule, fire_ms, run_id, headers)
+            finally:
+                context.detach(token)
+        finally:
+            self._end()
+
+    def _begin(self) -> None:
+        self._emitting += 1
+        if self._quiet.is_set():
+            self._quiet.clear()
+            loop = asyncio.get_running_loop()
+            self._quiet_cap = loop.call_later(_QUIET_MAX_S, self._quiet.set)
+
+    def _end(self) -> None:
+        self._emitting -= 1
+        if self._emitting == 0:
+            self._quiet.set()
+            if self._quiet_cap is not None:
+                self._quiet_cap.cancel()
+                self._quiet_cap = None
+
+    @property
+    def emitting(self) -> int:
+        """Fires between their start and their answer."""
+        return self._emitting
+
+    async def quiet(self) -> None:
+        """Return once no fire is being emitted, or at most ``_QUIET_MAX_S`` after the
+        current ones began: a burst's bookkeeping (completions) waits behind its emissions
+        instead of sharing the event loop with them."""
+        await self._quiet.wait()
 
     async def _emit_or_record(
-        self, schedule: Schedule, request: events_pb2.RunRequested, fire_ms: int
+        self, schedule: Schedule, fire_ms: int, run_id: str, trace_headers: tuple[str, str]
     ) -> Emission:
+        request = run_request(schedule, run_id, fire_ms, run_pb2.RUN_TRIGGER_SCHEDULED)
         due = fire_ms
         if schedule.timing.jitter_s:
             due = due_ms(schedule, build_trigger(schedule.timing, schedule.created_at_ms), fire_ms)
@@ -167,7 +233,9 @@ class Firing:
         if now_ms() > deadline_ms + _LATE_GRACE_MS:
             return await self._record(schedule, request, self._late_reason(schedule))
         try:
-            emission = await self._emit_with_retry(schedule, request, due, deadline_ms)
+            emission = await self._emit_with_retry(
+                schedule, request, trace_headers, due, deadline_ms
+            )
         except RedisError as exc:
             mark_error(trace.get_current_span(), type(exc).__name__, str(exc))
             reason = f"missed (emission failed: {exc})"
@@ -181,7 +249,12 @@ class Firing:
         return behind[1] if behind is not None and behind[0] == schedule.version else LATE_REASON
 
     async def _emit_with_retry(
-        self, schedule: Schedule, request: events_pb2.RunRequested, due: int, deadline_ms: int
+        self,
+        schedule: Schedule,
+        request: events_pb2.RunRequested,
+        trace_headers: tuple[str, str],
+        due: int,
+        deadline_ms: int,
     ) -> Emission:
         delay_s = _FIRST_DELAY_S
         while True:
@@ -191,6 +264,7 @@ class Firing:
                     dedupe=True,
                     max_total=schedule.limits.max_total_runs,
                     schedule_version=schedule.version,
+                    trace_headers=trace_headers,
                 )
                 emission = await self._emitter.submit(call)
             except RedisError as exc:
@@ -341,7 +415,11 @@ def _report(
             version,
             extra={"run_id": request.run_id, "schedule_version": version},
         )
-    metrics.FIRES.labels(result=emission.value).inc()
+    _FIRES[emission].inc()
+
+
+# The fire counter's children by result, looked up once (`labels` takes a lock per call).
+_FIRES = {emission: metrics.FIRES.labels(result=emission.value) for emission in Emission}
 
 
 def fires_between(trigger: BaseTrigger, since_ms: int, until_ms: int) -> deque[int]:

@@ -27,7 +27,9 @@ Timeline that keeps this correct:
 5. The wake job runs only to pop due entries and start their fire tasks (it never waits on
    Redis), so one wake-up can never delay the next; it re-arms itself for the new earliest time.
    It yields to the event loop every few hundred fires, so a re-armed wake may run beside
-   it: each pops only entries that are due and still armed, so they share the work.
+   it: each pops only entries that are due and still armed, so they share the work. A wake
+   that starts that many fires is a burst: the long-lived heap is kept out of the garbage
+   collector's full passes until its fires are done (`scheduler_svc.heap_freeze`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from campaign_common.timeutil import ms_to_datetime, now_ms
 from scheduler_svc.firing import MAX_MISSED_RECORDS, fires_between
+from scheduler_svc.heap_freeze import HeapFreeze
 from scheduler_svc.model import Schedule, ScheduleState
 from scheduler_svc.triggers import FireTimes, due_ms, next_fire_ms
 
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 FireHandler = Callable[[Schedule, int], Awaitable[None]]
 _WAKE_JOB = "timer-wake"
 _WAKE_SLICE = 256  # fires started per event-loop turn in a burst
+# The longest the heap stays frozen for bursts (`HeapFreeze`): far longer than a burst's
+# fires take while Redis answers.
+_FREEZE_MAX_S = 30.0
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -72,6 +78,7 @@ class Timer:
         self._order = itertools.count()
         self._wake_ms: int | None = None  # when the wake job is armed for
         self._fires: set[asyncio.Task[None]] = set()
+        self._freeze = HeapFreeze(_FREEZE_MAX_S)
 
     def start(self) -> None:
         self._scheduler.start()
@@ -82,6 +89,7 @@ class Timer:
             self._scheduler.shutdown(wait=False)
         for task in self._fires:
             task.cancel()
+        self._freeze.close()
         self._armed.clear()
         self._heap.clear()
 
@@ -166,6 +174,7 @@ class Timer:
         self._wake_ms = None
         now = now_ms()
         started = 0
+        batch: list[asyncio.Task[None]] = []  # this slice's fires
         while self._heap and self._heap[0][0] <= now:
             _, _, entry = heapq.heappop(self._heap)
             if not self._is_armed(entry):
@@ -173,9 +182,14 @@ class Timer:
             task = asyncio.create_task(self._fire(entry), name="fire")
             self._fires.add(task)
             task.add_done_callback(self._fires.discard)
+            batch.append(task)
             started += 1
             if started % _WAKE_SLICE == 0:
+                self._freeze.hold_until_done(batch)  # a burst
+                batch = []
                 await asyncio.sleep(0)
+        if started > _WAKE_SLICE:
+            self._freeze.hold_until_done(batch)
         self._arm_wake()
 
     async def _fire(self, entry: _Armed) -> None:

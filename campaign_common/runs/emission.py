@@ -16,9 +16,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from campaign_common.envelope import Envelope
+from campaign_common.envelope import FIELD_COUNT, Envelope
 from campaign_common.runs.keys import Partition, Partitions, index_member
-from campaign_common.runs.record import flatten
 from campaigns.v1 import events_pb2
 
 # One run's emission, a Lua function over the run's 8 keys from KEYS[k + 1] and its args `a`:
@@ -97,11 +96,28 @@ return replies
 
 def pack_values(values: list[Any]) -> bytes:
     """``values`` as one netstring-packed argument (`UNPACK_VALUES`)."""
-    parts: list[bytes] = []
-    for value in values:
-        raw = value if type(value) is bytes else str(value).encode()
-        parts.append(b"%d:%b" % (len(raw), raw))
-    return b"".join(parts)
+    return b"".join([_netstring(value) for value in values])
+
+
+def _netstring(value: Any) -> bytes:
+    raw = value if type(value) is bytes else str(value).encode()
+    return b"%d:%b" % (len(raw), raw)
+
+
+# The names in every run's args, packed once.
+_PACKED = {
+    name: _netstring(name)
+    for name in (
+        "type", "schema", "occurred_at", "body", "traceparent", "tracestate",
+        "run_id", "schedule_id", "campaign_id", "scheduled_for_ms",
+        "state", "attempt", "rank", "trigger", "error", "finished_at_ms",
+    )
+}  # fmt: skip
+_PACKED_FIELD_COUNT = _netstring(FIELD_COUNT)
+
+
+def _name(name: str) -> bytes:
+    return _PACKED.get(name) or _netstring(name)
 
 
 # A deleted schedule's guard (a tombstone: inactive) is kept this long after the delete, far
@@ -168,28 +184,34 @@ class EmitCall:
             partition.guard_key(run.schedule_id),
         ]
 
-    def args(self, run_ttl_ms: int) -> list[Any]:
+    def packed(self, run_ttl_ms: int) -> bytes:
+        """The run's args (`EMIT_ONE`'s ``a``: checks, envelope, run hash), packed as
+        `pack_values` packs them; the names are packed once per process (`_PACKED`)."""
         run = self.run
-        scheduled_ms = run.scheduled_for.ToMilliseconds()
-        hash_fields = {
-            "run_id": run.run_id,
-            "schedule_id": run.schedule_id,
-            "campaign_id": run.campaign_id,
-            "scheduled_for_ms": scheduled_ms,
-            **self.fields,
-        }
-        cutoff = index_member(max(0, self.envelope.occurred_at_ms - run_ttl_ms), "")
-        return [
-            self.dedupe_ttl_ms,
-            index_member(scheduled_ms, run.run_id),
-            run_ttl_ms,
-            cutoff,
-            self.cap,
-            self.schedule_version,
-            len(self.envelope.to_fields()),
-            *self.envelope.flat_fields(),
-            *flatten(hash_fields),
-        ]
+        envelope = self.envelope
+        at = run.scheduled_for  # ToMilliseconds is Python code with checks: a burst's cost
+        scheduled_ms = at.seconds * 1000 + at.nanos // 1_000_000
+        cutoff = index_member(max(0, envelope.occurred_at_ms - run_ttl_ms), "")
+        return b"".join([
+            _netstring(self.dedupe_ttl_ms),
+            _netstring(index_member(scheduled_ms, run.run_id)),
+            _netstring(run_ttl_ms),
+            _netstring(cutoff),
+            _netstring(self.cap),
+            _netstring(self.schedule_version),
+            _PACKED_FIELD_COUNT,
+            _PACKED["type"], _netstring(envelope.type),
+            _PACKED["schema"], _netstring(envelope.schema),
+            _PACKED["occurred_at"], _netstring(envelope.occurred_at_ms),
+            _PACKED["body"], _netstring(envelope.body),
+            _PACKED["traceparent"], _netstring(envelope.traceparent),
+            _PACKED["tracestate"], _netstring(envelope.tracestate),
+            _PACKED["run_id"], _netstring(run.run_id),
+            _PACKED["schedule_id"], _netstring(run.schedule_id),
+            _PACKED["campaign_id"], _netstring(run.campaign_id),
+            _PACKED["scheduled_for_ms"], _netstring(scheduled_ms),
+            *[_name(key) + _netstring(value) for key, value in self.fields.items()],
+        ])  # fmt: skip
 
 
 class Emission(StrEnum):

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, wrap
 from campaign_common.page_tokens import decode_page_token, encode_page_token
-from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall, pack_values
+from campaign_common.runs.emission import EMIT_RUNS, Emission, EmitCall
 from campaign_common.runs.keys import RUN_RETENTION_MS, SCRAPER_GROUP, Partition, Partitions
 from campaign_common.runs.log_scripts import ADD_RESULTS, APPEND_RUN_EVENT
 from campaign_common.runs.opscript import OP_TTL_MS
@@ -88,8 +88,10 @@ class RunLog:
         dedupe: bool,
         max_total: int = 0,
         schedule_version: int = 0,
+        trace_headers: tuple[str, str] | None = None,
     ) -> EmitCall:
-        """The emission of `request_run`, to send alone or in a batch (`emit_all`)."""
+        """The emission of `request_run`, to send alone or in a batch (`emit_all`); its
+        envelope carries ``trace_headers`` (else the current trace context)."""
         fields: dict[str, str | int] = {
             "state": RunState.REQUESTED.value,
             "attempt": request.attempt,
@@ -101,7 +103,7 @@ class RunLog:
         return EmitCall(
             partition,
             partition.runs_stream,
-            wrap(request),
+            wrap(request, trace_headers=trace_headers),
             request,
             fields,
             dedupe_ttl_ms=ttl_ms,
@@ -129,7 +131,7 @@ class RunLog:
         args: list[bytes] = []
         for call in calls:
             keys += call.keys()
-            args.append(pack_values(call.args(self._run_ttl_ms)))
+            args.append(call.packed(self._run_ttl_ms))
         replies = await self._emit(keys=keys, args=args)
         return [Emission.of(reply) for reply in replies]
 
