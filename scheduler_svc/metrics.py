@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -75,9 +76,14 @@ def grpc_interceptor() -> MetricsInterceptor:
 
 
 def count_schedules(counts: Mapping[ScheduleState, int]) -> None:
-    """Set the per-state gauge from the registry's counts (O(states), not O(schedules))."""
+    """Export the per-state gauge from ``counts`` (the registry's, kept up to date per change),
+    read when Prometheus scrapes: a change costs the gauge nothing."""
     for state in ScheduleState:
-        SCHEDULES.labels(state=state.value).set(counts.get(state, 0))
+        SCHEDULES.labels(state=state.value).set_function(partial(_count, counts, state))
+
+
+def _count(counts: Mapping[ScheduleState, int], state: ScheduleState) -> float:
+    return counts.get(state, 0)
 
 
 RUNS_PENDING = Gauge(

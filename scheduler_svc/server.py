@@ -162,7 +162,6 @@ class SchedulerServer:
         timer.start()
         await arming.arm_all()
         registry.on_change(lambda schedule, deleted: timer.sync(schedule, deleted))
-        registry.on_change(lambda schedule, deleted: metrics.count_schedules(registry.counts()))
         metrics.count_schedules(registry.counts())
         outcomes = await self._outcome_followers(runs, commands, partitions)
         gauges = StreamGauges(
