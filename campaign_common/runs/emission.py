@@ -35,6 +35,7 @@ from campaigns.v1 import events_pb2
 # reached. The dedupe check comes first, so a re-send still answers "already created" even
 # when the schedule changed in between.
 EMIT_ONE = """
+local pruned = {}  -- indexes pruned and expired by this call (a burst's runs share index all)
 local function emit(k, a)
   if redis.call('EXISTS', KEYS[k + 1]) == 1 then return -2 end
   if a[6] ~= '0' then
@@ -54,9 +55,13 @@ local function emit(k, a)
   redis.call('HSET', KEYS[k + 3], unpack(hash))
   redis.call('PEXPIRE', KEYS[k + 3], a[3])
   for j = 4, 6 do
-    redis.call('ZADD', KEYS[k + j], 0, a[2])
-    redis.call('ZREMRANGEBYLEX', KEYS[k + j], '-', '(' .. a[4])
-    redis.call('PEXPIRE', KEYS[k + j], a[3])  -- an index outlives its newest run by no more
+    local index = KEYS[k + j]
+    redis.call('ZADD', index, 0, a[2])
+    if not pruned[index] then  -- the runs of one call share their cutoff and ttl
+      pruned[index] = true
+      redis.call('ZREMRANGEBYLEX', index, '-', '(' .. a[4])
+      redis.call('PEXPIRE', index, a[3])  -- an index outlives its newest run by no more
+    end
   end
   return id
 end
