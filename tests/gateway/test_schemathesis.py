@@ -23,7 +23,10 @@ from tests.support import ROOT, local_stack
 
 API_KEY = "st-key-0123456789abcdef"
 CHECKS = "not_a_server_error,response_schema_conformance,positive_data_acceptance"
-BUDGET = ["--max-examples", "15", "--seed", "1", "--no-shrink", "--workers", "2"]
+# One worker: with two, the workers (threads) race in CPython 3.11's ast.parse (hypothesis
+# describes its strategies with it), which fails a run now and then with "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905).
+BUDGET = ["--max-examples", "15", "--seed", "1", "--no-shrink", "--workers", "1"]
 RUN_TIMEOUT_S = 100.0
 
 
