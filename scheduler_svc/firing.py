@@ -28,25 +28,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 from collections import deque
 from collections.abc import Callable
-from functools import lru_cache
 
 from apscheduler.triggers.base import BaseTrigger
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
-from campaign_common import retry_policy
 from campaign_common.envelope import span_headers
 from campaign_common.observability.logs import run_logging
 from campaign_common.observability.telemetry import mark_error, tracer
-from campaign_common.retry_policy import RetryPolicy
 from campaign_common.runs.emission import Emission
-from campaign_common.runs.limits import RunLimits, limits_to_proto
 from campaign_common.runs.log import RunLog, ScheduleRef
 from campaign_common.tasks import raise_if_cancelling
 from campaign_common.timeutil import now_ms
@@ -54,6 +48,7 @@ from campaigns.v1 import events_pb2, run_pb2
 from scheduler_svc import metrics
 from scheduler_svc.batcher import Batcher
 from scheduler_svc.model import Schedule, ScheduleState, TimingKind
+from scheduler_svc.run_request import manual_run_id, run_request, scheduled_run_id, send_attributes
 from scheduler_svc.triggers import FireTimes, build_trigger, due_ms, fires_left, next_fire_ms
 
 log = logging.getLogger(__name__)
@@ -73,70 +68,6 @@ _ROOT = Context()  # a fire's span has no parent
 _QUIET_MAX_S = 5.0
 _FIRST_DELAY_S = 0.1
 _MAX_DELAY_S = 5.0
-
-
-def scheduled_run_id(schedule_id: str, fire_ms: int) -> str:
-    """Deterministic, so every replica and every restart names a fire the same way."""
-    return f"{schedule_id}:{fire_ms}"
-
-
-def manual_run_id(schedule_id: str, at_ms: int) -> str:
-    return f"{schedule_id}:manual-{at_ms}-{secrets.token_hex(4)}"
-
-
-def run_request(
-    schedule: Schedule, run_id: str, scheduled_ms: int, trigger: int
-) -> events_pb2.RunRequested:
-    # Filled in place, the policies merged from their encoding (shared by every schedule with
-    # the same ones): building nested messages to copy in costs more than the rest of a fire.
-    request = events_pb2.RunRequested(
-        run_id=run_id,
-        schedule_id=schedule.schedule_id,
-        campaign_id=schedule.campaign_id,
-        attempt=1,
-        trigger=trigger,  # type: ignore[arg-type]
-    )
-    _set_ms(request.scheduled_for, scheduled_ms)
-    _set_ms(request.requested_at, now_ms())
-    scrape = request.scrape
-    scrape.urls.extend(schedule.scrape.urls)
-    for name, selector in schedule.scrape.selectors:
-        scrape.selectors[name] = selector
-    request.MergeFromString(_policies(schedule.limits, schedule.retry))
-    return request
-
-
-def _set_ms(timestamp: Timestamp, ms: int) -> None:
-    """``timestamp.FromMilliseconds(ms)`` without its range checks (Python code, and a fire's
-    times are a clock reading or a validated fire time)."""
-    timestamp.seconds, millis = divmod(ms, 1000)
-    timestamp.nanos = millis * 1_000_000
-
-
-@lru_cache(maxsize=1024)
-def _policies(limits: RunLimits, retry: RetryPolicy) -> bytes:
-    """A run request's limits and retry policy, encoded (merged into each request)."""
-    message = events_pb2.RunRequested(
-        limits=limits_to_proto(limits), retry_policy=retry_policy.to_proto(retry)
-    )
-    return message.SerializeToString()
-
-
-def send_attributes(schedule: Schedule, run_id: str, stream: str) -> dict[str, str]:
-    """Attributes of the PRODUCER span ``send`` of a fire (messaging semantic conventions).
-
-    The run id is the message's id: deterministic, the dedupe key of the emission.
-    """
-    return {
-        "messaging.system": "redis",
-        "messaging.operation.type": "send",
-        "messaging.operation.name": "send",
-        "messaging.destination.name": stream,
-        "messaging.message.id": run_id,
-        "run.id": run_id,
-        "schedule.id": schedule.schedule_id,
-        "campaign.id": schedule.campaign_id,
-    }
 
 
 def _backoff(delay_s: float) -> tuple[float, float]:

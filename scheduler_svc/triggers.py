@@ -8,7 +8,7 @@ Intervals and one-shot times are instants, so daylight saving time does not move
 times are local wall-clock times (see `scheduler_svc.wallclock` for the DST policy).
 
 Jitter (as Temporal Schedules have it): a fire's *nominal* time is what the trigger computes;
-it names the run (`scheduler_svc.firing.scheduled_run_id`) and is the run's ``scheduled_for``.
+it names the run (`scheduler_svc.run_request.scheduled_run_id`) and is the run's ``scheduled_for``.
 The fire is *due* a deterministic offset later, in [0, jitter), derived from the schedule id and
 the nominal time (so every replica and every restart agrees), and capped before the next
 nominal time (fires stay in order). The preview (``next_fire_times``) shows due times: when

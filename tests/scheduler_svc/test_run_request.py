@@ -9,8 +9,8 @@ from campaign_common.retry_policy import RetryPolicy
 from campaign_common.runs.limits import Overlap, RunLimits, limits_to_proto
 from campaign_common.timeutil import ms_to_timestamp
 from campaigns.v1 import events_pb2, run_pb2, schedule_pb2
-from scheduler_svc.firing import run_request
 from scheduler_svc.model import Scrape
+from scheduler_svc.run_request import run_request
 from tests.scheduler_svc.records import schedule_record
 
 
@@ -28,7 +28,7 @@ def _field_by_field(schedule_id: str, limits: RunLimits, retry: RetryPolicy, scr
     )
 
 
-def test_firing_run_request_carries_each_schedules_own_policies_and_scrape() -> None:
+def test_run_request_carries_each_schedules_own_policies_and_scrape() -> None:
     scrape = Scrape(urls=("http://a.example/", "http://b.example/é"), selectors=(("t", "h1"),))
     policies = [
         (RunLimits(), RetryPolicy()),
