@@ -231,6 +231,23 @@ async def _inject(
     await plan.at(1.0)
 
 
+async def _backlog(redis: Redis, cluster: Cluster) -> str:
+    """Each partition's entries not acked, by consumer, the delayed retries, and the tail of
+    every service's log."""
+    lines = [f"faults: {cluster.faults}", f"delayed retries: {await delayed_all(redis)}"]
+    for partition in PARTITIONS:
+        if not await redis.exists(partition.runs_stream):
+            continue
+        for group in await redis.xinfo_groups(partition.runs_stream):
+            name = group["name"].decode()
+            pending = await redis.xpending(partition.runs_stream, name)
+            lines.append(f"{partition.runs_stream} {name}: lag {group.get('lag')}, {pending}")
+    services = {**cluster.workers, **{n: p for n, (p, _) in cluster.schedulers.items()}}
+    for name, process in services.items():
+        lines.append(f"--- {name}:\n{process.logs()[-3000:]}")
+    return "\n".join(lines)
+
+
 async def _drained(redis: Redis) -> bool:
     busy = 0
     for partition in PARTITIONS:
@@ -265,7 +282,12 @@ async def test_history_under_faults_one_outcome_per_run_no_overlap_nothing_lost(
                     api.PauseScheduleRequest(schedule_id=i, note="done"), timeout=10
                 ),
             )
-        await eventually(lambda: _drained(state_redis), timeout_s=120, what="every run finished")
+        try:
+            await eventually(
+                lambda: _drained(state_redis), timeout_s=120, what="every run finished"
+            )
+        except AssertionError as exc:  # what is still in flight, and where
+            raise AssertionError(f"{exc}\n{await _backlog(state_redis, cluster)}") from exc
         for name, process in cluster.workers.items():
             assert process.proc is not None and process.proc.poll() is None, (name, process.logs())
 
