@@ -10,8 +10,8 @@ Keys:
                          a failure already counted in the streaks (TTL `COUNTED_TTL_MS`)
 
 The streaks of deleted schedules and of campaigns with no schedule left are swept by the
-housekeeping loop (`StreakSweep`): a run of a deleted schedule may still fail after the
-delete, and its failure would bring the field back.
+housekeeping loop (`StreakSweep`) rather than at the delete: a run of a deleted schedule may
+still fail after the delete, and its failure would bring the field back.
 
 A failure is counted once per run events entry, whoever handles it how often: redis-py
 re-sends a script whose reply a dropped connection lost, and a replica may take over an
@@ -22,6 +22,7 @@ increments only when that was new; a repeat answers the streaks as they are.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
@@ -29,6 +30,7 @@ from redis.exceptions import ResponseError
 
 from campaign_common.envelope import Envelope, EnvelopeError
 from campaign_common.runs.keys import OUTCOME_GROUP, Partition
+from scheduler_svc.registry import StreamId
 
 _STREAKS = "{sched}:streaks"
 # Longer than any redelivery of a run event: a re-send takes seconds, a take-over happens
@@ -136,6 +138,9 @@ class OutcomeStore:
 class Holder(Protocol):
     """What the sweep asks of the registry (`scheduler_svc.registry.Registry`)."""
 
+    @property
+    def applied(self) -> StreamId: ...
+
     def get(self, schedule_id: str) -> object | None: ...
 
     def has_campaign(self, campaign_id: str) -> bool: ...
@@ -144,29 +149,44 @@ class Holder(Protocol):
 class StreakSweep:
     """Drops the streak fields of schedules and campaigns the registry no longer holds.
 
-    Only a failed run creates a field, and a run is emitted only for a schedule every replica
-    has applied long before the run fails; so a field whose schedule or campaign this replica
-    does not hold belongs to one deleted (a replica only lags by the entries of the last
-    moments, never by a schedule old enough to have run).
+    Timeline that keeps a live schedule's field: a field is written only by a failed run, so
+    after its schedule's create entry is in the log. The sweep reads the fields first, then the
+    log's newest entry id, and judges the fields only if the registry has applied the log up
+    to that id (else it waits for the next round: this replica is behind, e.g. it was frozen).
+    Every field read then belongs to a schedule the registry has applied: one it does not hold
+    was deleted.
     """
 
-    def __init__(self, redis: Redis, registry: Holder, *, page: int = 1000) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        registry: Holder,
+        newest: Callable[[], Awaitable[StreamId | None]],
+        *,
+        page: int = 1000,
+    ) -> None:
         self._redis = redis
         self._registry = registry
+        self._newest = newest
         self._page = page
 
     async def once(self) -> int:
-        """One pass over the streaks; how many fields went."""
-        removed = 0
+        """One pass over the streaks; how many fields went (0 while this replica is behind)."""
+        fields: list[bytes] = []
         cursor: Any = 0
         while True:
-            cursor, fields = await self._redis.hscan(_STREAKS, cursor, count=self._page)
-            page = cast(dict[bytes, bytes], fields)
-            gone = [field for field in page if not self._held(field.decode())]
-            if gone:
-                removed += int(await self._redis.hdel(_STREAKS, *gone))
+            cursor, page = await self._redis.hscan(_STREAKS, cursor, count=self._page)
+            fields += cast(dict[bytes, bytes], page)
             if not cursor:
-                return removed
+                break
+        newest = await self._newest()
+        if newest is not None and self._registry.applied < newest:
+            return 0
+        gone = [field for field in fields if not self._held(field.decode())]
+        removed = 0
+        for start in range(0, len(gone), self._page):
+            removed += int(await self._redis.hdel(_STREAKS, *gone[start : start + self._page]))
+        return removed
 
     def _held(self, field: str) -> bool:
         kind, _, name = field.partition(":")

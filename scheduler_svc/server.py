@@ -181,7 +181,7 @@ class SchedulerServer:
                 s.dead_letters_retention_s,
             ),
             interval_s=s.housekeeping_interval_s,
-            streaks=StreakSweep(self._redis, registry),
+            streaks=StreakSweep(self._redis, registry, store.latest_id),
         )
         leases = self._leases
         background = [

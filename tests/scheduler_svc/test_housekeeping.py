@@ -11,7 +11,7 @@ from campaign_common.runs.keys import OUTCOME_GROUP, SCRAPER_GROUP, Partitions
 from campaign_common.runs.retention import Retention
 from scheduler_svc.housekeeping import Housekeeping, stream_rules
 from scheduler_svc.outcome_store import StreakSweep
-from scheduler_svc.registry import Registry
+from scheduler_svc.registry import Registry, StreamId
 from tests.scheduler_svc.records import schedule_record
 
 
@@ -55,13 +55,20 @@ async def test_housekeeping_drops_the_failure_streaks_of_deleted_schedules_and_c
     await registry.apply((4, 0), schedule_record("b", 2), deleted=True)
     fields = ["s:a", "c:c-a", "s:b", "c:c-b", "s:b2", "s:gone", "c:c-gone"]
     await state_redis.hset("{sched}:streaks", mapping=dict.fromkeys(fields, 3))
+    newest: list[StreamId] = [(5, 0)]  # the log has an entry this replica has not applied
+
+    async def newest_entry() -> StreamId:
+        return newest[0]
+
     housekeeping = Housekeeping(
         Retention(state_redis, consumer_idle_ms=3_600_000),
         [],
         interval_s=60,
-        streaks=StreakSweep(state_redis, registry, page=2),
+        streaks=StreakSweep(state_redis, registry, newest_entry, page=2),
     )
 
+    assert (await housekeeping.once())[2] == 0  # behind the log: it may not know a schedule
+    newest[0] = (4, 0)
     assert (await housekeeping.once())[2] == 3
     left = await state_redis.hkeys("{sched}:streaks")
     assert sorted(left) == [b"c:c-a", b"c:c-b", b"s:a", b"s:b2"]
