@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import redis
 
 from bench.locks_peers import bench_aioredlock, bench_ours, bench_pottery
 from bench.locks_samples import TTL_MS, WARMUP_S, Result, Sample, summarise
+from bench.machine import cpu_model
 from campaign_common import event_loop
 from campaign_common.localstack.embedded import EmbeddedStack
 from tests.tls_proxy import Pki
@@ -56,12 +56,7 @@ from tests.tls_proxy import Pki
 
 
 def machine(stack: EmbeddedStack) -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     info: dict[str, Any] = redis.Redis.from_url(stack.locks[0].url).info("server")
     server = (
         f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info['redis_version']}"

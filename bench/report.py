@@ -34,6 +34,9 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_model  # noqa: E402 (the project's root on the path first)
+
 OUT = ROOT / "build" / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
@@ -161,7 +164,6 @@ def _peer_versions() -> str:
 
 
 def _server_version() -> str:
-    sys.path.insert(0, str(ROOT))
     from campaign_common.localstack.embedded import find_server_binary
 
     try:
@@ -173,14 +175,6 @@ def _server_version() -> str:
     match = re.search(r"v=(\S+)", done.stdout)
     name = "Valkey" if "valkey" in done.stdout.lower() else "Redis"
     return f"{name} {match.group(1) if match else done.stdout.strip()}"
-
-
-def _cpu() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _commit() -> str:
@@ -216,7 +210,7 @@ def machine_table() -> list[str]:
     )  # fmt: skip
     locks = f"aioredlock {_version('aioredlock')}, pottery {_version('pottery')}"
     rows = [
-        ("machine", f"{os.cpu_count()} cores (nproc), {_cpu()}, {platform.system()}"),
+        ("machine", f"{os.cpu_count()} cores (nproc), {cpu_model()}, {platform.system()}"),
         ("Python", platform.python_version()),
         ("servers", f"{_server_version()} (loopback, on the same cores as the clients)"),
         ("ours", ours),

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import redis
 
+from bench.machine import cpu_model
 from campaigns.v1 import events_pb2
 from tests.support import (
     descendants,
@@ -128,12 +128,7 @@ class Result:
 
 
 def machine() -> str:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     peers = (
         subprocess.run(
             [str(PEERS_PYTHON), "-c", "import arq, redis; print(arq.VERSION, redis.__version__)"],
